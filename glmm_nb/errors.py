@@ -1,0 +1,38 @@
+"""One exception hierarchy for everything an analyst can get wrong.
+
+Every message names the culprit (term, column or value) in one line.
+"""
+
+from __future__ import annotations
+
+
+class GLMMError(Exception):
+    """Base class of every error glmm_nb raises on purpose."""
+
+
+class FormulaError(GLMMError, ValueError):
+    """The model formula cannot be parsed or refers to something that does not exist."""
+
+
+class DataError(GLMMError, ValueError):
+    """The data do not fit the model: missing columns, bad response values, no rows."""
+
+
+class ModelError(GLMMError, ValueError):
+    """An option or combination of options the fitting core does not support."""
+
+
+class GLMMWarning(UserWarning):
+    """Base class of glmm_nb's warnings."""
+
+
+class ConvergenceWarning(GLMMWarning):
+    """The optimizer stopped at a point that fails a convergence check."""
+
+
+class SingularFitWarning(GLMMWarning):
+    """A variance component is estimated on its boundary (zero variance or |correlation| = 1)."""
+
+
+class DataWarning(GLMMWarning):
+    """Something in the data is legal but probably a mistake."""
