@@ -177,6 +177,27 @@ class Family:
             return pw * (special.xlogy(y, mu) - mu - special.gammaln(y + 1))
         raise ModelError("the gaussian log-likelihood is computed by the LMM code")
 
+    def loglik_const(self, y, pw):
+        """The part of the log-density that does not depend on the mean (computed once)."""
+        if self.name == "binomial":
+            k = pw * y
+            return special.gammaln(pw + 1) - special.gammaln(k + 1) - special.gammaln(pw - k + 1)
+        if self.name == "poisson":
+            return -pw * special.gammaln(y + 1)
+        return np.zeros_like(y)
+
+    def loglik_kernel(self, y, eta, pw):
+        """Log-density minus :meth:`loglik_const`, as a function of the linear predictor."""
+        if self.name == "binomial":
+            if self.link.name == "logit":
+                return pw * (y * eta - np.logaddexp(0.0, eta))
+            mu = self.link.inverse(eta)
+            return special.xlogy(pw * y, mu) + special.xlogy(pw * (1 - y), 1.0 - mu)
+        if self.name == "poisson":
+            eta = np.minimum(eta, _ETA_MAX)
+            return pw * (y * eta - np.exp(eta))
+        raise ModelError("the gaussian log-likelihood is computed by the LMM code")
+
     def dev_resid(self, y, mu, pw):
         """Squared deviance residuals (lme4's ``dev.resids``)."""
         if self.name == "binomial":

@@ -1,0 +1,50 @@
+"""glmm_nb: maximum-likelihood generalized linear mixed models for Jupyter.
+
+>>> import glmm_nb
+>>> m = glmm_nb.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+...                  glmm_nb.datasets.load("cbpp"), family="binomial")
+"""
+
+from . import datasets
+from .api import glmm, make_devfun
+from .design import ModelSpec, build_spec
+from .errors import (
+    ConvergenceWarning,
+    DataError,
+    DataWarning,
+    FormulaError,
+    GLMMError,
+    ModelError,
+    SingularFitWarning,
+)
+from .families import get_family
+from .formula import parse_formula
+from .results import GLMMResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning",
+    "DataError",
+    "DataWarning",
+    "FormulaError",
+    "GLMMError",
+    "GLMMResult",
+    "ModelError",
+    "ModelSpec",
+    "SingularFitWarning",
+    "build_spec",
+    "datasets",
+    "get_family",
+    "glmm",
+    "load_ipython_extension",
+    "make_devfun",
+    "parse_formula",
+]
+
+
+def load_ipython_extension(ipython):  # pragma: no cover - exercised by the magics issue
+    """``%load_ext glmm_nb`` (the magics arrive with the notebook-workflow issue)."""
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)
