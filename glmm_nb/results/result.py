@@ -156,7 +156,7 @@ class GLMMResult:
             T = theta_to_T(self.theta[self.spec.theta_slices()[k]], q)
             u = self.u[start : start + J * q].reshape(J, q)
             start += J * q
-            b = self.sigma * u @ T.T
+            b = u @ T.T  # LMM u is already on the data scale
             df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group), columns=list(t.col_names))
             if condvar:
                 sd = np.sqrt(np.maximum(np.einsum("jaa->ja", self.cond_cov[k]), 0.0))
