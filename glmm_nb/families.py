@@ -190,7 +190,9 @@ class Family:
         """Log-density minus :meth:`loglik_const`, as a function of the linear predictor."""
         if self.name == "binomial":
             if self.link.name == "logit":
-                return pw * (y * eta - np.logaddexp(0.0, eta))
+                # softplus(eta) = max(eta, 0) + log1p(exp(-|eta|)), faster than logaddexp
+                sp = np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))
+                return pw * (y * eta - sp)
             mu = self.link.inverse(eta)
             return special.xlogy(pw * y, mu) + special.xlogy(pw * (1 - y), 1.0 - mu)
         if self.name == "poisson":
@@ -211,6 +213,15 @@ class Family:
     def working(self, eta, y, pw):
         """Return ``mu, r, W, Wobs, dW`` (see the module docstring)."""
         link = self.link
+        if self.canonical and link.name == "logit":  # one expit instead of three
+            mu = special.expit(eta)
+            me = np.maximum(mu * (1.0 - mu), _EPS)
+            W = pw * me
+            return mu, pw * (y - mu), W, W, W * (1.0 - 2.0 * mu)
+        if self.canonical and link.name == "log":
+            mu = link.inverse(eta)
+            W = pw * mu
+            return mu, pw * (y - mu), W, W, W
         mu = link.inverse(eta)
         me = link.mu_eta(eta)
         v = self.variance(mu)

@@ -85,16 +85,16 @@ def minimize_devfun(
     )
 
 
-def fd_hessian(grad, x: np.ndarray, step: np.ndarray | None = None) -> np.ndarray:
-    """Symmetrised central-difference Hessian of an analytic gradient."""
+def fd_hessian(grad, x: np.ndarray, g0: np.ndarray, step: np.ndarray | None = None) -> np.ndarray:
+    """Symmetrised forward-difference Hessian of an analytic gradient (``g0`` at ``x``)."""
     x = np.asarray(x, dtype=float)
     k = x.size
-    h = step if step is not None else 1e-4 * np.maximum(np.abs(x), 1e-2)
+    h = step if step is not None else 1e-5 * np.maximum(np.abs(x), 1e-1)
     H = np.empty((k, k))
     for j in range(k):
         e = np.zeros(k)
         e[j] = h[j]
-        H[:, j] = (grad(x + e) - grad(x - e)) / (2 * h[j])
+        H[:, j] = (grad(x + e) - g0) / h[j]
     return 0.5 * (H + H.T)
 
 

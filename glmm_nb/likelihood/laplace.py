@@ -103,8 +103,8 @@ class LaplaceDevfun:
             pdev = -2.0 * self._loglik(eta)
         converged = False
         it = 0
+        mu, r, W, Wobs, dW = fam.working(eta, self.y, self.pw)
         for it in range(1, self.maxit + 1):
-            mu, r, W, Wobs, dW = fam.working(eta, self.y, self.pw)
             # Newton steps (observed information) where it is positive; Fisher scoring otherwise
             fac = rs.factor(vals, W if fam.canonical else np.where(Wobs > 0, Wobs, W))
             grad = rs.tmult(vals, r) - u
@@ -127,9 +127,10 @@ class LaplaceDevfun:
                 converged = dec < 1e-6
                 break
             u, eta, pdev = u_new, eta_new, pdev_new
-        mu, r, W, Wobs, dW = fam.working(eta, self.y, self.pw)
-        fac = rs.factor(vals, W)
-        ll = self._loglik(eta)
+            mu, r, W, Wobs, dW = fam.working(eta, self.y, self.pw)
+        if not fam.canonical:
+            fac = rs.factor(vals, W)  # the Laplace log-determinant uses Fisher weights (lme4)
+        ll = -0.5 * (pdev - float(u @ u))
         dev = -2.0 * ll + float(u @ u) + fac.logdet
         self._u = u
         return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged)

@@ -79,7 +79,7 @@ def build_glmm_result(
     if hasattr(devfun, "value_and_grad"):
         grad = lambda x: devfun.value_and_grad(x)[1]  # noqa: E731
         g = grad(phi)
-        H = fd_hessian(grad, phi)
+        H = fd_hessian(grad, phi, g)
     else:
         H = fd_hessian_fun(devfun, phi)
         g = np.zeros_like(phi)
