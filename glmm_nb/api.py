@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from .design import ModelSpec, build_spec
 from .errors import ModelError
@@ -90,6 +91,12 @@ def glmm(
     fam = get_family(family, link)
     method, nagq = _check_method(method, nagq, fam)
     spec = build_spec(formula, data, fam.name, weights=weights, offset=offset)
+    # the core's dense algebra is on small blocks, where BLAS threads cost more than they give
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit(spec, fam, method, nagq, reml)
+
+
+def _fit(spec: ModelSpec, fam: Family, method: str, nagq: int, reml: bool) -> GLMMResult:
     if fam.name == "gaussian":
         dev = LmmDevfun(spec, reml=bool(reml))
         opt = minimize_devfun(dev, spec.theta_start(), spec.theta_lower(), jac=False)

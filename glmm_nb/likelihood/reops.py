@@ -11,9 +11,9 @@ definite). Two factorizations sit behind one interface:
 * :class:`BlockFactor` — one term (one grouping factor): M is block diagonal with J blocks of
   q × q, built by ``bincount`` and factored as a batch of small Cholesky factors, vectorized
   over clusters;
-* :class:`DenseFactor` — several terms (nested or crossed): M assembled as a sparse product and
-  factored densely (LAPACK Cholesky), which for the Q of a few thousand that crossed designs
-  have is faster than a sparse factorization.
+* :class:`SchurFactor` — several terms (nested or crossed): the first term's block of M is
+  block diagonal and is eliminated cluster by cluster; the remaining terms' Schur complement
+  (a few hundred or thousand columns) is factored densely by LAPACK.
 
 ``P = rows of`` :math:`\tilde Z M^{-1}` restricted to each row's own columns, (n, s), gives the
 leverages :math:`h_i = \tilde z_i' M^{-1} \tilde z_i` and everything the analytic gradient needs.
@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from ..design import ModelSpec
 from ..design.reterms import theta_to_T, tril_index
 
-__all__ = ["ReStructure", "BlockFactor", "DenseFactor"]
+__all__ = ["ReStructure", "BlockFactor", "SchurFactor"]
 
 DENSE_MAX_Q = 8000
 
@@ -106,7 +106,7 @@ class ReStructure:
     def factor(self, vals: np.ndarray, W: np.ndarray):
         if self.single:
             return BlockFactor(self, vals, W)
-        return DenseFactor(self, vals, W)
+        return SchurFactor(self, vals, W)
 
 
 class BlockFactor:
@@ -163,45 +163,121 @@ class BlockFactor:
         return np.einsum("nab,nb->na", self.Minv[codes], vals)
 
 
-class DenseFactor:
-    """M = I + Z~'WZ~ for several terms, factored by dense Cholesky."""
+class SchurFactor:
+    """M = I + Z~'WZ~ for several terms, by block elimination of the first term.
+
+    The first term (the one with most levels, lme4's order) makes M's leading block A
+    block diagonal (J1 blocks of q1 × q1); the other terms' Q2 columns form a small dense
+    block D. With B the coupling block and G = A^{-1}B, the Schur complement
+    S = D - B'G (Q2 × Q2) is factored densely (MixedModels.jl's blocked Cholesky):
+    log|M| = log|A| + log|S|.
+    """
 
     def __init__(self, rs: ReStructure, vals: np.ndarray, W: np.ndarray):
         self.rs = rs
-        n, s, Q = rs.n, rs.s, rs.Q
-        if Q > DENSE_MAX_Q:
+        q1, J1 = rs.q[0], rs.nlev[0]
+        off1 = J1 * q1
+        Q2 = rs.Q - off1
+        if Q2 > DENSE_MAX_Q:
             from ..errors import ModelError
 
             raise ModelError(
-                f"{Q} random effects across several grouping factors exceed this version's "
-                f"dense limit of {DENSE_MAX_Q}"
+                f"the grouping factors after the first have {Q2} random effects in all, more "
+                f"than this version's dense limit of {DENSE_MAX_Q}"
             )
-        S = sp.csr_matrix(
-            ((vals * np.sqrt(W)[:, None]).ravel(), rs.cols.ravel(), np.arange(0, n * s + 1, s)),
-            shape=(n, Q),
+        self.q1, self.J1, self.off1, self.Q2 = q1, J1, off1, Q2
+        codes = rs.terms[0].codes
+        self.codes = codes
+        A = np.empty((J1, q1, q1))
+        for a in range(q1):
+            for b in range(a + 1):
+                acc = np.bincount(codes, weights=W * vals[:, a] * vals[:, b], minlength=J1)
+                A[:, a, b] = acc
+                A[:, b, a] = acc
+        A[:, np.arange(q1), np.arange(q1)] += 1.0
+        LA = np.linalg.cholesky(A)
+        self.logdet_A = float(2.0 * np.sum(np.log(np.einsum("jaa->ja", LA))))
+        LAi = np.linalg.inv(LA)
+        self.Ainv = np.einsum("jka,jkb->jab", LAi, LAi)
+        rest = slice(q1, rs.s)
+        c2 = rs.cols[:, rest] - off1
+        B = np.zeros(off1 * Q2)
+        for a in range(q1):
+            ca = rs.cols[:, a]
+            for t in range(c2.shape[1]):
+                B += np.bincount(
+                    ca * Q2 + c2[:, t], weights=W * vals[:, a] * vals[:, q1 + t], minlength=off1 * Q2
+                )
+        B = B.reshape(J1, q1, Q2)
+        self.G = np.einsum("jab,jbc->jac", self.Ainv, B).reshape(off1, Q2)
+        n, s2 = rs.n, rs.s - q1
+        S2 = sp.csr_matrix(
+            ((vals[:, rest] * np.sqrt(W)[:, None]).ravel(), c2.ravel(), np.arange(0, n * s2 + 1, s2)),
+            shape=(n, Q2),
         )
-        M = (S.T @ S).toarray()
-        M[np.diag_indices(Q)] += 1.0
-        self.cf = sla.cho_factor(M, lower=True, check_finite=False)
-        self.logdet = float(2.0 * np.sum(np.log(np.diag(self.cf[0]))))
-        self._Minv = None
+        D = (S2.T @ S2).toarray()
+        D[np.diag_indices(Q2)] += 1.0
+        Schur = D - B.reshape(off1, Q2).T @ self.G
+        self.cf = sla.cho_factor(Schur, lower=True, check_finite=False)
+        self.logdet = self.logdet_A + float(2.0 * np.sum(np.log(np.diag(self.cf[0]))))
+        self._Sinv = None
+
+    def _ainv(self, r1: np.ndarray) -> np.ndarray:
+        J1, q1 = self.J1, self.q1
+        if r1.ndim == 1:
+            return np.einsum("jab,jb->ja", self.Ainv, r1.reshape(J1, q1)).ravel()
+        p = r1.shape[1]
+        return np.einsum("jab,jbp->jap", self.Ainv, r1.reshape(J1, q1, p)).reshape(J1 * q1, p)
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
-        return sla.cho_solve(self.cf, rhs, check_finite=False)
+        r1, r2 = rhs[: self.off1], rhs[self.off1 :]
+        x2 = sla.cho_solve(self.cf, r2 - self.G.T @ r1, check_finite=False)
+        x1 = self._ainv(r1) - self.G @ x2
+        return np.concatenate([x1, x2])
 
     @property
-    def Minv(self) -> np.ndarray:
-        if self._Minv is None:
-            self._Minv = sla.cho_solve(self.cf, np.eye(self.rs.Q), check_finite=False)
-        return self._Minv
+    def Sinv(self) -> np.ndarray:
+        if self._Sinv is None:
+            self._Sinv = sla.cho_solve(self.cf, np.eye(self.Q2), check_finite=False)
+            self._H = self.G @ self._Sinv  # -(M^{-1})_{12}
+            J1, q1 = self.J1, self.q1
+            # diagonal blocks of M^{-1} for the first term: A^{-1} + G S^{-1} G', per level
+            self._B11 = self.Ainv + np.einsum(
+                "jak,jbk->jab", self._H.reshape(J1, q1, -1), self.G.reshape(J1, q1, -1)
+            )
+        return self._Sinv
+
+    def _entries(self, c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
+        """(M^{-1})[c1, c2] for matching arrays of column indices (rows share levels)."""
+        Sinv, H, off1 = self.Sinv, self._H, self.off1
+        out = np.empty(c1.shape)
+        f1, f2 = c1 < off1, c2 < off1
+        both = f1 & f2
+        if both.any():
+            a, b = c1[both], c2[both]
+            out[both] = self._B11[a // self.q1, a % self.q1, b % self.q1]
+        m = f1 & ~f2
+        out[m] = -H[c1[m], c2[m] - off1]
+        m = ~f1 & f2
+        out[m] = -H[c2[m], c1[m] - off1]
+        m = ~f1 & ~f2
+        out[m] = Sinv[c1[m] - off1, c2[m] - off1]
+        return out
 
     def P(self, vals: np.ndarray) -> np.ndarray:
         cols = self.rs.cols
-        G = self.Minv[cols[:, :, None], cols[:, None, :]]  # (n, s, s)
+        n, s = cols.shape
+        G = np.empty((n, s, s))
+        for a in range(s):
+            for b in range(a, s):
+                G[:, a, b] = self._entries(cols[:, a], cols[:, b])
+                G[:, b, a] = G[:, a, b]
         return np.einsum("nst,ns->nt", G, vals)
 
     def inv_blocks_term(self, k: int) -> np.ndarray:
         rs = self.rs
         q, J, off = rs.q[k], rs.nlev[k], rs.offsets[k]
         idx = off + np.arange(J)[:, None] * q + np.arange(q)[None, :]
-        return self.Minv[idx[:, :, None], idx[:, None, :]]
+        a = np.broadcast_to(idx[:, :, None], (J, q, q)).ravel()
+        b = np.broadcast_to(idx[:, None, :], (J, q, q)).ravel()
+        return self._entries(a, b).reshape(J, q, q)
