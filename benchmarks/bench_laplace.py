@@ -36,8 +36,8 @@ def simulate(case: str, seed: int = 1) -> tuple[pd.DataFrame, str, str]:
         df["g"] = g
         df["y"] = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
         return df, "y ~ x1 + x2 + x3 + x4 + x5 + (1 | g)", "binomial"
-    if case == "logit_slope_50k":
-        n, J = 50_000, 1_000
+    if case in ("logit_slope_50k", "agq_slope_20k"):
+        n, J = (50_000, 1_000) if case == "logit_slope_50k" else (20_000, 1_000)
         g = rng.integers(0, J, n)
         x = rng.normal(size=n)
         L = np.linalg.cholesky(np.array([[1.0, 0.15], [0.15, 0.25]]))

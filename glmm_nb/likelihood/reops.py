@@ -109,6 +109,22 @@ class ReStructure:
         return SchurFactor(self, vals, W)
 
 
+def _block_chol(codes: np.ndarray, W: np.ndarray, vals: np.ndarray, q: int, J: int):
+    """Per-level blocks I + sum_i W_i v_i v_i' (J, q, q) of one term: Cholesky factors, log
+    determinant and inverses, batched over levels."""
+    M = np.empty((J, q, q))
+    for a in range(q):
+        for b in range(a + 1):
+            acc = np.bincount(codes, weights=W * vals[:, a] * vals[:, b], minlength=J)
+            M[:, a, b] = acc
+            M[:, b, a] = acc
+    M[:, np.arange(q), np.arange(q)] += 1.0
+    L = np.linalg.cholesky(M)
+    logdet = float(2.0 * np.sum(np.log(np.einsum("jaa->ja", L))))
+    Linv = np.linalg.inv(L)
+    return L, logdet, np.einsum("jka,jkb->jab", Linv, Linv)
+
+
 class BlockFactor:
     """M = I + Z~'WZ~ for one term: J blocks of q × q, handled as a batch."""
 
@@ -121,18 +137,7 @@ class BlockFactor:
             self.m = m
             self.logdet = float(np.sum(np.log(m)))
             return
-        M = np.empty((J, q, q))
-        for a in range(q):
-            for b in range(a + 1):
-                acc = np.bincount(codes, weights=W * vals[:, a] * vals[:, b], minlength=J)
-                M[:, a, b] = acc
-                M[:, b, a] = acc
-        M[:, np.arange(q), np.arange(q)] += 1.0
-        L = np.linalg.cholesky(M)
-        self.L = L
-        self.logdet = float(2.0 * np.sum(np.log(L[:, np.arange(q), np.arange(q)])))
-        Linv = np.linalg.inv(L)
-        self.Minv = np.einsum("jka,jkb->jab", Linv, Linv)
+        self.L, self.logdet, self.Minv = _block_chol(codes, W, vals, q, J)
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         q, J = self.q, self.J
@@ -188,17 +193,7 @@ class SchurFactor:
         self.q1, self.J1, self.off1, self.Q2 = q1, J1, off1, Q2
         codes = rs.terms[0].codes
         self.codes = codes
-        A = np.empty((J1, q1, q1))
-        for a in range(q1):
-            for b in range(a + 1):
-                acc = np.bincount(codes, weights=W * vals[:, a] * vals[:, b], minlength=J1)
-                A[:, a, b] = acc
-                A[:, b, a] = acc
-        A[:, np.arange(q1), np.arange(q1)] += 1.0
-        LA = np.linalg.cholesky(A)
-        self.logdet_A = float(2.0 * np.sum(np.log(np.einsum("jaa->ja", LA))))
-        LAi = np.linalg.inv(LA)
-        self.Ainv = np.einsum("jka,jkb->jab", LAi, LAi)
+        _LA, self.logdet_A, self.Ainv = _block_chol(codes, W, vals, q1, J1)
         rest = slice(q1, rs.s)
         c2 = rs.cols[:, rest] - off1
         B = np.zeros(off1 * Q2)
