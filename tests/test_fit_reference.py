@@ -113,3 +113,18 @@ def test_result_is_frozen(fits):
     with pytest.raises(Exception):
         m.loglik = 0.0
     assert m.opt.evaluations > 0 and m.opt.time > 0 and m.opt.final.shape == (5,)
+
+
+def test_singular_fit_is_flagged_by_term(rng):
+    import pandas as pd
+
+    from glmm_nb import SingularFitWarning
+
+    n = 400
+    df = pd.DataFrame({"x": rng.normal(size=n), "g": rng.integers(0, 20, n)})
+    df["y"] = (rng.random(n) < 1 / (1 + np.exp(-(0.3 + 0.5 * df.x)))).astype(int)
+    with pytest.warns(SingularFitWarning, match=r"\(1 \| g\)"):
+        m = glmm_nb.glmm("y ~ x + (1 | g)", df)
+    assert m.singular and m.theta[0] < 1e-4
+    assert any(msg.startswith("Singular fit") for msg in m.messages)
+    assert "Singular fit" in m.summary()

@@ -28,7 +28,13 @@ def _cond_cov(spec: ModelSpec, fac, theta: np.ndarray, scale2: float) -> tuple:
     return tuple(out)
 
 
-def _messages(spec, theta, converged, opt_msgs, scgrad, tol=2e-3) -> tuple[list[str], bool, bool]:
+def _messages(spec, theta, converged, opt_msgs, scgrad, eig, tol=2e-3) -> tuple[list[str], bool, bool]:
+    """Plain-language singular-fit and convergence messages (also raised as warnings).
+
+    Convergence is judged as lme4 judges it: by the scaled gradient H^{-1} g at the optimum
+    (free parameters only), not by the optimizer's stopping message, which can report a
+    line-search stall at a point that is the optimum to working precision.
+    """
     msgs = []
     sing = singular_terms(spec, theta)
     if sing:
@@ -38,13 +44,20 @@ def _messages(spec, theta, converged, opt_msgs, scgrad, tol=2e-3) -> tuple[list[
             "simplifying the random-effect structure."
         )
         warnings.warn(msgs[-1], SingularFitWarning, stacklevel=4)
-    ok = converged and (scgrad is None or scgrad < tol)
+    ok = (scgrad < tol) if scgrad is not None else converged
     if not ok:
         why = "; ".join(opt_msgs)
         detail = f" (largest scaled gradient {scgrad:.2g})" if scgrad is not None else ""
         msgs.append(
             "Convergence check failed: the optimizer stopped at a point that may not be the "
             f"maximum{detail}. Optimizer said: {why}. Try rescaling covariates or a simpler model."
+        )
+        warnings.warn(msgs[-1], ConvergenceWarning, stacklevel=4)
+    if eig is not None and eig.size and eig.min() <= 0 and not sing:
+        msgs.append(
+            "Hessian check failed: the log-likelihood surface is flat or curved the wrong way "
+            "in some direction at the estimate, so some parameters are poorly identified; "
+            "standard errors are conditional on the variance parameters."
         )
         warnings.warn(msgs[-1], ConvergenceWarning, stacklevel=4)
     return msgs, ok, bool(sing)
@@ -103,7 +116,7 @@ def build_glmm_result(
         vcov = np.linalg.inv(RX2)
         vcov_method = "conditional"
     names = list(spec.x_names)
-    msgs, ok, sing = _messages(spec, theta, opt.converged, list(opt.messages), scgrad)
+    msgs, ok, sing = _messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig)
     opt_full = OptSummary(**{**opt.__dict__, "gradient": g, "scaled_gradient": scgrad, "hessian_eigenvalues": eig})
     fam = devfun.family
     # lme4's deviance() of a glmer fit: the conditional deviance at the modes
@@ -147,7 +160,7 @@ def build_lmm_result(spec: ModelSpec, family: Family, devfun, opt: OptSummary) -
         hs = 1e-5 * np.maximum(np.abs(theta), 1e-1)
         g = np.array([(devfun(theta + e) - devfun(theta - e)) / (2 * h) for e, h in zip(np.diag(hs), hs)])
     scgrad, eig = _scaled_gradient(H, g, free)
-    msgs, ok, sing = _messages(spec, theta, opt.converged, list(opt.messages), scgrad)
+    msgs, ok, sing = _messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig)
     names = list(spec.x_names)
     vcov = st.sigma**2 * np.linalg.inv(st.RX2)
     opt_full = OptSummary(**{**opt.__dict__, "gradient": g, "scaled_gradient": scgrad, "hessian_eigenvalues": eig})
