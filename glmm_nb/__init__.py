@@ -7,6 +7,7 @@
 
 from . import datasets
 from .api import glmm, make_devfun
+from .inference import anova
 from .design import ModelSpec, build_spec
 from .errors import (
     ConvergenceWarning,
@@ -33,6 +34,7 @@ __all__ = [
     "ModelError",
     "ModelSpec",
     "SingularFitWarning",
+    "anova",
     "build_spec",
     "datasets",
     "get_family",

@@ -96,15 +96,18 @@ def glmm(
         return _fit(spec, fam, method, nagq, reml)
 
 
-def _fit(spec: ModelSpec, fam: Family, method: str, nagq: int, reml: bool) -> GLMMResult:
+def _fit(spec: ModelSpec, fam: Family, method: str, nagq: int, reml: bool, start=None) -> GLMMResult:
+    """Fit a built spec; ``start`` (theta for LMMs, theta+beta otherwise) warm-starts refits."""
     if fam.name == "gaussian":
         dev = LmmDevfun(spec, reml=bool(reml))
-        opt = minimize_devfun(dev, spec.theta_start(), spec.theta_lower(), jac=False)
+        theta0 = spec.theta_start() if start is None else np.asarray(start)[: spec.ntheta]
+        opt = minimize_devfun(dev, theta0, spec.theta_lower(), jac=False)
         return build_lmm_result(spec, fam, dev, opt)
 
     lap = LaplaceDevfun(spec, fam)
-    beta0 = glm_irls(lap.X, lap.y, lap.pw, lap.off, fam)
-    start = np.concatenate([spec.theta_start(), beta0])
+    if start is None:
+        beta0 = glm_irls(lap.X, lap.y, lap.pw, lap.off, fam)
+        start = np.concatenate([spec.theta_start(), beta0])
     lower = np.concatenate([spec.theta_lower(), np.full(spec.p, -np.inf)])
     sd = lap.X.std(axis=0)
     scale = np.concatenate([np.ones(spec.ntheta), np.where(sd > 0, sd, 1.0)])

@@ -44,13 +44,17 @@ class LmmState:
 class LmmDevfun:
     """Profiled deviance of a linear mixed model (``reml=True`` for REML)."""
 
-    def __init__(self, spec: ModelSpec, reml: bool = True):
+    def __init__(self, spec: ModelSpec, reml: bool = True, X=None, y_adjust=None, rs=None):
+        """``X`` replaces the fixed-effect matrix and ``y_adjust`` is subtracted from the
+        response (profiling a fixed effect at a given value); ``rs`` reuses a structure."""
         self.spec = spec
-        self.rs = ReStructure(spec)
+        self.rs = rs if rs is not None else ReStructure(spec)
         self.reml = reml
         self.w = np.asarray(spec.weights, dtype=float)
-        self.X = np.asarray(spec.X, dtype=float)
+        self.X = np.asarray(spec.X if X is None else X, dtype=float)
         self.y = np.asarray(spec.y, dtype=float) - np.asarray(spec.offset, dtype=float)
+        if y_adjust is not None:
+            self.y = self.y - y_adjust
         self.n, self.p = self.X.shape
         self.ntheta = spec.ntheta
         self.XtWX = self.X.T @ (self.w[:, None] * self.X)
@@ -84,6 +88,15 @@ class LmmDevfun:
             sigma = np.sqrt(pwrss / n)
         dev -= self.sum_log_w
         return LmmState(theta, beta, u, vals, fac, RX2, pwrss, float(sigma), float(dev))
+
+    def deviance_sigma(self, theta: np.ndarray, sigma: float) -> float:
+        """-2 log-likelihood (or REML criterion) at an explicit residual SD, beta profiled."""
+        st = self.state(theta)
+        n = self.n_eff - (self.p if self.reml else 0)
+        dev = st.fac.logdet + n * np.log(2 * np.pi * sigma**2) + st.pwrss / sigma**2
+        if self.reml:
+            dev += np.linalg.slogdet(st.RX2)[1]
+        return float(dev - self.sum_log_w)
 
     def __call__(self, theta: np.ndarray) -> float:
         self.nevals += 1

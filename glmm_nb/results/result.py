@@ -168,6 +168,55 @@ class GLMMResult:
                 out[t.group] = df
         return out
 
+    # ------------------------------------------------------------- inference (read-only)
+    def confint(self, method: str = "profile", level: float = 0.95, **kw) -> pd.DataFrame:
+        """Intervals (``wald``, ``profile`` or ``bootstrap``); see :func:`glmm_nb.inference.confint`."""
+        from ..inference import confint
+
+        return confint(self, method=method, level=level, **kw)
+
+    def bootstrap(self, nsim: int = 200, seed=None, n_jobs: int = 1, progress: bool = True):
+        """Parametric bootstrap; see :func:`glmm_nb.inference.bootstrap`."""
+        from ..inference import bootstrap
+
+        return bootstrap(self, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress)
+
+    def predict(self, newdata=None, type: str = "response", re: str = "conditional") -> np.ndarray:
+        """Predictions; ``re`` in {"conditional", "none", "marginal"}."""
+        from ..inference import predict
+
+        return predict(self, newdata=newdata, type=type, re=re)
+
+    def simulate(self, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.ndarray:
+        """Simulated responses (n, nsim); ``re`` in {"new", "conditional"}."""
+        from ..inference import simulate
+
+        return simulate(self, nsim=nsim, seed=seed, newdata=newdata, re=re)
+
+    def icc(self) -> float:
+        """Latent-scale (adjusted) intraclass correlation."""
+        from ..inference import icc
+
+        return icc(self)
+
+    def r2(self) -> dict:
+        """Nakagawa marginal and conditional R²."""
+        from ..inference import r2
+
+        return r2(self)
+
+    def mor(self) -> pd.Series:
+        """Median odds ratio per random-intercept term (logistic models)."""
+        from ..inference import mor
+
+        return mor(self)
+
+    def diagnose(self, nsim: int = 250, seed: int | None = 1):
+        """DHARMa-style simulated residuals, their tests and convergence details."""
+        from ..inference import diagnose
+
+        return diagnose(self, nsim=nsim, seed=seed)
+
     # --------------------------------------------------------------------------- display
     @property
     def title(self) -> str:

@@ -1,0 +1,69 @@
+"""Simulation-based diagnostics in the manner of DHARMa (Hartig 2022), as tidy data.
+
+Scaled residuals: for each observation, where the observed response falls in the distribution
+of responses simulated from the fitted model (randomised for discrete responses, so they are
+uniform on (0, 1) when the model is right). Tests: Kolmogorov-Smirnov uniformity; dispersion
+(variance of observed vs simulated raw residuals, two-sided simulation p-value); zero-inflation
+(observed vs simulated number of zeros) for binomial and count responses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .simulate import simulate
+
+__all__ = ["Diagnostics", "diagnose"]
+
+
+@dataclass(frozen=True, eq=False)
+class Diagnostics:
+    residuals: pd.Series
+    tests: pd.DataFrame
+    convergence: pd.DataFrame
+    messages: tuple[str, ...]
+    nsim: int
+
+
+def _two_sided(sim_stats: np.ndarray, obs: float) -> float:
+    lo = (np.sum(sim_stats <= obs) + 1) / (len(sim_stats) + 1)
+    hi = (np.sum(sim_stats >= obs) + 1) / (len(sim_stats) + 1)
+    return float(min(1.0, 2 * min(lo, hi)))
+
+
+def diagnose(m, nsim: int = 250, seed: int | None = 1) -> Diagnostics:
+    rng = np.random.default_rng(seed)
+    sims = simulate(m, nsim=nsim, seed=rng.integers(2**32), re="new")
+    spec = m.spec
+    obs = np.asarray(spec.y, dtype=float)
+    if m.family == "binomial":
+        obs = np.round(obs * np.asarray(spec.weights))
+    less = (sims < obs[:, None]).sum(axis=1)
+    equal = (sims == obs[:, None]).sum(axis=1)
+    u = rng.random(len(obs))
+    resid = (less + u * (equal + 1)) / (nsim + 1)
+    fitted = sims.mean(axis=1)
+    ks = stats.kstest(resid, "uniform")
+    rows = [("uniformity (KS)", ks.statistic, ks.pvalue, "scaled residuals ~ U(0,1)")]
+    obs_var = np.var(obs - fitted)
+    sim_var = np.var(sims - fitted[:, None], axis=0)
+    rows.append(("dispersion", obs_var / sim_var.mean(), _two_sided(sim_var, obs_var),
+                 "ratio > 1: overdispersion; < 1: underdispersion"))
+    if m.family in ("binomial", "poisson"):
+        z_obs = float(np.sum(obs == 0))
+        z_sim = np.sum(sims == 0, axis=0)
+        rows.append(("zero-inflation", z_obs / max(z_sim.mean(), 1e-12), _two_sided(z_sim, z_obs),
+                     "ratio > 1: more zeros than the model expects"))
+    tests = pd.DataFrame(rows, columns=["test", "statistic", "p_value", "reading"]).set_index("test")
+    opt = m.opt
+    names = spec.theta_names() + list(m.fixef.index) if m.family != "gaussian" else spec.theta_names()
+    grad = opt.gradient if opt.gradient is not None else np.full(len(names), np.nan)
+    conv = pd.DataFrame({"parameter": names, "estimate": opt.final[: len(names)], "gradient": grad[: len(names)]})
+    conv.attrs["scaled_gradient"] = opt.scaled_gradient
+    conv.attrs["hessian_eigenvalues"] = None if opt.hessian_eigenvalues is None else list(opt.hessian_eigenvalues)
+    return Diagnostics(residuals=pd.Series(resid, index=spec.row_index, name="scaled_residual"),
+                       tests=tests, convergence=conv, messages=m.messages, nsim=nsim)

@@ -1,0 +1,79 @@
+r"""Random-effect parameters on lme4's "sdcor" scale and back to theta.
+
+Per term (lme4's ``as.data.frame(VarCorr)`` order): the SDs of its columns, then the
+correlations of the column pairs (1,2), (1,3), (2,3), …; for gaussian models the residual SD
+``sigma`` last. With D = diag(SDs) and C the correlation matrix, :math:`T = D\,\mathrm{chol}(C)/
+\sigma` — well defined when an SD is zero, which ``chol(D C D)`` is not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..design import ModelSpec
+from ..design.reterms import theta_to_T, tril_index
+
+__all__ = ["sdcor_names", "theta_to_sdcor", "sdcor_to_theta", "sdcor_bounds"]
+
+
+def _pairs(q: int) -> list[tuple[int, int]]:
+    return [(a, b) for a in range(q) for b in range(a + 1, q)]
+
+
+def sdcor_names(spec: ModelSpec, gaussian: bool) -> list[str]:
+    """``sd__(Intercept)|herd``, ``cor__(Intercept).x|g``, …, ``sigma``."""
+    out = []
+    for t in spec.terms:
+        out += [f"sd__{c}|{t.label}" for c in t.col_names]
+        out += [f"cor__{t.col_names[a]}.{t.col_names[b]}|{t.label}" for a, b in _pairs(t.q)]
+    if gaussian:
+        out.append("sigma")
+    return out
+
+
+def theta_to_sdcor(spec: ModelSpec, theta: np.ndarray, sigma: float, gaussian: bool) -> np.ndarray:
+    out = []
+    for t, sl in zip(spec.terms, spec.theta_slices()):
+        T = theta_to_T(theta[sl], t.q) * sigma
+        S = T @ T.T
+        sd = np.sqrt(np.diag(S))
+        out += list(sd)
+        for a, b in _pairs(t.q):
+            out.append(S[a, b] / (sd[a] * sd[b]) if sd[a] > 0 and sd[b] > 0 else 0.0)
+    if gaussian:
+        out.append(sigma)
+    return np.array(out, dtype=float)
+
+
+def sdcor_to_theta(spec: ModelSpec, psi: np.ndarray, gaussian: bool) -> tuple[np.ndarray, float]:
+    """theta (and sigma) from a vector in :func:`sdcor_names` order."""
+    sigma = float(psi[-1]) if gaussian else 1.0
+    theta, i = [], 0
+    for t in spec.terms:
+        q = t.q
+        sd = np.asarray(psi[i : i + q], dtype=float)
+        i += q
+        C = np.eye(q)
+        for a, b in _pairs(q):
+            C[a, b] = C[b, a] = np.clip(psi[i], -1 + 1e-10, 1 - 1e-10)
+            i += 1
+        try:
+            L = np.linalg.cholesky(C)
+        except np.linalg.LinAlgError:  # not positive definite: nearest by eigenvalue clipping
+            w, V = np.linalg.eigh(C)
+            C = (V * np.maximum(w, 1e-10)) @ V.T
+            d = np.sqrt(np.diag(C))
+            L = np.linalg.cholesky(C / np.outer(d, d))
+        T = (sd[:, None] * L) / sigma
+        r, c = tril_index(q)
+        theta += list(T[r, c])
+    return np.array(theta), sigma
+
+
+def sdcor_bounds(spec: ModelSpec, gaussian: bool) -> list[tuple[float | None, float | None]]:
+    out: list[tuple[float | None, float | None]] = []
+    for t in spec.terms:
+        out += [(0.0, None)] * t.q + [(-1.0, 1.0)] * len(_pairs(t.q))
+    if gaussian:
+        out.append((1e-8, None))
+    return out

@@ -1,0 +1,140 @@
+"""Linear predictors, predictions and simulated responses from a fitted model.
+
+``re="conditional"`` uses the estimated random effects (conditional modes), zero for levels
+not seen in the fit (flagged); ``re="none"`` sets every random effect to zero (a "typical
+cluster"); ``re="marginal"`` integrates the inverse link over the fitted random-effect
+distribution by Gauss-Hermite quadrature (population-averaged); ``re="new"`` (simulation only)
+draws fresh random effects for every level.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.polynomial.hermite_e import hermegauss
+
+from ..design.reterms import theta_to_T
+from ..design.spec import _grouping
+from ..errors import DataError, DataWarning, ModelError
+from ..families import get_family
+
+__all__ = ["Design", "design_of", "predict", "simulate"]
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    X: np.ndarray
+    offset: np.ndarray
+    codes: tuple  # per term; -1 = level unseen in the fit
+    Zvals: tuple
+    own_codes: tuple  # per term: codes among the levels of this data (for new draws)
+    own_nlev: tuple
+    trials: np.ndarray
+
+
+def design_of(m, newdata: pd.DataFrame | None) -> Design:
+    spec = m.spec
+    if newdata is None:
+        codes = tuple(np.asarray(t.codes) for t in spec.terms)
+        trials = np.asarray(spec.weights) if m.family == "binomial" else np.ones(spec.nobs)
+        return Design(np.asarray(spec.X), np.asarray(spec.offset), codes,
+                      tuple(np.asarray(t.Zvals) for t in spec.terms), codes,
+                      tuple(t.nlevels for t in spec.terms), trials)
+    d = spec.design_for(newdata)
+    own, nlev = [], []
+    for t in spec.terms:
+        labels, c = _grouping(newdata, t.group_vars)
+        own.append(c)
+        nlev.append(len(labels))
+    return Design(d.X, d.offset, d.codes, d.Zvals, tuple(own), tuple(nlev), np.ones(len(newdata)))
+
+
+def _re_blocks(m) -> list[np.ndarray]:
+    """Conditional modes b per term, (J, q)."""
+    out, start = [], 0
+    for t, sl in zip(m.spec.terms, m.spec.theta_slices()):
+        T = theta_to_T(m.theta[sl], t.q)
+        u = m.u[start : start + t.nlevels * t.q].reshape(t.nlevels, t.q)
+        start += t.nlevels * t.q
+        out.append(u @ T.T)
+    return out
+
+
+def _re_cov(m) -> list[np.ndarray]:
+    return [m.covariance_matrices()[t.label].to_numpy() for t in m.spec.terms]
+
+
+def linear_predictor(m, d: Design, re: str) -> np.ndarray:
+    eta = d.X @ m.fixef.to_numpy() + d.offset
+    if re in ("none", "marginal"):
+        return eta
+    if re != "conditional":
+        raise ModelError(f"re must be 'conditional', 'none' or 'marginal', not {re!r}")
+    new_levels = 0
+    for b, codes, zv in zip(_re_blocks(m), d.codes, d.Zvals):
+        known = codes >= 0
+        new_levels += int((~known).sum())
+        contrib = np.zeros(len(codes))
+        contrib[known] = np.einsum("nq,nq->n", zv[known], b[codes[known]])
+        eta = eta + contrib
+    if new_levels:
+        warnings.warn(
+            f"{new_levels} row(s) belong to grouping levels not seen in the fit; their random "
+            "effects are set to zero (a typical cluster)",
+            DataWarning,
+            stacklevel=3,
+        )
+    return eta
+
+
+def predict(m, newdata=None, type: str = "response", re: str = "conditional") -> np.ndarray:
+    """Predictions on the link or response scale (see the module docstring for ``re``)."""
+    if type not in ("link", "response"):
+        raise ModelError(f"type must be 'link' or 'response', not {type!r}")
+    if newdata is not None and not isinstance(newdata, pd.DataFrame):
+        raise DataError("newdata must be a pandas DataFrame")
+    fam = get_family(m.family, m.link)
+    d = design_of(m, newdata)
+    eta = linear_predictor(m, d, re)
+    if re != "marginal" or m.family == "gaussian":
+        return eta if type == "link" else fam.link.inverse(eta)
+    # population-averaged: E_b[g^{-1}(eta + z'b)], z'b ~ N(0, v_i) with v_i = sum_k z_ik' S_k z_ik
+    v = np.zeros(len(eta))
+    for S, zv in zip(_re_cov(m), d.Zvals):
+        v += np.einsum("na,ab,nb->n", zv, S, zv)
+    x, w = hermegauss(40)
+    w = w / np.sqrt(2 * np.pi)
+    mu = fam.link.inverse(eta[:, None] + np.sqrt(v)[:, None] * x[None, :]) @ w
+    return fam.link.link(mu) if type == "link" else mu
+
+
+def simulate(m, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.ndarray:
+    """Simulated responses, (n, nsim): successes for binomial, counts for poisson."""
+    if re not in ("new", "conditional"):
+        raise ModelError(f"re must be 'new' or 'conditional' for simulation, not {re!r}")
+    if not isinstance(nsim, (int, np.integer)) or nsim < 1:
+        raise ModelError(f"nsim must be a positive integer, not {nsim!r}")
+    rng = np.random.default_rng(seed)
+    fam = get_family(m.family, m.link)
+    d = design_of(m, newdata)
+    n = d.X.shape[0]
+    if re == "conditional":
+        eta = np.repeat(linear_predictor(m, d, "conditional")[:, None], nsim, axis=1)
+    else:
+        eta = np.repeat((d.X @ m.fixef.to_numpy() + d.offset)[:, None], nsim, axis=1)
+        for S, codes, J, zv in zip(_re_cov(m), d.own_codes, d.own_nlev, d.Zvals):
+            q = S.shape[0]
+            L = np.linalg.cholesky(S + 1e-14 * np.eye(q)) if np.any(S) else np.zeros((q, q))
+            b = np.einsum("ab,jsb->jsa", L, rng.standard_normal((J, nsim, q)))  # (J, nsim, q)
+            eta += np.einsum("nq,nsq->ns", zv, b[codes])
+    mu = fam.link.inverse(eta)
+    if m.family == "binomial":
+        trials = np.round(d.trials).astype(np.int64)
+        return rng.binomial(trials[:, None], np.clip(mu, 0, 1)).astype(float)
+    if m.family == "poisson":
+        return rng.poisson(mu).astype(float)
+    w = np.asarray(m.spec.weights) if newdata is None else np.ones(n)
+    return mu + m.sigma / np.sqrt(w)[:, None] * rng.standard_normal((n, nsim))
