@@ -8,6 +8,7 @@
 from . import datasets
 from .api import glmm, make_devfun
 from .inference import anova
+from .marginal import gee
 from .design import ModelSpec, build_spec
 from .errors import (
     ConvergenceWarning,
@@ -37,6 +38,7 @@ __all__ = [
     "anova",
     "build_spec",
     "datasets",
+    "gee",
     "get_family",
     "glmm",
     "load_ipython_extension",

@@ -266,6 +266,7 @@ class ModelSpec:
     variables: tuple[str, ...]
     user_weights: bool = False
     dropped_x: tuple[str, ...] = ()
+    frame: pd.DataFrame | None = None  # the used columns of the rows used (for counterfactuals)
     meta: dict = field(default_factory=dict)
 
     @property
@@ -523,5 +524,6 @@ def build_spec(
         variables=tuple(cols),
         user_weights=w_user is not None,
         dropped_x=dropped_x,
+        frame=d[cols].copy(),
         meta={"weights_column": w_col, "offset_column": off_col},
     )

@@ -21,7 +21,7 @@ from ..design.spec import _grouping
 from ..errors import DataError, DataWarning, ModelError
 from ..families import get_family
 
-__all__ = ["Design", "design_of", "predict", "simulate"]
+__all__ = ["Design", "design_of", "predict", "predict_design", "simulate"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,8 +96,12 @@ def predict(m, newdata=None, type: str = "response", re: str = "conditional") ->
         raise ModelError(f"type must be 'link' or 'response', not {type!r}")
     if newdata is not None and not isinstance(newdata, pd.DataFrame):
         raise DataError("newdata must be a pandas DataFrame")
+    return predict_design(m, design_of(m, newdata), type=type, re=re)
+
+
+def predict_design(m, d: Design, type: str = "response", re: str = "conditional") -> np.ndarray:
+    """:func:`predict` on a design already built (reused across parameter draws)."""
     fam = get_family(m.family, m.link)
-    d = design_of(m, newdata)
     eta = linear_predictor(m, d, re)
     if re != "marginal" or m.family == "gaussian":
         return eta if type == "link" else fam.link.inverse(eta)

@@ -99,6 +99,7 @@ def build_glmm_result(
     devfun.pirls(theta, beta)  # leave the warm start at the optimum
     scgrad, eig = _scaled_gradient(H, g, free)
     vcov = None
+    vcov_full = None  # covariance of (theta, beta), for delta-method and simulation SEs
     vcov_method = "hessian"
     try:
         Hb = H if free.all() else H[np.ix_(free, free)]
@@ -106,6 +107,8 @@ def build_glmm_result(
             V = 2.0 * np.linalg.inv(Hb)
             nb = len(beta)
             vcov = V[-nb:, -nb:]
+            if free.all():
+                vcov_full = V
     except np.linalg.LinAlgError:
         vcov = None
     if vcov is None:
@@ -146,6 +149,7 @@ def build_glmm_result(
         cond_cov=_cond_cov(spec, st.fac, theta, 1.0),
         messages=tuple(msgs),
         vcov_method=vcov_method,
+        extras={"vcov_theta_beta": vcov_full},
     )
 
 

@@ -217,6 +217,31 @@ class GLMMResult:
 
         return diagnose(self, nsim=nsim, seed=seed)
 
+    # ------------------------------------------------------------ conditional vs marginal
+    def marginal_coefs(self, method: str = "delta", level: float = 0.95, **kw) -> pd.DataFrame:
+        """Population-averaged coefficients; see :func:`glmm_nb.marginal.marginal_coefs`."""
+        from ..marginal import marginal_coefs
+
+        return marginal_coefs(self, method=method, level=level, **kw)
+
+    def marginal_effects(self, var: str, delta: float = 1.0, level: float = 0.95, **kw) -> pd.DataFrame:
+        """Average marginal effects of ``var`` three ways; see :mod:`glmm_nb.marginal.effects`."""
+        from ..marginal import average_marginal_effects
+
+        return average_marginal_effects(self, var, delta=delta, level=level, **kw)
+
+    def compare(self, gee=None) -> pd.DataFrame:
+        """Conditional, marginal, GEE and attenuation side by side."""
+        from ..marginal import comparison_table
+
+        return comparison_table(self, gee)
+
+    def causal_checks(self, cluster: str | None = None):
+        """Within/between decomposition, variance shares and flags."""
+        from ..marginal import causal_checks
+
+        return causal_checks(self, cluster=cluster)
+
     # --------------------------------------------------------------------------- display
     @property
     def title(self) -> str:

@@ -1,0 +1,9 @@
+"""Conditional vs marginal effects, GEE beside the GLMM, and the causal-caveat checks."""
+
+from .causal import CausalChecks, causal_checks
+from .coefs import closed_form_attenuation, marginal_coefs
+from .effects import average_marginal_effects, comparison_table
+from .gee import GEEResult, gee
+
+__all__ = ["CausalChecks", "GEEResult", "average_marginal_effects", "causal_checks", "closed_form_attenuation",
+           "comparison_table", "gee", "marginal_coefs"]

@@ -1,0 +1,148 @@
+r"""Causal caveats, computed: is the random effect independent of the covariates?
+
+The standard GLMM assumes each cluster's random effect is independent of the covariates. With
+cluster-level confounding (e.g. hospital quality drives both treatment and outcome) the
+GLMM coefficient mixes the within-cluster effect with a biased between-cluster contrast.
+
+* Variance shares: for each numeric covariate, the share of its variance that lies between
+  clusters, :math:`\mathrm{var}(\bar x_{j(i)}) / \mathrm{var}(x_i)`. A share near 1 means the
+  coefficient is identified almost only by between-cluster contrasts.
+* Within/between (Mundlak 1978): refit with the cluster means :math:`\bar x_j` of the
+  covariates that vary within clusters added as fixed effects, with the same fitting core. The
+  coefficient of x is then the within-cluster effect; x + x̄ gives the between effect; a Wald
+  test of the x̄ coefficients (jointly, and one by one) is the test that within = between —
+  a deviation is the signature of cluster-level confounding.
+* Flags: few clusters (< 30), covariates constant within clusters (no within information;
+  for a 0/1 covariate: treatment assigned at cluster level), singular fit.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import ModelError
+
+__all__ = ["CausalChecks", "causal_checks"]
+
+FEW_CLUSTERS = 30
+
+
+@dataclass(frozen=True, eq=False)
+class CausalChecks:
+    """Everything the report's caveats section renders (all data, no HTML)."""
+
+    cluster: str
+    shares: pd.DataFrame  # covariate, between_share, within_sd, varies_within
+    within_between: pd.DataFrame  # covariate, glmm, within, between, difference, se, z, p_value
+    joint_test: dict  # chisq, df, p_value
+    flags: pd.DataFrame  # flag, applies, detail
+    mundlak_fit: object | None
+
+
+def _numeric_covariates(m) -> list[str]:
+    frame = m.spec.frame
+    fixed_vars = set()
+    import formulaic
+
+    fixed_vars = set(formulaic.Formula(m.spec.formula.fixed).required_variables)
+    out = []
+    for v in frame.columns:
+        if v not in fixed_vars:
+            continue
+        col = frame[v]
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            out.append(v)
+    return out
+
+
+def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalChecks:
+    """Variance shares, the Mundlak within/between refit and its test, and plain flags."""
+    from ..api import glmm
+
+    spec = m.spec
+    term = spec.terms[0] if cluster is None else next((t for t in spec.terms if t.group == cluster), None)
+    if term is None:
+        raise ModelError(f"'{cluster}' is not a grouping factor of the model ({', '.join(spec.ngroups)})")
+    codes = np.asarray(term.codes)
+    frame = spec.frame
+    covs = _numeric_covariates(m)
+    rows, means = [], {}
+    for v in covs:
+        x = frame[v].to_numpy(float)
+        cm = np.bincount(codes, weights=x) / np.bincount(codes)
+        xbar = cm[codes]
+        tot = np.var(x)
+        within_sd = float(np.sqrt(np.mean((x - xbar) ** 2)))
+        share = float(np.var(xbar) / tot) if tot > 0 else np.nan
+        varies = within_sd > 1e-8 * max(1.0, np.abs(x).max())
+        rows.append((v, share, within_sd, varies))
+        if varies:
+            means[v] = xbar
+    shares = pd.DataFrame(rows, columns=["covariate", "between_share", "within_sd", "varies_within"]).set_index("covariate")
+
+    wb_rows, joint, fit = [], {"chisq": np.nan, "df": 0, "p_value": np.nan}, None
+    if means:
+        data = frame.copy()
+        names = {}
+        for v, xbar in means.items():
+            nm = f"{re.sub(r'[^0-9A-Za-z_]', '_', v)}__cluster_mean"
+            data[nm] = xbar
+            names[v] = nm
+        f = spec.formula
+        lhs = f"cbind({f.cbind[0]}, {f.cbind[1]})" if f.cbind else f.response
+        parts = [f.fixed] + list(names.values()) + [f"offset({o})" for o in f.offsets] + [t.text for t in f.random]
+        formula = f"{lhs} ~ " + " + ".join(parts)
+        weights = None
+        if spec.user_weights:
+            raise ModelError("the within/between refit does not yet carry user weights= through")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = glmm(formula, data, family=m.family, link=m.link, method=m.method if m.method in ("laplace", "agq") else "laplace",
+                       nagq=m.nagq, reml=False if m.family == "gaussian" else True, weights=weights)
+        b, V = fit.fixef, fit.vcov
+        idx = [names[v] for v in means]
+        bm = b[idx].to_numpy()
+        Vm = V.loc[idx, idx].to_numpy()
+        chisq = float(bm @ np.linalg.solve(Vm, bm))
+        joint = {"chisq": chisq, "df": len(idx), "p_value": float(stats.chi2.sf(chisq, len(idx)))}
+        for v in means:
+            nm = names[v]
+            if v not in b.index:
+                continue
+            within = float(b[v])
+            diff = float(b[nm])
+            se = float(np.sqrt(V.loc[nm, nm]))
+            between = within + diff
+            z = diff / se
+            wb_rows.append((v, float(m.fixef.get(v, np.nan)), within, between, diff, se, z, float(2 * stats.norm.sf(abs(z)))))
+    within_between = pd.DataFrame(
+        wb_rows, columns=["covariate", "glmm", "within", "between", "difference", "std_error", "statistic", "p_value"]
+    ).set_index("covariate")
+
+    J = term.nlevels
+    constant = [v for v, r in shares.iterrows() if not r.varies_within]
+    cluster_treat = [v for v in constant if set(np.unique(frame[v].to_numpy(float))) <= {0.0, 1.0}]
+    flags = pd.DataFrame(
+        [
+            ("few clusters", J < FEW_CLUSTERS, f"{J} levels of '{term.group}'; variance estimates and "
+             f"cluster-level contrasts are imprecise below about {FEW_CLUSTERS}"),
+            ("no within-cluster variation", bool(constant),
+             ", ".join(constant) + " constant within clusters: identified only by between-cluster comparisons"
+             if constant else "every covariate varies within clusters"),
+            ("treatment assigned at cluster level", bool(cluster_treat),
+             ", ".join(cluster_treat) + ": a 0/1 covariate constant within clusters; its effect is confounded "
+             "with anything else that differs between clusters" if cluster_treat else "no 0/1 covariate is constant within clusters"),
+            ("singular fit", bool(m.singular), "; ".join(x for x in m.messages if x.startswith("Singular")) or "no"),
+            ("within ≠ between", bool(joint["p_value"] < level) if joint["df"] else False,
+             f"Mundlak test chi-square {joint['chisq']:.2f} on {joint['df']} df, p = {joint['p_value']:.3g}"
+             if joint["df"] else "no covariate varies within clusters; the test is not possible"),
+        ],
+        columns=["flag", "applies", "detail"],
+    ).set_index("flag")
+    return CausalChecks(term.group, shares, within_between, joint, flags, fit)

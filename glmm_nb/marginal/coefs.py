@@ -1,0 +1,112 @@
+r"""Population-averaged (marginal) coefficients implied by a fitted GLMM.
+
+For each observation the marginal mean averages the conditional mean over the fitted
+random-effect distribution, :math:`\mu^M_i = E_b[g^{-1}(x_i'\beta + z_i'b)]`. Because the
+random effects of all terms are independent normals, :math:`z_i'b \sim N(0, v_i)` with
+:math:`v_i = \sum_k z_{ik}'\Sigma_k z_{ik}`, so the expectation is one-dimensional for scalar and
+vector random effects alike and is computed by 60-point Gauss-Hermite quadrature
+(deterministic; GLMMadaptive uses Monte Carlo). The marginal coefficients are the least-squares
+fit on the link scale, :math:`\beta^M = (X'X)^{-1}X'g(\mu^M)` (Hedeker et al. 2018).
+
+Standard errors: the delta method through the map :math:`(\theta, \beta) \mapsto \beta^M`
+(Jacobian by central differences) with the covariance of :math:`(\theta, \beta)` from the
+inverse Hessian of the deviance; or, with ``method="simulation"``, by drawing
+:math:`(\theta, \beta)` from that normal approximation (seeded) — percentile intervals.
+
+For a logistic random intercept the attenuation has the closed-form approximation
+:math:`\beta^M \approx \beta / \sqrt{1 + c^2\sigma^2}`, :math:`c = 16\sqrt3/(15\pi)`
+(Zeger, Liang & Albert 1988), shown beside the exact value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.polynomial.hermite_e import hermegauss
+from scipy import stats
+
+from ..design.reterms import theta_to_T
+from ..errors import ModelError
+from ..families import get_family
+
+__all__ = ["marginal_coefs", "marginal_map", "closed_form_attenuation", "C_ZEGER"]
+
+C_ZEGER = 16 * np.sqrt(3) / (15 * np.pi)
+_X, _W = hermegauss(60)
+_W = _W / np.sqrt(2 * np.pi)
+
+
+def _re_variance(spec, theta: np.ndarray) -> np.ndarray:
+    v = np.zeros(spec.nobs)
+    for t, sl in zip(spec.terms, spec.theta_slices()):
+        T = theta_to_T(theta[sl], t.q)
+        S = T @ T.T
+        zv = np.asarray(t.Zvals)
+        v += np.einsum("na,ab,nb->n", zv, S, zv)
+    return v
+
+
+def marginal_map(m):
+    """The function (theta, beta) → beta_M for the fitted model's data."""
+    spec = m.spec
+    fam = get_family(m.family, m.link)
+    X = np.asarray(spec.X)
+    off = np.asarray(spec.offset)
+    pinv = np.linalg.pinv(X)
+
+    def f(theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        eta = X @ beta + off
+        sd = np.sqrt(_re_variance(spec, theta))
+        mu = fam.link.inverse(eta[:, None] + sd[:, None] * _X[None, :]) @ _W
+        return pinv @ (fam.link.link(mu) - off)
+
+    return f
+
+
+def closed_form_attenuation(m) -> pd.Series | None:
+    """beta / sqrt(1 + c² sigma²) for a logistic model whose only random effect is one intercept."""
+    terms = m.spec.terms
+    if m.family != "binomial" or m.link != "logit" or any(t.col_names != ("(Intercept)",) for t in terms):
+        return None
+    s2 = sum(float(m.covariance_matrices()[t.label].iloc[0, 0]) for t in terms)
+    return m.fixef / np.sqrt(1 + C_ZEGER**2 * s2)
+
+
+def marginal_coefs(m, method: str = "delta", level: float = 0.95, nsim: int = 2000, seed: int | None = 1) -> pd.DataFrame:
+    """Marginal coefficients with ``estimate std_error conf_low conf_high`` (see module doc)."""
+    if method not in ("delta", "simulation"):
+        raise ModelError(f"method must be 'delta' or 'simulation', not {method!r}")
+    beta, theta = m.fixef.to_numpy(), np.asarray(m.theta)
+    names = list(m.fixef.index)
+    z = stats.norm.ppf(0.5 + level / 2)
+    if m.family == "gaussian":  # identity link: marginal = conditional
+        ct = m.coef_table(conf_level=level)
+        return ct[["estimate", "std_error", "conf_low", "conf_high"]]
+    f = marginal_map(m)
+    est = f(theta, beta)
+    V = m.extras.get("vcov_theta_beta")
+    nt = len(theta)
+    if V is None:  # theta on its boundary: beta's covariance only, theta held fixed
+        V = np.zeros((nt + len(beta), nt + len(beta)))
+        V[nt:, nt:] = m.vcov.to_numpy()
+    phi = np.concatenate([theta, beta])
+    if method == "delta":
+        J = np.empty((len(beta), phi.size))
+        for j in range(phi.size):
+            h = 1e-5 * max(1.0, abs(phi[j]))
+            e = np.zeros(phi.size)
+            e[j] = h
+            J[:, j] = (f((phi + e)[:nt], (phi + e)[nt:]) - f((phi - e)[:nt], (phi - e)[nt:])) / (2 * h)
+        se = np.sqrt(np.maximum(np.diag(J @ V @ J.T), 0))
+        lo, hi = est - z * se, est + z * se
+    else:
+        rng = np.random.default_rng(seed)
+        draws = rng.multivariate_normal(phi, V, size=nsim, method="eigh")
+        lower = m.spec.theta_lower()
+        sims = np.array([f(np.where(np.isfinite(lower), np.abs(d[:nt]), d[:nt]), d[nt:]) for d in draws])
+        se = sims.std(axis=0, ddof=1)
+        a = (1 - level) / 2
+        lo, hi = np.quantile(sims, a, axis=0), np.quantile(sims, 1 - a, axis=0)
+    out = pd.DataFrame({"estimate": est, "std_error": se, "conf_low": lo, "conf_high": hi}, index=names)
+    out.index.name = "term"
+    return out
