@@ -98,7 +98,7 @@ def gee(formula: str, data: pd.DataFrame, cluster: str, family: str = "binomial"
     sm_family = {"binomial": sm.families.Binomial, "poisson": sm.families.Poisson,
                  "gaussian": sm.families.Gaussian}[fam.name](link=sm_link)
     cov = {"exchangeable": sm.cov_struct.Exchangeable, "independence": sm.cov_struct.Independence,
-           "ar1": sm.cov_struct.Autoregressive}[corstr]()
+           "ar1": lambda: sm.cov_struct.Autoregressive(grid=True)}[corstr]()
     kw = {}
     if fam.name == "binomial" and np.any(trials != 1):
         kw["var_weights"] = trials
