@@ -242,6 +242,14 @@ class GLMMResult:
 
         return causal_checks(self, cluster=cluster)
 
+    def report(self, template_dir=None, marginal: str | None = None, gee_cluster: str | None = None,
+               diagnostics_nsim: int = 250, svg_fallback: bool = True):
+        """A self-contained HTML :class:`~glmm_nb.report.Report` (``.save(path)``)."""
+        from ..report import make_report
+
+        return make_report(self, template_dir=template_dir, marginal=marginal, gee_cluster=gee_cluster,
+                           diagnostics_nsim=diagnostics_nsim, svg_fallback=svg_fallback)
+
     # --------------------------------------------------------------------------- display
     @property
     def title(self) -> str:

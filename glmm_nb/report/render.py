@@ -1,0 +1,125 @@
+"""Render a fitted model into one self-contained HTML file (Jinja2 + Altair/Vega).
+
+All CSS and JavaScript are inline; Vega/Vega-Lite/vega-embed are inlined once per page from
+the vendored bundle (see :mod:`glmm_nb.report.vendor`); a Content-Security-Policy forbids
+every network request. Templates autoescape; chart specs travel as ``tojson`` inside
+``<script type="application/json">``; static SVG fallbacks are ``<img>`` data URIs.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from . import charts as ch
+from . import sections as sec
+
+__all__ = ["Report", "make_report"]
+
+
+@lru_cache(maxsize=1)
+def _bundle() -> str:
+    return (Path(__file__).parent / "static" / "vega-bundle.min.js").read_text(encoding="utf-8")
+
+
+def _environment(template_dir: str | Path | None) -> jinja2.Environment:
+    loaders: list[jinja2.BaseLoader] = []
+    if template_dir is not None:
+        path = Path(template_dir)
+        if not path.is_dir():
+            from ..errors import GLMMError
+
+            raise GLMMError(f"template_dir '{path}' is not a folder")
+        loaders.append(jinja2.FileSystemLoader(str(path)))
+    loaders.append(jinja2.PackageLoader("glmm_nb", "templates"))
+    return jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+@dataclass(frozen=True)
+class Report:
+    """A rendered report: ``save(path)`` writes it; notebooks show it in an isolated iframe."""
+
+    html: str
+    seconds: float
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.html, encoding="utf-8")
+        return path
+
+    def _repr_html_(self) -> str:
+        return (
+            f'<iframe srcdoc="{html.escape(self.html, quote=True)}" '
+            'style="width: 100%; height: 900px; border: 1px solid #ddd;" '
+            'sandbox="allow-scripts"></iframe>'
+        )
+
+    def __len__(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+
+def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: str | None = None,
+                diagnostics_nsim: int = 250, svg_fallback: bool = True) -> Report:
+    """Build the report of a fitted model.
+
+    Parameters
+    ----------
+    marginal : str, optional
+        Numeric covariate for the prediction curves (default: the first numeric one).
+    gee_cluster : str, optional
+        Fit a GEE (exchangeable) clustered by this column and add it to the comparison.
+    diagnostics_nsim : int
+        Simulations for the scaled residuals.
+    svg_fallback : bool
+        Embed static SVG renderings shown before (or without) JavaScript.
+    """
+    t0 = time.perf_counter()
+    gee = None
+    if gee_cluster is not None:
+        from ..marginal import gee as fit_gee
+
+        f = m.spec.formula
+        lhs = f"cbind({f.cbind[0]}, {f.cbind[1]})" if f.cbind else f.response
+        gee = fit_gee(f"{lhs} ~ {f.fixed}", m.spec.frame, cluster=gee_cluster, family=m.family, link=m.link)
+    ctx = {
+        "model": sec.model_section(m),
+        "fixed": sec.fixed_section(m),
+        "random": sec.random_section(m),
+        "marginal": sec.marginal_section(m, marginal, gee),
+        "diagnostics": sec.diagnostics_section(m, diagnostics_nsim),
+        "caveats": sec.caveats_section(m),
+        "reproduce": sec.reproduce_section(m),
+        "diagnostics_nsim": diagnostics_nsim,
+    }
+    specs: list[tuple[str, dict, str]] = [("forest", ch.forest(ctx["fixed"]["rows"], ctx["fixed"]["exp_name"]), "forest plot of the fixed effects")]
+    cats = []
+    for c in ctx["random"]["caterpillars"]:
+        name = f"cat{len(cats)}"
+        cats.append(name)
+        specs.append((name, ch.caterpillar(c["data"], c["group"], c["term"]), f"caterpillar plot: {c['group']} {c['term']}"))
+    if ctx["marginal"]["curves"] is not None:
+        resp = "probability" if m.family == "binomial" else ("rate" if m.family == "poisson" else "mean")
+        specs.append(("curves", ch.curves(ctx["marginal"]["curves"], ctx["marginal"]["var"], resp), "predicted response curves"))
+    if ctx["diagnostics"]["hist"] is not None:
+        specs.append(("hist", ch.residual_hist(ctx["diagnostics"]["hist"]), "histogram of scaled residuals"))
+        specs.append(("qq", ch.residual_qq(ctx["diagnostics"]["qq"]), "QQ plot of scaled residuals"))
+    charts = []
+    for i, (name, spec, alt_text) in enumerate(specs):
+        charts.append({"id": i, "name": name, "spec": spec, "alt": alt_text,
+                       "svg": ch.to_svg_data_uri(spec) if svg_fallback else None})
+    by_name = {c["name"]: c for c in charts}
+    by_name.setdefault("curves", None)
+    by_name.setdefault("hist", None)
+    by_name.setdefault("qq", None)
+    env = _environment(template_dir)
+    page = env.get_template("report/base.html.j2").render(
+        **ctx, charts=charts, charts_by_name=by_name, caterpillar_charts=[by_name[n] for n in cats],
+        vega_bundle=_bundle(),
+    )
+    return Report(html=page, seconds=time.perf_counter() - t0)

@@ -1,0 +1,265 @@
+"""Everything a report shows, as plain data read from the frozen result.
+
+Each ``*_section`` returns a dict for its template partial; a piece that cannot be computed
+for this model is ``None`` with a reason in ``missing`` so the template prints a clear
+"not computed" line instead of failing.
+"""
+
+from __future__ import annotations
+
+import platform
+import warnings
+from importlib import metadata
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+__all__ = ["model_section", "fixed_section", "random_section", "marginal_section", "diagnostics_section",
+           "caveats_section", "reproduce_section"]
+
+
+def _records(df: pd.DataFrame, index_name: str = "term") -> list[dict]:
+    out = df.reset_index().rename(columns={"index": index_name})
+    return out.replace({np.nan: None}).to_dict(orient="records")
+
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        return "?"
+
+
+def model_section(m) -> dict:
+    groups = []
+    for t in m.spec.terms:
+        sizes = np.bincount(np.asarray(t.codes), minlength=t.nlevels)
+        groups.append({"term": t.text, "label": t.label, "levels": t.nlevels, "min": int(sizes.min()),
+                       "median": float(np.median(sizes)), "max": int(sizes.max())})
+    if m.family == "gaussian":
+        method = "REML" if m.reml else "maximum likelihood"
+    elif m.nagq > 1:
+        method = f"Adaptive Gauss-Hermite quadrature, nAGQ = {m.nagq}"
+    else:
+        method = "Laplace approximation"
+    conv = "The optimizer converged (largest scaled gradient {:.1e}).".format(m.opt.scaled_gradient or 0.0) if m.converged \
+        else "The convergence check failed: treat the estimates with caution."
+    sing = "The fit is singular: a variance is estimated as zero or a correlation as ±1." if m.singular \
+        else "No variance component is on its boundary."
+    return {"title": m.title, "formula": m.formula, "family": m.family, "link": m.link, "method": method,
+            "nobs": m.nobs, "groups": groups, "n_dropped": m.n_dropped, "loglik": m.loglik, "aic": m.aic,
+            "bic": m.bic, "convergence": conv, "singular": sing, "messages": list(m.messages),
+            "versions": {"glmm_nb": _version("glmm_nb"), "python": platform.python_version(),
+                         "numpy": np.__version__, "scipy": _version("scipy"), "pandas": pd.__version__}}
+
+
+def fixed_section(m) -> dict:
+    ct = m.coef_table()
+    exp_name = {"logit": "odds ratio", "log": "rate ratio"}.get(m.link)
+    rows = _records(ct)
+    if exp_name:
+        for r in rows:
+            r["exp"] = float(np.exp(r["estimate"]))
+            r["exp_low"] = float(np.exp(r["conf_low"]))
+            r["exp_high"] = float(np.exp(r["conf_high"]))
+    return {"rows": rows, "exp_name": exp_name, "statistic": "t" if m.family == "gaussian" else "z"}
+
+
+def _structure_text(m) -> list[str]:
+    spec = m.spec
+    out = []
+    groups = list(dict.fromkeys(t.group for t in spec.terms))
+    for g in groups:
+        cols = [c for t in spec.terms if t.group == g for c in t.col_names]
+        slopes = [c for c in cols if c != "(Intercept)"]
+        kinds = "an intercept" if "(Intercept)" in cols else "no intercept"
+        txt = f"'{g}' ({spec.ngroups[g]} levels): {kinds}"
+        if slopes:
+            txt += " and slope(s) for " + ", ".join(slopes) + " that vary by " + g
+        corr = [t for t in spec.terms if t.group == g and t.q > 1]
+        if slopes:
+            txt += ", correlated" if corr else ", uncorrelated"
+        out.append(txt + ".")
+    if len(groups) > 1:
+        nested = []
+        for a in groups:
+            for b in groups:
+                if a != b and b.startswith(a + ":"):
+                    nested.append(f"'{b}' is nested in '{a}'")
+        out.append("Grouping factors: " + ("; ".join(nested) if nested else "crossed (each level of one meets several of the other)") + ".")
+    return out
+
+
+def random_section(m) -> dict:
+    vc = m.varcorr()
+    out = {"varcorr": vc.replace({np.nan: None}).to_dict(orient="records"), "structure": _structure_text(m),
+           "icc": None, "r2": None, "mor": None, "missing": []}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["icc"] = m.icc()
+        out["r2"] = m.r2()
+        try:
+            out["mor"] = m.mor().to_dict()
+        except Exception as exc:  # MOR is for logistic random intercepts only
+            out["missing"].append(f"median odds ratio: {exc}")
+    cats = []
+    re = m.ranef()
+    for t in m.spec.terms:
+        if t.label != t.group:
+            continue
+        frame = re[t.group]
+        sizes = np.bincount(np.asarray(t.codes), minlength=t.nlevels)
+        for col in t.col_names:
+            d = pd.DataFrame({"level": frame.index.astype(str), "mode": frame[col].to_numpy(),
+                              "sd": frame[f"condsd_{col}"].to_numpy(), "n": sizes})
+            cats.append({"group": t.group, "term": col, "data": d})
+    out["caterpillars"] = cats
+    return out
+
+
+def marginal_section(m, var: str | None = None, gee=None) -> dict:
+    out = {"table": None, "missing": [], "curves": None, "var": None, "sentences": [], "ame": None, "gee": gee is not None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            tab = m.compare(gee)
+            out["table"] = _records(tab)
+        except Exception as exc:
+            out["missing"].append(f"conditional vs marginal table: {exc}")
+            return out
+    if gee is None:
+        out["missing"].append("GEE: not asked for (report(gee_cluster=...) adds it)")
+    frame = m.spec.frame
+    if var is None:
+        nums = [c for c in frame.columns if c in m.fixef.index and pd.api.types.is_numeric_dtype(frame[c])
+                and frame[c].nunique() > 2]
+        var = nums[0] if nums else None
+    if var is None or var not in frame.columns or not pd.api.types.is_numeric_dtype(frame[var]):
+        out["missing"].append("prediction curves: no numeric covariate to vary (report(marginal=...) picks one)")
+        return out
+    out["var"] = var
+    grid = np.linspace(*np.quantile(frame[var], [0.02, 0.98]), 40)
+    base = frame.iloc[[0] * len(grid)].copy()
+    for c in frame.columns:
+        if c == var:
+            continue
+        col = frame[c]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            base[c] = float(col.mean()) if col.nunique() > 2 else col.mode().iloc[0]
+        else:
+            base[c] = col.mode().iloc[0]
+    base[var] = grid
+    from ..inference.simulate import design_of, predict_design
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = design_of(m, base)
+        typical = predict_design(m, d, re="none")
+        marg = predict_design(m, d, re="marginal")
+        eta = predict_design(m, d, re="none", type="link")
+    from ..families import get_family
+
+    fam = get_family(m.family, m.link)
+    # a spread of clusters: random intercept at quantiles of its fitted distribution
+    s_int = 0.0
+    for t in m.spec.terms:
+        if "(Intercept)" in t.col_names:
+            s_int += float(m.covariance_matrices()[t.label].loc["(Intercept)", "(Intercept)"])
+    rows = []
+    for q in (0.1, 0.25, 0.75, 0.9):
+        b = stats.norm.ppf(q) * np.sqrt(s_int)
+        for x, v in zip(grid, fam.link.inverse(eta + b)):
+            rows.append({"x": float(x), "value": float(v), "curve": f"cluster at {int(q * 100)}th percentile"})
+    for x, v in zip(grid, typical):
+        rows.append({"x": float(x), "value": float(v), "curve": "typical cluster (random effects 0)"})
+    for x, v in zip(grid, marg):
+        rows.append({"x": float(x), "value": float(v), "curve": "population-averaged"})
+    out["curves"] = pd.DataFrame(rows)
+    tab = m.compare(gee)
+    if var in tab.index:
+        r = tab.loc[var]
+        scale = {"logit": "odds ratio", "log": "rate ratio"}.get(m.link)
+        if scale:
+            out["sentences"] = [
+                f"Conditional (subject-specific): for a given {', '.join(m.spec.ngroups)}, one unit more of {var} "
+                f"multiplies the {scale.split()[0]}s by {np.exp(r.conditional):.3g} — the number for an individual "
+                "decision about a member of one cluster.",
+                f"Marginal (population-averaged): across the population of clusters, one unit more of {var} "
+                f"multiplies the {scale.split()[0]}s by {np.exp(r.marginal):.3g} — the number for a policy applied "
+                f"to everyone; it is {abs(1 - r.attenuation) * 100:.1f} % closer to no effect on the log scale.",
+            ]
+        else:
+            out["sentences"] = [
+                f"For the identity link the conditional and marginal effects of {var} coincide ({r.conditional:.4g} per unit)."
+            ]
+    return out
+
+
+def diagnostics_section(m, nsim: int = 250) -> dict:
+    out = {"tests": None, "hist": None, "qq": None, "convergence": None, "missing": []}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            d = m.diagnose(nsim=nsim)
+        except Exception as exc:
+            out["missing"].append(f"simulated residuals: {exc}")
+            return out
+    out["tests"] = _records(d.tests, "test")
+    r = np.sort(d.residuals.to_numpy())
+    counts, edges = np.histogram(r, bins=20, range=(0, 1))
+    out["hist"] = pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "count": counts})
+    k = min(200, len(r))
+    idx = np.linspace(0, len(r) - 1, k).astype(int)
+    out["qq"] = pd.DataFrame({"expected": (idx + 0.5) / len(r), "observed": r[idx]})
+    conv = d.convergence.copy()
+    out["convergence"] = conv.replace({np.nan: None}).to_dict(orient="records")
+    out["scaled_gradient"] = m.opt.scaled_gradient
+    eig = m.opt.hessian_eigenvalues
+    out["hessian"] = None if eig is None else [float(e) for e in eig]
+    return out
+
+
+def caveats_section(m) -> dict:
+    out = {"checks": None, "missing": [], "sentences": []}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            c = m.causal_checks()
+        except Exception as exc:
+            out["missing"].append(f"within/between checks: {exc}")
+            return out
+    out["checks"] = {"cluster": c.cluster, "shares": _records(c.shares, "covariate"),
+                     "within_between": _records(c.within_between, "covariate"), "joint": c.joint_test,
+                     "flags": _records(c.flags, "flag")}
+    s = out["sentences"]
+    j = c.joint_test
+    if j["df"]:
+        if j["p_value"] < 0.05:
+            s.append(f"Within-cluster and between-cluster effects differ (chi-square {j['chisq']:.2f} on {j['df']} df, "
+                     f"p = {j['p_value']:.3g}): the random effect of '{c.cluster}' is correlated with the covariates, "
+                     "so the standard GLMM coefficients mix in cluster-level confounding. Prefer the within-cluster "
+                     "estimates below.")
+        else:
+            s.append(f"No evidence that within- and between-cluster effects differ (chi-square {j['chisq']:.2f} on "
+                     f"{j['df']} df, p = {j['p_value']:.3g}); this does not prove the assumption, it only fails to reject it.")
+    for row in out["checks"]["flags"]:
+        if row["applies"] and row["flag"] != "within ≠ between":
+            s.append(f"Flag — {row['flag']}: {row['detail']}.")
+    return out
+
+
+def reproduce_section(m) -> dict:
+    args = [repr(m.formula), "data", f"family={m.family!r}"]
+    default_link = {"binomial": "logit", "poisson": "log", "gaussian": "identity"}[m.family]
+    if m.link != default_link:
+        args.append(f"link={m.link!r}")
+    if m.nagq > 1:
+        args += ["method='agq'", f"nagq={m.nagq}"]
+    if m.family == "gaussian" and not m.reml:
+        args.append("reml=False")
+    code = "import glmm_nb\n\nm = glmm_nb.glmm(" + ", ".join(args) + ")\nprint(m.summary())\nm.report().save('report.html')"
+    return {"code": code}
+
+
