@@ -32,6 +32,7 @@ __all__ = [
     "FormulaError",
     "GLMMError",
     "GLMMResult",
+    "ModelBuilder",
     "ModelError",
     "ModelSpec",
     "SingularFitWarning",
@@ -47,8 +48,16 @@ __all__ = [
 ]
 
 
-def load_ipython_extension(ipython):  # pragma: no cover - exercised by the magics issue
-    """``%load_ext glmm_nb`` (the magics arrive with the notebook-workflow issue)."""
+def load_ipython_extension(ipython):
+    """``%load_ext glmm_nb``: register the ``%%glmm`` / ``%glmm`` magics."""
     from .magics import load_ipython_extension as _load
 
     _load(ipython)
+
+
+def __getattr__(name):  # lazy: importing glmm_nb must not import ipywidgets
+    if name == "ModelBuilder":
+        from .widgets import ModelBuilder
+
+        return ModelBuilder
+    raise AttributeError(f"module 'glmm_nb' has no attribute {name!r}")

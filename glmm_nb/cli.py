@@ -12,18 +12,16 @@ __all__ = ["main"]
 def _demo(args) -> int:
     import glmm_nb
 
-    df = glmm_nb.datasets.load("cbpp")
-    m = glmm_nb.glmm(
-        "cbind(incidence, size - incidence) ~ period + (1 | herd)", df, family="binomial"
-    )
-    text = m.summary()
-    print(text)
-    print(f"\nfitted in {m.opt.time:.3f} s ({m.opt.evaluations} deviance evaluations)")
-    if args.output:
-        out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "cbpp_summary.txt").write_text(text + "\n")
-        print(f"wrote {out / 'cbpp_summary.txt'}")
+    df = glmm_nb.datasets.load("hospitals")
+    m = glmm_nb.glmm("recovered ~ treat + age + (1 | hospital)", df, family="binomial")
+    print(m.summary())
+    if not args.output:
+        print("\n(give -o DIR to execute the quick-start notebook there and write its report)")
+        return 0
+    from .demo import run_demo
+
+    nb_path, report = run_demo(args.output)
+    print(f"\nexecuted notebook: {nb_path}\nreport: {report}")
     return 0
 
 
@@ -46,15 +44,16 @@ def _fit(args) -> int:
     )
     print(m.summary())
     if args.output:
-        Path(args.output).write_text(m.summary() + "\n")
+        path = m.report().save(args.output)
+        print(f"report: {path}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="glmm-nb", description="GLMMs with lme4 formulas")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="fit the cbpp example and print its summary")
-    d.add_argument("-o", "--output", help="folder to write the summary into")
+    d = sub.add_parser("demo", help="fit the quick-start model; with -o DIR run the quick-start notebook there")
+    d.add_argument("-o", "--output", help="folder for the executed notebook and its report")
     f = sub.add_parser("fit", help="fit a model to a CSV file")
     f.add_argument("data")
     f.add_argument("formula")
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--nagq", type=int, default=1)
     f.add_argument("--ml", action="store_true", help="ML instead of REML for gaussian models")
     f.add_argument("--factor", action="append", help="treat a column as categorical")
-    f.add_argument("-o", "--output", help="file to write the summary to")
+    f.add_argument("-o", "--output", help="write the HTML report to this file")
     args = parser.parse_args(argv)
     from .errors import GLMMError
 

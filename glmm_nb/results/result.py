@@ -312,6 +312,7 @@ class GLMMResult:
                 "Pr(>|z|)": ct.p_value.map(lambda v: f"{v:.3g}" if v >= 2e-16 else "<2e-16"),
             }
         )
+        show.index.name = None
         lines.append(show.to_string())
         if self.family == "gaussian":
             lines.append("(p-values: Wald z, normal approximation)")

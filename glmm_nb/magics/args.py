@@ -1,0 +1,134 @@
+"""Argument parsing for ``%%glmm`` / ``%glmm``, kept apart from execution and from IPython.
+
+Line grammar: options first (``--data df --family binomial --nagq 10 --reml``), then for the
+cell magic an optional variable name, for the line magic the formula (everything from the
+first word that is not an option). Quoted option values use shell quoting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from dataclasses import dataclass
+
+__all__ = ["MagicArgs", "ArgError", "parse_line", "clean_body", "help_text", "parser"]
+
+
+class ArgError(Exception):
+    """A malformed magic line (reported in one line)."""
+
+
+@dataclass(frozen=True)
+class MagicArgs:
+    name: str | None
+    formula: str | None
+    data: str | None
+    family: str | None
+    link: str | None
+    method: str | None
+    nagq: int | None
+    reml: bool | None
+    weights: str | None
+    offset: str | None
+    report: str | None
+    quiet: bool
+    marginal: str | None
+
+
+_VALUED = {"--data", "--family", "--link", "--method", "--nagq", "--weights", "--offset", "--report", "--marginal"}
+_FLAGS = {"--reml", "--ml", "--quiet"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # no SystemExit, no usage dump
+        raise ArgError(message)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="%%glmm", add_help=False, description=(
+        "Fit a GLMM with lme4 syntax. Cell magic: '%%glmm [NAME] [options]' with the formula in the body "
+        "(blank lines and # comments allowed; {var} expands from the namespace). Line magic: "
+        "'%glmm [options] FORMULA' returns the result. Defaults come from %config GlmmMagic.*"))
+    p.add_argument("name", nargs="?", help="variable to store the result in (cell magic)")
+    p.add_argument("--data", help="name of the pandas DataFrame in the namespace")
+    p.add_argument("--family", help="binomial, poisson or gaussian")
+    p.add_argument("--link", help="logit, probit, cloglog, log or identity")
+    p.add_argument("--method", help="laplace or agq")
+    p.add_argument("--nagq", type=int, help="quadrature nodes per random-effect dimension")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--reml", dest="reml", action="store_const", const=True, help="REML (gaussian; default)")
+    g.add_argument("--ml", dest="reml", action="store_const", const=False, help="maximum likelihood (gaussian)")
+    p.add_argument("--weights", help="column of prior weights")
+    p.add_argument("--offset", help="column holding an offset")
+    p.add_argument("--report", metavar="PATH", help="write the HTML report to PATH and show it")
+    p.add_argument("--quiet", action="store_true", help="store the result, display nothing")
+    p.add_argument("--marginal", metavar="TERM", help="covariate for the report's marginal-effect curves")
+    return p
+
+
+def help_text() -> str:
+    return parser().format_help()
+
+
+def parse_line(line: str, cell: bool) -> MagicArgs:
+    """Split the magic line into options and (line magic) the formula."""
+    tokens = line.strip().split()
+    i = 0
+    opts: list[str] = []
+    lead_name = None
+    if cell and tokens and not tokens[0].startswith("--"):
+        lead_name = tokens[0]
+        if not lead_name.isidentifier():
+            raise ArgError(f"'{lead_name}' is not a valid variable name for the result")
+        i = 1
+    while i < len(tokens):
+        tok = tokens[i]
+        key = tok.split("=", 1)[0]
+        if key in _VALUED:
+            opts.append(tok)
+            if "=" not in tok:
+                if i + 1 >= len(tokens):
+                    raise ArgError(f"option {tok} needs a value")
+                opts.append(tokens[i + 1])
+                i += 1
+            i += 1
+        elif tok in _FLAGS:
+            opts.append(tok)
+            i += 1
+        elif tok.startswith("--"):
+            raise ArgError(f"unknown option {tok}; see %%glmm?")
+        else:
+            break
+    rest = " ".join(tokens[i:])
+    name = formula = None
+    if cell:
+        if rest and lead_name:
+            raise ArgError(f"'{rest}': the cell magic takes one variable name; put the formula in the cell body")
+        if rest:
+            parts = rest.split()
+            if len(parts) > 1 or not parts[0].isidentifier():
+                raise ArgError(f"'{rest}': the cell magic takes one variable name before or after the options; "
+                               "put the formula in the cell body")
+            name = parts[0]
+    else:
+        formula = rest or None
+    try:
+        ns = parser().parse_args(shlex.split(" ".join(opts)))
+    except ValueError as exc:
+        raise ArgError(str(exc)) from None
+    return MagicArgs(name=lead_name or name or ns.name, formula=formula, data=ns.data, family=ns.family, link=ns.link,
+                     method=ns.method, nagq=ns.nagq, reml=ns.reml, weights=ns.weights, offset=ns.offset,
+                     report=ns.report, quiet=ns.quiet, marginal=ns.marginal)
+
+
+def clean_body(body: str) -> str:
+    """The formula of a cell body: '#' comments and blank lines removed, lines joined."""
+    lines = []
+    for raw in body.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            lines.append(line)
+    text = " ".join(lines)
+    if text.count("~") > 1:
+        raise ArgError("the cell holds more than one formula; one %%glmm cell fits one model")
+    return text

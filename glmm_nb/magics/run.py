@@ -1,0 +1,86 @@
+"""Execute a parsed ``%%glmm`` request against a namespace (no IPython here)."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DataError, ModelError
+from .args import MagicArgs
+
+__all__ = ["MagicOutput", "run_magic", "cell_text"]
+
+
+@dataclass(frozen=True)
+class MagicOutput:
+    """What a %%glmm cell displays: the summary, and the report (link + embedded)."""
+
+    result: object
+    report_path: Path | None
+    report: object | None
+
+    def __repr__(self) -> str:
+        txt = self.result.summary()
+        if self.report_path is not None:
+            txt += f"\n\nReport written to {self.report_path}"
+        return txt
+
+    def _repr_html_(self) -> str:
+        out = self.result._repr_html_()
+        if self.report_path is not None:
+            out += (f'<p>Report: <a href="{html.escape(str(self.report_path))}" target="_blank">'
+                    f"{html.escape(str(self.report_path))}</a></p>")
+            out += self.report._repr_html_()
+        return out
+
+
+def run_magic(args: MagicArgs, formula: str, namespace: dict, defaults: dict) -> MagicOutput:
+    """Fit, store under ``args.name``, write the report; raise GLMMError for analyst mistakes."""
+    from ..api import glmm
+
+    if not formula:
+        raise ModelError("no formula: write it in the cell body (%%glmm) or after the options (%glmm)")
+    data_name = args.data or defaults.get("data")
+    if not data_name:
+        raise DataError("no data: give --data NAME (a pandas DataFrame in the notebook)")
+    if data_name not in namespace:
+        raise DataError(f"unknown data frame '{data_name}': no such variable in the notebook")
+    data = namespace[data_name]
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"'{data_name}' is a {type(data).__name__}, not a pandas DataFrame")
+    reml = defaults.get("reml", True) if args.reml is None else args.reml
+    method = args.method or defaults.get("method", "laplace")
+    nagq = args.nagq if args.nagq is not None else defaults.get("nagq", 1)
+    if method == "agq" and nagq == 1 and args.nagq is None:
+        nagq = 10
+    m = glmm(formula, data, family=args.family or defaults.get("family", "binomial"),
+             link=args.link or defaults.get("link") or None, method=method, nagq=nagq, reml=reml,
+             weights=args.weights, offset=args.offset)
+    if args.name:
+        namespace[args.name] = m
+    report = path = None
+    if args.report:
+        report = m.report(marginal=args.marginal)
+        path = report.save(args.report)
+    return MagicOutput(m, path, report)
+
+
+def cell_text(name: str | None, data: str, formula: str, family: str, link: str | None, method: str,
+              nagq: int, reml: bool | None = None, report: str | None = None) -> str:
+    """The %%glmm cell equivalent to a set of choices (used by the model builder)."""
+    parts = ["%%glmm"]
+    if name:
+        parts.append(name)
+    parts += ["--data", data, "--family", family]
+    if link:
+        parts += ["--link", link]
+    if method != "laplace":
+        parts += ["--method", method, "--nagq", str(nagq)]
+    if family == "gaussian" and reml is False:
+        parts.append("--ml")
+    if report:
+        parts += ["--report", report]
+    return " ".join(parts) + "\n" + formula

@@ -1,0 +1,170 @@
+"""The ipywidgets model builder — the only module of glmm_nb that imports ipywidgets.
+
+``ModelBuilder(df)`` lets an analyst pick the response, fixed effects, grouping factors and
+per-factor random slopes (correlated or not), family/link, method and nagq; it shows the lme4
+formula live and the equivalent ``%%glmm`` cell, fits on "Fit" (with a progress indicator),
+shows the summary and the report, and saves the report on "Export". The fitted result is
+always available as ``.result``: the widgets never hold the only copy.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+
+import pandas as pd
+
+from ..errors import GLMMError
+from ..families import _ALLOWED, _CANONICAL
+from ..magics.run import cell_text
+
+__all__ = ["ModelBuilder"]
+
+
+def _q(name: str) -> str:
+    """Quote a column name for a formula when it is not a plain identifier."""
+    return name if name.isidentifier() else f"`{name}`"
+
+
+class ModelBuilder:
+    """Build, fit and export a GLMM from a DataFrame with widgets.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+    name : str
+        The variable name of ``data`` in the notebook (for the %%glmm cell text).
+    """
+
+    def __init__(self, data: pd.DataFrame, name: str = "df"):
+        import ipywidgets as w
+
+        if not isinstance(data, pd.DataFrame):
+            raise GLMMError("ModelBuilder needs a pandas DataFrame")
+        self.data = data
+        self.name = name
+        self.result = None
+        self.report = None
+        cols = [str(c) for c in data.columns]
+        self.response = w.Dropdown(options=cols, description="Response")
+        self.fixed = w.SelectMultiple(options=cols, description="Fixed", rows=min(8, len(cols)))
+        self.groups = w.SelectMultiple(options=cols, description="Groups", rows=min(6, len(cols)))
+        self.slopes_box = w.VBox()
+        self._slopes: dict[str, tuple] = {}
+        self.family = w.Dropdown(options=list(_CANONICAL), value="binomial", description="Family")
+        self.link = w.Dropdown(options=list(_ALLOWED["binomial"]), value="logit", description="Link")
+        self.method = w.Dropdown(options=["laplace", "agq"], value="laplace", description="Method")
+        self.nagq = w.IntSlider(value=10, min=2, max=30, description="nAGQ", disabled=True)
+        self.formula_label = w.HTML()
+        self.cell_area = w.Textarea(layout=w.Layout(width="100%", height="60px"), disabled=True)
+        self.fit_button = w.Button(description="Fit", button_style="primary")
+        self.progress = w.IntProgress(value=0, min=0, max=3, description="")
+        self.status = w.HTML()
+        self.output = w.HTML()
+        self.report_frame = w.HTML()
+        self.export_path = w.Text(value="glmm_report.html", description="Save as")
+        self.export_button = w.Button(description="Export report", disabled=True)
+        for wid in (self.response, self.fixed, self.family, self.link, self.method, self.nagq):
+            wid.observe(self._changed, names="value")
+        self.groups.observe(self._groups_changed, names="value")
+        self.family.observe(self._family_changed, names="value")
+        self.method.observe(self._method_changed, names="value")
+        self.fit_button.on_click(self.fit)
+        self.export_button.on_click(self.export)
+        self.widget = w.VBox([
+            w.HBox([w.VBox([self.response, self.fixed, self.groups]), w.VBox([self.family, self.link, self.method, self.nagq])]),
+            self.slopes_box, self.formula_label, self.cell_area,
+            w.HBox([self.fit_button, self.progress, self.status]),
+            self.output, self.report_frame, w.HBox([self.export_path, self.export_button]),
+        ])
+        self._changed()
+
+    # ------------------------------------------------------------------ formula and cell
+    @property
+    def formula(self) -> str:
+        fixed = [_q(c) for c in self.fixed.value if c != self.response.value]
+        rhs = " + ".join(fixed) if fixed else "1"
+        for g in self.groups.value:
+            slopes, correlated = self._slopes.get(g, (None, None))
+            sl = [_q(s) for s in (slopes.value if slopes is not None else ())]
+            lhs = "1" + "".join(f" + {s}" for s in sl)
+            bar = "|" if (correlated is None or correlated.value or not sl) else "||"
+            rhs += f" + ({lhs} {bar} {_q(g)})"
+        return f"{_q(self.response.value)} ~ {rhs}"
+
+    @property
+    def cell(self) -> str:
+        return cell_text("result", self.name, self.formula, self.family.value,
+                         None if self.link.value == _CANONICAL[self.family.value] else self.link.value,
+                         self.method.value, self.nagq.value)
+
+    def _changed(self, *_):
+        self.formula_label.value = f"<b>Formula:</b> <code>{html.escape(self.formula)}</code>"
+        self.cell_area.value = self.cell
+
+    def _groups_changed(self, change):
+        import ipywidgets as w
+
+        cols = [str(c) for c in self.data.columns]
+        rows = []
+        for g in change["new"]:
+            if g not in self._slopes:
+                s = w.SelectMultiple(options=[c for c in cols if c != g], description=f"slopes | {g}", rows=3)
+                c = w.Checkbox(value=True, description="correlated")
+                s.observe(self._changed, names="value")
+                c.observe(self._changed, names="value")
+                self._slopes[g] = (s, c)
+            rows.append(w.HBox(list(self._slopes[g])))
+        self.slopes_box.children = rows
+        self._changed()
+
+    def _family_changed(self, change):
+        self.link.options = list(_ALLOWED[change["new"]])
+        self.link.value = _CANONICAL[change["new"]]
+        if change["new"] == "gaussian":
+            self.method.value = "laplace"
+        self._changed()
+
+    def _method_changed(self, change):
+        self.nagq.disabled = change["new"] != "agq"
+        self._changed()
+
+    # ------------------------------------------------------------------------ actions
+    def fit(self, *_):
+        """Fit the model shown; progress and errors appear in the widget."""
+        from ..api import glmm
+
+        self.progress.value = 1
+        self.status.value = "fitting…"
+        t0 = time.perf_counter()
+        try:
+            m = glmm(self.formula, self.data, family=self.family.value, link=self.link.value,
+                     method=self.method.value, nagq=self.nagq.value if self.method.value == "agq" else 1)
+        except GLMMError as exc:
+            self.progress.value = 0
+            self.status.value = f"<span style='color:#a94442'>{html.escape(str(exc))}</span>"
+            return None
+        self.result = m
+        self.progress.value = 2
+        self.status.value = "building the report…"
+        self.report = m.report()
+        self.progress.value = 3
+        self.status.value = f"done in {time.perf_counter() - t0:.1f} s"
+        self.output.value = f"<pre>{html.escape(m.summary())}</pre>"
+        self.report_frame.value = self.report._repr_html_()
+        self.export_button.disabled = False
+        return m
+
+    def export(self, *_):
+        """Save the report to the path in the 'Save as' box."""
+        if self.report is None:
+            self.status.value = "fit a model first"
+            return None
+        path = self.report.save(self.export_path.value)
+        self.status.value = f"report saved to {html.escape(str(path))}"
+        return path
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)

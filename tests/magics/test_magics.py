@@ -1,0 +1,98 @@
+"""%%glmm / %glmm through a real IPython InteractiveShell."""
+
+import pytest
+
+import glmm_nb
+from glmm_nb.magics.args import ArgError, clean_body, parse_line
+
+IPython = pytest.importorskip("IPython")
+
+
+@pytest.fixture(scope="module")
+def ip():
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "glmm_nb")
+    shell.user_ns["df"] = glmm_nb.datasets.load("cbpp")
+    yield shell
+    shell.run_line_magic("config", "GlmmMagic.family = 'binomial'")
+
+
+def test_cell_magic_stores_displays_and_writes_report(ip, tmp_path, capsys):
+    path = tmp_path / "fit.html"
+    ip.run_cell(f"%%glmm fit --data df --family binomial --method agq --nagq 10 --report {path}\n"
+                "# a comment line\n\ncbind(incidence, size - incidence) ~ period + (1 | herd)\n")
+    m = ip.user_ns["fit"]
+    assert isinstance(m, glmm_nb.GLMMResult) and m.nagq == 10
+    assert path.exists() and "<html" in path.read_text()
+    out = capsys.readouterr().out
+    assert "Adaptive Gauss-Hermite Quadrature, nAGQ = 10" in out and f"Report written to {path}" in out
+
+
+def test_displayed_html(ip):
+    from glmm_nb.magics.run import MagicOutput
+
+    m = ip.user_ns.get("fit") or glmm_nb.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", ip.user_ns["df"])
+    html = MagicOutput(m, None, None)._repr_html_()
+    assert "<table" in html and "period[T.2]" in html
+
+
+def test_line_magic_returns_result_and_var_expansion(ip):
+    ip.run_cell("m1 = %glmm --data df cbind(incidence, size - incidence) ~ period + (1 | herd)")
+    assert ip.user_ns["m1"].nobs == 56
+    ip.user_ns["grp"] = "herd"
+    ip.run_cell("%%glmm m2 --data df --quiet\ncbind(incidence, size - incidence) ~ 1 + (1 | {grp})")
+    assert ip.user_ns["m2"].ngroups == {"herd": 15}
+
+
+def test_config_defaults(ip):
+    ip.run_line_magic("config", "GlmmMagic.family = 'poisson'")
+    ip.run_cell("%%glmm p --data df --quiet\nincidence ~ period + (1 | herd)")
+    assert ip.user_ns["p"].family == "poisson"
+    ip.run_line_magic("config", "GlmmMagic.family = 'binomial'")
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        ("%%glmm --data nothere\ny ~ x + (1 | g)", "glmm: unknown data frame 'nothere': no such variable in the notebook"),
+        ("%%glmm --data df\nincidence ~ nope + (1 | herd)", "glmm: unknown column 'nope' in the fixed part 'nope'"),
+        ("%%glmm --data df --method pql\nincidence ~ period + (1 | herd)", "glmm: unknown method 'pql'; choose 'laplace' or 'agq'"),
+        ("%%glmm --data df\nincidence ~ period + (1 | herd", "glmm: unbalanced parentheses"),
+        ("%%glmm --data df --bogus 1\nincidence ~ period + (1 | herd)", "glmm: unknown option --bogus; see %%glmm?"),
+    ],
+)
+def test_analyst_errors_are_one_line(ip, capsys, cell, message):
+    res = ip.run_cell(cell)
+    err = capsys.readouterr().err
+    assert res.error_in_exec is None
+    assert err.strip().startswith(message) and len(err.strip().splitlines()) == 1
+
+
+def test_full_traceback_on_request(ip):
+    ip.run_line_magic("config", "GlmmMagic.short_errors = False")
+    try:
+        res = ip.run_cell("%%glmm --data df\nincidence ~ nope + (1 | herd)")
+        assert isinstance(res.error_in_exec, glmm_nb.FormulaError)
+    finally:
+        ip.run_line_magic("config", "GlmmMagic.short_errors = True")
+
+
+def test_generated_help(ip):
+    doc = ip.find_cell_magic("glmm").__doc__
+    for opt in ("--data", "--family", "--link", "--method", "--nagq", "--reml", "--ml", "--weights", "--offset",
+                "--report", "--quiet", "--marginal"):
+        assert opt in doc
+
+
+def test_parsing_is_separate_from_execution():
+    a = parse_line("fit --data df --nagq=7 --method agq --ml", cell=True)
+    assert (a.name, a.data, a.nagq, a.method, a.reml) == ("fit", "df", 7, "agq", False)
+    b = parse_line("--data df y ~ x + (1 | g)", cell=False)
+    assert b.formula == "y ~ x + (1 | g)" and b.name is None
+    with pytest.raises(ArgError, match="needs a value"):
+        parse_line("--data", cell=True)
+    assert clean_body("  # c\n y ~ x  # trailing\n\n + (1 | g)\n") == "y ~ x + (1 | g)"
+    with pytest.raises(ArgError, match="more than one formula"):
+        clean_body("y ~ x + (1|g)\nz ~ x + (1|g)")
