@@ -118,39 +118,16 @@ def build_glmm_result(
         RX2 = X.T @ (W[:, None] * X) - ZtWX.T @ st.fac.solve(ZtWX)
         vcov = np.linalg.inv(RX2)
         vcov_method = "conditional"
-    names = list(spec.x_names)
     msgs, ok, sing = _messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig)
     opt_full = OptSummary(**{**opt.__dict__, "gradient": g, "scaled_gradient": scgrad, "hessian_eigenvalues": eig})
     fam = devfun.family
     # lme4's deviance() of a glmer fit: the conditional deviance at the modes
     lme4_dev = float(np.sum(fam.dev_resid(devfun.y, st.mu, devfun.pw)))
     loglik = -opt.objective / 2 if method == "agq" and nagq > 1 else -st.deviance / 2
-    return GLMMResult(
-        formula=spec.formula.text,
-        family=family.name,
-        link=family.link.name,
-        method=method,
-        nagq=nagq,
-        reml=None,
-        spec=spec,
-        theta=theta,
-        fixef=pd.Series(beta, index=names, name="estimate"),
-        vcov=pd.DataFrame(vcov, index=names, columns=names),
-        loglik=float(loglik),
-        deviance=float(lme4_dev),
-        sigma=1.0,
-        nobs=spec.nobs,
-        ngroups=spec.ngroups,
-        n_dropped=spec.n_dropped,
-        converged=ok,
-        singular=sing,
-        opt=opt_full,
-        u=st.u,
-        cond_cov=_cond_cov(spec, st.fac, theta, 1.0),
-        messages=tuple(msgs),
-        vcov_method=vcov_method,
-        extras={"vcov_theta_beta": vcov_full},
-    )
+    return _assemble(spec, theta, beta, vcov, opt_full, st.u, st.fac, 1.0, msgs, ok, sing,
+                     family=family.name, link=family.link.name, method=method, nagq=nagq, reml=None,
+                     loglik=float(loglik), deviance=float(lme4_dev), vcov_method=vcov_method,
+                     extras={"vcov_theta_beta": vcov_full})
 
 
 def build_lmm_result(spec: ModelSpec, family: Family, devfun, opt: OptSummary) -> GLMMResult:
@@ -165,31 +142,32 @@ def build_lmm_result(spec: ModelSpec, family: Family, devfun, opt: OptSummary) -
         g = np.array([(devfun(theta + e) - devfun(theta - e)) / (2 * h) for e, h in zip(np.diag(hs), hs)])
     scgrad, eig = _scaled_gradient(H, g, free)
     msgs, ok, sing = _messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig)
-    names = list(spec.x_names)
     vcov = st.sigma**2 * np.linalg.inv(st.RX2)
     opt_full = OptSummary(**{**opt.__dict__, "gradient": g, "scaled_gradient": scgrad, "hessian_eigenvalues": eig})
+    return _assemble(spec, theta, st.beta, vcov, opt_full, st.u, st.fac, st.sigma, msgs, ok, sing,
+                     family="gaussian", link="identity", method="reml" if devfun.reml else "ml", nagq=1,
+                     reml=devfun.reml, loglik=float(-st.deviance / 2), deviance=float(st.deviance),
+                     vcov_method="conditional", extras={})
+
+
+def _assemble(spec, theta, beta, vcov, opt, u, fac, sigma, msgs, ok, sing, **fields) -> GLMMResult:
+    """The single constructor call of :class:`GLMMResult`."""
+    names = list(spec.x_names)
     return GLMMResult(
         formula=spec.formula.text,
-        family="gaussian",
-        link="identity",
-        method="reml" if devfun.reml else "ml",
-        nagq=1,
-        reml=devfun.reml,
         spec=spec,
         theta=theta,
-        fixef=pd.Series(st.beta, index=names, name="estimate"),
+        fixef=pd.Series(beta, index=names, name="estimate"),
         vcov=pd.DataFrame(vcov, index=names, columns=names),
-        loglik=float(-st.deviance / 2),
-        deviance=float(st.deviance),
-        sigma=st.sigma,
+        sigma=float(sigma),
         nobs=spec.nobs,
         ngroups=spec.ngroups,
         n_dropped=spec.n_dropped,
         converged=ok,
         singular=sing,
-        opt=opt_full,
-        u=st.u,
-        cond_cov=_cond_cov(spec, st.fac, theta, st.sigma**2),
+        opt=opt,
+        u=u,
+        cond_cov=_cond_cov(spec, fac, theta, float(sigma) ** 2),
         messages=tuple(msgs),
-        vcov_method="conditional",
+        **fields,
     )
