@@ -196,15 +196,24 @@ class SchurFactor:
         _LA, self.logdet_A, self.Ainv = _block_chol(codes, W, vals, q1, J1)
         rest = slice(q1, rs.s)
         c2 = rs.cols[:, rest] - off1
-        B = np.zeros(off1 * Q2)
-        for a in range(q1):
-            ca = rs.cols[:, a]
-            for t in range(c2.shape[1]):
-                B += np.bincount(
-                    ca * Q2 + c2[:, t], weights=W * vals[:, a] * vals[:, q1 + t], minlength=off1 * Q2
-                )
-        B = B.reshape(J1, q1, Q2)
-        self.G = np.einsum("jab,jbc->jac", self.Ainv, B).reshape(off1, Q2)
+        # coupling block B = Z1~' W Z2~: at most n non-zeros per pair of slots. Nested and
+        # sparsely crossed designs keep B and G = A^{-1} B sparse; dense crossings use arrays.
+        pairs = [(a, t) for a in range(q1) for t in range(c2.shape[1])]
+        if rs.n * len(pairs) < 0.05 * off1 * Q2:
+            B = sp.csr_matrix(
+                (np.concatenate([W * vals[:, a] * vals[:, q1 + t] for a, t in pairs]),
+                 (np.concatenate([rs.cols[:, a] for a, _ in pairs]), np.concatenate([c2[:, t] for _, t in pairs]))),
+                shape=(off1, Q2),
+            )
+            Ainv_sp = sp.bsr_matrix((self.Ainv, np.arange(J1), np.arange(J1 + 1)), shape=(off1, off1))
+            self.G = (Ainv_sp @ B).tocsr()
+        else:
+            Bd = np.zeros(off1 * Q2)
+            for a, t in pairs:
+                Bd += np.bincount(rs.cols[:, a] * Q2 + c2[:, t], weights=W * vals[:, a] * vals[:, q1 + t],
+                                  minlength=off1 * Q2)
+            B = Bd.reshape(off1, Q2)
+            self.G = np.einsum("jab,jbc->jac", self.Ainv, B.reshape(J1, q1, Q2)).reshape(off1, Q2)
         n, s2 = rs.n, rs.s - q1
         S2 = sp.csr_matrix(
             ((vals[:, rest] * np.sqrt(W)[:, None]).ravel(), c2.ravel(), np.arange(0, n * s2 + 1, s2)),
@@ -212,7 +221,8 @@ class SchurFactor:
         )
         D = (S2.T @ S2).toarray()
         D[np.diag_indices(Q2)] += 1.0
-        Schur = D - B.reshape(off1, Q2).T @ self.G
+        BtG = B.T @ self.G
+        Schur = D - (BtG.toarray() if sp.issparse(BtG) else np.asarray(BtG))
         self.cf = sla.cho_factor(Schur, lower=True, check_finite=False)
         self.logdet = self.logdet_A + float(2.0 * np.sum(np.log(np.diag(self.cf[0]))))
         self._Sinv = None
@@ -234,12 +244,17 @@ class SchurFactor:
     def Sinv(self) -> np.ndarray:
         if self._Sinv is None:
             self._Sinv = sla.cho_solve(self.cf, np.eye(self.Q2), check_finite=False)
-            self._H = self.G @ self._Sinv  # -(M^{-1})_{12}
+            self._H = np.asarray(self.G @ self._Sinv)  # -(M^{-1})_{12}
             J1, q1 = self.J1, self.q1
             # diagonal blocks of M^{-1} for the first term: A^{-1} + G S^{-1} G', per level
-            self._B11 = self.Ainv + np.einsum(
-                "jak,jbk->jab", self._H.reshape(J1, q1, -1), self.G.reshape(J1, q1, -1)
-            )
+            B11 = self.Ainv.copy()
+            for a in range(q1):
+                Ha = self._H[a::q1]
+                for b in range(q1):
+                    Gb = self.G[b::q1]
+                    prod = Gb.multiply(Ha) if sp.issparse(Gb) else Gb * Ha
+                    B11[:, a, b] += np.asarray(prod.sum(axis=1)).ravel()
+            self._B11 = B11
         return self._Sinv
 
     def _entries(self, c1: np.ndarray, c2: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from tests.conftest import load_case
         ("contraception_slope", "logit"),
         ("epil_poisson", "log"),
         ("verbagg_crossed", "logit"),
+        ("grouseticks_poisson", "log"),  # sparse coupling block in the Schur factorization
     ],
 )
 def test_gradient_matches_finite_differences(case_id, link):
