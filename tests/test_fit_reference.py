@@ -110,7 +110,9 @@ def test_summary_header_and_tables(fits):
 
 def test_result_is_frozen(fits):
     _case, _df, m = fits["cbpp_laplace"]
-    with pytest.raises(Exception):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
         m.loglik = 0.0
     assert m.opt.evaluations > 0 and m.opt.time > 0 and m.opt.final.shape == (5,)
 

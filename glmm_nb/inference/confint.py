@@ -16,15 +16,16 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
     """Intervals for the random-effect SDs/correlations (``sd__…``, ``cor__…``, ``sigma``) and
     the fixed effects, indexed by term with columns ``conf_low conf_high``.
 
-    ``wald`` gives NaN for the random-effect parameters (as lme4: a symmetric interval on the
-    SD scale is a poor guide); use ``profile`` or ``bootstrap`` for those.
+    ``wald`` intervals for the random-effect parameters come from the curvature of the
+    deviance on the SD/correlation scale (clipped to [0, ∞) and [-1, 1]); they are NaN for a
+    parameter on its boundary. They are symmetric and can be poor for small SDs — lme4 does not
+    give them at all; prefer ``profile`` or ``bootstrap`` for variance parameters.
     """
     if not 0 < level < 1:
         raise ModelError(f"level must lie between 0 and 1, not {level}")
     if method == "wald":
         ct = m.coef_table(conf_level=level)[["conf_low", "conf_high"]]
-        re = pd.DataFrame(np.nan, index=sdcor_names(m.spec, m.family == "gaussian"), columns=["conf_low", "conf_high"])
-        out = pd.concat([re, ct])
+        out = pd.concat([_wald_re(m, level), ct])
     elif method == "profile":
         from .profile import profile_confint
 
@@ -38,6 +39,38 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
     else:
         raise ModelError(f"method must be 'wald', 'profile' or 'bootstrap', not {method!r}")
     out.index.name = "term"
+    return out
+
+
+def _wald_re(m, level: float) -> pd.DataFrame:
+    from scipy import stats
+
+    from ..optimize import fd_hessian_fun
+    from .profile import _Problem
+
+    names = sdcor_names(m.spec, m.family == "gaussian")
+    out = pd.DataFrame(np.nan, index=names, columns=["conf_low", "conf_high"])
+    prob = _Problem(m)
+    k = len(prob.psi_hat)
+    x = prob.x_hat
+    interior = np.array([not (n.startswith("sd__") and v < 1e-6) and not (n.startswith("cor__") and abs(v) > 1 - 1e-6)
+                         for n, v in zip(names, prob.psi_hat)])
+    if not interior.all():
+        return out
+    H = fd_hessian_fun(prob.objective, x, h=1e-4)
+    try:
+        V = 2.0 * np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        return out
+    se = np.sqrt(np.where(np.diag(V)[:k] > 0, np.diag(V)[:k], np.nan))
+    z = stats.norm.ppf(0.5 + level / 2)
+    lo, hi = prob.psi_hat - z * se, prob.psi_hat + z * se
+    for i, n in enumerate(names):
+        if n.startswith("cor__"):
+            lo[i], hi[i] = max(lo[i], -1.0), min(hi[i], 1.0)
+        else:
+            lo[i] = max(lo[i], 0.0)
+    out["conf_low"], out["conf_high"] = lo, hi
     return out
 
 

@@ -245,7 +245,7 @@ class SchurFactor:
         if self._Sinv is None:
             self._Sinv = sla.cho_solve(self.cf, np.eye(self.Q2), check_finite=False)
             self._H = np.asarray(self.G @ self._Sinv)  # -(M^{-1})_{12}
-            J1, q1 = self.J1, self.q1
+            q1 = self.q1
             # diagonal blocks of M^{-1} for the first term: A^{-1} + G S^{-1} G', per level
             B11 = self.Ainv.copy()
             for a in range(q1):

@@ -52,7 +52,10 @@ def test_wald_intervals(cbpp):
     ci = m.confint(method="wald", level=0.9)
     ct = m.coef_table(conf_level=0.9)
     np.testing.assert_allclose(ci.loc[ct.index].to_numpy(), ct[["conf_low", "conf_high"]].to_numpy())
-    assert ci.loc["sd__(Intercept)|herd"].isna().all()
+    sd = ci.loc["sd__(Intercept)|herd"]
+    prof = m.confint(method="profile", level=0.9).loc["sd__(Intercept)|herd"]
+    assert 0 < sd.conf_low < 0.642 < sd.conf_high
+    assert abs(sd.conf_high - sd.conf_low - (prof.conf_high - prof.conf_low)) < 0.25  # same scale as the profile
     with pytest.raises(ModelError, match="method must be"):
         m.confint(method="exact")
 
