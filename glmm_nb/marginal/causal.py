@@ -4,7 +4,7 @@ The standard GLMM assumes each cluster's random effect is independent of the cov
 cluster-level confounding (e.g. hospital quality drives both treatment and outcome) the
 GLMM coefficient mixes the within-cluster effect with a biased between-cluster contrast.
 
-* Variance shares: for each numeric covariate, the share of its variance that lies between
+* Variance shares: for each numeric covariate (two-level factors as 0/1), the share of its variance that lies between
   clusters, :math:`\mathrm{var}(\bar x_{j(i)}) / \mathrm{var}(x_i)`. A share near 1 means the
   coefficient is identified almost only by between-cluster contrasts.
 * Within/between (Mundlak 1978): refit with the cluster means :math:`\bar x_j` of the
@@ -47,7 +47,6 @@ class CausalChecks:
 
 def _numeric_covariates(m) -> list[str]:
     frame = m.spec.frame
-    fixed_vars = set()
     import formulaic
 
     fixed_vars = set(formulaic.Formula(m.spec.formula.fixed).required_variables)
@@ -58,7 +57,15 @@ def _numeric_covariates(m) -> list[str]:
         col = frame[v]
         if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
             out.append(v)
+        elif isinstance(col.dtype, pd.CategoricalDtype) and len(col.cat.categories) == 2:
+            out.append(v)  # a two-level factor, as 0/1 (second level = 1)
     return out
+
+
+def _as_number(col: pd.Series) -> np.ndarray:
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return (col.cat.codes == 1).to_numpy(float)
+    return col.to_numpy(float)
 
 
 def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalChecks:
@@ -74,7 +81,7 @@ def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalC
     covs = _numeric_covariates(m)
     rows, means = [], {}
     for v in covs:
-        x = frame[v].to_numpy(float)
+        x = _as_number(frame[v])
         cm = np.bincount(codes, weights=x) / np.bincount(codes)
         xbar = cm[codes]
         tot = np.var(x)
@@ -82,7 +89,10 @@ def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalC
         share = float(np.var(xbar) / tot) if tot > 0 else np.nan
         varies = within_sd > 1e-8 * max(1.0, np.abs(x).max())
         rows.append((v, share, within_sd, varies))
-        if varies:
+        # a cluster mean that is the same everywhere (balanced designs) carries no between
+        # information and would be collinear with the intercept
+        numeric = not isinstance(frame[v].dtype, pd.CategoricalDtype)  # Mundlak terms: numeric columns
+        if numeric and varies and np.std(cm) > 1e-8 * max(1.0, np.abs(x).max()):
             means[v] = xbar
     shares = pd.DataFrame(rows, columns=["covariate", "between_share", "within_sd", "varies_within"]).set_index("covariate")
 
@@ -96,21 +106,28 @@ def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalC
             names[v] = nm
         f = spec.formula
         lhs = f"cbind({f.cbind[0]}, {f.cbind[1]})" if f.cbind else f.response
-        parts = [f.fixed] + list(names.values()) + [f"offset({o})" for o in f.offsets] + [t.text for t in f.random]
+        # offsets (formula and argument alike) travel as the fitted offset vector
+        parts = [f.fixed] + list(names.values()) + [t.text for t in f.random]
         formula = f"{lhs} ~ " + " + ".join(parts)
         weights = None
         if spec.user_weights:
-            raise ModelError("the within/between refit does not yet carry user weights= through")
+            if f.cbind:
+                raise ModelError("the within/between refit cannot separate weights= from cbind() trials; "
+                                 "fold the weights into the counts")
+            weights = np.asarray(spec.weights)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit = glmm(formula, data, family=m.family, link=m.link, method=m.method if m.method in ("laplace", "agq") else "laplace",
-                       nagq=m.nagq, reml=False if m.family == "gaussian" else True, weights=weights)
+                       nagq=m.nagq, reml=False if m.family == "gaussian" else True, weights=weights,
+                       offset=np.asarray(spec.offset))
         b, V = fit.fixef, fit.vcov
+        means = {v: xb for v, xb in means.items() if names[v] in b.index}  # collinear means were dropped
         idx = [names[v] for v in means]
         bm = b[idx].to_numpy()
         Vm = V.loc[idx, idx].to_numpy()
-        chisq = float(bm @ np.linalg.solve(Vm, bm))
-        joint = {"chisq": chisq, "df": len(idx), "p_value": float(stats.chi2.sf(chisq, len(idx)))}
+        if idx:
+            chisq = float(bm @ np.linalg.solve(Vm, bm))
+            joint = {"chisq": chisq, "df": len(idx), "p_value": float(stats.chi2.sf(chisq, len(idx)))}
         for v in means:
             nm = names[v]
             if v not in b.index:
@@ -127,7 +144,7 @@ def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalC
 
     J = term.nlevels
     constant = [v for v, r in shares.iterrows() if not r.varies_within]
-    cluster_treat = [v for v in constant if set(np.unique(frame[v].to_numpy(float))) <= {0.0, 1.0}]
+    cluster_treat = [v for v in constant if set(np.unique(_as_number(frame[v]))) <= {0.0, 1.0}]
     flags = pd.DataFrame(
         [
             ("few clusters", J < FEW_CLUSTERS, f"{J} levels of '{term.group}'; variance estimates and "
@@ -141,7 +158,7 @@ def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalC
             ("singular fit", bool(m.singular), "; ".join(x for x in m.messages if x.startswith("Singular")) or "no"),
             ("within ≠ between", bool(joint["p_value"] < level) if joint["df"] else False,
              f"Mundlak test chi-square {joint['chisq']:.2f} on {joint['df']} df, p = {joint['p_value']:.3g}"
-             if joint["df"] else "no covariate varies within clusters; the test is not possible"),
+             if joint["df"] else "no covariate varies both within and between clusters; the test is not possible"),
         ],
         columns=["flag", "applies", "detail"],
     ).set_index("flag")

@@ -88,3 +88,26 @@ def test_flags_and_shares():
     assert list(c.within_between.index) == ["x"]
     with pytest.raises(ModelError, match="'hospital'"):
         m.causal_checks(cluster="hospital")
+
+
+def test_balanced_and_factor_covariates_and_offsets():
+    """epil: V4 varies within subjects but its subject mean is constant (no between
+    information, so no Mundlak term); trt is a subject-level two-level factor."""
+    case, df = load_case("epil_poisson")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmm_nb.glmm(case["formula"], df, family="poisson")
+        c = m.causal_checks()
+    assert c.shares.loc["V4", "between_share"] == pytest.approx(0.0, abs=1e-12)
+    assert c.shares.loc["trt", "between_share"] == pytest.approx(1.0)
+    assert c.flags.loc["treatment assigned at cluster level", "applies"]
+    assert c.joint_test["df"] == 0 and "not possible" in c.flags.loc["within ≠ between", "detail"]
+    # an offset given in the formula or as an argument reaches the refit identically
+    rng = np.random.default_rng(0)
+    df = df.assign(t=np.exp(0.1 * rng.normal(size=len(df))), noise=rng.normal(size=len(df)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = glmm_nb.glmm("y ~ lbase * trt + noise + offset(np.log(t)) + (1 | subject)", df, family="poisson")
+        b = glmm_nb.glmm("y ~ lbase * trt + noise + (1 | subject)", df, family="poisson", offset=np.log(df.t))
+        ca, cb = a.causal_checks(), b.causal_checks()
+    pd.testing.assert_frame_equal(ca.within_between, cb.within_between, rtol=1e-6)
