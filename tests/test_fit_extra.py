@@ -1,0 +1,36 @@
+"""More lme4 1.1-31 cross-checks run here: probit and cloglog links, uncorrelated (||) and
+nested (/) random effects. R code::
+
+    lmer(Reaction ~ Days + (Days || Subject), sleepstudy)
+    glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial("probit"))
+    glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial("cloglog"))
+    glmer(r2 ~ Anger + Gender + (1 | btype/item), VerbAgg, binomial)
+
+Same tolerances as the reference cases.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import glmm_nb
+from tests.conftest import FIXTURES, load_case
+
+EXTRA = {k: v for k, v in json.loads((FIXTURES / "lme4_extra.json").read_text()).items() if not k.startswith("_")}
+
+
+@pytest.mark.parametrize("name", sorted(EXTRA))
+def test_matches_lme4(name):
+    ref = EXTRA[name]
+    _case, df = load_case(ref["data"])
+    m = glmm_nb.glmm(ref["formula"], df, family=ref["family"], link=ref["link"])
+    fe = np.array(ref["fixef"])
+    assert np.all(np.abs(m.fixef.to_numpy() - fe) <= 2e-3 * np.maximum(1, np.abs(fe)))
+    vc = m.varcorr()
+    sd = np.array(ref["sdcor"])
+    assert np.all(np.abs(vc.sdcor.to_numpy() - sd) <= 5e-3 * np.maximum(1, sd))
+    assert list(vc.grp) == ref["grp"]
+    assert m.loglik >= ref["loglik"] - 1e-3
+    if "se" in ref:
+        np.testing.assert_allclose(m.coef_table().std_error, ref["se"], rtol=0.02)
