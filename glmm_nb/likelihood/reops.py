@@ -33,6 +33,8 @@ from ..design.reterms import theta_to_T, tril_index
 __all__ = ["ReStructure", "BlockFactor", "SchurFactor"]
 
 DENSE_MAX_Q = 8000
+BINCOUNT_MAX_Q2 = 2000  # D by bincounts up to this many columns, by a sparse product above
+SPARSE_B_DENSITY = 0.05  # coupling block kept sparse below this fill
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,7 +201,7 @@ class SchurFactor:
         # coupling block B = Z1~' W Z2~: at most n non-zeros per pair of slots. Nested and
         # sparsely crossed designs keep B and G = A^{-1} B sparse; dense crossings use arrays.
         pairs = [(a, t) for a in range(q1) for t in range(c2.shape[1])]
-        if rs.n * len(pairs) < 0.05 * off1 * Q2:
+        if rs.n * len(pairs) < SPARSE_B_DENSITY * off1 * Q2:
             B = sp.csr_matrix(
                 (np.concatenate([W * vals[:, a] * vals[:, q1 + t] for a, t in pairs]),
                  (np.concatenate([rs.cols[:, a] for a, _ in pairs]), np.concatenate([c2[:, t] for _, t in pairs]))),
@@ -214,12 +216,25 @@ class SchurFactor:
                                   minlength=off1 * Q2)
             B = Bd.reshape(off1, Q2)
             self.G = np.einsum("jab,jbc->jac", self.Ainv, B.reshape(J1, q1, Q2)).reshape(off1, Q2)
-        n, s2 = rs.n, rs.s - q1
-        S2 = sp.csr_matrix(
-            ((vals[:, rest] * np.sqrt(W)[:, None]).ravel(), c2.ravel(), np.arange(0, n * s2 + 1, s2)),
-            shape=(n, Q2),
-        )
-        D = (S2.T @ S2).toarray()
+        # D = I + Z2~' W Z2~ (Q2 × Q2): pair-by-pair bincounts while Q2² is small, else sparse
+        s2 = rs.s - q1
+        if Q2 <= BINCOUNT_MAX_Q2:
+            D = np.zeros(Q2 * Q2)
+            for t in range(s2):
+                for u in range(t, s2):
+                    acc = np.bincount(c2[:, t] * Q2 + c2[:, u], weights=W * vals[:, q1 + t] * vals[:, q1 + u],
+                                      minlength=Q2 * Q2)
+                    D += acc
+                    if u != t:
+                        D += acc.reshape(Q2, Q2).T.ravel()
+            D = D.reshape(Q2, Q2)
+        else:
+            n = rs.n
+            S2 = sp.csr_matrix(
+                ((vals[:, rest] * np.sqrt(W)[:, None]).ravel(), c2.ravel(), np.arange(0, n * s2 + 1, s2)),
+                shape=(n, Q2),
+            )
+            D = (S2.T @ S2).toarray()
         D[np.diag_indices(Q2)] += 1.0
         BtG = B.T @ self.G
         Schur = D - (BtG.toarray() if sp.issparse(BtG) else np.asarray(BtG))
