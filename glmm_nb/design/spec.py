@@ -146,11 +146,9 @@ def _response(parsed: ParsedFormula, data: pd.DataFrame, family: str):
     name = expr.strip().strip("`")
     if name in data.columns:
         col = data[name]
-        if family == "binomial" and not pd.api.types.is_numeric_dtype(col) or (
-            pd.api.types.is_bool_dtype(col)
-        ):
-            if pd.api.types.is_bool_dtype(col):
-                return col.to_numpy(dtype=float), ones, name
+        if pd.api.types.is_bool_dtype(col):
+            return col.to_numpy(dtype=float), ones, name
+        if family == "binomial" and not pd.api.types.is_numeric_dtype(col):
             levels, codes = _factor(col, name)
             if isinstance(col.dtype, pd.CategoricalDtype):
                 levels = tuple(str(c) for c in col.cat.categories)

@@ -85,7 +85,6 @@ def build_glmm_result(
     phi = opt.final
     ntheta = spec.ntheta
     theta, beta = phi[:ntheta], phi[ntheta:]
-    st = devfun.pirls(theta, beta)
     lower = spec.theta_lower()
     at_bound = np.r_[np.isfinite(lower) & (np.abs(theta - np.where(np.isfinite(lower), lower, 0)) < 1e-6), np.zeros(len(beta), bool)]
     free = ~at_bound
@@ -96,21 +95,16 @@ def build_glmm_result(
     else:
         H = fd_hessian_fun(devfun, phi)
         g = np.zeros_like(phi)
-    devfun.pirls(theta, beta)  # leave the warm start at the optimum
+    st = devfun.pirls(theta, beta)  # the state at the optimum (after the Hessian's probes)
     scgrad, eig = _scaled_gradient(H, g, free)
     vcov = None
     vcov_full = None  # covariance of (theta, beta), for delta-method and simulation SEs
     vcov_method = "hessian"
-    try:
-        Hb = H if free.all() else H[np.ix_(free, free)]
-        if np.all(np.linalg.eigvalsh(Hb) > 0):
-            V = 2.0 * np.linalg.inv(Hb)
-            nb = len(beta)
-            vcov = V[-nb:, -nb:]
-            if free.all():
-                vcov_full = V
-    except np.linalg.LinAlgError:
-        vcov = None
+    if eig is not None and np.all(eig > 0):  # eig: Hessian over the free parameters
+        V = 2.0 * np.linalg.inv(H[np.ix_(free, free)])
+        vcov = V[-len(beta):, -len(beta):]
+        if free.all():
+            vcov_full = V
     if vcov is None:
         # conditional on theta: (X'WX - X'WZ~ M^-1 Z~'WX)^-1 (lme4's RX-based vcov)
         rs, X, W = devfun.rs, devfun.X, st.W
