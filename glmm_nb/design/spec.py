@@ -343,6 +343,14 @@ class ModelSpec:
         return NewDesign(X, off, tuple(codes), tuple(zvals), tuple(new))
 
 
+def _check_finite(M: np.ndarray, names, what: str) -> None:
+    bad = ~np.isfinite(M)
+    if bad.any():
+        j = int(np.nonzero(bad.any(axis=0))[0][0])
+        v = M[bad[:, j], j][0]
+        raise DataError(f"{what} '{names[j]}' has non-finite values (e.g. {v:g}); remove or recode them")
+
+
 def _drop_collinear(X: np.ndarray, names: tuple[str, ...]):
     from scipy.linalg import qr
 
@@ -419,7 +427,9 @@ def build_spec(
             used.setdefault(v, f"the term {t.text}")
     for v, where in used.items():
         if v not in data.columns:
-            raise FormulaError(f"unknown column '{v}' in {where}")
+            called = re.search(rf"(?<![\w.`]){re.escape(v)}\s*\(", parsed.text)
+            kind = "function" if called else "column"
+            raise FormulaError(f"unknown {kind} '{v}' in {where}")
 
     w_user, w_col = _vector_arg(weights, data, "weights")
     off_user, off_col = _vector_arg(offset, data, "offset")
@@ -432,6 +442,8 @@ def build_spec(
     if off_user is not None:
         mask &= ~np.isnan(off_user)
     n_dropped = int((~mask).sum())
+    if len(data) == 0:
+        raise DataError("the data frame has no rows")
     if not mask.any():
         raise DataError(
             f"no rows left after dropping the {n_dropped} with a missing value in "
@@ -459,6 +471,13 @@ def build_spec(
     fixed_spec = Xdf.model_spec
     x_names = _rename(Xdf.columns)
     X = Xdf.to_numpy(dtype=float)
+    _check_finite(X, x_names, "fixed-effect column")
+    if not np.all(np.isfinite(off)):
+        raise DataError(f"the offset has non-finite values (e.g. {off[~np.isfinite(off)][0]:g})")
+    if not np.all(np.isfinite(pw)):
+        raise DataError("weights= has infinite values")
+    if family == "gaussian" and np.ptp(y) == 0:
+        raise DataError(f"response '{resp_name}' is constant ({y[0]:g}); there is nothing to model")
     X, x_names, dropped_x = _drop_collinear(X, x_names)
 
     # 5. random-effect terms
@@ -469,7 +488,13 @@ def build_spec(
         if len(names) == 0:
             raise FormulaError(f"the term {rt.text} has no random-effect column")
         Z = mm.to_numpy(dtype=float)
+        _check_finite(Z, names, f"column of the term {rt.text}:")
         levels, codes = _grouping(d, rt.group_vars)
+        if len(levels) < 2:
+            raise DataError(
+                f"grouping factor '{rt.group}' has a single level ({levels[0]}); a random effect needs "
+                "at least two groups"
+            )
         chunks = [(None, names, Z)] if rt.correlated else [
             ((j,), (names[j],), Z[:, [j]]) for j in range(len(names))
         ]

@@ -215,3 +215,18 @@ def test_bad_weights(toy):
         build_spec("y ~ x + (1 | g)", toy, weights=-np.ones(len(toy)))
     with pytest.raises(DataError, match="3 values"):
         build_spec("y ~ x + (1 | g)", toy, offset=[1, 2, 3])
+
+
+def test_more_culprits(toy):
+    with pytest.raises(FormulaError, match="unknown function 'foo'"):
+        build_spec("y ~ foo(x) + (1 | g)", toy)
+    with pytest.raises(DataError, match="fixed-effect column 'x' has non-finite values"):
+        build_spec("y ~ x + (1 | g)", toy.assign(x=np.where(np.arange(len(toy)) == 3, np.inf, toy.x)))
+    with pytest.raises(DataError, match="grouping factor 'one' has a single level"):
+        build_spec("y ~ x + (1 | one)", toy.assign(one=1))
+    with pytest.raises(DataError, match="response 'z' is constant"):
+        build_spec("z ~ x + (1 | g)", toy.assign(z=2.0), family="gaussian")
+    with pytest.raises(DataError, match="has no rows"):
+        build_spec("y ~ x + (1 | g)", toy.iloc[:0])
+    with pytest.raises(DataError, match="offset has non-finite"):
+        build_spec("count ~ x + offset(np.log(z)) + (1 | g)", toy.assign(z=0.0), family="poisson")
