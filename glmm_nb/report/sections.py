@@ -184,10 +184,10 @@ def marginal_section(m, var: str | None = None, gee=None) -> dict:
         if scale:
             out["sentences"] = [
                 f"Conditional (subject-specific): for a given {', '.join(m.spec.ngroups)}, one unit more of {var} "
-                f"multiplies the {scale.split()[0]}s by {np.exp(r.conditional):.3g} — the number for an individual "
+                f"multiplies the {scale.split()[0]} by {np.exp(r.conditional):.3g} — the number for an individual "
                 "decision about a member of one cluster.",
                 f"Marginal (population-averaged): across the population of clusters, one unit more of {var} "
-                f"multiplies the {scale.split()[0]}s by {np.exp(r.marginal):.3g} — the number for a policy applied "
+                f"multiplies the {scale.split()[0]} by {np.exp(r.marginal):.3g} — the number for a policy applied "
                 f"to everyone; it is {abs(1 - r.attenuation) * 100:.1f} % closer to no effect on the log scale.",
             ]
         else:

@@ -50,6 +50,10 @@ def test_report_specifics():
     gee = glmm_nb.gee("use ~ age + age2 + urban + livch", m.spec.frame, cluster="district")
     assert f"{gee.params['urban[T.Y]']:.4g}" in html
     assert "Not computed — median odds ratio" in html  # no intercept-only term
+    tab = m.compare(gee)
+    cond, marg = np.exp(tab.loc["age", "conditional"]), np.exp(tab.loc["age", "marginal"])
+    assert f"one unit more of age multiplies the odds by {cond:.3g}" in html
+    assert f"one unit more of age multiplies the odds by {marg:.3g}" in html
     p = _fit("grouseticks_poisson")
     html = _text(p.report(svg_fallback=False, diagnostics_nsim=60).html)
     assert "rate ratio" in html and "crossed" in html
