@@ -43,11 +43,18 @@ def _formulaic_error(exc: Exception, where: str) -> FormulaError:
     return FormulaError(f"cannot read {where}: {first}")
 
 
-def _required(expr: str, where: str) -> set[str]:
+def _required(expr: str, where: str) -> list[str]:
+    """Variables an expression uses, in order of first appearance (deterministic)."""
     try:
-        return set(formulaic.Formula(expr).required_variables)
+        found = set(formulaic.Formula(expr).required_variables)
     except FormulaicError as exc:
         raise _formulaic_error(exc, where) from None
+
+    def first(v: str) -> tuple[int, str]:
+        pos = expr.find(v)
+        return (pos if pos >= 0 else len(expr), v)
+
+    return sorted(found, key=first)
 
 
 def _model_matrix(expr: str, data: pd.DataFrame, where: str, spec=None) -> pd.DataFrame:
@@ -311,13 +318,12 @@ class ModelSpec:
         """Rebuild X and the Z blocks for ``newdata`` with this model's encoding."""
         if not isinstance(newdata, pd.DataFrame):
             raise DataError("newdata must be a pandas DataFrame")
-        needed = set()
-        needed |= _required(self.formula.fixed, "the fixed part")
+        needed = set(_required(self.formula.fixed, "the fixed part"))
         for t in self.terms:
             needed |= set(t.group_vars)
-            needed |= _required(t.lhs_spec.formula.__str__(), t.text)
+            needed |= set(_required(t.lhs_spec.formula.__str__(), t.text))
         for o in self.formula.offsets:
-            needed |= _required(f"0 + I({o})", f"offset({o})")
+            needed |= set(_required(f"0 + I({o})", f"offset({o})"))
         missing = sorted(v for v in needed if v not in newdata.columns)
         if missing:
             raise DataError(f"newdata lacks the column(s) {', '.join(map(repr, missing))}")
