@@ -157,7 +157,12 @@ class LaplaceDevfun:
         P = st.fac.P(vals)
         h = np.einsum("ns,ns->n", P, vals) if rs.s > 1 else P[:, 0] * vals[:, 0]
         c = st.dW * h
-        Hfac = st.fac if self.family.canonical else rs.factor(vals, st.Wobs)
+        Hfac = st.fac
+        if not self.family.canonical:
+            try:  # H = I + Z~'W_obs Z~ is the Hessian at the mode: positive definite there
+                Hfac = rs.factor(vals, st.Wobs)
+            except np.linalg.LinAlgError:  # PIRLS stopped short of the mode: Fisher approximation
+                Hfac = st.fac
         s = Hfac.solve(rs.tmult(vals, c))
         e = -2.0 * st.r + c - st.Wobs * rs.mult(vals, s)
         g_beta = self.X.T @ e
