@@ -5,6 +5,8 @@ nested (/) random effects. R code::
     glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial("probit"))
     glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial("cloglog"))
     glmer(r2 ~ Anger + Gender + (1 | btype/item), VerbAgg, binomial)
+    glmer(y ~ lbase*trt + lage + V4 + (1|subject), epil, poisson, nAGQ = 10)
+    glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial("probit"), nAGQ = 15)
 
 Same tolerances as the reference cases.
 """
@@ -24,13 +26,15 @@ EXTRA = {k: v for k, v in json.loads((FIXTURES / "lme4_extra.json").read_text())
 def test_matches_lme4(name):
     ref = EXTRA[name]
     _case, df = load_case(ref["data"])
-    m = glmm_nb.glmm(ref["formula"], df, family=ref["family"], link=ref["link"])
+    agq = {"method": "agq", "nagq": ref["nagq"]} if "nagq" in ref else {}
+    m = glmm_nb.glmm(ref["formula"], df, family=ref["family"], link=ref["link"], **agq)
     fe = np.array(ref["fixef"])
     assert np.all(np.abs(m.fixef.to_numpy() - fe) <= 2e-3 * np.maximum(1, np.abs(fe)))
     vc = m.varcorr()
     sd = np.array(ref["sdcor"])
     assert np.all(np.abs(vc.sdcor.to_numpy() - sd) <= 5e-3 * np.maximum(1, sd))
     assert list(vc.grp) == ref["grp"]
-    assert m.loglik >= ref["loglik"] - 1e-3
+    if "loglik" in ref:
+        assert m.loglik >= ref["loglik"] - 1e-3
     if "se" in ref:
         np.testing.assert_allclose(m.coef_table().std_error, ref["se"], rtol=0.02)
