@@ -90,8 +90,12 @@ def build_glmm_result(
     free = ~at_bound
     if hasattr(devfun, "value_and_grad"):
         grad = lambda x: devfun.value_and_grad(x)[1]  # noqa: E731
-        g = grad(phi)
-        H = fd_hessian(grad, phi, g)
+        if hasattr(devfun, "true_gradient"):  # AGQ: the exact gradient; Hessian cached by the fit
+            g = devfun.true_gradient(phi)
+            H = devfun.hessian(phi)
+        else:
+            g = grad(phi)
+            H = fd_hessian(grad, phi, g)
     else:
         H = fd_hessian_fun(devfun, phi)
         g = np.zeros_like(phi)
