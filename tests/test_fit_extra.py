@@ -38,3 +38,21 @@ def test_matches_lme4(name):
         assert m.loglik >= ref["loglik"] - 1e-3
     if "se" in ref:
         np.testing.assert_allclose(m.coef_table().std_error, ref["se"], rtol=0.02)
+
+
+def test_proportions_with_weights_equal_cbind():
+    case, df = load_case("cbpp_laplace")
+    a = glmm_nb.glmm(case["formula"], df)
+    b = glmm_nb.glmm("p ~ period + (1 | herd)", df.assign(p=df.incidence / df["size"]), weights="size")
+    np.testing.assert_allclose(a.fixef, b.fixef, rtol=1e-6)
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-8)
+
+
+def test_offset_argument_equals_formula_offset_and_shifts_intercept():
+    case, df = load_case("epil_poisson")
+    a = glmm_nb.glmm("y ~ lbase + trt + (1 | subject)", df, family="poisson")
+    b = glmm_nb.glmm("y ~ lbase + trt + offset(np.log(2) + 0 * lbase) + (1 | subject)", df, family="poisson")
+    c = glmm_nb.glmm("y ~ lbase + trt + (1 | subject)", df, family="poisson", offset=np.full(len(df), np.log(2)))
+    assert b.fixef["(Intercept)"] == pytest.approx(a.fixef["(Intercept)"] - np.log(2), abs=1e-6)
+    np.testing.assert_allclose(b.fixef, c.fixef, atol=1e-8)
+    np.testing.assert_allclose(a.fixef.iloc[1:], b.fixef.iloc[1:], atol=1e-6)
