@@ -24,12 +24,14 @@ default stays conservative.
 Evaluation is vectorized over clusters and nodes: an (n, K) array of linear predictors,
 summed into (J, K) per-cluster log-likelihoods by one sparse product.
 
-The optimizer's gradient holds the node placement (:math:`u^*_j`, :math:`L_j`) fixed at the
-current point; the exact AGQ gradient adds the derivative through the placement, which is of
-the order of the quadrature error — small for k ≥ 7 on clusters of moderate size, not for k = 3
-on clusters of four binary observations. :func:`fit_agq` therefore checks the end point with
-the exact gradient (central differences) and polishes with Newton steps where needed. The
-deviance values themselves are exact AGQ.
+Gradient. For a scalar random effect the gradient is exact and analytic: the derivative with
+the node placement (:math:`u^*_j`, :math:`L_j`) held fixed, plus the derivative through the
+placement (the mode equation gives :math:`du^*/d\phi`, the Fisher weights' derivative gives
+:math:`dL_j/d\phi`). For vector random effects the optimizer uses the placement-fixed part
+only; its error is of the order of the quadrature error — small for k ≥ 7 on clusters of
+moderate size, not for k = 3 on clusters of four binary observations — so :func:`fit_agq`
+checks the end point with the exact gradient (central differences of the deviance) and
+polishes with Newton steps where needed. Deviance values are exact AGQ throughout.
 """
 
 from __future__ import annotations
@@ -128,15 +130,47 @@ class AgqDevfun:
         for m, ent in enumerate(self.rs.entries):
             za = self.rs.Zv[0][:, ent.a]
             g_theta[m] = -2.0 * float(np.sum(za * np.einsum("nk,nk->n", R, U[:, :, ent.b])))
+        if q == 1:  # exact: add the derivative through the node placement (u*_j, L_j)
+            cb, ct = self._placement_terms(st, u[:, 0], L[:, 0, 0], ujk[:, :, 0], pi, r)
+            g_beta = g_beta + cb
+            g_theta = g_theta + ct
         return dev, np.concatenate([g_theta, g_beta])
+
+    def _placement_terms(self, st, u, Lj, ujk, pi, r):
+        """d(AGQ deviance)/d(phi) through u*_j and L_j = sqrt(m_j), scalar random effect.
+
+        With s_jk = l'_j(u_jk) - u_jk and u_jk = u*_j + z_k / L_j:
+        dA/du*_j = -2 sum_k pi_jk s_jk, dA/dL_j = 2/L_j + 2 sum_k pi_jk s_jk z_k / L_j^2;
+        du*/dphi from the mode equation (as in the Laplace gradient) and
+        dm_j/dphi = sum_i [dW_i z~_i^2 deta_i/dphi] (+ 2 W_i z~_i dz~_i/dtheta).
+        """
+        S, codes, X = self.S, self.codes, self.X
+        zt = st.vals[:, 0]
+        zk = self.nodes[:, 0]
+        ps = pi * (np.asarray(S @ (r * zt[:, None])) - ujk)
+        dA_du = -2.0 * ps.sum(axis=1)
+        dA_dm = (2.0 / Lj + 2.0 * (ps * zk[None, :]).sum(axis=1) / Lj**2) / (2.0 * Lj)
+        h = 1.0 + S @ (st.Wobs * zt * zt)  # H_j = I + Z~'W_obs Z~ (scalar blocks)
+        du_db = -np.asarray(S @ ((st.Wobs * zt)[:, None] * X)) / h[:, None]
+        deta_db = X + zt[:, None] * du_db[codes]
+        dm_db = np.asarray(S @ ((st.dW * zt * zt)[:, None] * deta_db))
+        Zv = self.rs.Zv[0][:, 0]
+        v = Zv * u[codes]
+        du_dt = (S @ (Zv * st.r) - S @ (st.Wobs * zt * v)) / h
+        deta_dt = v + zt * du_dt[codes]
+        dm_dt = S @ (st.dW * zt * zt * deta_dt + 2.0 * st.W * zt * Zv)
+        return dA_du @ du_db + dA_dm @ dm_db, np.array([dA_du @ du_dt + dA_dm @ dm_dt])
 
     def __call__(self, phi: np.ndarray) -> float:
         self.nevals += 1
         return self._evaluate(np.asarray(phi, float), False)[0]
 
     def true_gradient(self, phi: np.ndarray) -> np.ndarray:
-        """Central finite differences of the exact AGQ deviance (nodes moving with phi)."""
+        """The exact AGQ gradient (nodes moving with phi): analytic for a scalar random effect,
+        central finite differences of the deviance otherwise."""
         phi = np.asarray(phi, float)
+        if self.q == 1:
+            return self.value_and_grad(phi)[1]
         if self._true is not None and np.array_equal(self._true[0], phi):
             return self._true[1]
         g = np.empty(phi.size)
@@ -167,10 +201,10 @@ class AgqDevfun:
 def fit_agq(spec, family, nagq, lap_opt: OptSummary, lower, scale) -> tuple[AgqDevfun, OptSummary]:
     """Optimise the AGQ deviance starting from the Laplace optimum.
 
-    L-BFGS-B runs on the placement-fixed gradient (one deviance evaluation per gradient). Its
-    end point is then checked with the exact gradient (central differences); where the Newton
-    step that gradient implies is not negligible — few nodes, small clusters — Newton steps
-    with that gradient and the Hessian of the placement-fixed gradient polish the estimate.
+    L-BFGS-B runs on :meth:`AgqDevfun.value_and_grad` (exact for scalar random effects,
+    placement-fixed for vector ones). Its end point is then checked with the exact gradient;
+    where the Newton step that gradient implies is not negligible — few nodes, small clusters —
+    Newton steps with that gradient and the Hessian of the optimizer's gradient polish it.
     """
     import time
 

@@ -155,3 +155,22 @@ def test_few_nodes_still_reach_the_exact_agq_optimum():
             e = np.zeros(phi.size)
             e[j] = d
             assert dev(phi + e) >= f0 - 1e-7
+
+
+@pytest.mark.parametrize("family, link", [("binomial", "logit"), ("binomial", "probit"), ("poisson", "log")])
+def test_scalar_agq_gradient_is_exact(family, link, rng):
+    """Analytic AGQ gradient (through the node placement too) against central differences."""
+    if family == "binomial":
+        df = _sim_ri(rng, J=40, nper=4, sd=2.0)
+        spec = build_spec("y ~ x + (1 | g)", df, "binomial")
+        phi = np.array([1.7, -0.2, 0.6])
+    else:
+        case, df = load_case("epil_poisson")
+        spec = build_spec(case["formula"], df, "poisson")
+        phi = np.r_[0.45, 0.95 * np.array(list(case["fixef"].values()))]
+    for k in (3, 10):
+        dev = AgqDevfun(spec, get_family(family, link), k)
+        _f, g = dev.value_and_grad(phi)
+        h = 1e-6 * np.maximum(1, np.abs(phi))
+        num = np.array([(dev(phi + e) - dev(phi - e)) / (2 * s) for e, s in zip(np.diag(h), h)])
+        np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-4)
