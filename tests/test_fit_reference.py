@@ -130,3 +130,16 @@ def test_singular_fit_is_flagged_by_term(rng):
     assert m.singular and m.theta[0] < 1e-4
     assert any(msg.startswith("Singular fit") for msg in m.messages)
     assert "Singular fit" in m.summary()
+
+
+def test_tidy_broom_mixed_layout(fits):
+    _case, _df, m = fits["sleepstudy_reml"]
+    t = m.tidy(conf_int=True)
+    assert list(t.columns) == ["effect", "group", "term", "estimate", "std_error", "statistic", "p_value",
+                               "conf_low", "conf_high"]
+    assert t.effect.tolist() == ["fixed"] * 2 + ["ran_pars"] * 4
+    assert t.term.tolist()[2:] == ["sd__(Intercept)", "sd__Days", "cor__(Intercept).Days", "sd__Observation"]
+    assert t.group.tolist()[2:] == ["Subject", "Subject", "Subject", "Residual"]
+    np.testing.assert_allclose(t.estimate.iloc[:2], m.fixef)
+    np.testing.assert_allclose(t.estimate.iloc[2:], m.varcorr().sdcor)
+    assert t.std_error.iloc[2:].isna().all()

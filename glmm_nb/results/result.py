@@ -117,6 +117,31 @@ class GLMMResult:
         out.index.name = "term"
         return out
 
+    def tidy(self, conf_int: bool = False, conf_level: float = 0.95) -> pd.DataFrame:
+        """One table in broom.mixed's ``tidy()`` layout: ``effect group term estimate
+        std_error statistic p_value`` (+ ``conf_low conf_high``, Wald, with ``conf_int``).
+
+        Fixed effects have ``effect="fixed"``; variance parameters ``effect="ran_pars"`` with
+        terms ``sd__(Intercept)``, ``cor__(Intercept).x`` and, for gaussian models, group
+        ``Residual`` / term ``sd__Observation`` (broom.mixed's names).
+        """
+        ct = self.coef_table(conf_level=conf_level).reset_index()
+        fixed = ct.assign(effect="fixed", group=None)
+        rows = []
+        for r in self.varcorr().itertuples():
+            if r.grp == "Residual":
+                rows.append(("ran_pars", "Residual", "sd__Observation", r.sdcor))
+            elif r.var2 is None or r.var2 != r.var2:
+                rows.append(("ran_pars", r.grp, f"sd__{r.var1}", r.sdcor))
+            else:
+                rows.append(("ran_pars", r.grp, f"cor__{r.var1}.{r.var2}", r.sdcor))
+        ran = pd.DataFrame(rows, columns=["effect", "group", "term", "estimate"])
+        out = pd.concat([fixed, ran], ignore_index=True)
+        cols = ["effect", "group", "term", "estimate", "std_error", "statistic", "p_value"]
+        if conf_int:
+            cols += ["conf_low", "conf_high"]
+        return out[cols]
+
     # ----------------------------------------------------------------------- random effects
     def covariance_matrices(self) -> dict[str, pd.DataFrame]:
         """Covariance matrix of each term's random effects, keyed by term label."""
