@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 
-from ..design.reterms import theta_to_T
 from ..design.spec import _grouping
 from ..errors import DataError, DataWarning, ModelError
 from ..families import get_family
@@ -52,19 +51,17 @@ def design_of(m, newdata: pd.DataFrame | None) -> Design:
     return Design(d.X, d.offset, d.codes, d.Zvals, tuple(own), tuple(nlev), np.ones(len(newdata)))
 
 
-def _re_blocks(m) -> list[np.ndarray]:
-    """Conditional modes b per term, (J, q)."""
-    out, start = [], 0
-    for t, sl in zip(m.spec.terms, m.spec.theta_slices()):
-        T = theta_to_T(m.theta[sl], t.q)
-        u = m.u[start : start + t.nlevels * t.q].reshape(t.nlevels, t.q)
-        start += t.nlevels * t.q
-        out.append(u @ T.T)
-    return out
-
-
 def _re_cov(m) -> list[np.ndarray]:
     return [m.covariance_matrices()[t.label].to_numpy() for t in m.spec.terms]
+
+
+def re_row_variance(zvals, covs) -> np.ndarray:
+    """var(z_i'b) = sum_k z_ik' S_k z_ik for each row: the random-effect variance at the row's
+    covariates (terms independent)."""
+    v = 0.0
+    for zv, S in zip(zvals, covs):
+        v = v + np.einsum("na,ab,nb->n", np.asarray(zv), S, np.asarray(zv))
+    return v
 
 
 def linear_predictor(m, d: Design, re: str) -> np.ndarray:
@@ -74,7 +71,7 @@ def linear_predictor(m, d: Design, re: str) -> np.ndarray:
     if re != "conditional":
         raise ModelError(f"re must be 'conditional', 'none' or 'marginal', not {re!r}")
     new_levels = 0
-    for b, codes, zv in zip(_re_blocks(m), d.codes, d.Zvals):
+    for b, codes, zv in zip(m.mode_blocks(), d.codes, d.Zvals):
         known = codes >= 0
         new_levels += int((~known).sum())
         contrib = np.zeros(len(codes))
@@ -106,9 +103,7 @@ def predict_design(m, d: Design, type: str = "response", re: str = "conditional"
     if re != "marginal" or m.family == "gaussian":
         return eta if type == "link" else fam.link.inverse(eta)
     # population-averaged: E_b[g^{-1}(eta + z'b)], z'b ~ N(0, v_i) with v_i = sum_k z_ik' S_k z_ik
-    v = np.zeros(len(eta))
-    for S, zv in zip(_re_cov(m), d.Zvals):
-        v += np.einsum("na,ab,nb->n", zv, S, zv)
+    v = re_row_variance(d.Zvals, _re_cov(m))
     x, w = hermegauss(40)
     w = w / np.sqrt(2 * np.pi)
     mu = fam.link.inverse(eta[:, None] + np.sqrt(v)[:, None] * x[None, :]) @ w

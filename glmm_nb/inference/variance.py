@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import ModelError
+from .simulate import re_row_variance
 
 __all__ = ["variance_components", "icc", "r2", "mor"]
 
@@ -29,10 +30,7 @@ __all__ = ["variance_components", "icc", "r2", "mor"]
 def variance_components(m) -> dict[str, float]:
     spec = m.spec
     S = m.covariance_matrices()
-    re = 0.0
-    for t in spec.terms:
-        zv = np.asarray(t.Zvals)
-        re += float(np.mean(np.einsum("na,ab,nb->n", zv, S[t.label].to_numpy(), zv)))
+    re = float(np.mean(re_row_variance([t.Zvals for t in spec.terms], [S[t.label].to_numpy() for t in spec.terms])))
     eta_f = np.asarray(spec.X) @ m.fixef.to_numpy()
     fixed = float(np.var(eta_f))
     if m.family == "gaussian":

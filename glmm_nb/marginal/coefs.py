@@ -28,8 +28,10 @@ from scipy import stats
 from ..design.reterms import theta_to_T
 from ..errors import ModelError
 from ..families import get_family
+from ..inference.simulate import re_row_variance
 
-__all__ = ["marginal_coefs", "marginal_map", "closed_form_attenuation", "C_ZEGER"]
+__all__ = ["marginal_coefs", "marginal_map", "closed_form_attenuation", "parameter_covariance", "parameter_draws",
+           "C_ZEGER"]
 
 C_ZEGER = 16 * np.sqrt(3) / (15 * np.pi)
 _X, _W = hermegauss(60)
@@ -37,13 +39,8 @@ _W = _W / np.sqrt(2 * np.pi)
 
 
 def _re_variance(spec, theta: np.ndarray) -> np.ndarray:
-    v = np.zeros(spec.nobs)
-    for t, sl in zip(spec.terms, spec.theta_slices()):
-        T = theta_to_T(theta[sl], t.q)
-        S = T @ T.T
-        zv = np.asarray(t.Zvals)
-        v += np.einsum("na,ab,nb->n", zv, S, zv)
-    return v
+    Ts = [theta_to_T(theta[sl], t.q) for t, sl in zip(spec.terms, spec.theta_slices())]
+    return re_row_variance([t.Zvals for t in spec.terms], [T @ T.T for T in Ts])
 
 
 def marginal_map(m):
@@ -72,6 +69,28 @@ def closed_form_attenuation(m) -> pd.Series | None:
     return m.fixef / np.sqrt(1 + C_ZEGER**2 * s2)
 
 
+def parameter_covariance(m) -> tuple[np.ndarray, np.ndarray]:
+    """(theta, beta) and their covariance from the deviance Hessian; with theta on its boundary
+    only beta's covariance is available and theta is held fixed."""
+    phi = np.concatenate([np.asarray(m.theta), m.fixef.to_numpy()])
+    V = m.extras.get("vcov_theta_beta")
+    if V is None:
+        nt = len(m.theta)
+        V = np.zeros((phi.size, phi.size))
+        V[nt:, nt:] = m.vcov.to_numpy()
+    return phi, V
+
+
+def parameter_draws(m, nsim: int, seed) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(theta, beta) drawn from the normal approximation (seeded); theta's diagonal, which
+    enters only through T T', folded to be non-negative."""
+    phi, V = parameter_covariance(m)
+    nt = len(m.theta)
+    draws = np.random.default_rng(seed).multivariate_normal(phi, V, size=nsim, method="eigh")
+    lower = m.spec.theta_lower()
+    return [(np.where(np.isfinite(lower), np.abs(d[:nt]), d[:nt]), d[nt:]) for d in draws]
+
+
 def marginal_coefs(m, method: str = "delta", level: float = 0.95, nsim: int = 2000, seed: int | None = 1) -> pd.DataFrame:
     """Marginal coefficients with ``estimate std_error conf_low conf_high`` (see module doc)."""
     if method not in ("delta", "simulation"):
@@ -84,12 +103,8 @@ def marginal_coefs(m, method: str = "delta", level: float = 0.95, nsim: int = 20
         return ct[["estimate", "std_error", "conf_low", "conf_high"]]
     f = marginal_map(m)
     est = f(theta, beta)
-    V = m.extras.get("vcov_theta_beta")
+    phi, V = parameter_covariance(m)
     nt = len(theta)
-    if V is None:  # theta on its boundary: beta's covariance only, theta held fixed
-        V = np.zeros((nt + len(beta), nt + len(beta)))
-        V[nt:, nt:] = m.vcov.to_numpy()
-    phi = np.concatenate([theta, beta])
     if method == "delta":
         J = np.empty((len(beta), phi.size))
         for j in range(phi.size):
@@ -100,10 +115,7 @@ def marginal_coefs(m, method: str = "delta", level: float = 0.95, nsim: int = 20
         se = np.sqrt(np.maximum(np.diag(J @ V @ J.T), 0))
         lo, hi = est - z * se, est + z * se
     else:
-        rng = np.random.default_rng(seed)
-        draws = rng.multivariate_normal(phi, V, size=nsim, method="eigh")
-        lower = m.spec.theta_lower()
-        sims = np.array([f(np.where(np.isfinite(lower), np.abs(d[:nt]), d[:nt]), d[nt:]) for d in draws])
+        sims = np.array([f(th, b) for th, b in parameter_draws(m, nsim, seed)])
         se = sims.std(axis=0, ddof=1)
         a = (1 - level) / 2
         lo, hi = np.quantile(sims, a, axis=0), np.quantile(sims, 1 - a, axis=0)

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..errors import DataError, ModelError
 from ..inference.simulate import design_of, predict_design
+from .coefs import parameter_draws
 
 __all__ = ["average_marginal_effects", "comparison_table"]
 
@@ -74,20 +75,8 @@ def average_marginal_effects(m, var: str, delta: float = 1.0, level: float = 0.9
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         point = summarise(m)
-        rng = np.random.default_rng(seed)
-        nt = len(m.theta)
-        V = m.extras.get("vcov_theta_beta")
-        phi = np.concatenate([m.theta, m.fixef.to_numpy()])
-        if V is None:
-            V = np.zeros((phi.size, phi.size))
-            V[nt:, nt:] = m.vcov.to_numpy()
-        draws = rng.multivariate_normal(phi, V, size=nsim, method="eigh")
-        lower = m.spec.theta_lower()
-        sims = []
-        for d in draws:
-            th = np.where(np.isfinite(lower), np.abs(d[:nt]), d[:nt])
-            r = dataclasses.replace(m, theta=th, fixef=pd.Series(d[nt:], index=m.fixef.index))
-            sims.append(summarise(r))
+        sims = [summarise(dataclasses.replace(m, theta=th, fixef=pd.Series(b, index=m.fixef.index)))
+                for th, b in parameter_draws(m, nsim, seed)]
     a = (1 - level) / 2
     rows = []
     for way in WAYS:

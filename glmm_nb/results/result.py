@@ -168,6 +168,15 @@ class GLMMResult:
             rows.append(("Residual", None, None, self.sigma**2, self.sigma))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
+    def mode_blocks(self) -> list[np.ndarray]:
+        """Conditional modes b = T u per term, each (levels, q) (LMM u is on the data scale)."""
+        out, start = [], 0
+        for t, sl in zip(self.spec.terms, self.spec.theta_slices()):
+            u = self.u[start : start + t.nlevels * t.q].reshape(t.nlevels, t.q)
+            start += t.nlevels * t.q
+            out.append(u @ theta_to_T(self.theta[sl], t.q).T)
+        return out
+
     def ranef(self, condvar: bool = True) -> dict[str, pd.DataFrame]:
         """Conditional modes per level, keyed by grouping factor.
 
@@ -175,13 +184,7 @@ class GLMMResult:
         Terms on the same factor (``(x || g)``) are side by side in one frame.
         """
         out: dict[str, pd.DataFrame] = {}
-        start = 0
-        for k, t in enumerate(self.spec.terms):
-            J, q = t.nlevels, t.q
-            T = theta_to_T(self.theta[self.spec.theta_slices()[k]], q)
-            u = self.u[start : start + J * q].reshape(J, q)
-            start += J * q
-            b = u @ T.T  # LMM u is already on the data scale
+        for k, (t, b) in enumerate(zip(self.spec.terms, self.mode_blocks())):
             df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group), columns=list(t.col_names))
             if condvar:
                 sd = np.sqrt(np.maximum(np.einsum("jaa->ja", self.cond_cov[k]), 0.0))
