@@ -15,7 +15,7 @@ from scipy import optimize as sopt
 
 from .design.reterms import tril_index
 
-__all__ = ["OptSummary", "minimize_devfun", "fd_hessian", "singular_terms"]
+__all__ = ["OptSummary", "central_diff", "minimize_devfun", "fd_hessian", "fd_hessian_fun", "singular_terms"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,17 @@ def minimize_devfun(
         converged=bool(res.success) or "REL_REDUCTION_OF_F" in msg,
         tolerances=tol,
     )
+
+
+def central_diff(fun, x: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Central differences of a scalar or vector function: shape (k,) or (m, k)."""
+    x = np.asarray(x, dtype=float)
+    cols = []
+    for j, h in enumerate(steps):
+        e = np.zeros(x.size)
+        e[j] = h
+        cols.append((np.asarray(fun(x + e)) - np.asarray(fun(x - e))) / (2 * h))
+    return np.stack(cols, axis=-1)
 
 
 def fd_hessian(grad, x: np.ndarray, g0: np.ndarray, step: np.ndarray | None = None) -> np.ndarray:

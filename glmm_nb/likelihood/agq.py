@@ -46,7 +46,7 @@ from scipy.special import logsumexp
 from ..design import ModelSpec
 from ..errors import ModelError
 from ..families import Family
-from ..optimize import OptSummary, minimize_devfun
+from ..optimize import OptSummary, central_diff, minimize_devfun
 from .laplace import LaplaceDevfun
 
 __all__ = ["AgqDevfun", "gh_rule", "fit_agq"]
@@ -173,12 +173,7 @@ class AgqDevfun:
             return self.value_and_grad(phi)[1]
         if self._true is not None and np.array_equal(self._true[0], phi):
             return self._true[1]
-        g = np.empty(phi.size)
-        for j in range(phi.size):
-            h = 1e-6 * max(1.0, abs(phi[j]))
-            e = np.zeros(phi.size)
-            e[j] = h
-            g[j] = (self(phi + e) - self(phi - e)) / (2 * h)
+        g = central_diff(self, phi, 1e-6 * np.maximum(1.0, np.abs(phi)))
         self._true = (phi.copy(), g)
         return g
 

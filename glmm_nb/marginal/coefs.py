@@ -29,6 +29,7 @@ from ..design.reterms import theta_to_T
 from ..errors import ModelError
 from ..families import get_family
 from ..inference.simulate import re_row_variance
+from ..optimize import central_diff
 
 __all__ = ["marginal_coefs", "marginal_map", "closed_form_attenuation", "parameter_covariance", "parameter_draws",
            "C_ZEGER"]
@@ -106,12 +107,7 @@ def marginal_coefs(m, method: str = "delta", level: float = 0.95, nsim: int = 20
     phi, V = parameter_covariance(m)
     nt = len(theta)
     if method == "delta":
-        J = np.empty((len(beta), phi.size))
-        for j in range(phi.size):
-            h = 1e-5 * max(1.0, abs(phi[j]))
-            e = np.zeros(phi.size)
-            e[j] = h
-            J[:, j] = (f((phi + e)[:nt], (phi + e)[nt:]) - f((phi - e)[:nt], (phi - e)[nt:])) / (2 * h)
+        J = central_diff(lambda x: f(x[:nt], x[nt:]), phi, 1e-5 * np.maximum(1.0, np.abs(phi)))
         se = np.sqrt(np.maximum(np.diag(J @ V @ J.T), 0))
         lo, hi = est - z * se, est + z * se
     else:

@@ -10,7 +10,7 @@ import pandas as pd
 from ..design import ModelSpec
 from ..errors import ConvergenceWarning, SingularFitWarning
 from ..families import Family
-from ..optimize import OptSummary, fd_hessian, fd_hessian_fun, singular_terms
+from ..optimize import OptSummary, central_diff, fd_hessian, fd_hessian_fun, singular_terms
 from .result import GLMMResult
 
 __all__ = ["build_glmm_result", "build_lmm_result"]
@@ -136,8 +136,7 @@ def build_lmm_result(spec: ModelSpec, family: Family, devfun, opt: OptSummary) -
     H = fd_hessian_fun(devfun, theta) if theta.size else np.zeros((0, 0))
     g = np.zeros_like(theta)
     if theta.size:
-        hs = 1e-5 * np.maximum(np.abs(theta), 1e-1)
-        g = np.array([(devfun(theta + e) - devfun(theta - e)) / (2 * h) for e, h in zip(np.diag(hs), hs)])
+        g = central_diff(devfun, theta, 1e-5 * np.maximum(np.abs(theta), 1e-1))
     scgrad, eig = _scaled_gradient(H, g, free)
     msgs, ok, sing = _messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig)
     vcov = st.sigma**2 * np.linalg.inv(st.RX2)
