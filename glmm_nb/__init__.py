@@ -6,10 +6,12 @@
 """
 
 from . import datasets
-from .api import glmm, make_devfun
+from .api import MixedModel, glmm
+from .design import ModelSpec
 from .inference import anova
 from .marginal import gee
-from .design import ModelSpec, build_spec
+from .pipeline import build_spec, fit, make_devfun, make_request, refit
+from .request import FitRequest
 from .errors import (
     ConvergenceWarning,
     DataError,
@@ -19,7 +21,7 @@ from .errors import (
     ModelError,
     SingularFitWarning,
 )
-from .families import get_family
+from .families import Family, Link, get_family, register_family, register_link
 from .formula import parse_formula
 from .results import GLMMResult
 
@@ -29,6 +31,10 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "DataWarning",
+    "Family",
+    "FitRequest",
+    "Link",
+    "MixedModel",
     "FormulaError",
     "GLMMError",
     "GLMMResult",
@@ -39,11 +45,16 @@ __all__ = [
     "anova",
     "build_spec",
     "datasets",
+    "fit",
     "gee",
     "get_family",
     "glmm",
     "load_ipython_extension",
     "make_devfun",
+    "make_request",
+    "refit",
+    "register_family",
+    "register_link",
     "parse_formula",
 ]
 

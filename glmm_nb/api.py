@@ -1,56 +1,95 @@
-"""``glmm()``: formula → design → deviance function → optimizer → :class:`GLMMResult`.
+"""``glmm()`` and the user-facing :class:`MixedModel`.
 
-Each step is a public function and can be called on its own (lme4's modular chain):
-:func:`glmm_nb.design.build_spec`, :func:`make_devfun`, :func:`glmm_nb.optimize.minimize_devfun`,
-and the builders in :mod:`glmm_nb.results.build`.
+``glmm()`` is exactly the public chain of :mod:`glmm_nb.pipeline`: build the spec and the
+:class:`~glmm_nb.request.FitRequest` → make the deviance function → choose starts → minimise →
+(AGQ stage) → build the result. :class:`MixedModel` is the frozen
+:class:`~glmm_nb.results.GLMMResult` record plus the methods that reach up into inference,
+marginal effects and reports — they live here, at the top of the import graph, so that the
+lower layers never import back.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
-from .design import ModelSpec, build_spec
-from .errors import ModelError
-from .families import Family, get_family
-from .likelihood import LaplaceDevfun, LmmDevfun
-from .likelihood.glm import glm_irls
-from .optimize import minimize_devfun
+from .families import Family
+from .inference import (bootstrap, confint, diagnose, icc, mor, predict, r2, simulate)
+from .marginal import average_marginal_effects, causal_checks, comparison_table, marginal_coefs
+from .pipeline import fit, make_devfun, make_request, refit
 from .results import GLMMResult
-from .results.build import build_glmm_result, build_lmm_result
 
-__all__ = ["glmm", "make_devfun"]
-
-METHODS = ("laplace", "agq")
+__all__ = ["glmm", "make_devfun", "refit", "MixedModel"]
 
 
-def make_devfun(spec: ModelSpec, family: Family, method: str = "laplace", nagq: int = 1, reml: bool = True):
-    """The deviance function of a model: ``f(phi)`` with ``phi = (theta, beta)`` for GLMMs,
-    ``f(theta)`` (profiled) for gaussian LMMs."""
-    if family.name == "gaussian":
-        return LmmDevfun(spec, reml=reml)
-    if method == "agq" and nagq > 1:
-        from .likelihood.agq import AgqDevfun
+class MixedModel(GLMMResult):
+    """A fitted (generalized) linear mixed model — what :func:`glmm` returns.
 
-        return AgqDevfun(spec, family, nagq)
-    return LaplaceDevfun(spec, family)
+    All attributes and tables of :class:`~glmm_nb.results.GLMMResult` (``fixef``, ``vcov``,
+    ``coef_table()``, ``varcorr()``, ``ranef()``, ``summary()``, ``request`` …), and:
+    """
 
+    def refit(self, **changes) -> "MixedModel":
+        """Fit again with changes (new ``data``, ``reml=False``, ``start``, ``fixed`` …); see
+        :func:`glmm_nb.pipeline.refit`."""
+        return refit(self, **changes)
 
-def _check_method(method: str, nagq, family: Family, spec: ModelSpec | None = None) -> tuple[str, int]:
-    if not isinstance(method, str) or method.lower() not in METHODS:
-        raise ModelError(f"unknown method {method!r}; choose 'laplace' or 'agq'")
-    method = method.lower()
-    if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or nagq < 1:
-        raise ModelError(f"nagq must be a positive integer, not {nagq!r}")
-    nagq = int(nagq)
-    if method == "laplace" and nagq != 1:
-        raise ModelError(f"nagq={nagq} needs method='agq' (Laplace is nagq=1)")
-    if family.name == "gaussian" and method == "agq":
-        raise ModelError("method='agq' is for binomial and poisson models; a gaussian LMM is fitted exactly")
-    if nagq > 50:
-        raise ModelError(f"nagq={nagq} is more than needed; use at most 50 nodes per dimension")
-    return method, nagq
+    # ------------------------------------------------------------------------- inference
+    def confint(self, method: str = "profile", level: float = 0.95, **kw) -> pd.DataFrame:
+        """Intervals (``wald``, ``profile`` or ``bootstrap``); see :func:`glmm_nb.inference.confint`."""
+        return confint(self, method=method, level=level, **kw)
+
+    def bootstrap(self, nsim: int = 200, seed=None, n_jobs: int = 1, progress: bool = True):
+        """Parametric bootstrap; see :func:`glmm_nb.inference.bootstrap`."""
+        return bootstrap(self, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress)
+
+    def predict(self, newdata=None, type: str = "response", re: str = "conditional"):
+        """Predictions; ``re`` in {"conditional", "none", "marginal"}."""
+        return predict(self, newdata=newdata, type=type, re=re)
+
+    def simulate(self, nsim: int = 1, seed=None, newdata=None, re: str = "new"):
+        """Simulated responses (n, nsim); ``re`` in {"new", "conditional"}."""
+        return simulate(self, nsim=nsim, seed=seed, newdata=newdata, re=re)
+
+    def icc(self) -> float:
+        """Latent-scale (adjusted) intraclass correlation."""
+        return icc(self)
+
+    def r2(self) -> dict:
+        """Nakagawa marginal and conditional R²."""
+        return r2(self)
+
+    def mor(self) -> pd.Series:
+        """Median odds ratio per random-intercept term (logistic models)."""
+        return mor(self)
+
+    def diagnose(self, nsim: int = 250, seed: int | None = 1):
+        """DHARMa-style simulated residuals, their tests and convergence details."""
+        return diagnose(self, nsim=nsim, seed=seed)
+
+    # ------------------------------------------------------------ conditional vs marginal
+    def marginal_coefs(self, method: str = "delta", level: float = 0.95, **kw) -> pd.DataFrame:
+        """Population-averaged coefficients; see :func:`glmm_nb.marginal.marginal_coefs`."""
+        return marginal_coefs(self, method=method, level=level, **kw)
+
+    def marginal_effects(self, var: str, delta: float = 1.0, level: float = 0.95, **kw) -> pd.DataFrame:
+        """Average marginal effects of ``var`` three ways; see :mod:`glmm_nb.marginal.effects`."""
+        return average_marginal_effects(self, var, delta=delta, level=level, **kw)
+
+    def compare(self, gee=None) -> pd.DataFrame:
+        """Conditional, marginal, GEE and attenuation side by side."""
+        return comparison_table(self, gee)
+
+    def causal_checks(self, cluster: str | None = None):
+        """Within/between decomposition, variance shares and flags."""
+        return causal_checks(self, cluster=cluster)
+
+    def report(self, template_dir=None, marginal: str | None = None, gee_cluster: str | None = None,
+               diagnostics_nsim: int = 250, svg_fallback: bool = True):
+        """A self-contained HTML :class:`~glmm_nb.report.Report` (``.save(path)``)."""
+        from .report import make_report  # jinja2/altair load only when a report is asked for
+
+        return make_report(self, template_dir=template_dir, marginal=marginal, gee_cluster=gee_cluster,
+                           diagnostics_nsim=diagnostics_nsim, svg_fallback=svg_fallback)
 
 
 def glmm(
@@ -63,7 +102,9 @@ def glmm(
     reml: bool = True,
     weights=None,
     offset=None,
-) -> GLMMResult:
+    control: dict | None = None,
+    start=None,
+) -> MixedModel:
     """Fit a generalized linear mixed model by maximum likelihood.
 
     Parameters
@@ -72,7 +113,9 @@ def glmm(
         lme4 syntax: ``"y ~ x + (1 + x | g)"``, ``cbind(s, f) ~ ...``, ``(1 | a/b)``,
         ``(x || g)``, ``offset(log(t))``.
     data : pandas.DataFrame
-    family : {"binomial", "poisson", "gaussian"}
+    family : str or Family
+        ``"binomial"``, ``"poisson"``, ``"gaussian"`` (see :func:`glmm_nb.families.family_names`),
+        or a :class:`~glmm_nb.families.Family` object.
     link : str, optional
         binomial: "logit" (default), "probit", "cloglog"; poisson: "log"; gaussian: "identity".
     method : {"laplace", "agq"}
@@ -83,41 +126,15 @@ def glmm(
         REML (default, as ``lmer``) or ML for gaussian models; ignored otherwise.
     weights, offset : str or array-like, optional
         Prior weights (binomial: trials for proportions) and a known offset.
+    control : dict, optional
+        Optimizer settings: ``maxiter``.
+    start : array-like, optional
+        Starting parameters: theta (gaussian) or theta then beta.
 
     Returns
     -------
-    GLMMResult
+    MixedModel
     """
-    fam = get_family(family, link)
-    method, nagq = _check_method(method, nagq, fam)
-    spec = build_spec(formula, data, fam.name, weights=weights, offset=offset)
-    # the core's dense algebra is on small blocks, where BLAS threads cost more than they give
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _fit(spec, fam, method, nagq, reml)
-
-
-def _fit(spec: ModelSpec, fam: Family, method: str, nagq: int, reml: bool, start=None) -> GLMMResult:
-    """Fit a built spec; ``start`` (theta for LMMs, theta+beta otherwise) warm-starts refits."""
-    if fam.name == "gaussian":
-        dev = LmmDevfun(spec, reml=bool(reml))
-        theta0 = spec.theta_start() if start is None else np.asarray(start)[: spec.ntheta]
-        opt = minimize_devfun(dev, theta0, spec.theta_lower(), jac=False)
-        return build_lmm_result(spec, fam, dev, opt)
-
-    lap = LaplaceDevfun(spec, fam)
-    if start is None:
-        # GLM coefficients, and the better of two scales for theta's diagonal (lme4 starts at
-        # 1; many fitted SDs are near 0.3, where the start saves a third of the iterations)
-        beta0 = glm_irls(lap.X, lap.y, lap.pw, lap.off, fam)
-        starts = [np.concatenate([spec.theta_start() * s, beta0]) for s in (1.0, 0.3)]
-        start = min(starts, key=lambda x: lap(x))
-    lower = np.concatenate([spec.theta_lower(), np.full(spec.p, -np.inf)])
-    sd = lap.X.std(axis=0)
-    scale = np.concatenate([np.ones(spec.ntheta), np.where(sd > 0, sd, 1.0)])
-    opt = minimize_devfun(lap.value_and_grad, start, lower, scale=scale)
-    if method == "agq" and nagq > 1:
-        from .likelihood.agq import fit_agq
-
-        dev, opt = fit_agq(spec, fam, nagq, opt, lower, scale)
-        return build_glmm_result(spec, fam, dev, opt, method, nagq)
-    return build_glmm_result(spec, fam, lap, opt, method, nagq)
+    request = make_request(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
+                           weights=weights, offset=offset, control=control, start=start)
+    return fit(request, MixedModel)

@@ -9,11 +9,15 @@ which applies.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from ..errors import ModelError
+from ..pipeline import refit
+from ..results import GLMMResult
 
 __all__ = ["anova"]
 
@@ -48,9 +52,11 @@ def _nested(small, big) -> str | None:
 
 
 def anova(*models) -> pd.DataFrame:
-    """LR tests of nested models fitted to the same data; one row per model, by size."""
-    from ..results import GLMMResult
+    """LR tests of nested models fitted to the same data; one row per model, by size.
 
+    REML fits whose fixed effects differ are refitted by ML first (as lme4 does), with a
+    warning and ``attrs["note"]`` saying so.
+    """
     if len(models) < 2:
         raise ModelError("anova needs at least two fitted models")
     for k, m in enumerate(models):
@@ -63,16 +69,17 @@ def anova(*models) -> pd.DataFrame:
                 f"'{a.formula}' and '{b.formula}' were fitted to different data "
                 f"({a.nobs} vs {b.nobs} observations, or different responses)"
             )
-        if (a.family, a.link) != (b.family, b.link):
+        if a.request.family != b.request.family:
             raise ModelError(f"the models differ in family/link ({a.family}/{a.link} vs {b.family}/{b.link})")
         why = _nested(a, b)
         if why:
             raise ModelError(f"the models are not nested: {why}")
-        if (a.reml or b.reml) and set(a.fixef.index) != set(b.fixef.index):
-            raise ModelError(
-                "REML fits with different fixed effects cannot be compared by likelihood ratio; "
-                "refit both with reml=False"
-            )
+    note = ""
+    if any(m.reml for m in ms) and len({frozenset(m.fixef.index) for m in ms}) > 1:
+        # REML likelihoods of different fixed effects are not comparable: lme4 refits by ML
+        ms = [refit(m, reml=False) if m.reml else m for m in ms]
+        note = "refitted the REML model(s) by maximum likelihood (reml=False) to compare fixed effects"
+        warnings.warn(note, UserWarning, stacklevel=2)
     rows = []
     prev = None
     for m in ms:
@@ -100,4 +107,6 @@ def anova(*models) -> pd.DataFrame:
                 row["test"] = "chi-square (no variance parameter on its boundary): use p_value"
         rows.append(row)
         prev = m
-    return pd.DataFrame(rows).set_index("model")
+    out = pd.DataFrame(rows).set_index("model")
+    out.attrs["note"] = note
+    return out

@@ -7,7 +7,6 @@ widget in a notebook). Results are reproducible for a given ``seed`` whatever ``
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ModelError
+from ..pipeline import refit
 from .params import sdcor_names, theta_to_sdcor
 from .simulate import simulate
 
@@ -39,20 +39,16 @@ class BootstrapResult:
         return out
 
 
-def _refit_chunk(spec, family, link, method, nagq, reml, start, ys):
-    from ..api import _fit
-    from ..families import get_family
-
-    fam = get_family(family, link)
-    gaussian = family == "gaussian"
+def refit_chunk(m, start, ys):
+    """Refit ``m`` to each response in ``ys`` (same rows) from ``start``: (draw, converged)."""
+    gaussian = m.request.family.profiled_lmm
     out = []
     for y in ys:
-        s2 = dataclasses.replace(spec, y=y)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                r = _fit(s2, fam, method, nagq, reml, start=start)
-            row = np.concatenate([r.fixef.to_numpy(), theta_to_sdcor(spec, r.theta, r.sigma, gaussian)])
+                r = refit(m, y=y, start=start)
+            row = np.concatenate([r.fixef.to_numpy(), theta_to_sdcor(m.spec, r.theta, r.sigma, gaussian)])
             out.append((row, bool(r.converged)))
         except Exception:  # a refit that breaks counts as failed, as in bootMer
             out.append((None, False))
@@ -67,14 +63,10 @@ def bootstrap(m, nsim: int = 200, seed: int | None = None, n_jobs: int = 1, prog
         n_jobs = os.cpu_count() or 1
     sims = simulate(m, nsim=nsim, seed=seed, re="new")
     spec = m.spec
-    if m.family == "binomial":
-        trials = np.asarray(spec.weights)
-        ys = [np.where(trials > 0, sims[:, i] / np.where(trials > 0, trials, 1), 0.0) for i in range(nsim)]
-    else:
-        ys = [sims[:, i] for i in range(nsim)]
-    method = m.method if m.method in ("laplace", "agq") else "laplace"
-    start = np.concatenate([m.theta, m.fixef.to_numpy()])
-    args = (spec, m.family, m.link, method, m.nagq, bool(m.reml), start)
+    ys_all = m.request.family.to_mean_scale(sims, np.asarray(spec.weights))
+    ys = [ys_all[:, i] for i in range(nsim)]
+    start = np.asarray(m.opt.final)
+    args = (m, start)
     chunks = [list(range(i, min(i + 4, nsim))) for i in range(0, nsim, 4)]
     results: dict[int, tuple] = {}
     bar = None
@@ -84,7 +76,7 @@ def bootstrap(m, nsim: int = 200, seed: int | None = None, n_jobs: int = 1, prog
         bar = tqdm(total=nsim, desc="bootstrap refits")
     if n_jobs > 1:
         with ProcessPoolExecutor(max_workers=n_jobs) as ex:
-            futs = {ex.submit(_refit_chunk, *args, [ys[i] for i in ch]): ch for ch in chunks}
+            futs = {ex.submit(refit_chunk, *args, [ys[i] for i in ch]): ch for ch in chunks}
             for fut in as_completed(futs):
                 for i, r in zip(futs[fut], fut.result()):
                     results[i] = r
@@ -92,13 +84,13 @@ def bootstrap(m, nsim: int = 200, seed: int | None = None, n_jobs: int = 1, prog
                     bar.update(len(futs[fut]))
     else:
         for ch in chunks:
-            for i, r in zip(ch, _refit_chunk(*args, [ys[i] for i in ch])):
+            for i, r in zip(ch, refit_chunk(*args, [ys[i] for i in ch])):
                 results[i] = r
             if bar is not None:
                 bar.update(len(ch))
     if bar is not None:
         bar.close()
-    names = list(m.fixef.index) + sdcor_names(spec, m.family == "gaussian")
+    names = list(m.fixef.index) + sdcor_names(spec, m.request.family.profiled_lmm)
     rows = [results[i][0] for i in range(nsim) if results[i][0] is not None and results[i][1]]
     failed = nsim - len(rows)
     draws = pd.DataFrame(rows, columns=names)

@@ -34,7 +34,7 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
         from .bootstrap import bootstrap
 
         out = bootstrap(m, nsim=nsim, seed=seed, n_jobs=n_jobs).confint(level)
-        re_names = sdcor_names(m.spec, m.family == "gaussian")
+        re_names = sdcor_names(m.spec, m.request.family.profiled_lmm)
         out = out.loc[re_names + list(m.fixef.index)]
     else:
         raise ModelError(f"method must be 'wald', 'profile' or 'bootstrap', not {method!r}")
@@ -45,12 +45,12 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
 def _wald_re(m, level: float) -> pd.DataFrame:
     from scipy import stats
 
-    from ..optimize import fd_hessian_fun
-    from .profile import _Problem
+    from ..numdiff import fd_hessian_fun
+    from .profile import ProfileProblem
 
-    names = sdcor_names(m.spec, m.family == "gaussian")
+    names = sdcor_names(m.spec, m.request.family.profiled_lmm)
     out = pd.DataFrame(np.nan, index=names, columns=["conf_low", "conf_high"])
-    prob = _Problem(m)
+    prob = ProfileProblem(m)
     k = len(prob.psi_hat)
     x = prob.x_hat
     interior = np.array([not (n.startswith("sd__") and v < 1e-6) and not (n.startswith("cor__") and abs(v) > 1 - 1e-6)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..request import parameter_names
 from .simulate import simulate
 
 __all__ = ["Diagnostics", "diagnose"]
@@ -39,9 +40,8 @@ def diagnose(m, nsim: int = 250, seed: int | None = 1) -> Diagnostics:
     rng = np.random.default_rng(seed)
     sims = simulate(m, nsim=nsim, seed=rng.integers(2**32), re="new")
     spec = m.spec
-    obs = np.asarray(spec.y, dtype=float)
-    if m.family == "binomial":
-        obs = np.round(obs * np.asarray(spec.weights))
+    fam = m.request.family
+    obs = fam.observed(spec.y, spec.weights)
     less = (sims < obs[:, None]).sum(axis=1)
     equal = (sims == obs[:, None]).sum(axis=1)
     u = rng.random(len(obs))
@@ -53,14 +53,14 @@ def diagnose(m, nsim: int = 250, seed: int | None = 1) -> Diagnostics:
     sim_var = np.var(sims - fitted[:, None], axis=0)
     rows.append(("dispersion", obs_var / sim_var.mean(), _two_sided(sim_var, obs_var),
                  "ratio > 1: overdispersion; < 1: underdispersion"))
-    if m.family in ("binomial", "poisson"):
+    if fam.count_like:
         z_obs = float(np.sum(obs == 0))
         z_sim = np.sum(sims == 0, axis=0)
         rows.append(("zero-inflation", z_obs / max(z_sim.mean(), 1e-12), _two_sided(z_sim, z_obs),
                      "ratio > 1: more zeros than the model expects"))
     tests = pd.DataFrame(rows, columns=["test", "statistic", "p_value", "reading"]).set_index("test")
     opt = m.opt
-    names = spec.theta_names() + list(m.fixef.index) if m.family != "gaussian" else spec.theta_names()
+    names = parameter_names(m.request)
     grad = opt.gradient if opt.gradient is not None else np.full(len(names), np.nan)
     conv = pd.DataFrame({"parameter": names, "estimate": opt.final[: len(names)], "gradient": grad[: len(names)]})
     conv.attrs["scaled_gradient"] = opt.scaled_gradient

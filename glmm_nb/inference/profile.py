@@ -19,23 +19,22 @@ import pandas as pd
 from scipy import optimize, stats
 
 from ..errors import ModelError
+from ..likelihood import LmmDevfun
+from ..pipeline import make_devfun
 from .params import sdcor_bounds, sdcor_names, sdcor_to_theta, theta_to_sdcor
 
-__all__ = ["profile_confint"]
+__all__ = ["profile_confint", "ProfileProblem"]
 
 
-class _Problem:
-    """The deviance on the (sdcor, beta) scale for one fitted model."""
+class ProfileProblem:
+    """The deviance on the (sdcor, beta) scale for one fitted model (its request's deviance
+    function, from the public chain)."""
 
     def __init__(self, m):
-        from ..api import make_devfun
-        from ..families import get_family
-
         self.m = m
         self.spec = m.spec
-        self.gaussian = m.family == "gaussian"
-        fam = get_family(m.family, m.link)
-        self.dev = make_devfun(m.spec, fam, m.method if m.method in ("laplace", "agq") else "laplace", m.nagq, bool(m.reml))
+        self.gaussian = m.request.family.profiled_lmm
+        self.dev = make_devfun(m.request)
         self.psi_hat = theta_to_sdcor(m.spec, m.theta, m.sigma, self.gaussian)
         self.re_names = sdcor_names(m.spec, self.gaussian)
         self.beta_hat = m.fixef.to_numpy()
@@ -75,8 +74,6 @@ class _Problem:
     def restricted(self, name: str, v: float, warm: np.ndarray | None):
         """min D with parameter ``name`` fixed at ``v``: (deviance, argmin of the rest)."""
         if self.gaussian and name in self.m.fixef.index:
-            from ..likelihood import LmmDevfun
-
             if self.m.reml:
                 raise ModelError(
                     "profiling a fixed effect of a REML fit is not defined; refit with reml=False"
@@ -95,12 +92,12 @@ class _Problem:
         def f(z):
             x[free] = z
             x[j] = v
-            if self.gaussian or not hasattr(self.dev, "value_and_grad"):
+            if self.gaussian or not self.dev.analytic_gradient:
                 return self.objective(x)
             val, g = self.objective_grad(x)
             return val, g[free]
 
-        jac = not self.gaussian and hasattr(self.dev, "value_and_grad")
+        jac = not self.gaussian and self.dev.analytic_gradient
         res = optimize.minimize(f, x[free], jac=jac, method="L-BFGS-B",
                                 bounds=[b for b, keep in zip(self.bounds, free) if keep],
                                 options={"ftol": 1e-13, "gtol": 1e-9})
@@ -127,7 +124,7 @@ class _Problem:
         return sdcor_bounds(self.spec, self.gaussian)[self.re_names.index(name)]
 
 
-def _limit(prob: _Problem, name: str, side: int, z: float, scale: float) -> float:
+def _limit(prob: ProfileProblem, name: str, side: int, z: float, scale: float) -> float:
     est = prob.estimate(name)
     lo, hi = prob.bound(name)
     edge = lo if side < 0 else hi
@@ -157,7 +154,7 @@ def _limit(prob: _Problem, name: str, side: int, z: float, scale: float) -> floa
 
 def profile_confint(m, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
     """Profile-likelihood intervals, indexed by term, columns ``conf_low conf_high``."""
-    prob = _Problem(m)
+    prob = ProfileProblem(m)
     z = stats.norm.ppf(0.5 + level / 2)
     names = prob.re_names + list(m.fixef.index)
     if parm is not None:

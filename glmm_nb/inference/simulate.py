@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 
-from ..design.spec import _grouping
+from ..design import grouping_codes
 from ..errors import DataError, DataWarning, ModelError
-from ..families import get_family
 
 __all__ = ["Design", "design_of", "predict", "predict_design", "simulate"]
 
@@ -38,14 +37,14 @@ def design_of(m, newdata: pd.DataFrame | None) -> Design:
     spec = m.spec
     if newdata is None:
         codes = tuple(np.asarray(t.codes) for t in spec.terms)
-        trials = np.asarray(spec.weights) if m.family == "binomial" else np.ones(spec.nobs)
+        trials = np.asarray(spec.weights)
         return Design(np.asarray(spec.X), np.asarray(spec.offset), codes,
                       tuple(np.asarray(t.Zvals) for t in spec.terms), codes,
                       tuple(t.nlevels for t in spec.terms), trials)
     d = spec.design_for(newdata)
     own, nlev = [], []
     for t in spec.terms:
-        labels, c = _grouping(newdata, t.group_vars)
+        labels, c = grouping_codes(newdata, t.group_vars)
         own.append(c)
         nlev.append(len(labels))
     return Design(d.X, d.offset, d.codes, d.Zvals, tuple(own), tuple(nlev), np.ones(len(newdata)))
@@ -98,9 +97,9 @@ def predict(m, newdata=None, type: str = "response", re: str = "conditional") ->
 
 def predict_design(m, d: Design, type: str = "response", re: str = "conditional") -> np.ndarray:
     """:func:`predict` on a design already built (reused across parameter draws)."""
-    fam = get_family(m.family, m.link)
+    fam = m.request.family
     eta = linear_predictor(m, d, re)
-    if re != "marginal" or m.family == "gaussian":
+    if re != "marginal" or fam.link.name == "identity":
         return eta if type == "link" else fam.link.inverse(eta)
     # population-averaged: E_b[g^{-1}(eta + z'b)], z'b ~ N(0, v_i) with v_i = sum_k z_ik' S_k z_ik
     v = re_row_variance(d.Zvals, _re_cov(m))
@@ -111,13 +110,13 @@ def predict_design(m, d: Design, type: str = "response", re: str = "conditional"
 
 
 def simulate(m, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.ndarray:
-    """Simulated responses, (n, nsim): successes for binomial, counts for poisson."""
+    """Simulated responses, (n, nsim), on the family's count scale (binomial: successes)."""
     if re not in ("new", "conditional"):
         raise ModelError(f"re must be 'new' or 'conditional' for simulation, not {re!r}")
     if not isinstance(nsim, (int, np.integer)) or nsim < 1:
         raise ModelError(f"nsim must be a positive integer, not {nsim!r}")
     rng = np.random.default_rng(seed)
-    fam = get_family(m.family, m.link)
+    fam = m.request.family
     d = design_of(m, newdata)
     n = d.X.shape[0]
     if re == "conditional":
@@ -129,11 +128,4 @@ def simulate(m, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.n
             L = np.linalg.cholesky(S + 1e-14 * np.eye(q)) if np.any(S) else np.zeros((q, q))
             b = np.einsum("ab,jsb->jsa", L, rng.standard_normal((J, nsim, q)))  # (J, nsim, q)
             eta += np.einsum("nq,nsq->ns", zv, b[codes])
-    mu = fam.link.inverse(eta)
-    if m.family == "binomial":
-        trials = np.round(d.trials).astype(np.int64)
-        return rng.binomial(trials[:, None], np.clip(mu, 0, 1)).astype(float)
-    if m.family == "poisson":
-        return rng.poisson(mu).astype(float)
-    w = np.asarray(m.spec.weights) if newdata is None else np.ones(n)
-    return mu + m.sigma / np.sqrt(w)[:, None] * rng.standard_normal((n, nsim))
+    return fam.simulate(rng, fam.link.inverse(eta), d.trials, m.sigma, (n, nsim))

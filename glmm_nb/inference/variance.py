@@ -33,13 +33,7 @@ def variance_components(m) -> dict[str, float]:
     re = float(np.mean(re_row_variance([t.Zvals for t in spec.terms], [S[t.label].to_numpy() for t in spec.terms])))
     eta_f = np.asarray(spec.X) @ m.fixef.to_numpy()
     fixed = float(np.var(eta_f))
-    if m.family == "gaussian":
-        dist = m.sigma**2
-    elif m.family == "poisson":
-        lam = np.exp(np.mean(eta_f) + re / 2)
-        dist = float(np.log1p(1 / lam))
-    else:
-        dist = {"logit": np.pi**2 / 3, "probit": 1.0, "cloglog": np.pi**2 / 6}[m.link]
+    dist = m.request.family.latent_variance(float(np.mean(eta_f)), re, m.sigma)
     return {"fixed": fixed, "random": re, "distribution": dist}
 
 
@@ -56,7 +50,7 @@ def r2(m) -> dict[str, float]:
 
 def mor(m) -> pd.Series:
     """Median odds ratio per random-intercept term of a logistic model."""
-    if m.family != "binomial" or m.link != "logit":
+    if not m.request.family.logistic:
         raise ModelError("the median odds ratio is defined for logistic (binomial, logit) models")
     out = {}
     for t in m.spec.terms:

@@ -29,8 +29,8 @@ the node placement (:math:`u^*_j`, :math:`L_j`) held fixed, plus the derivative 
 placement (the mode equation gives :math:`du^*/d\phi`, the Fisher weights' derivative gives
 :math:`dL_j/d\phi`). For vector random effects the optimizer uses the placement-fixed part
 only; its error is of the order of the quadrature error — small for k ≥ 7 on clusters of
-moderate size, not for k = 3 on clusters of four binary observations — so :func:`fit_agq`
-checks the end point with the exact gradient (central differences of the deviance) and
+moderate size, not for k = 3 on clusters of four binary observations — so the AGQ stage of
+the fit (:func:`glmm_nb.pipeline.agq_stage`) checks the end point with the exact gradient (central differences of the deviance) and
 polishes with Newton steps where needed. Deviance values are exact AGQ throughout.
 """
 
@@ -46,10 +46,10 @@ from scipy.special import logsumexp
 from ..design import ModelSpec
 from ..errors import ModelError
 from ..families import Family
-from ..optimize import OptSummary, central_diff, minimize_devfun
+from ..numdiff import central_diff, fd_hessian
 from .laplace import LaplaceDevfun
 
-__all__ = ["AgqDevfun", "gh_rule", "fit_agq"]
+__all__ = ["AgqDevfun", "gh_rule"]
 
 
 def gh_rule(k: int, q: int, prune: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +65,14 @@ def gh_rule(k: int, q: int, prune: float = 1e-8) -> tuple[np.ndarray, np.ndarray
 
 
 class AgqDevfun:
-    """AGQ deviance of a GLMM with all random effects on one grouping factor."""
+    """AGQ deviance of a GLMM with all random effects on one grouping factor.
+
+    Implements :class:`~.contracts.DevianceFunction`; ``value_and_grad`` is exact for a scalar
+    random effect and placement-fixed for vector ones (``exact_gradient`` is always exact).
+    """
+
+    analytic_gradient = True
+    profiled = False
 
     def __init__(self, spec: ModelSpec, family: Family, nagq: int):
         if not spec.single_factor:
@@ -94,6 +101,16 @@ class AgqDevfun:
 
     def pirls(self, theta, beta):
         return self.lap.pirls(theta, beta)
+
+    def state(self, phi):
+        """The PIRLS state at ``phi`` (the node placement)."""
+        return self.lap.state(phi)
+
+    def reset_modes(self) -> None:
+        self.lap.reset_modes()
+
+    def exact_gradient(self, phi: np.ndarray) -> np.ndarray:
+        return self.true_gradient(phi)
 
     def split(self, phi):
         return self.lap.split(phi)
@@ -179,8 +196,6 @@ class AgqDevfun:
 
     def hessian(self, phi: np.ndarray) -> np.ndarray:
         """Hessian of the deviance from differences of the placement-fixed gradient (cached)."""
-        from ..optimize import fd_hessian
-
         phi = np.asarray(phi, float)
         # reuse across polishing steps of relative size < 1e-4: the SEs it feeds barely move
         if self._hess is None or not np.allclose(self._hess[0], phi, rtol=1e-4, atol=1e-6):
@@ -191,52 +206,3 @@ class AgqDevfun:
     def value_and_grad(self, phi: np.ndarray):
         self.nevals += 1
         return self._evaluate(np.asarray(phi, float), True)
-
-
-def fit_agq(spec, family, nagq, lap_opt: OptSummary, lower, scale) -> tuple[AgqDevfun, OptSummary]:
-    """Optimise the AGQ deviance starting from the Laplace optimum.
-
-    L-BFGS-B runs on :meth:`AgqDevfun.value_and_grad` (exact for scalar random effects,
-    placement-fixed for vector ones). Its end point is then checked with the exact gradient;
-    where the Newton step that gradient implies is not negligible — few nodes, small clusters —
-    Newton steps with that gradient and the Hessian of the optimizer's gradient polish it.
-    """
-    import time
-
-    t0 = time.perf_counter()
-    dev = AgqDevfun(spec, family, nagq)
-    dev.lap._u = np.zeros(dev.rs.Q)
-    opt = minimize_devfun(dev.value_and_grad, lap_opt.final, lower, scale=scale, label="L-BFGS-B (AGQ)")
-    x = opt.final.copy()
-    fx = dev(x)
-    messages = list(opt.messages)
-    finite = np.isfinite(lower)
-    for it in range(8):
-        g = dev.true_gradient(x)
-        free = ~(finite & (x - np.where(finite, lower, 0) < 1e-8) & (g > 0))
-        H = dev.hessian(opt.final)  # one Hessian: good enough to steer the polishing steps
-        try:
-            step = np.zeros_like(x)
-            step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])
-        except np.linalg.LinAlgError:
-            break
-        if np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) < 1e-7:
-            break
-        t = 1.0
-        while t > 1e-4:
-            xn = x - t * step
-            xn = np.where(finite, np.maximum(xn, np.where(finite, lower, 0)), xn)
-            fn = dev(xn)
-            if fn < fx:
-                x, fx = xn, fn
-                break
-            t *= 0.5
-        else:
-            break
-        if it == 0:
-            messages.append("polished with the exact AGQ gradient (Newton steps)")
-    opt = OptSummary(**{**opt.__dict__, "start": lap_opt.final, "final": x, "objective": float(fx),
-                        "messages": tuple(messages),
-                        "evaluations": opt.evaluations + lap_opt.evaluations + dev.nevals,
-                        "time": time.perf_counter() - t0 + lap_opt.time})
-    return dev, opt

@@ -33,6 +33,7 @@ import numpy as np
 from ..design import ModelSpec
 from ..errors import ModelError
 from ..families import Family
+from .contracts import default_gradient, default_hessian
 from .reops import ReStructure
 
 __all__ = ["PirlsState", "LaplaceDevfun"]
@@ -63,12 +64,16 @@ class LaplaceDevfun:
     """Deviance function of a GLMM, closing over the data (lme4's ``devFunOnly``).
 
     Call with ``phi = concatenate([theta, beta])``. The last conditional modes are kept to
-    warm-start the next PIRLS run (a cache only: the value does not depend on it).
+    warm-start the next PIRLS run (a cache only: the value does not depend on it;
+    :meth:`reset_modes` clears it). Implements :class:`~.contracts.DevianceFunction`.
     """
 
+    analytic_gradient = True
+    profiled = False
+
     def __init__(self, spec: ModelSpec, family: Family, tol: float = 1e-12, maxit: int = 60):
-        if family.name == "gaussian":
-            raise ModelError("use the LMM deviance for the gaussian family")
+        if family.profiled_lmm:
+            raise ModelError(f"use the LMM deviance for the {family.name} family")
         self.spec = spec
         self.family = family
         self.rs = ReStructure(spec)
@@ -135,7 +140,21 @@ class LaplaceDevfun:
         self._u = u
         return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged)
 
+    def reset_modes(self) -> None:
+        """Start the next PIRLS run from u = 0."""
+        self._u = np.zeros(self.rs.Q)
+
     # --------------------------------------------------------------------------- deviance
+    def state(self, phi: np.ndarray) -> PirlsState:
+        """The PIRLS state (conditional modes, factorization) at ``phi``."""
+        return self.pirls(*self.split(phi))
+
+    def exact_gradient(self, phi: np.ndarray) -> np.ndarray:
+        return default_gradient(self, phi)
+
+    def hessian(self, phi: np.ndarray) -> np.ndarray:
+        return default_hessian(self, phi)
+
     def split(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         phi = np.asarray(phi, dtype=float)
         return phi[: self.ntheta], phi[self.ntheta :]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..design import ModelSpec
+from .contracts import default_gradient, default_hessian
 from .reops import ReStructure
 
 __all__ = ["LmmDevfun", "LmmState"]
@@ -42,7 +43,14 @@ class LmmState:
 
 
 class LmmDevfun:
-    """Profiled deviance of a linear mixed model (``reml=True`` for REML)."""
+    """Profiled deviance of a linear mixed model (``reml=True`` for REML).
+
+    Implements :class:`~.contracts.DevianceFunction` with ``phi = theta`` (``profiled``).
+    """
+
+    analytic_gradient = False
+    profiled = True
+    family = None
 
     def __init__(self, spec: ModelSpec, reml: bool = True, X=None, y_adjust=None, rs=None):
         """``X`` replaces the fixed-effect matrix and ``y_adjust`` is subtracted from the
@@ -101,3 +109,9 @@ class LmmDevfun:
     def __call__(self, theta: np.ndarray) -> float:
         self.nevals += 1
         return self.state(theta).deviance
+
+    def exact_gradient(self, theta: np.ndarray) -> np.ndarray:
+        return default_gradient(self, theta)
+
+    def hessian(self, theta: np.ndarray) -> np.ndarray:
+        return default_hessian(self, theta)

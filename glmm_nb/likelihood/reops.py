@@ -156,6 +156,10 @@ class BlockFactor:
             return (1.0 / self.m)[:, None, None]
         return self.Minv
 
+    def inv_blocks_term(self, k: int) -> np.ndarray:
+        """Diagonal blocks of M^{-1} of term ``k`` (the only term), (J, q, q)."""
+        return self.inv_blocks()
+
     def chol_blocks(self) -> np.ndarray:
         """Lower Cholesky factors of the blocks of M, (J, q, q)."""
         if self.q == 1:

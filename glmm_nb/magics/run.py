@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..api import glmm
 from ..errors import DataError, ModelError
 from .args import MagicArgs
 
@@ -39,8 +40,6 @@ class MagicOutput:
 
 def run_magic(args: MagicArgs, formula: str, namespace: dict, defaults: dict) -> MagicOutput:
     """Fit, store under ``args.name``, write the report; raise GLMMError for analyst mistakes."""
-    from ..api import glmm
-
     if not formula:
         raise ModelError("no formula: write it in the cell body (%%glmm) or after the options (%glmm)")
     data_name = args.data or defaults.get("data")
@@ -66,21 +65,3 @@ def run_magic(args: MagicArgs, formula: str, namespace: dict, defaults: dict) ->
         report = m.report(marginal=args.marginal)
         path = report.save(args.report)
     return MagicOutput(m, path, report)
-
-
-def cell_text(name: str | None, data: str, formula: str, family: str, link: str | None, method: str,
-              nagq: int, reml: bool | None = None, report: str | None = None) -> str:
-    """The %%glmm cell equivalent to a set of choices (used by the model builder)."""
-    parts = ["%%glmm"]
-    if name:
-        parts.append(name)
-    parts += ["--data", data, "--family", family]
-    if link:
-        parts += ["--link", link]
-    if method != "laplace":
-        parts += ["--method", method, "--nagq", str(nagq)]
-    if family == "gaussian" and reml is False:
-        parts.append("--ml")
-    if report:
-        parts += ["--report", report]
-    return " ".join(parts) + "\n" + formula

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import ModelError
+from ..errors import ConvergenceWarning, ModelError
+from ..pipeline import refit
 
 __all__ = ["CausalChecks", "causal_checks"]
 
@@ -70,8 +71,6 @@ def _as_number(col: pd.Series) -> np.ndarray:
 
 def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalChecks:
     """Variance shares, the Mundlak within/between refit and its test, and plain flags."""
-    from ..api import glmm
-
     spec = m.spec
     term = spec.terms[0] if cluster is None else next((t for t in spec.terms if t.group == cluster), None)
     if term is None:
@@ -97,6 +96,7 @@ def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalC
     shares = pd.DataFrame(rows, columns=["covariate", "between_share", "within_sd", "varies_within"]).set_index("covariate")
 
     wb_rows, joint, fit = [], {"chisq": np.nan, "df": 0, "p_value": np.nan}, None
+    refit_note = ""
     if means:
         data = frame.copy()
         names = {}
@@ -117,9 +117,12 @@ def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalC
             weights = np.asarray(spec.weights)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = glmm(formula, data, family=m.family, link=m.link, method=m.method if m.method in ("laplace", "agq") else "laplace",
-                       nagq=m.nagq, reml=False if m.family == "gaussian" else True, weights=weights,
-                       offset=np.asarray(spec.offset))
+            fit = refit(m, formula=formula, data=data, weights=weights, offset=np.asarray(spec.offset), reml=False,
+                        start=None)
+        if not fit.converged:
+            refit_note = ("the within/between refit did not converge (" + "; ".join(fit.messages)
+                          + "): treat the Mundlak test with caution")
+            warnings.warn(refit_note, ConvergenceWarning, stacklevel=2)
         b, V = fit.fixef, fit.vcov
         means = {v: xb for v, xb in means.items() if names[v] in b.index}  # collinear means were dropped
         idx = [names[v] for v in means]
@@ -159,6 +162,7 @@ def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalC
             ("within ≠ between", bool(joint["p_value"] < level) if joint["df"] else False,
              f"Mundlak test chi-square {joint['chisq']:.2f} on {joint['df']} df, p = {joint['p_value']:.3g}"
              if joint["df"] else "no covariate varies both within and between clusters; the test is not possible"),
+            ("within/between refit not converged", bool(refit_note), refit_note or "no"),
         ],
         columns=["flag", "applies", "detail"],
     ).set_index("flag")

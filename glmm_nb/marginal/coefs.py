@@ -23,13 +23,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
-from scipy import stats
 
-from ..design.reterms import theta_to_T
+from ..design import theta_to_T
 from ..errors import ModelError
-from ..families import get_family
 from ..inference.simulate import re_row_variance
-from ..optimize import central_diff
+from ..numdiff import central_diff
+from ..results import wald_table
 
 __all__ = ["marginal_coefs", "marginal_map", "closed_form_attenuation", "parameter_covariance", "parameter_draws",
            "C_ZEGER"]
@@ -47,7 +46,7 @@ def _re_variance(spec, theta: np.ndarray) -> np.ndarray:
 def marginal_map(m):
     """The function (theta, beta) → beta_M for the fitted model's data."""
     spec = m.spec
-    fam = get_family(m.family, m.link)
+    fam = m.request.family
     X = np.asarray(spec.X)
     off = np.asarray(spec.offset)
     pinv = np.linalg.pinv(X)
@@ -64,7 +63,7 @@ def marginal_map(m):
 def closed_form_attenuation(m) -> pd.Series | None:
     """beta / sqrt(1 + c² sigma²) for a logistic model whose only random effect is one intercept."""
     terms = m.spec.terms
-    if m.family != "binomial" or m.link != "logit" or any(t.col_names != ("(Intercept)",) for t in terms):
+    if not m.request.family.logistic or any(t.col_names != ("(Intercept)",) for t in terms):
         return None
     s2 = sum(float(m.covariance_matrices()[t.label].iloc[0, 0]) for t in terms)
     return m.fixef / np.sqrt(1 + C_ZEGER**2 * s2)
@@ -98,8 +97,7 @@ def marginal_coefs(m, method: str = "delta", level: float = 0.95, nsim: int = 20
         raise ModelError(f"method must be 'delta' or 'simulation', not {method!r}")
     beta, theta = m.fixef.to_numpy(), np.asarray(m.theta)
     names = list(m.fixef.index)
-    z = stats.norm.ppf(0.5 + level / 2)
-    if m.family == "gaussian":  # identity link: marginal = conditional
+    if m.request.family.link.name == "identity":  # identity link: marginal = conditional
         ct = m.coef_table(conf_level=level)
         return ct[["estimate", "std_error", "conf_low", "conf_high"]]
     f = marginal_map(m)
@@ -109,7 +107,7 @@ def marginal_coefs(m, method: str = "delta", level: float = 0.95, nsim: int = 20
     if method == "delta":
         J = central_diff(lambda x: f(x[:nt], x[nt:]), phi, 1e-5 * np.maximum(1.0, np.abs(phi)))
         se = np.sqrt(np.maximum(np.diag(J @ V @ J.T), 0))
-        lo, hi = est - z * se, est + z * se
+        return wald_table(pd.Series(est, index=names), se, level)[["estimate", "std_error", "conf_low", "conf_high"]]
     else:
         sims = np.array([f(th, b) for th, b in parameter_draws(m, nsim, seed)])
         se = sims.std(axis=0, ddof=1)

@@ -87,7 +87,7 @@ def average_marginal_effects(m, var: str, delta: float = 1.0, level: float = 0.9
                      "difference_low": np.quantile(diff, a), "difference_high": np.quantile(diff, 1 - a),
                      "ratio": p1 / p0, "ratio_low": np.quantile(ratio, a), "ratio_high": np.quantile(ratio, 1 - a)})
     out = pd.DataFrame(rows).set_index("way")
-    kind = "risk" if m.family == "binomial" else ("rate" if m.family == "poisson" else "mean")
+    kind = m.request.family.difference_word
     out.attrs.update(contrast=contrast, difference=f"{kind} difference", ratio=f"{kind} ratio")
     return out
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from ..design.spec import _check_support, _drop_collinear, _grouping, _model_matrix, _rename, _required, _response
+from ..design import drop_collinear, grouping_codes, model_matrix, read_response, rename_intercept, required_variables
 from ..errors import DataError, FormulaError, ModelError
-from ..families import get_family
+from ..families import Family, get_family
 from ..formula import parse_formula
+from ..results import wald_table
 
 __all__ = ["GEEResult", "gee"]
 
@@ -38,17 +38,11 @@ class GEEResult:
     n_dropped: int
 
     def coef_table(self, conf_level: float = 0.95) -> pd.DataFrame:
-        se = pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.params.index)
-        z = self.params / se
-        q = stats.norm.ppf(0.5 + conf_level / 2)
-        out = pd.DataFrame({"estimate": self.params, "std_error": se, "statistic": z,
-                            "p_value": 2 * stats.norm.sf(np.abs(z)),
-                            "conf_low": self.params - q * se, "conf_high": self.params + q * se})
-        out.index.name = "term"
-        return out
+        """Wald table with the robust (sandwich) standard errors."""
+        return wald_table(self.params, np.sqrt(np.diag(self.vcov.to_numpy())), conf_level)
 
 
-def gee(formula: str, data: pd.DataFrame, cluster: str, family: str = "binomial", link: str | None = None,
+def gee(formula: str, data: pd.DataFrame, cluster: str, family: str | Family = "binomial", link: str | None = None,
         corstr: str = "exchangeable") -> GEEResult:
     """Fit a GEE with robust sandwich standard errors.
 
@@ -76,10 +70,10 @@ def gee(formula: str, data: pd.DataFrame, cluster: str, family: str = "binomial"
     if cluster not in data.columns:
         raise DataError(f"cluster= names the column '{cluster}', which is not in the data")
     fam = get_family(family, link)
-    used = set(_required(parsed.fixed, "the fixed part")) | {cluster}
+    used = set(required_variables(parsed.fixed, "the fixed part")) | {cluster}
     for e in (parsed.cbind or (parsed.response,)):
         name = e.strip().strip("`")
-        used |= {name} if name in data.columns else set(_required(f"0 + I({e})", "the response"))
+        used |= {name} if name in data.columns else set(required_variables(f"0 + I({e})", "the response"))
     missing = sorted(v for v in used if v not in data.columns)
     if missing:
         raise FormulaError(f"unknown column '{missing[0]}' in the formula '{parsed.text}'")
@@ -87,20 +81,16 @@ def gee(formula: str, data: pd.DataFrame, cluster: str, family: str = "binomial"
     d = data.loc[mask]
     if d.empty:
         raise DataError("no rows left after dropping those with missing values")
-    y, trials, name = _response(parsed, d, fam.name)
-    _check_support(y, trials, False, fam.name, name)
-    Xdf = _model_matrix(parsed.fixed, d, "the fixed part")
-    X, names, _ = _drop_collinear(Xdf.to_numpy(float), _rename(Xdf.columns))
-    _levels, groups = _grouping(d, (cluster,))
-    sm_link = {"logit": sm.families.links.Logit(), "probit": sm.families.links.Probit(),
-               "cloglog": sm.families.links.CLogLog(), "log": sm.families.links.Log(),
-               "identity": sm.families.links.Identity()}[fam.link.name]
-    sm_family = {"binomial": sm.families.Binomial, "poisson": sm.families.Poisson,
-                 "gaussian": sm.families.Gaussian}[fam.name](link=sm_link)
+    y, trials, name = read_response(parsed, d, fam)
+    fam.check_response(y, trials, False, name)
+    Xdf = model_matrix(parsed.fixed, d, "the fixed part")
+    X, names, _ = drop_collinear(Xdf.to_numpy(float), rename_intercept(Xdf.columns))
+    _levels, groups = grouping_codes(d, (cluster,))
+    sm_family = fam.statsmodels_family()
     cov = {"exchangeable": sm.cov_struct.Exchangeable, "independence": sm.cov_struct.Independence,
            "ar1": lambda: sm.cov_struct.Autoregressive(grid=True)}[corstr]()
     kw = {}
-    if fam.name == "binomial" and np.any(trials != 1):
+    if np.any(trials != 1):  # binomial proportions: the trials weight each row
         kw["var_weights"] = trials
     if corstr == "ar1":
         time = d.groupby(groups).cumcount().to_numpy() if len(d) else None

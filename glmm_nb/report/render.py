@@ -16,6 +16,9 @@ from pathlib import Path
 
 import jinja2
 
+from ..errors import GLMMError
+from ..marginal import gee as fit_gee
+from ..results.display import format_number
 from . import charts as ch
 from . import sections as sec
 
@@ -32,13 +35,13 @@ def _environment(template_dir: str | Path | None) -> jinja2.Environment:
     if template_dir is not None:
         path = Path(template_dir)
         if not path.is_dir():
-            from ..errors import GLMMError
-
             raise GLMMError(f"template_dir '{path}' is not a folder")
         loaders.append(jinja2.FileSystemLoader(str(path)))
     loaders.append(jinja2.PackageLoader("glmm_nb", "templates"))
-    return jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True,
-                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.globals["format_number"] = format_number  # the one number formatter (results.display)
+    return env
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,6 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: 
     t0 = time.perf_counter()
     gee = None
     if gee_cluster is not None:
-        from ..marginal import gee as fit_gee
-
         f = m.spec.formula
         lhs = f"cbind({f.cbind[0]}, {f.cbind[1]})" if f.cbind else f.response
         gee = fit_gee(f"{lhs} ~ {f.fixed}", m.spec.frame, cluster=gee_cluster, family=m.family, link=m.link)
@@ -104,7 +105,7 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: 
         cats.append(name)
         specs.append((name, ch.caterpillar(c["data"], c["group"], c["term"]), f"caterpillar plot: {c['group']} {c['term']}"))
     if ctx["marginal"]["curves"] is not None:
-        resp = "probability" if m.family == "binomial" else ("rate" if m.family == "poisson" else "mean")
+        resp = m.request.family.mean_word
         specs.append(("curves", ch.curves(ctx["marginal"]["curves"], ctx["marginal"]["var"], resp), "predicted response curves"))
     if ctx["diagnostics"]["hist"] is not None:
         specs.append(("hist", ch.residual_hist(ctx["diagnostics"]["hist"]), "histogram of scaled residuals"))

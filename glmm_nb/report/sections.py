@@ -15,6 +15,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..inference import diagnose, icc, mor, r2
+from ..inference.simulate import design_of, predict_design
+from ..marginal import causal_checks, comparison_table
+from ..results.display import statistic_label, title
+
 
 __all__ = ["model_section", "fixed_section", "random_section", "marginal_section", "diagnostics_section",
            "caveats_section", "reproduce_section"]
@@ -38,7 +43,7 @@ def model_section(m) -> dict:
         sizes = np.bincount(np.asarray(t.codes), minlength=t.nlevels)
         groups.append({"term": t.text, "label": t.label, "levels": t.nlevels, "min": int(sizes.min()),
                        "median": float(np.median(sizes)), "max": int(sizes.max())})
-    if m.family == "gaussian":
+    if m.request.family.profiled_lmm:
         method = "REML" if m.reml else "maximum likelihood"
     elif m.nagq > 1:
         method = f"Adaptive Gauss-Hermite quadrature, nAGQ = {m.nagq}"
@@ -48,7 +53,7 @@ def model_section(m) -> dict:
         else "The convergence check failed: treat the estimates with caution."
     sing = "The fit is singular: a variance is estimated as zero or a correlation as ±1." if m.singular \
         else "No variance component is on its boundary."
-    return {"title": m.title, "formula": m.formula, "family": m.family, "link": m.link, "method": method,
+    return {"title": title(m), "formula": m.formula, "family": m.family, "link": m.link, "method": method,
             "nobs": m.nobs, "groups": groups, "n_dropped": m.n_dropped, "loglik": m.loglik, "aic": m.aic,
             "bic": m.bic, "convergence": conv, "singular": sing, "messages": list(m.messages),
             "versions": {"glmm_nb": _version("glmm_nb"), "python": platform.python_version(),
@@ -57,14 +62,14 @@ def model_section(m) -> dict:
 
 def fixed_section(m) -> dict:
     ct = m.coef_table()
-    exp_name = {"logit": "odds ratio", "log": "rate ratio"}.get(m.link)
+    exp_name = m.request.family.ratio_name
     rows = _records(ct)
     if exp_name:
         for r in rows:
             r["exp"] = float(np.exp(r["estimate"]))
             r["exp_low"] = float(np.exp(r["conf_low"]))
             r["exp_high"] = float(np.exp(r["conf_high"]))
-    return {"rows": rows, "exp_name": exp_name, "statistic": "t" if m.family == "gaussian" else "z"}
+    return {"rows": rows, "exp_name": exp_name, "statistic": statistic_label(m).split()[0]}
 
 
 def _structure_text(m) -> list[str]:
@@ -98,10 +103,10 @@ def random_section(m) -> dict:
            "icc": None, "r2": None, "mor": None, "missing": []}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out["icc"] = m.icc()
-        out["r2"] = m.r2()
+        out["icc"] = icc(m)
+        out["r2"] = r2(m)
         try:
-            out["mor"] = m.mor().to_dict()
+            out["mor"] = mor(m).to_dict()
         except Exception as exc:  # MOR is for logistic random intercepts only
             out["missing"].append(f"median odds ratio: {exc}")
     cats = []
@@ -124,7 +129,7 @@ def marginal_section(m, var: str | None = None, gee=None) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            tab = m.compare(gee)
+            tab = comparison_table(m, gee)
             out["table"] = _records(tab)
         except Exception as exc:
             out["missing"].append(f"conditional vs marginal table: {exc}")
@@ -151,17 +156,13 @@ def marginal_section(m, var: str | None = None, gee=None) -> dict:
         else:
             base[c] = col.mode().iloc[0]
     base[var] = grid
-    from ..inference.simulate import design_of, predict_design
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         d = design_of(m, base)
         typical = predict_design(m, d, re="none")
         marg = predict_design(m, d, re="marginal")
         eta = predict_design(m, d, re="none", type="link")
-    from ..families import get_family
-
-    fam = get_family(m.family, m.link)
+    fam = m.request.family
     # a spread of clusters: random intercept at quantiles of its fitted distribution
     s_int = 0.0
     for t in m.spec.terms:
@@ -177,10 +178,10 @@ def marginal_section(m, var: str | None = None, gee=None) -> dict:
     for x, v in zip(grid, marg):
         rows.append({"x": float(x), "value": float(v), "curve": "population-averaged"})
     out["curves"] = pd.DataFrame(rows)
-    tab = m.compare(gee)
+    tab = comparison_table(m, gee)
     if var in tab.index:
         r = tab.loc[var]
-        scale = {"logit": "odds ratio", "log": "rate ratio"}.get(m.link)
+        scale = fam.ratio_name
         if scale:
             out["sentences"] = [
                 f"Conditional (subject-specific): for a given {', '.join(m.spec.ngroups)}, one unit more of {var} "
@@ -202,7 +203,7 @@ def diagnostics_section(m, nsim: int = 250) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            d = m.diagnose(nsim=nsim)
+            d = diagnose(m, nsim=nsim)
         except Exception as exc:
             out["missing"].append(f"simulated residuals: {exc}")
             return out
@@ -226,7 +227,7 @@ def caveats_section(m) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            c = m.causal_checks()
+            c = causal_checks(m)
         except Exception as exc:
             out["missing"].append(f"within/between checks: {exc}")
             return out
@@ -252,12 +253,11 @@ def caveats_section(m) -> dict:
 
 def reproduce_section(m) -> dict:
     args = [repr(m.formula), "data", f"family={m.family!r}"]
-    default_link = {"binomial": "logit", "poisson": "log", "gaussian": "identity"}[m.family]
-    if m.link != default_link:
+    if not m.request.family.is_default_link:
         args.append(f"link={m.link!r}")
     if m.nagq > 1:
         args += ["method='agq'", f"nagq={m.nagq}"]
-    if m.family == "gaussian" and not m.reml:
+    if m.request.family.profiled_lmm and not m.reml:
         args.append("reml=False")
     code = "import glmm_nb\n\nm = glmm_nb.glmm(" + ", ".join(args) + ")\nprint(m.summary())\nm.report().save('report.html')"
     return {"code": code}

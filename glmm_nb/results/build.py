@@ -1,4 +1,10 @@
-"""Build a :class:`GLMMResult` — the one place a result is assembled (lme4's ``mkMerMod``)."""
+"""Build a :class:`GLMMResult` — the one place a result is assembled (lme4's ``mkMerMod``).
+
+Convergence is judged as lme4 judges it: by the scaled gradient :math:`H^{-1}g` at the optimum
+(free parameters only), not by the optimizer's stopping message, which can report a
+line-search stall at a point that is the optimum to working precision. A PIRLS inner loop that
+did not converge at the optimum is reported too.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +13,42 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..design import ModelSpec
+from ..design import ModelSpec, theta_to_T, tril_index
 from ..errors import ConvergenceWarning, SingularFitWarning
-from ..families import Family
-from ..optimize import OptSummary, central_diff, fd_hessian, fd_hessian_fun, singular_terms
+from ..optimize import OptSummary
+from ..request import FitRequest, fixed_indices
 from .result import GLMMResult
 
-__all__ = ["build_glmm_result", "build_lmm_result"]
+__all__ = ["build_result", "singular_terms", "conditional_covariance"]
 
 
-def _cond_cov(spec: ModelSpec, fac, theta: np.ndarray, scale2: float) -> tuple:
+def singular_terms(spec: ModelSpec, theta: np.ndarray, tol: float = 1e-4) -> list[str]:
+    """Terms with a theta diagonal entry below ``tol`` (lme4's ``isSingular``)."""
+    out = []
+    for t, sl in zip(spec.terms, spec.theta_slices()):
+        r, c = tril_index(t.q)
+        diag = theta[sl][r == c]
+        if np.any(np.abs(diag) < tol):
+            out.append(t.text if t.label == t.group else f"{t.text} ({t.label})")
+    return out
+
+
+def conditional_covariance(spec: ModelSpec, fac, theta: np.ndarray, scale2: float) -> tuple:
     """Per term (J, q, q): conditional covariance of b = Lambda u (× sigma² for LMMs)."""
-    from ..design.reterms import theta_to_T
-
     out = []
     for k, (t, sl) in enumerate(zip(spec.terms, spec.theta_slices())):
         T = theta_to_T(theta[sl], t.q)
-        blocks = fac.inv_blocks() if hasattr(fac, "inv_blocks") else fac.inv_blocks_term(k)
-        out.append(scale2 * np.einsum("ab,jbc,dc->jad", T, blocks, T))
+        out.append(scale2 * np.einsum("ab,jbc,dc->jad", T, fac.inv_blocks_term(k), T))
     return tuple(out)
 
 
-def _messages(spec, theta, converged, opt_msgs, scgrad, eig, tol=2e-3) -> tuple[list[str], bool, bool]:
-    """Plain-language singular-fit and convergence messages (also raised as warnings).
+def _warn(msg: str, category) -> None:
+    warnings.warn(msg, category, stacklevel=5)
 
-    Convergence is judged as lme4 judges it: by the scaled gradient H^{-1} g at the optimum
-    (free parameters only), not by the optimizer's stopping message, which can report a
-    line-search stall at a point that is the optimum to working precision.
-    """
+
+def fit_messages(spec, theta, converged, opt_msgs, scgrad, eig, pirls_ok: bool = True,
+                 tol: float = 2e-3) -> tuple[list[str], bool, bool]:
+    """Plain-language singular-fit and convergence messages (also raised as warnings)."""
     msgs = []
     sing = singular_terms(spec, theta)
     if sing:
@@ -43,7 +57,7 @@ def _messages(spec, theta, converged, opt_msgs, scgrad, eig, tol=2e-3) -> tuple[
             "correlations as ±1). The data carry no evidence of variation there; consider "
             "simplifying the random-effect structure."
         )
-        warnings.warn(msgs[-1], SingularFitWarning, stacklevel=4)
+        _warn(msgs[-1], SingularFitWarning)
     ok = (scgrad < tol) if scgrad is not None else converged
     if not ok:
         why = "; ".join(opt_msgs)
@@ -52,14 +66,22 @@ def _messages(spec, theta, converged, opt_msgs, scgrad, eig, tol=2e-3) -> tuple[
             "Convergence check failed: the optimizer stopped at a point that may not be the "
             f"maximum{detail}. Optimizer said: {why}. Try rescaling covariates or a simpler model."
         )
-        warnings.warn(msgs[-1], ConvergenceWarning, stacklevel=4)
+        _warn(msgs[-1], ConvergenceWarning)
+    if not pirls_ok:
+        ok = False
+        msgs.append(
+            "PIRLS did not converge at the estimate: the conditional modes of the random effects "
+            "were not found to working precision, so the Laplace log-likelihood there is "
+            "approximate. Check for extreme fitted values (separation) or simplify the model."
+        )
+        _warn(msgs[-1], ConvergenceWarning)
     if eig is not None and eig.size and eig.min() <= 0 and not sing:
         msgs.append(
             "Hessian check failed: the log-likelihood surface is flat or curved the wrong way "
             "in some direction at the estimate, so some parameters are poorly identified; "
             "standard errors are conditional on the variance parameters."
         )
-        warnings.warn(msgs[-1], ConvergenceWarning, stacklevel=4)
+        _warn(msgs[-1], ConvergenceWarning)
     return msgs, ok, bool(sing)
 
 
@@ -73,36 +95,40 @@ def _scaled_gradient(H: np.ndarray, g: np.ndarray, free: np.ndarray) -> tuple[fl
         return None, None
 
 
-def build_glmm_result(
-    spec: ModelSpec,
-    family: Family,
-    devfun,
-    opt: OptSummary,
-    method: str,
-    nagq: int,
-) -> GLMMResult:
-    """Result of a Laplace or AGQ fit; ``devfun`` has ``value_and_grad`` or is value-only."""
+def _free(request: FitRequest, phi: np.ndarray, ntheta: int) -> np.ndarray:
+    """Parameters not on a theta bound and not held fixed by the request."""
+    lower = request.spec.theta_lower()
+    theta = phi[:ntheta]
+    at_bound = np.isfinite(lower) & (np.abs(theta - np.where(np.isfinite(lower), lower, 0)) < 1e-6)
+    free = np.r_[~at_bound, np.ones(phi.size - ntheta, bool)]
+    for i in fixed_indices(request):
+        free[i] = False
+    return free
+
+
+def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: type = GLMMResult) -> GLMMResult:
+    """The result of a fit: ``devfun`` is the deviance function the optimum ``opt`` refers to
+    (a :class:`~glmm_nb.likelihood.DevianceFunction`); ``result_class`` a subclass of
+    :class:`GLMMResult` to build (refits keep the class of the model they came from)."""
+    spec = request.spec
     phi = opt.final
     ntheta = spec.ntheta
-    theta, beta = phi[:ntheta], phi[ntheta:]
-    lower = spec.theta_lower()
-    at_bound = np.r_[np.isfinite(lower) & (np.abs(theta - np.where(np.isfinite(lower), lower, 0)) < 1e-6), np.zeros(len(beta), bool)]
-    free = ~at_bound
-    if hasattr(devfun, "value_and_grad"):
-        grad = lambda x: devfun.value_and_grad(x)[1]  # noqa: E731
-        if hasattr(devfun, "true_gradient"):  # AGQ: the exact gradient; Hessian cached by the fit
-            g = devfun.true_gradient(phi)
-            H = devfun.hessian(phi)
-        else:
-            g = grad(phi)
-            H = fd_hessian(grad, phi, g)
-    else:
-        H = fd_hessian_fun(devfun, phi)
-        g = np.zeros_like(phi)
-    st = devfun.pirls(theta, beta)  # the state at the optimum (after the Hessian's probes)
+    g = devfun.exact_gradient(phi)
+    H = devfun.hessian(phi)
+    free = _free(request, phi, ntheta)
+    st = devfun.state(phi)  # the state at the optimum (after the Hessian's probes)
     scgrad, eig = _scaled_gradient(H, g, free)
-    vcov = None
-    vcov_full = None  # covariance of (theta, beta), for delta-method and simulation SEs
+    opt_full = OptSummary(**{**opt.__dict__, "gradient": g, "scaled_gradient": scgrad, "hessian_eigenvalues": eig})
+    theta = phi[:ntheta]
+    if devfun.profiled:
+        msgs, ok, sing = fit_messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig)
+        vcov = st.sigma**2 * np.linalg.inv(st.RX2)
+        return _assemble(request, result_class, theta, st.beta, vcov, opt_full, st.u, st.fac, st.sigma, msgs, ok,
+                         sing, method="reml" if devfun.reml else "ml", nagq=1, reml=devfun.reml,
+                         loglik=float(-st.deviance / 2), deviance=float(st.deviance),
+                         vcov_method="conditional", extras={})
+    beta = phi[ntheta:]
+    vcov = vcov_full = None  # vcov_full: covariance of (theta, beta), for delta-method SEs
     vcov_method = "hessian"
     if eig is not None and np.all(eig > 0):  # eig: Hessian over the free parameters
         V = 2.0 * np.linalg.inv(H[np.ix_(free, free)])
@@ -113,45 +139,27 @@ def build_glmm_result(
         # conditional on theta: (X'WX - X'WZ~ M^-1 Z~'WX)^-1 (lme4's RX-based vcov)
         rs, X, W = devfun.rs, devfun.X, st.W
         ZtWX = rs.tmult(st.vals, W[:, None] * X)
-        RX2 = X.T @ (W[:, None] * X) - ZtWX.T @ st.fac.solve(ZtWX)
-        vcov = np.linalg.inv(RX2)
+        vcov = np.linalg.inv(X.T @ (W[:, None] * X) - ZtWX.T @ st.fac.solve(ZtWX))
         vcov_method = "conditional"
-    msgs, ok, sing = _messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig)
-    opt_full = OptSummary(**{**opt.__dict__, "gradient": g, "scaled_gradient": scgrad, "hessian_eigenvalues": eig})
-    fam = devfun.family
+    msgs, ok, sing = fit_messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig,
+                                  pirls_ok=bool(st.converged))
+    fam = request.family
     # lme4's deviance() of a glmer fit: the conditional deviance at the modes
     lme4_dev = float(np.sum(fam.dev_resid(devfun.y, st.mu, devfun.pw)))
-    loglik = -opt.objective / 2 if method == "agq" and nagq > 1 else -st.deviance / 2
-    return _assemble(spec, theta, beta, vcov, opt_full, st.u, st.fac, 1.0, msgs, ok, sing,
-                     family=family.name, link=family.link.name, method=method, nagq=nagq, reml=None,
-                     loglik=float(loglik), deviance=float(lme4_dev), vcov_method=vcov_method,
-                     extras={"vcov_theta_beta": vcov_full})
+    loglik = -opt.objective / 2 if request.uses_agq else -st.deviance / 2
+    return _assemble(request, result_class, theta, beta, vcov, opt_full, st.u, st.fac, 1.0, msgs, ok, sing,
+                     method=request.method, nagq=request.nagq, reml=None, loglik=float(loglik),
+                     deviance=lme4_dev, vcov_method=vcov_method, extras={"vcov_theta_beta": vcov_full})
 
 
-def build_lmm_result(spec: ModelSpec, family: Family, devfun, opt: OptSummary) -> GLMMResult:
-    theta = opt.final
-    st = devfun.state(theta)
-    lower = spec.theta_lower()
-    free = ~(np.isfinite(lower) & (np.abs(theta) < 1e-6))
-    H = fd_hessian_fun(devfun, theta) if theta.size else np.zeros((0, 0))
-    g = np.zeros_like(theta)
-    if theta.size:
-        g = central_diff(devfun, theta, 1e-5 * np.maximum(np.abs(theta), 1e-1))
-    scgrad, eig = _scaled_gradient(H, g, free)
-    msgs, ok, sing = _messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig)
-    vcov = st.sigma**2 * np.linalg.inv(st.RX2)
-    opt_full = OptSummary(**{**opt.__dict__, "gradient": g, "scaled_gradient": scgrad, "hessian_eigenvalues": eig})
-    return _assemble(spec, theta, st.beta, vcov, opt_full, st.u, st.fac, st.sigma, msgs, ok, sing,
-                     family="gaussian", link="identity", method="reml" if devfun.reml else "ml", nagq=1,
-                     reml=devfun.reml, loglik=float(-st.deviance / 2), deviance=float(st.deviance),
-                     vcov_method="conditional", extras={})
-
-
-def _assemble(spec, theta, beta, vcov, opt, u, fac, sigma, msgs, ok, sing, **fields) -> GLMMResult:
+def _assemble(request, result_class, theta, beta, vcov, opt, u, fac, sigma, msgs, ok, sing, **fields) -> GLMMResult:
     """The single constructor call of :class:`GLMMResult`."""
+    spec = request.spec
     names = list(spec.x_names)
-    return GLMMResult(
+    return result_class(
         formula=spec.formula.text,
+        family=request.family.name,
+        link=request.family.link.name,
         spec=spec,
         theta=theta,
         fixef=pd.Series(beta, index=names, name="estimate"),
@@ -164,7 +172,8 @@ def _assemble(spec, theta, beta, vcov, opt, u, fac, sigma, msgs, ok, sing, **fie
         singular=sing,
         opt=opt,
         u=u,
-        cond_cov=_cond_cov(spec, fac, theta, float(sigma) ** 2),
+        cond_cov=conditional_covariance(spec, fac, theta, float(sigma) ** 2),
+        request=request,
         messages=tuple(msgs),
         **fields,
     )

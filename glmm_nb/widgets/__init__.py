@@ -15,8 +15,9 @@ import time
 import pandas as pd
 
 from ..errors import GLMMError
-from ..families import _ALLOWED, _CANONICAL
-from ..magics.run import cell_text
+from ..api import glmm
+from ..cells import cell_text
+from ..families import family_names, get_family
 
 __all__ = ["ModelBuilder"]
 
@@ -51,8 +52,8 @@ class ModelBuilder:
         self.groups = w.SelectMultiple(options=cols, description="Groups", rows=min(6, len(cols)))
         self.slopes_box = w.VBox()
         self._slopes: dict[str, tuple] = {}
-        self.family = w.Dropdown(options=list(_CANONICAL), value="binomial", description="Family")
-        self.link = w.Dropdown(options=list(_ALLOWED["binomial"]), value="logit", description="Link")
+        self.family = w.Dropdown(options=list(family_names()), value="binomial", description="Family")
+        self.link = w.Dropdown(options=list(get_family("binomial").links), value="logit", description="Link")
         self.method = w.Dropdown(options=["laplace", "agq"], value="laplace", description="Method")
         self.nagq = w.IntSlider(value=10, min=2, max=30, description="nAGQ", disabled=True)
         self.formula_label = w.HTML()
@@ -95,7 +96,7 @@ class ModelBuilder:
     @property
     def cell(self) -> str:
         return cell_text("result", self.name, self.formula, self.family.value,
-                         None if self.link.value == _CANONICAL[self.family.value] else self.link.value,
+                         None if self.link.value == get_family(self.family.value).links[0] else self.link.value,
                          self.method.value, self.nagq.value)
 
     def _changed(self, *_):
@@ -119,9 +120,10 @@ class ModelBuilder:
         self._changed()
 
     def _family_changed(self, change):
-        self.link.options = list(_ALLOWED[change["new"]])
-        self.link.value = _CANONICAL[change["new"]]
-        if change["new"] == "gaussian":
+        fam = get_family(change["new"])
+        self.link.options = list(fam.links)
+        self.link.value = fam.links[0]
+        if fam.profiled_lmm:
             self.method.value = "laplace"
         self._changed()
 
@@ -132,8 +134,6 @@ class ModelBuilder:
     # ------------------------------------------------------------------------ actions
     def fit(self, *_):
         """Fit the model shown; progress and errors appear in the widget."""
-        from ..api import glmm
-
         self.progress.value = 1
         self.status.value = "fitting…"
         t0 = time.perf_counter()

@@ -106,7 +106,10 @@ def test_anova_refusals(cbpp, sleep_ml):
         glmm_nb.anova(a, b)
     r1 = glmm_nb.glmm("Reaction ~ Days + (1 | Subject)", sdf, family="gaussian")
     r0 = glmm_nb.glmm("Reaction ~ 1 + (1 | Subject)", sdf, family="gaussian")
-    with pytest.raises(ModelError, match="reml=False"):
-        glmm_nb.anova(r0, r1)
+    with pytest.warns(UserWarning, match="maximum likelihood"):
+        tab = glmm_nb.anova(r0, r1)  # lme4: refits REML fits by ML to compare fixed effects
+    ml = glmm_nb.anova(r0.refit(reml=False), r1.refit(reml=False))
+    np.testing.assert_allclose(tab.loglik.to_numpy(), ml.loglik.to_numpy(), rtol=1e-10)
+    assert "maximum likelihood" in tab.attrs["note"]
     with pytest.raises(ModelError, match="at least two"):
         glmm_nb.anova(m)

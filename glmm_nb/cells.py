@@ -1,0 +1,25 @@
+"""The ``%%glmm`` cell text for a set of choices — shared by the magics' docs and the widget."""
+
+from __future__ import annotations
+
+from .families import get_family
+
+__all__ = ["cell_text"]
+
+
+def cell_text(name: str | None, data: str, formula: str, family: str, link: str | None, method: str,
+              nagq: int, reml: bool | None = None, report: str | None = None) -> str:
+    """The %%glmm cell equivalent to a set of choices (used by the model builder)."""
+    parts = ["%%glmm"]
+    if name:
+        parts.append(name)
+    parts += ["--data", data, "--family", family]
+    if link:
+        parts += ["--link", link]
+    if method != "laplace":
+        parts += ["--method", method, "--nagq", str(nagq)]
+    if get_family(family).profiled_lmm and reml is False:
+        parts.append("--ml")
+    if report:
+        parts += ["--report", report]
+    return " ".join(parts) + "\n" + formula

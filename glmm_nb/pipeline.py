@@ -1,0 +1,242 @@
+"""The fitting chain, one public function per step (lme4's modular ``glmer``):
+
+:func:`build_spec` → :func:`make_request` → :func:`make_devfun` → :func:`start_values` →
+:func:`minimize` → :func:`agq_stage` (AGQ only) → :func:`glmm_nb.results.build_result`.
+
+:func:`fit` runs the chain for a :class:`~glmm_nb.request.FitRequest`; ``glmm()`` is
+``fit(make_request(...))``, and :func:`refit` — a changed copy of a result's request through the
+same chain — is the one way back in for the bootstrap, profiles, the within/between check and
+``anova``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from .design import ModelSpec, model_spec
+from .errors import ModelError
+from .families import Family, get_family
+from .likelihood import AgqDevfun, LaplaceDevfun, LmmDevfun, glm_irls
+from .optimize import OptSummary, minimize_devfun
+from .request import METHODS, FitRequest, fixed_indices
+from .results import GLMMResult, build_result
+
+__all__ = ["build_spec", "check_method", "make_request", "make_devfun", "start_values", "parameter_bounds",
+           "parameter_scale", "minimize", "agq_stage", "fit", "refit", "MAX_NAGQ"]
+
+MAX_NAGQ = 50
+
+
+def build_spec(formula, data: pd.DataFrame, family: str | Family = "binomial", weights=None, offset=None,
+               link: str | None = None) -> ModelSpec:
+    """Formula + data → :class:`~glmm_nb.design.ModelSpec` (the family decides how the
+    response is read and checked); see :func:`glmm_nb.design.model_spec`."""
+    return model_spec(formula, data, get_family(family, link), weights=weights, offset=offset)
+
+
+def check_method(method, nagq, family: Family) -> tuple[str, int]:
+    """Validate ``method`` and ``nagq`` for ``family``; return them normalised."""
+    if not isinstance(method, str) or method.lower() not in METHODS:
+        raise ModelError(f"unknown method {method!r}; choose 'laplace' or 'agq'")
+    method = method.lower()
+    if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or nagq < 1:
+        raise ModelError(f"nagq must be a positive integer, not {nagq!r}")
+    nagq = int(nagq)
+    if method == "laplace" and nagq != 1:
+        raise ModelError(f"nagq={nagq} needs method='agq' (Laplace is nagq=1)")
+    if family.profiled_lmm and method == "agq":
+        raise ModelError(f"method='agq' is not for the {family.name} family: its mixed model is fitted exactly")
+    if nagq > MAX_NAGQ:
+        raise ModelError(f"nagq={nagq} is more than needed; use at most {MAX_NAGQ} nodes per dimension")
+    return method, nagq
+
+
+def make_request(formula, data: pd.DataFrame, family: str | Family = "binomial", link: str | None = None,
+                 method: str = "laplace", nagq: int = 1, reml: bool = True, weights=None, offset=None,
+                 control: dict | None = None, start=None, fixed: dict | None = None) -> FitRequest:
+    """Check the arguments, build the spec, and record everything as a :class:`FitRequest`."""
+    fam = get_family(family, link)
+    method, nagq = check_method(method, nagq, fam)
+    spec = model_spec(formula, data, fam, weights=weights, offset=offset)
+    return FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=bool(reml), control=dict(control or {}),
+                      start=None if start is None else np.asarray(start, dtype=float), fixed=dict(fixed or {}))
+
+
+def make_devfun(request: FitRequest, stage: str = "final"):
+    """The deviance function of a request: ``f(theta)`` (profiled) for an LMM family,
+    ``f(theta, beta)`` otherwise — Laplace, or AGQ for ``stage="final"`` of an AGQ request."""
+    if request.family.profiled_lmm:
+        return LmmDevfun(request.spec, reml=bool(request.reml))
+    if stage == "final" and request.uses_agq:
+        return AgqDevfun(request.spec, request.family, request.nagq)
+    return LaplaceDevfun(request.spec, request.family)
+
+
+def start_values(request: FitRequest, devfun) -> np.ndarray:
+    """The request's start, or: theta at lme4's start (LMM); GLM coefficients and the better of
+    theta = 1 and 0.3 on the diagonal (lme4 starts at 1; many fitted SDs are near 0.3, where
+    the start saves a third of the iterations)."""
+    spec = request.spec
+    fixed = fixed_indices(request)
+    if request.start is not None:
+        start = np.asarray(request.start, dtype=float)
+        n = spec.ntheta if devfun.profiled else spec.ntheta + spec.p
+        if start.size < n:
+            raise ModelError(f"start has {start.size} values; the model has {n} parameters")
+        start = start[:n].copy()
+    elif devfun.profiled:
+        start = spec.theta_start()
+    else:
+        beta0 = glm_irls(devfun.X, devfun.y, devfun.pw, devfun.off, request.family)
+        starts = [np.concatenate([spec.theta_start() * s, beta0]) for s in (1.0, 0.3)]
+        for x in starts:
+            for i, v in fixed.items():
+                x[i] = v
+        return min(starts, key=lambda x: devfun(x))
+    for i, v in fixed.items():
+        start[i] = v
+    return start
+
+
+def parameter_bounds(request: FitRequest, profiled: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds in the optimizer's order (fixed parameters pinned)."""
+    spec = request.spec
+    lower = spec.theta_lower()
+    if not profiled:
+        lower = np.concatenate([lower, np.full(spec.p, -np.inf)])
+    upper = np.full(lower.size, np.inf)
+    for i, v in fixed_indices(request).items():
+        lower[i] = upper[i] = v
+    return lower, upper
+
+
+def parameter_scale(request: FitRequest, devfun) -> np.ndarray | None:
+    """Optimizer scaling: fixed-effect columns by their SD so all parameters are comparable."""
+    if devfun.profiled:
+        return None
+    sd = np.asarray(request.spec.X).std(axis=0)
+    return np.concatenate([np.ones(request.spec.ntheta), np.where(sd > 0, sd, 1.0)])
+
+
+def minimize(request: FitRequest, devfun, start: np.ndarray, label: str = "L-BFGS-B") -> OptSummary:
+    """Minimise ``devfun`` from ``start`` within the request's bounds."""
+    lower, upper = parameter_bounds(request, devfun.profiled)
+    maxiter = int(request.control.get("maxiter", 2000))
+    if devfun.analytic_gradient:
+        return minimize_devfun(devfun.value_and_grad, start, lower, scale=parameter_scale(request, devfun),
+                               maxiter=maxiter, label=label, upper=upper)
+    return minimize_devfun(devfun, start, lower, jac=False, maxiter=maxiter, label=label, upper=upper)
+
+
+def agq_stage(request: FitRequest, laplace_opt: OptSummary) -> tuple[AgqDevfun, OptSummary]:
+    """Optimise the AGQ deviance starting from the Laplace optimum.
+
+    L-BFGS-B runs on :meth:`AgqDevfun.value_and_grad` (exact for scalar random effects,
+    placement-fixed for vector ones). Its end point is then checked with the exact gradient;
+    where the Newton step that gradient implies is not negligible — few nodes, small clusters —
+    Newton steps with that gradient and the Hessian of the optimizer's gradient polish it.
+    """
+    t0 = time.perf_counter()
+    dev = make_devfun(request, "final")
+    dev.reset_modes()
+    opt = minimize(request.replace(start=laplace_opt.final), dev, laplace_opt.final, label="L-BFGS-B (AGQ)")
+    lower, upper = parameter_bounds(request, False)
+    x = opt.final.copy()
+    fx = dev(x)
+    messages = list(opt.messages)
+    finite = np.isfinite(lower)
+    pinned = lower == upper
+    for it in range(8):
+        g = dev.exact_gradient(x)
+        free = ~(finite & (x - np.where(finite, lower, 0) < 1e-8) & (g > 0)) & ~pinned
+        H = dev.hessian(opt.final)  # one Hessian: good enough to steer the polishing steps
+        try:
+            step = np.zeros_like(x)
+            step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])
+        except np.linalg.LinAlgError:
+            break
+        if np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) < 1e-7:
+            break
+        t = 1.0
+        while t > 1e-4:
+            xn = x - t * step
+            xn = np.where(finite, np.maximum(xn, np.where(finite, lower, 0)), xn)
+            fn = dev(xn)
+            if fn < fx:
+                x, fx = xn, fn
+                break
+            t *= 0.5
+        else:
+            break
+        if it == 0:
+            messages.append("polished with the exact AGQ gradient (Newton steps)")
+    opt = dataclasses.replace(opt, start=laplace_opt.final, final=x, objective=float(fx), messages=tuple(messages),
+                              evaluations=opt.evaluations + laplace_opt.evaluations + dev.nevals,
+                              time=time.perf_counter() - t0 + laplace_opt.time)
+    return dev, opt
+
+
+def fit(request: FitRequest, result_class: type = GLMMResult) -> GLMMResult:
+    """Run the chain for ``request``: deviance function → starts → minimise → (AGQ) → result."""
+    # the core's dense algebra is on small blocks, where BLAS threads cost more than they give
+    with threadpool_limits(limits=1, user_api="blas"):
+        dev = make_devfun(request, "laplace")
+        opt = minimize(request, dev, start_values(request, dev))
+        if request.uses_agq:
+            dev, opt = agq_stage(request, opt)
+        return build_result(request, dev, opt, result_class)
+
+
+_SPEC_CHANGES = ("formula", "data", "weights", "offset")
+
+
+def refit(m: GLMMResult, **changes) -> GLMMResult:
+    """Fit ``m``'s model again with some things changed; the result has ``m``'s class.
+
+    Parameters
+    ----------
+    **changes
+        ``data``, ``formula``, ``weights``, ``offset`` (a new design, the model's family);
+        ``y`` (a new response vector on the mean scale, same rows); ``family``/``link``;
+        ``reml``, ``method``, ``nagq``, ``control``, ``start``, ``fixed`` (parameters held at
+        given values, by name).
+    """
+    req = m.request
+    allowed = set(_SPEC_CHANGES) | {"y", "family", "link", "reml", "method", "nagq", "control", "start", "fixed"}
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise ModelError(f"refit() cannot change {', '.join(map(repr, unknown))}; it takes {', '.join(sorted(allowed))}")
+    fam = req.family
+    if "family" in changes or "link" in changes:
+        fam = get_family(changes.get("family", fam), changes.get("link"))
+    spec = req.spec
+    if any(k in changes for k in _SPEC_CHANGES) or fam.name != req.family.name:
+        formula = changes.get("formula", spec.formula)
+        data = changes.get("data", spec.frame)
+        weights = changes.get("weights", spec.meta.get("weights_column"))
+        offset = changes.get("offset", spec.meta.get("offset_column"))
+        if "data" not in changes:
+            # the same rows: weights and offset given as vectors travel with them
+            if weights is None and spec.meta.get("weights_vector") is not None:
+                weights = spec.meta["weights_vector"]
+            if offset is None and spec.meta.get("offset_vector") is not None:
+                offset = spec.meta["offset_vector"]
+        spec = model_spec(formula, data, fam, weights=weights, offset=offset)
+    if "y" in changes:
+        y = np.asarray(changes["y"], dtype=float)
+        if y.shape != np.asarray(spec.y).shape:
+            raise ModelError(f"y has {y.size} values; the model has {spec.nobs} observations")
+        y.setflags(write=False)
+        spec = dataclasses.replace(spec, y=y)
+    method, nagq = check_method(changes.get("method", req.method), changes.get("nagq", req.nagq), fam)
+    start = changes.get("start", req.start)
+    new = FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=bool(changes.get("reml", req.reml)),
+                     control=dict(changes.get("control", req.control)),
+                     start=None if start is None else np.asarray(start, dtype=float),
+                     fixed=dict(changes.get("fixed", req.fixed)))
+    return fit(new, type(m))

@@ -1,0 +1,131 @@
+"""One display path: the tables a fitted model shows and how their numbers are written.
+
+``summary()`` (text), ``_repr_html_`` (notebooks), the HTML report, the ``%%glmm`` magics and
+the ``glmm-nb`` command all read :func:`fixed_effects_display`, :func:`random_effects_display`
+and :func:`format_number` from here, so a number is formatted the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["format_number", "format_p", "title", "fixed_effects_display", "random_effects_display",
+           "criteria_display", "summary_text", "summary_html"]
+
+
+def format_number(x, digits: int = 4) -> str:
+    """``digits`` significant digits; an em dash for a missing value; text passes through."""
+    if x is None:
+        return "—"
+    if isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool):
+        if not np.isfinite(x):
+            return "—" if np.isnan(x) else ("∞" if x > 0 else "-∞")
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def format_p(p: float) -> str:
+    """lme4's p-value style: three significant digits, ``<2e-16`` below that."""
+    return f"{p:.3g}" if p >= 2e-16 else "<2e-16"
+
+
+def title(m) -> str:
+    """The first line of a summary: what was fitted and how."""
+    if m.request.family.profiled_lmm:
+        return "Linear mixed model fit by " + ("REML" if m.reml else "maximum likelihood")
+    approx = (
+        "Laplace Approximation"
+        if m.method == "laplace" or m.nagq == 1
+        else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {m.nagq}"
+    )
+    return f"Generalized linear mixed model fit by maximum likelihood ({approx})"
+
+
+def statistic_label(m) -> str:
+    """``t value`` where the residual scale is estimated (LMM), ``z value`` otherwise."""
+    return "t value" if m.request.family.profiled_lmm else "z value"
+
+
+def fixed_effects_display(m) -> pd.DataFrame:
+    """lme4's fixed-effect block: Estimate, Std. Error, z/t value, Pr(>|z|) as strings."""
+    ct = m.coef_table()
+    show = pd.DataFrame(
+        {
+            "Estimate": ct.estimate.map(lambda v: f"{v:.5g}"),
+            "Std. Error": ct.std_error.map(lambda v: f"{v:.5g}"),
+            statistic_label(m): ct.statistic.map(lambda v: f"{v:.3f}"),
+            "Pr(>|z|)": ct.p_value.map(format_p),
+        }
+    )
+    show.index.name = None
+    return show
+
+
+def random_effects_display(m) -> pd.DataFrame:
+    """lme4's ``VarCorr`` print: Groups, Name, Variance, Std.Dev. (and Corr when any)."""
+    vc = m.varcorr()
+    rows = []
+    for t in m.spec.terms:
+        sub = vc[(vc.grp == t.label) & vc.var2.isna()]
+        cors = vc[(vc.grp == t.label) & vc.var2.notna()]
+        for i, (_, r) in enumerate(sub.iterrows()):
+            corr = ""
+            if i > 0:
+                cs = cors[cors.var2 == r.var1].sdcor.tolist()
+                corr = " ".join(f"{c:5.2f}" for c in cs)
+            rows.append([t.label if i == 0 else "", r.var1, f"{r.vcov:.4g}", f"{r.sdcor:.4g}", corr])
+    for name, value in m.residual_scale().items():
+        rows.append([name, "", f"{value**2:.4g}", f"{value:.4g}", ""])
+    tab = pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])
+    if (tab["Corr"] == "").all():
+        tab = tab.drop(columns="Corr")
+    return tab
+
+
+def criteria_display(m) -> str:
+    """REML criterion, or the AIC/BIC/logLik/deviance/df.resid line."""
+    if m.request.family.profiled_lmm and m.reml:
+        return f"REML criterion at convergence: {-2 * m.loglik:.1f}"
+    crit = pd.DataFrame(
+        [[m.aic, m.bic, m.loglik, m.deviance, m.df_resid]],
+        columns=["AIC", "BIC", "logLik", "deviance", "df.resid"],
+    )
+    return crit.to_string(index=False, float_format=lambda v: f"{v:.1f}")
+
+
+def summary_text(m) -> str:
+    """Text summary in the spirit of lme4's ``summary()``."""
+    fam = m.request.family
+    lines = [title(m)]
+    if not fam.profiled_lmm:
+        lines.append(f" Family: {m.family}  ( {m.link} )")
+    lines.append(f"Formula: {m.formula}")
+    if m.n_dropped:
+        lines.append(f"  ({m.n_dropped} rows with missing values dropped)")
+    lines += ["", criteria_display(m), "", "Random effects:", random_effects_display(m).to_string(index=False)]
+    groups = ", ".join(f"{g}, {n}" for g, n in m.ngroups.items())
+    lines.append(f"Number of obs: {m.nobs}, groups:  {groups}")
+    lines += ["", "Fixed effects:", fixed_effects_display(m).to_string()]
+    if fam.profiled_lmm:
+        lines.append("(p-values: Wald z, normal approximation)")
+    for msg in m.messages:
+        lines += ["", msg]
+    return "\n".join(lines)
+
+
+def summary_html(m) -> str:
+    """The notebook view: the header, the variance components and the coefficient table."""
+    ct = m.coef_table().round(4)
+    vc = m.varcorr().round(4)
+    msgs = "".join(f"<p><b>Note:</b> {html.escape(x)}</p>" for x in m.messages)
+    return (
+        f"<div><p><b>{html.escape(title(m))}</b><br>Formula: "
+        f"<code>{html.escape(m.formula)}</code><br>"
+        f"family {html.escape(m.family)} ({html.escape(m.link)}), "
+        f"nobs {m.nobs}, logLik {m.loglik:.3f}, AIC {m.aic:.2f}</p>"
+        f"<p>Random effects</p>{vc.to_html(index=False, na_rep='')}"
+        f"<p>Fixed effects</p>{ct.to_html()}{msgs}</div>"
+    )
