@@ -127,7 +127,8 @@ def glmm(
     weights, offset : str or array-like, optional
         Prior weights (binomial: trials for proportions) and a known offset.
     control : dict, optional
-        Optimizer settings: ``maxiter``.
+        ``maxiter`` (optimizer iterations, default 2000), ``pirls_maxit`` (inner PIRLS
+        iterations, default 60).
     start : array-like, optional
         Starting parameters: theta (gaussian) or theta then beta.
 

@@ -10,10 +10,11 @@ __all__ = ["main"]
 
 
 def _demo(args) -> int:
-    import glmm_nb
+    from . import datasets
+    from .api import glmm
 
-    df = glmm_nb.datasets.load("hospitals")
-    m = glmm_nb.glmm("recovered ~ treat + age + (1 | hospital)", df, family="binomial")
+    df = datasets.load("hospitals")
+    m = glmm("recovered ~ treat + age + (1 | hospital)", df, family="binomial")
     print(m.summary())
     if not args.output:
         print("\n(give -o DIR to execute the quick-start notebook there and write its report)")
@@ -28,17 +29,18 @@ def _demo(args) -> int:
 def _fit(args) -> int:
     import pandas as pd
 
-    import glmm_nb
+    from .api import glmm
+    from .errors import DataError
 
     path = Path(args.data)
     if not path.exists():
-        raise glmm_nb.DataError(f"no such data file: {path}")
+        raise DataError(f"no such data file: {path}")
     df = pd.read_csv(path)
     for col in args.factor or []:
         if col not in df.columns:
-            raise glmm_nb.DataError(f"--factor names the column '{col}', which is not in {path.name}")
+            raise DataError(f"--factor names the column '{col}', which is not in {path.name}")
         df[col] = pd.Categorical(df[col].astype(str))
-    m = glmm_nb.glmm(
+    m = glmm(
         args.formula, df, family=args.family, link=args.link, method=args.method, nagq=args.nagq,
         reml=not args.ml,
     )

@@ -73,8 +73,12 @@ def make_devfun(request: FitRequest, stage: str = "final"):
     if request.family.profiled_lmm:
         return LmmDevfun(request.spec, reml=bool(request.reml))
     if stage == "final" and request.uses_agq:
-        return AgqDevfun(request.spec, request.family, request.nagq)
-    return LaplaceDevfun(request.spec, request.family)
+        dev = AgqDevfun(request.spec, request.family, request.nagq)
+        dev.lap.maxit = int(request.control.get("pirls_maxit", dev.lap.maxit))
+        return dev
+    dev = LaplaceDevfun(request.spec, request.family)
+    dev.maxit = int(request.control.get("pirls_maxit", dev.maxit))
+    return dev
 
 
 def start_values(request: FitRequest, devfun) -> np.ndarray:

@@ -32,7 +32,7 @@ class FitRequest:
     reml : bool
         REML or ML, for families fitted as a profiled LMM (ignored otherwise).
     control : dict
-        Optimizer settings (``maxiter``).
+        ``maxiter`` (optimizer iterations), ``pirls_maxit`` (PIRLS iterations per evaluation).
     start : ndarray or None
         Starting parameters in the optimizer's order (``theta`` for a profiled LMM,
         ``(theta, beta)`` otherwise); None for the default starts.

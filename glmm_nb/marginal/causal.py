@@ -69,15 +69,9 @@ def _as_number(col: pd.Series) -> np.ndarray:
     return col.to_numpy(float)
 
 
-def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalChecks:
-    """Variance shares, the Mundlak within/between refit and its test, and plain flags."""
-    spec = m.spec
-    term = spec.terms[0] if cluster is None else next((t for t in spec.terms if t.group == cluster), None)
-    if term is None:
-        raise ModelError(f"'{cluster}' is not a grouping factor of the model ({', '.join(spec.ngroups)})")
-    codes = np.asarray(term.codes)
-    frame = spec.frame
-    covs = _numeric_covariates(m)
+def variance_shares(frame: pd.DataFrame, codes: np.ndarray, covs: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Between-cluster share and within-cluster SD of each covariate, and the cluster means of
+    those that can enter a Mundlak refit."""
     rows, means = [], {}
     for v in covs:
         x = _as_number(frame[v])
@@ -95,6 +89,14 @@ def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalC
             means[v] = xbar
     shares = pd.DataFrame(rows, columns=["covariate", "between_share", "within_sd", "varies_within"]).set_index("covariate")
 
+    return shares, means
+
+
+def mundlak_test(m, means: dict) -> tuple[pd.DataFrame, dict, object, str]:
+    """Refit with the cluster means added (through ``refit``): within and between effects,
+    their joint test, the refit, and a note when the refit did not converge."""
+    spec = m.spec
+    frame = spec.frame
     wb_rows, joint, fit = [], {"chisq": np.nan, "df": 0, "p_value": np.nan}, None
     refit_note = ""
     if means:
@@ -145,6 +147,19 @@ def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalC
         wb_rows, columns=["covariate", "glmm", "within", "between", "difference", "std_error", "statistic", "p_value"]
     ).set_index("covariate")
 
+    return within_between, joint, fit, refit_note
+
+
+def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalChecks:
+    """Variance shares, the Mundlak within/between refit and its test, and plain flags."""
+    spec = m.spec
+    term = spec.terms[0] if cluster is None else next((t for t in spec.terms if t.group == cluster), None)
+    if term is None:
+        raise ModelError(f"'{cluster}' is not a grouping factor of the model ({', '.join(spec.ngroups)})")
+    codes = np.asarray(term.codes)
+    frame = spec.frame
+    shares, means = variance_shares(frame, codes, _numeric_covariates(m))
+    within_between, joint, fit, refit_note = mundlak_test(m, means)
     J = term.nlevels
     constant = [v for v, r in shares.iterrows() if not r.varies_within]
     cluster_treat = [v for v in constant if set(np.unique(_as_number(frame[v]))) <= {0.0, 1.0}]
