@@ -87,16 +87,22 @@ def start_values(request: FitRequest, devfun) -> np.ndarray:
     the start saves a third of the iterations)."""
     spec = request.spec
     fixed = fixed_indices(request)
+    nd = request.family.n_dispersion
     if request.start is not None:
         start = np.asarray(request.start, dtype=float)
-        n = spec.ntheta if devfun.profiled else spec.ntheta + spec.p
+        n = spec.ntheta if devfun.profiled else spec.ntheta + spec.p + nd
         if start.size < n:
             raise ModelError(f"start has {start.size} values; the model has {n} parameters")
         start = start[:n].copy()
     elif devfun.profiled:
         start = spec.theta_start()
     else:
-        beta0 = glm_irls(devfun.X, devfun.y, devfun.pw, devfun.off, request.family)
+        fam0 = request.family.at_dispersion(1.0)
+        beta0 = glm_irls(devfun.X, devfun.y, devfun.pw, devfun.off, fam0)
+        if nd:  # a moment estimate of the dispersion at the GLM means, on the log scale
+            mu0 = fam0.link.inverse(devfun.X @ beta0 + devfun.off)
+            d0 = request.family.start_dispersion(devfun.y, mu0, devfun.pw)
+            beta0 = np.concatenate([beta0, [request.family.from_dispersion(d0)]])
         starts = [np.concatenate([spec.theta_start() * s, beta0]) for s in (1.0, 0.3)]
         for x in starts:
             for i, v in fixed.items():
@@ -112,7 +118,7 @@ def parameter_bounds(request: FitRequest, profiled: bool) -> tuple[np.ndarray, n
     spec = request.spec
     lower = spec.theta_lower()
     if not profiled:
-        lower = np.concatenate([lower, np.full(spec.p, -np.inf)])
+        lower = np.concatenate([lower, np.full(spec.p + request.family.n_dispersion, -np.inf)])
     upper = np.full(lower.size, np.inf)
     for i, v in fixed_indices(request).items():
         lower[i] = upper[i] = v
@@ -124,7 +130,8 @@ def parameter_scale(request: FitRequest, devfun) -> np.ndarray | None:
     if devfun.profiled:
         return None
     sd = np.asarray(request.spec.X).std(axis=0)
-    return np.concatenate([np.ones(request.spec.ntheta), np.where(sd > 0, sd, 1.0)])
+    return np.concatenate([np.ones(request.spec.ntheta), np.where(sd > 0, sd, 1.0),
+                           np.ones(request.family.n_dispersion)])
 
 
 def minimize(request: FitRequest, devfun, start: np.ndarray, label: str = "L-BFGS-B") -> OptSummary:

@@ -60,12 +60,14 @@ class FitRequest:
 
 
 def parameter_names(request: FitRequest) -> list[str]:
-    """Names of the optimizer's parameters: theta (``theta_...``), then the fixed effects
-    (not for a profiled LMM, where they are profiled out)."""
+    """Names of the optimizer's parameters: theta (``term.column``), then the fixed effects
+    (not for a profiled LMM, where they are profiled out), then ``log(<dispersion>)``."""
     spec = request.spec
     names = list(spec.theta_names())
     if not request.family.profiled_lmm:
         names += list(spec.x_names)
+        if request.family.n_dispersion:
+            names.append(f"log({request.family.dispersion_name})")
     return names
 
 

@@ -40,7 +40,7 @@ def diagnose(m, nsim: int = 250, seed: int | None = 1) -> Diagnostics:
     rng = np.random.default_rng(seed)
     sims = simulate(m, nsim=nsim, seed=rng.integers(2**32), re="new")
     spec = m.spec
-    fam = m.request.family
+    fam = m.fitted_family
     obs = fam.observed(spec.y, spec.weights)
     less = (sims < obs[:, None]).sum(axis=1)
     equal = (sims == obs[:, None]).sum(axis=1)

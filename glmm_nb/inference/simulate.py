@@ -97,7 +97,7 @@ def predict(m, newdata=None, type: str = "response", re: str = "conditional") ->
 
 def predict_design(m, d: Design, type: str = "response", re: str = "conditional") -> np.ndarray:
     """:func:`predict` on a design already built (reused across parameter draws)."""
-    fam = m.request.family
+    fam = m.fitted_family
     eta = linear_predictor(m, d, re)
     if re != "marginal" or fam.link.name == "identity":
         return eta if type == "link" else fam.link.inverse(eta)
@@ -116,7 +116,7 @@ def simulate(m, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.n
     if not isinstance(nsim, (int, np.integer)) or nsim < 1:
         raise ModelError(f"nsim must be a positive integer, not {nsim!r}")
     rng = np.random.default_rng(seed)
-    fam = m.request.family
+    fam = m.fitted_family
     d = design_of(m, newdata)
     n = d.X.shape[0]
     if re == "conditional":

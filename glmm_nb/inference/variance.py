@@ -33,7 +33,7 @@ def variance_components(m) -> dict[str, float]:
     re = float(np.mean(re_row_variance([t.Zvals for t in spec.terms], [S[t.label].to_numpy() for t in spec.terms])))
     eta_f = np.asarray(spec.X) @ m.fixef.to_numpy()
     fixed = float(np.var(eta_f))
-    dist = m.request.family.latent_variance(float(np.mean(eta_f)), re, m.sigma)
+    dist = m.fitted_family.latent_variance(float(np.mean(eta_f)), re, m.sigma)
     return {"fixed": fixed, "random": re, "distribution": dist}
 
 

@@ -96,11 +96,10 @@ class AgqDevfun:
         self.S = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(J, n))
         self.half_z2 = 0.5 * np.sum(self.nodes**2, axis=1)
         self.nevals = 0
+        # analytic and exact: scalar random effect, no dispersion parameter
+        self.exact_analytic = q == 1 and not self.lap.nd
         self._true = None  # (phi, exact gradient) cache
         self._hess = None  # (phi, Hessian) cache
-
-    def pirls(self, theta, beta):
-        return self.lap.pirls(theta, beta)
 
     def state(self, phi):
         """The PIRLS state at ``phi`` (the node placement)."""
@@ -116,9 +115,8 @@ class AgqDevfun:
         return self.lap.split(phi)
 
     def _evaluate(self, phi: np.ndarray, want_grad: bool):
-        theta, beta = self.split(phi)
-        st = self.lap.pirls(theta, beta)
-        fam, y, pw = self.family, self.y[:, None], self.pw[:, None]
+        st = self.lap.state(phi)
+        fam, y, pw = st.family, self.y[:, None], self.pw[:, None]
         J, q = self.rs.nlev[0], self.q
         u = st.u.reshape(J, q)
         L = st.fac.chol_blocks()  # (J, q, q)
@@ -147,11 +145,15 @@ class AgqDevfun:
         for m, ent in enumerate(self.rs.entries):
             za = self.rs.Zv[0][:, ent.a]
             g_theta[m] = -2.0 * float(np.sum(za * np.einsum("nk,nk->n", R, U[:, :, ent.b])))
-        if q == 1:  # exact: add the derivative through the node placement (u*_j, L_j)
+        if self.exact_analytic:  # add the derivative through the node placement (u*_j, L_j)
             cb, ct = self._placement_terms(st, u[:, 0], L[:, 0, 0], ujk[:, :, 0], pi, r)
             g_beta = g_beta + cb
             g_theta = g_theta + ct
-        return dev, np.concatenate([g_theta, g_beta])
+        if not self.lap.nd:
+            return dev, np.concatenate([g_theta, g_beta])
+        lp = fam.dispersion_pieces(eta, y, pw)[0]  # placement-fixed part for the dispersion
+        g_psi = -2.0 * float(np.sum(pi[self.codes] * lp))
+        return dev, np.concatenate([g_theta, g_beta, [g_psi]])
 
     def _placement_terms(self, st, u, Lj, ujk, pi, r):
         """d(AGQ deviance)/d(phi) through u*_j and L_j = sqrt(m_j), scalar random effect.
@@ -186,7 +188,7 @@ class AgqDevfun:
         """The exact AGQ gradient (nodes moving with phi): analytic for a scalar random effect,
         central finite differences of the deviance otherwise."""
         phi = np.asarray(phi, float)
-        if self.q == 1:
+        if self.exact_analytic:
             return self.value_and_grad(phi)[1]
         if self._true is not None and np.array_equal(self._true[0], phi):
             return self._true[1]

@@ -58,6 +58,7 @@ class PirlsState:
     deviance: float  # Laplace deviance (-2 log-likelihood)
     iterations: int
     converged: bool
+    family: Family  # at the dispersion of this evaluation
 
 
 class LaplaceDevfun:
@@ -83,6 +84,7 @@ class LaplaceDevfun:
         self.off = np.asarray(spec.offset, dtype=float)
         self.ntheta = spec.ntheta
         self.p = spec.p
+        self.nd = family.n_dispersion
         self.const = float(np.sum(family.loglik_const(self.y, self.pw)))
         self.tol = tol
         self.maxit = maxit
@@ -90,28 +92,39 @@ class LaplaceDevfun:
         self.nevals = 0
 
     # ------------------------------------------------------------------------------ PIRLS
-    def _loglik(self, eta: np.ndarray) -> float:
-        return float(np.sum(self.family.loglik_kernel(self.y, eta, self.pw))) + self.const
+    def _loglik(self, eta: np.ndarray, fam: Family) -> float:
+        return float(np.sum(fam.loglik_kernel(self.y, eta, self.pw))) + self.const
 
-    def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray | None = None) -> PirlsState:
-        rs, fam = self.rs, self.family
+    def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray | None = None,
+              family: Family | None = None) -> PirlsState:
+        """Conditional modes at (theta, beta); ``family`` at its dispersion (default: the
+        devfun's family, which must then need none)."""
+        rs = self.rs
+        fam = self.family if family is None else family
         vals = rs.vals(theta)
         eta_f = self.X @ beta + self.off
         u = (self._u if u0 is None else u0).copy()
         if not np.all(np.isfinite(u)):
             u = np.zeros(rs.Q)
         eta = eta_f + rs.mult(vals, u)
-        pdev = -2.0 * self._loglik(eta) + u @ u
-        if not np.isfinite(pdev):
+        pdev = -2.0 * self._loglik(eta, fam) + u @ u
+        pdev0 = -2.0 * self._loglik(eta_f, fam)
+        if not np.isfinite(pdev) or pdev0 < pdev:  # the warm start is worse than u = 0
             u = np.zeros(rs.Q)
             eta = eta_f.copy()
-            pdev = -2.0 * self._loglik(eta)
+            pdev = pdev0
         converged = False
         it = 0
         mu, r, W, Wobs, dW = fam.working(eta, self.y, self.pw)
         for it in range(1, self.maxit + 1):
             # Newton steps (observed information) where it is positive; Fisher scoring otherwise
-            fac = rs.factor(vals, W if fam.canonical else np.where(Wobs > 0, Wobs, W))
+            if fam.canonical:
+                Wn = W
+            elif fam.observed_laplace:  # W is W_obs here: clip for a positive-definite step
+                Wn = np.maximum(Wobs, 0.0)
+            else:
+                Wn = np.where(Wobs > 0, Wobs, W)
+            fac = rs.factor(vals, Wn)
             grad = rs.tmult(vals, r) - u
             delta = fac.solve(grad)
             dec = float(grad @ delta)
@@ -122,7 +135,7 @@ class LaplaceDevfun:
             while True:
                 u_new = u + step * delta
                 eta_new = eta_f + rs.mult(vals, u_new)
-                pdev_new = -2.0 * self._loglik(eta_new) + u_new @ u_new
+                pdev_new = -2.0 * self._loglik(eta_new, fam) + u_new @ u_new
                 if pdev_new <= pdev + 1e-12 * abs(pdev):
                     break
                 step *= 0.5
@@ -134,11 +147,13 @@ class LaplaceDevfun:
             u, eta, pdev = u_new, eta_new, pdev_new
             mu, r, W, Wobs, dW = fam.working(eta, self.y, self.pw)
         if not fam.canonical:
-            fac = rs.factor(vals, W)  # the Laplace log-determinant uses Fisher weights (lme4)
+            # the Laplace log-determinant: Fisher weights (lme4's families) or the observed
+            # information (families with observed_laplace, as TMB/glmmTMB), which W holds then
+            fac = rs.factor(vals, W)
         ll = -0.5 * (pdev - float(u @ u))
         dev = -2.0 * ll + float(u @ u) + fac.logdet
         self._u = u
-        return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged)
+        return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam)
 
     def reset_modes(self) -> None:
         """Start the next PIRLS run from u = 0."""
@@ -147,7 +162,14 @@ class LaplaceDevfun:
     # --------------------------------------------------------------------------- deviance
     def state(self, phi: np.ndarray) -> PirlsState:
         """The PIRLS state (conditional modes, factorization) at ``phi``."""
-        return self.pirls(*self.split(phi))
+        theta, beta = self.split(phi)
+        return self.pirls(theta, beta, family=self.family_at(phi))
+
+    def family_at(self, phi: np.ndarray) -> Family:
+        """The family at the dispersion in ``phi`` (its last ``n_dispersion`` entries, log scale)."""
+        if not self.nd:
+            return self.family
+        return self.family.at_dispersion(self.family.to_dispersion(float(np.asarray(phi)[-1])))
 
     def exact_gradient(self, phi: np.ndarray) -> np.ndarray:
         return default_gradient(self, phi)
@@ -156,18 +178,23 @@ class LaplaceDevfun:
         return default_hessian(self, phi)
 
     def split(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(theta, beta) of ``phi = (theta, beta[, log dispersion])``."""
         phi = np.asarray(phi, dtype=float)
-        return phi[: self.ntheta], phi[self.ntheta :]
+        return phi[: self.ntheta], phi[self.ntheta : self.ntheta + self.p]
 
     def __call__(self, phi: np.ndarray) -> float:
-        theta, beta = self.split(phi)
         self.nevals += 1
-        return self.pirls(theta, beta).deviance
+        try:
+            return self.state(phi).deviance
+        except np.linalg.LinAlgError:  # the observed information is not positive definite here
+            return np.inf
 
     def value_and_grad(self, phi: np.ndarray) -> tuple[float, np.ndarray]:
-        theta, beta = self.split(phi)
         self.nevals += 1
-        st = self.pirls(theta, beta)
+        try:
+            st = self.state(phi)
+        except np.linalg.LinAlgError:
+            return np.inf, np.zeros(np.asarray(phi).size)
         return st.deviance, self.gradient(st)
 
     def gradient(self, st: PirlsState) -> np.ndarray:
@@ -177,13 +204,14 @@ class LaplaceDevfun:
         h = np.einsum("ns,ns->n", P, vals) if rs.s > 1 else P[:, 0] * vals[:, 0]
         c = st.dW * h
         Hfac = st.fac
-        if not self.family.canonical:
+        if not (self.family.canonical or self.family.observed_laplace):
             try:  # H = I + Z~'W_obs Z~ is the Hessian at the mode: positive definite there
                 Hfac = rs.factor(vals, st.Wobs)
             except np.linalg.LinAlgError:  # PIRLS stopped short of the mode: Fisher approximation
                 Hfac = st.fac
         s = Hfac.solve(rs.tmult(vals, c))
-        e = -2.0 * st.r + c - st.Wobs * rs.mult(vals, s)
+        Zs = rs.mult(vals, s)
+        e = -2.0 * st.r + c - st.Wobs * Zs
         g_beta = self.X.T @ e
         g_theta = np.empty(self.ntheta)
         for m, ent in enumerate(rs.entries):
@@ -192,4 +220,10 @@ class LaplaceDevfun:
             g_theta[m] = float(
                 np.sum(za * (e * st.u[col] + 2.0 * st.W * P[:, ent.slot_b] + st.r * s[col]))
             )
-        return np.concatenate([g_theta, g_beta])
+        if not self.nd:
+            return np.concatenate([g_theta, g_beta])
+        # dispersion (log scale): direct terms, the log-determinant through W_obs, and the
+        # modes' move du*/dpsi = H^-1 Z~' dr/dpsi acting on the log-determinant (c)
+        lp, rp, Wp = st.family.dispersion_pieces(st.eta, self.y, self.pw)
+        g_psi = -2.0 * np.sum(lp) + np.sum(h * Wp) + np.sum(Zs * rp)
+        return np.concatenate([g_theta, g_beta, [g_psi]])

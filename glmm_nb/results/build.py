@@ -127,12 +127,21 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
                          sing, method="reml" if devfun.reml else "ml", nagq=1, reml=devfun.reml,
                          loglik=float(-st.deviance / 2), deviance=float(st.deviance),
                          vcov_method="conditional", extras={})
-    beta = phi[ntheta:]
-    vcov = vcov_full = None  # vcov_full: covariance of (theta, beta), for delta-method SEs
+    p = spec.p
+    beta, psi = phi[ntheta : ntheta + p], phi[ntheta + p :]
+    fam = st.family  # at the fitted dispersion
+    vcov = vcov_full = None  # vcov_full: covariance of (theta, beta[, log dispersion])
     vcov_method = "hessian"
+    disp_se = np.full(psi.size, np.nan)
     if eig is not None and np.all(eig > 0):  # eig: Hessian over the free parameters
         V = 2.0 * np.linalg.inv(H[np.ix_(free, free)])
-        vcov = V[-len(beta):, -len(beta):]
+        pos = np.cumsum(free) - 1  # position of each free parameter in V
+        bidx = pos[ntheta : ntheta + p]
+        if free[ntheta : ntheta + p].all():
+            vcov = V[np.ix_(bidx, bidx)]
+        for k in range(psi.size):
+            if free[ntheta + p + k]:
+                disp_se[k] = np.sqrt(V[pos[ntheta + p + k], pos[ntheta + p + k]])
         if free.all():
             vcov_full = V
     if vcov is None:
@@ -143,13 +152,23 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
         vcov_method = "conditional"
     msgs, ok, sing = fit_messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig,
                                   pirls_ok=bool(st.converged))
-    fam = request.family
     # lme4's deviance() of a glmer fit: the conditional deviance at the modes
     lme4_dev = float(np.sum(fam.dev_resid(devfun.y, st.mu, devfun.pw)))
     loglik = -opt.objective / 2 if request.uses_agq else -st.deviance / 2
     return _assemble(request, result_class, theta, beta, vcov, opt_full, st.u, st.fac, 1.0, msgs, ok, sing,
                      method=request.method, nagq=request.nagq, reml=None, loglik=float(loglik),
-                     deviance=lme4_dev, vcov_method=vcov_method, extras={"vcov_theta_beta": vcov_full})
+                     deviance=lme4_dev, vcov_method=vcov_method, extras={"vcov_theta_beta": vcov_full},
+                     dispersion=_dispersion(request.family, psi, disp_se))
+
+
+def _dispersion(fam, psi, se_log) -> pd.Series:
+    """The dispersion parameter(s) by name on the natural scale (``attrs``: SE of the log)."""
+    if not fam.n_dispersion:
+        return pd.Series(dtype=float, name="dispersion")
+    out = pd.Series([fam.to_dispersion(v) for v in psi], index=[fam.dispersion_name], name="dispersion")
+    out.attrs["std_error_log"] = list(se_log)
+    out.attrs["meaning"] = fam.dispersion_meaning
+    return out
 
 
 def _assemble(request, result_class, theta, beta, vcov, opt, u, fac, sigma, msgs, ok, sing, **fields) -> GLMMResult:

@@ -82,11 +82,12 @@ class GLMMResult:
     messages: tuple[str, ...] = ()
     vcov_method: str = "hessian"
     extras: dict = field(default_factory=dict)
+    dispersion: pd.Series = field(default_factory=lambda: pd.Series(dtype=float, name="dispersion"))
 
     # ------------------------------------------------------------------ sizes and criteria
     @property
     def npar(self) -> int:
-        return len(self.fixef) + len(self.theta) + len(self.residual_scale())
+        return len(self.fixef) + len(self.theta) + len(self.residual_scale()) + len(self.dispersion)
 
     @property
     def df_resid(self) -> int:
@@ -155,6 +156,12 @@ class GLMMResult:
         for name, value in self.residual_scale().items():
             rows.append((name, None, None, value**2, value))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    @property
+    def fitted_family(self):
+        """The family at the fitted dispersion (for simulation, ICC, residuals)."""
+        fam = self.request.family
+        return fam.at_dispersion(float(self.dispersion.iloc[0])) if len(self.dispersion) else fam
 
     def residual_scale(self) -> dict[str, float]:
         """``{"Residual": sigma}`` for a profiled LMM, empty otherwise."""

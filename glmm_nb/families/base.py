@@ -1,0 +1,199 @@
+r"""Response families and link functions — families are objects the rest of the package asks.
+
+A link maps the mean to the linear predictor, :math:`\eta = g(\mu)`; the fitting core needs
+its inverse :math:`\mu(\eta)` and the first two derivatives :math:`\mu'(\eta)`,
+:math:`\mu''(\eta)`. A family supplies the variance function :math:`V(\mu)`, its derivative,
+and the log-density *with every normalising constant* (so that log-likelihoods are comparable
+with lme4's ``logLik``), plus everything downstream code needs to know about the distribution:
+how the response is read and checked, simulation, the randomized-quantile CDF for scaled
+residuals, the distribution-specific variance for ICC/R², and words for reports.
+
+With prior weights :math:`w` (binomial: number of trials) the per-observation pieces used by
+PIRLS and by the analytic gradient are
+
+* score :math:`r = w (y - \mu) \mu' / V`,
+* Fisher weight :math:`W = w \mu'^2 / V` (lme4's IRLS weight, used in the Laplace log-determinant),
+* observed weight :math:`W_{obs} = -\partial r/\partial\eta` (equal to ``W`` for canonical links),
+* :math:`\partial W/\partial\eta`.
+
+Adding a family is one subclass of :class:`Family` and one :func:`register_family` call; no
+other module compares family names.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError, ModelError
+from .links import LINKS, Link
+
+__all__ = ["Family"]
+
+
+class Family:
+    """A response distribution with a link. Subclasses set the class attributes and override
+    the distribution's methods; :class:`Family` itself holds the generic GLM algebra.
+
+    Class attributes
+    ----------------
+    name : str
+        Registry name (``"binomial"``).
+    links : tuple of str
+        Allowed link names; the first is the default (canonical where there is one).
+    canonical_link : str or None
+        The canonical link (its Fisher and observed weights coincide).
+    profiled_lmm : bool
+        Fitted exactly as a linear mixed model with the residual SD profiled out (gaussian).
+    reads_cbind : bool
+        Accepts ``cbind(successes, failures)`` and two-level factor responses.
+    discrete : bool
+        Integer-valued response (scaled residuals are randomized).
+    count_like : bool
+        Zeros are meaningful (the zero-inflation check applies).
+    mean_word : str
+        What the mean is called in reports ("probability", "rate", "mean").
+    """
+
+    name = "family"
+    n_dispersion = 0
+    observed_laplace = False
+    dispersion = None
+    dispersion_name = ""
+    dispersion_meaning = ""
+    links: tuple[str, ...] = ()
+    canonical_link: str | None = None
+    profiled_lmm = False
+    reads_cbind = False
+    discrete = False
+    count_like = False
+    mean_word = "mean"
+
+    def __init__(self, link: str | Link | None = None):
+        if isinstance(link, Link):
+            self.link = link
+        else:
+            name = link or self.links[0]
+            if not isinstance(name, str) or name not in self.links:
+                raise ModelError(
+                    f"link {name!r} is not available for the {self.name} family; "
+                    f"choose one of {', '.join(map(repr, self.links))}"
+                )
+            self.link = LINKS[name]()
+        self.canonical = self.link.name == self.canonical_link
+
+    # -- identity ------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"Family({self.name!r}, link={self.link.name!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Family) and type(self) is type(other) and self.link.name == other.link.name
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.link.name))
+
+    @property
+    def is_default_link(self) -> bool:
+        return self.link.name == self.links[0]
+
+    def at_dispersion(self, d: float) -> "Family":
+        """The family at a dispersion value (families without one: itself)."""
+        return self
+
+    # -- variance function and log-density ---------------------------------------------------
+    def variance(self, mu):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def dvariance(self, mu):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loglik_obs(self, y, mu, pw):
+        """Per-observation log-density with all constants (at dispersion 1)."""
+        return self.loglik_const(y, pw) + self.loglik_kernel(y, self.link.link(mu), pw)
+
+    def loglik_const(self, y, pw):  # pragma: no cover - abstract
+        """The part of the log-density that does not depend on the mean (computed once)."""
+        raise NotImplementedError
+
+    def loglik_kernel(self, y, eta, pw):  # pragma: no cover - abstract
+        """Log-density minus :meth:`loglik_const`, as a function of the linear predictor."""
+        raise NotImplementedError
+
+    def dev_resid(self, y, mu, pw):  # pragma: no cover - abstract
+        """Squared deviance residuals (R's ``dev.resids``)."""
+        raise NotImplementedError
+
+    # -- pieces for PIRLS and the gradient -----------------------------------------------------
+    def working(self, eta, y, pw):
+        """Return ``mu, r, W, Wobs, dW`` (see the module docstring)."""
+        link = self.link
+        mu = link.inverse(eta)
+        me = link.mu_eta(eta)
+        v = self.variance(mu)
+        g = me / v
+        r = pw * (y - mu) * g
+        W = pw * me * g
+        me2 = link.mu_eta2(eta)
+        if self.canonical:
+            Wobs = W
+        else:
+            dg = (me2 * v - me * self.dvariance(mu) * me) / (v * v)
+            Wobs = W - pw * (y - mu) * dg
+        dW = pw * (2 * me * me2 * v - me * me * self.dvariance(mu) * me) / (v * v)
+        return mu, r, W, Wobs, dW
+
+    def start_mu(self, y, pw):  # pragma: no cover - abstract
+        """Starting means as R's ``family$initialize``."""
+        raise NotImplementedError
+
+    # -- the response ---------------------------------------------------------------------------
+    def check_response(self, y, trials, weights_given: bool, name: str) -> None:
+        """Raise :class:`DataError` (or warn) when ``y`` is outside the family's support."""
+        if not np.all(np.isfinite(y)):
+            raise DataError(f"response '{name}' has infinite values")
+
+    def observed(self, y, pw):
+        """The response on the scale :meth:`simulate` draws (binomial: counts of successes)."""
+        return np.asarray(y, dtype=float)
+
+    def simulate(self, rng, mu, trials, scale: float, size: tuple) -> np.ndarray:  # pragma: no cover
+        """Draw responses with mean ``mu`` (broadcast to ``size``)."""
+        raise NotImplementedError
+
+    def to_mean_scale(self, sims, trials):
+        """Simulated responses (as :meth:`simulate` returns them) on the scale of ``spec.y``."""
+        return sims
+
+    # -- interpretation --------------------------------------------------------------------------
+    def latent_variance(self, eta_mean: float, re_var: float, sigma: float) -> float:  # pragma: no cover
+        """Distribution-specific variance on the latent (link) scale, for ICC and R²."""
+        raise NotImplementedError
+
+    @property
+    def logistic(self) -> bool:
+        """A Bernoulli/binomial model with the logit link (latent logistic scale: the median
+        odds ratio and Zeger's attenuation formula apply)."""
+        return False
+
+    @property
+    def ratio_name(self) -> str | None:
+        """What exp(coefficient) is ("odds ratio", "rate ratio") — None when not a ratio."""
+        return {"logit": "odds ratio", "log": "rate ratio"}.get(self.link.name)
+
+    @property
+    def difference_word(self) -> str:
+        """Name of the mean in effect contrasts ("risk", "rate", "mean")."""
+        return {"probability": "risk"}.get(self.mean_word, self.mean_word)
+
+    def statsmodels_family(self):  # pragma: no cover - abstract
+        """The matching statsmodels GLM family (for GEE)."""
+        raise NotImplementedError
+
+    def _sm_link(self):
+        import statsmodels.api as sm
+
+        links = {"logit": sm.families.links.Logit, "probit": sm.families.links.Probit,
+                 "cloglog": sm.families.links.CLogLog, "log": sm.families.links.Log,
+                 "identity": sm.families.links.Identity, "inverse": sm.families.links.InversePower}
+        if self.link.name not in links:
+            raise ModelError(f"GEE has no {self.link.name} link")
+        return links[self.link.name]()

@@ -1,0 +1,207 @@
+"""The families of lme4's ``glmer``/``lmer``: binomial, Poisson and gaussian."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import special
+
+from ..errors import DataError, DataWarning, ModelError
+from .base import Family
+from .links import EPS, ETA_MAX
+
+__all__ = ["Binomial", "Poisson", "Gaussian"]
+
+
+class Binomial(Family):
+    name = "binomial"
+    links = ("logit", "probit", "cloglog")
+    canonical_link = "logit"
+    reads_cbind = True
+    discrete = True
+    count_like = True
+    mean_word = "probability"
+
+    @property
+    def logistic(self) -> bool:
+        return self.link.name == "logit"
+
+    def variance(self, mu):
+        return np.maximum(mu * (1.0 - mu), EPS)
+
+    def dvariance(self, mu):
+        return 1.0 - 2.0 * mu
+
+    def loglik_obs(self, y, mu, pw):
+        mu = np.clip(mu, EPS, 1 - EPS)
+        k = pw * y
+        return self.loglik_const(y, pw) + special.xlogy(k, mu) + special.xlogy(pw - k, 1.0 - mu)
+
+    def loglik_const(self, y, pw):
+        k = pw * y
+        return special.gammaln(pw + 1) - special.gammaln(k + 1) - special.gammaln(pw - k + 1)
+
+    def loglik_kernel(self, y, eta, pw):
+        if self.link.name == "logit":
+            # softplus(eta) = max(eta, 0) + log1p(exp(-|eta|)), faster than logaddexp
+            sp = np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))
+            return pw * (y * eta - sp)
+        mu = self.link.inverse(eta)
+        return special.xlogy(pw * y, mu) + special.xlogy(pw * (1 - y), 1.0 - mu)
+
+    def dev_resid(self, y, mu, pw):
+        mu = np.clip(mu, EPS, 1 - EPS)
+        return 2 * pw * (special.xlogy(y, y / mu) + special.xlogy(1 - y, (1 - y) / (1 - mu)))
+
+    def working(self, eta, y, pw):
+        if self.canonical:  # one expit instead of three
+            mu = special.expit(eta)
+            W = pw * np.maximum(mu * (1.0 - mu), EPS)
+            return mu, pw * (y - mu), W, W, W * (1.0 - 2.0 * mu)
+        return super().working(eta, y, pw)
+
+    def start_mu(self, y, pw):
+        return (pw * y + 0.5) / (pw + 1.0)
+
+    def check_response(self, y, trials, weights_given, name):
+        super().check_response(y, trials, weights_given, name)
+        bad = (y < 0) | (y > 1)
+        if np.any(bad):
+            raise DataError(
+                f"response '{name}' must lie in [0, 1] for the binomial family "
+                f"(0/1, or a proportion with weights=trials); found {y[bad][0]:g}"
+            )
+        frac = (y > 0) & (y < 1) & (trials == 1)
+        if np.any(frac) and not weights_given:
+            raise DataError(
+                f"response '{name}' holds proportions (e.g. {y[frac][0]:g}); give the number "
+                "of trials with weights= or write cbind(successes, failures)"
+            )
+
+    def observed(self, y, pw):
+        return np.round(np.asarray(y, dtype=float) * np.asarray(pw, dtype=float))
+
+    def simulate(self, rng, mu, trials, scale, size):
+        n = np.broadcast_to(np.round(np.asarray(trials)).astype(np.int64)[:, None], size)
+        return rng.binomial(n, np.clip(np.broadcast_to(mu, size), 0, 1)).astype(float)
+
+    def to_mean_scale(self, sims, trials):
+        t = np.asarray(trials, dtype=float)[:, None]
+        return np.where(t > 0, sims / np.where(t > 0, t, 1), 0.0)
+
+    def latent_variance(self, eta_mean, re_var, sigma):
+        return {"logit": np.pi**2 / 3, "probit": 1.0, "cloglog": np.pi**2 / 6}[self.link.name]
+
+    def statsmodels_family(self):
+        import statsmodels.api as sm
+
+        return sm.families.Binomial(link=self._sm_link())
+
+
+class Poisson(Family):
+    name = "poisson"
+    links = ("log",)
+    canonical_link = "log"
+    discrete = True
+    count_like = True
+    mean_word = "rate"
+
+    def variance(self, mu):
+        return np.maximum(mu, EPS)
+
+    def dvariance(self, mu):
+        return np.ones_like(mu)
+
+    def loglik_obs(self, y, mu, pw):
+        return pw * (special.xlogy(y, mu) - mu - special.gammaln(y + 1))
+
+    def loglik_const(self, y, pw):
+        return -pw * special.gammaln(y + 1)
+
+    def loglik_kernel(self, y, eta, pw):
+        if self.link.name == "log":
+            eta = np.minimum(eta, ETA_MAX)
+            return pw * (y * eta - np.exp(eta))
+        mu = self.link.inverse(eta)
+        return pw * (special.xlogy(y, mu) - mu)
+
+    def dev_resid(self, y, mu, pw):
+        return 2 * pw * (special.xlogy(y, y / mu) - (y - mu))
+
+    def working(self, eta, y, pw):
+        if self.canonical:
+            mu = self.link.inverse(eta)
+            W = pw * mu
+            return mu, pw * (y - mu), W, W, W
+        return super().working(eta, y, pw)
+
+    def start_mu(self, y, pw):
+        return y + 0.1
+
+    def check_response(self, y, trials, weights_given, name):
+        super().check_response(y, trials, weights_given, name)
+        if np.any(y < 0):
+            raise DataError(f"response '{name}' has negative counts (e.g. {y[y < 0][0]:g})")
+        if np.any(y != np.round(y)):
+            warnings.warn(
+                f"response '{name}' has non-integer counts (e.g. {y[y != np.round(y)][0]:g}) "
+                f"for the {self.name} family",
+                DataWarning,
+                stacklevel=5,
+            )
+
+    def simulate(self, rng, mu, trials, scale, size):
+        return rng.poisson(np.broadcast_to(mu, size)).astype(float)
+
+    def latent_variance(self, eta_mean, re_var, sigma):
+        # lognormal approximation (Nakagawa, Johnson & Schielzeth 2017): ln(1 + 1/lambda)
+        lam = np.exp(eta_mean + re_var / 2)
+        return float(np.log1p(1 / lam))
+
+    def statsmodels_family(self):
+        import statsmodels.api as sm
+
+        return sm.families.Poisson(link=self._sm_link())
+
+
+class Gaussian(Family):
+    name = "gaussian"
+    links = ("identity",)
+    canonical_link = "identity"
+    profiled_lmm = True
+
+    def variance(self, mu):
+        return np.ones_like(mu)
+
+    def dvariance(self, mu):
+        return np.zeros_like(mu)
+
+    def loglik_const(self, y, pw):
+        raise ModelError("the gaussian log-likelihood is computed by the LMM code")
+
+    def loglik_kernel(self, y, eta, pw):
+        raise ModelError("the gaussian log-likelihood is computed by the LMM code")
+
+    def dev_resid(self, y, mu, pw):
+        return pw * (y - mu) ** 2
+
+    def start_mu(self, y, pw):
+        return np.asarray(y, dtype=float)
+
+    def check_response(self, y, trials, weights_given, name):
+        super().check_response(y, trials, weights_given, name)
+        if len(y) and np.ptp(y) == 0:
+            raise DataError(f"response '{name}' is constant ({y[0]:g}); there is nothing to model")
+
+    def simulate(self, rng, mu, trials, scale, size):
+        w = np.asarray(trials, dtype=float)[:, None]
+        return np.broadcast_to(mu, size) + scale / np.sqrt(w) * rng.standard_normal(size)
+
+    def latent_variance(self, eta_mean, re_var, sigma):
+        return float(sigma) ** 2
+
+    def statsmodels_family(self):
+        import statsmodels.api as sm
+
+        return sm.families.Gaussian(link=self._sm_link())

@@ -1,0 +1,407 @@
+r"""Families with a dispersion parameter estimated jointly with theta and beta (glmmTMB's scale).
+
+=========  =====================================  ===================  ==================
+family     variance                               dispersion ``d``     glmmTMB
+=========  =====================================  ===================  ==================
+NB2        :math:`\mu + \mu^2/\theta`              :math:`\theta`        ``nbinom2`` sigma
+NB1        :math:`\mu(1 + \alpha)`                 :math:`\alpha`        ``nbinom1`` sigma
+Gamma      :math:`\sigma^2\mu^2`                   :math:`\sigma = 1/\sqrt{\nu}` ``Gamma`` sigma
+beta       :math:`\mu(1-\mu)/(1+\phi)`             :math:`\phi`          ``beta_family`` sigma
+=========  =====================================  ===================  ==================
+
+The optimizer works on :math:`\psi = \log d`. Each family gives its log-density
+:math:`\ell(y; \mu, d)` with every constant and its derivatives in :math:`\mu` (to third order)
+and in :math:`\psi`; :class:`DispersionFamily` turns them into the per-observation pieces on
+the linear-predictor scale by the chain rule (:math:`\mu', \mu'', \mu'''` from the link):
+
+.. math::
+   r = w\,\ell_\mu\mu', \qquad
+   W_{obs} = -w(\ell_{\mu\mu}\mu'^2 + \ell_\mu\mu''), \qquad
+   \partial W_{obs}/\partial\eta = -w(\ell_{\mu\mu\mu}\mu'^3 + 3\ell_{\mu\mu}\mu'\mu'' + \ell_\mu\mu''').
+
+The Laplace log-determinant of these families uses the observed information
+:math:`I + \tilde Z' W_{obs}\tilde Z` (the exact Hessian of the joint log-density in u, as
+TMB and so glmmTMB do); lme4's families keep lme4's Fisher weights.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+from scipy import special
+
+from ..errors import DataError
+from .base import Family
+from .links import EPS
+
+__all__ = ["DispersionFamily", "NegativeBinomial2", "NegativeBinomial1", "GammaFamily", "BetaFamily"]
+
+_psi0, _psi1 = special.digamma, special.polygamma
+
+
+def _psi2(x):
+    return special.polygamma(2, x)
+
+
+def _trig(x):
+    return special.polygamma(1, x)
+
+
+class DispersionFamily(Family):
+    """A family with one dispersion parameter ``d`` (``self.dispersion``; None before a fit).
+
+    Subclasses define ``dispersion_name``, ``dispersion_meaning`` and, in terms of the mean
+    ``mu`` and ``d``: :meth:`logpdf_kernel` (the log-density minus :meth:`loglik_const`),
+    :meth:`dmu` (its first three mu-derivatives), :meth:`dpsi` (its psi-derivative and the
+    psi-derivatives of the first two mu-derivatives), :meth:`variance_at`, :meth:`draw` and
+    :meth:`start_dispersion`.
+    """
+
+    n_dispersion = 1
+    observed_laplace = True
+    dispersion_name = "d"
+    dispersion_meaning = ""
+
+    def __init__(self, link=None, dispersion: float | None = None):
+        super().__init__(link)
+        self.dispersion = dispersion
+
+    def at_dispersion(self, d: float) -> "DispersionFamily":
+        """A copy with the dispersion parameter set (natural scale)."""
+        out = copy.copy(self)
+        out.dispersion = float(d)
+        return out
+
+    def __repr__(self) -> str:
+        d = "" if self.dispersion is None else f", {self.dispersion_name}={self.dispersion:.4g}"
+        return f"Family({self.name!r}, link={self.link.name!r}{d})"
+
+    def _d(self) -> float:
+        if self.dispersion is None:
+            raise DataError(f"the {self.name} family needs its {self.dispersion_name} (a fitted model sets it)")
+        return self.dispersion
+
+    # -- distribution pieces (subclasses) ------------------------------------------------------
+    def logpdf_kernel(self, y, mu, d):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def dmu(self, y, mu, d):  # pragma: no cover - abstract
+        """(l_mu, l_mumu, l_mumumu)."""
+        raise NotImplementedError
+
+    def dpsi(self, y, mu, d):  # pragma: no cover - abstract
+        """(l_psi, l_mu_psi, l_mumu_psi) with psi = log d."""
+        raise NotImplementedError
+
+    def variance_at(self, mu, d):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def start_dispersion(self, y, mu, pw) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- the Family interface ----------------------------------------------------------------
+    def loglik_const(self, y, pw):
+        return np.zeros_like(np.asarray(y, dtype=float))
+
+    def loglik_kernel(self, y, eta, pw):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return pw * self.logpdf_kernel(y, self.link.inverse(eta), self._d())
+
+    def loglik_obs(self, y, mu, pw):
+        return self.loglik_const(y, pw) + pw * self.logpdf_kernel(y, mu, self._d())
+
+    def variance(self, mu):
+        return np.maximum(self.variance_at(mu, self._d()), EPS)
+
+    def dvariance(self, mu):
+        h = 1e-6 * np.maximum(np.abs(mu), 1e-3)
+        return (self.variance_at(mu + h, self._d()) - self.variance_at(mu - h, self._d())) / (2 * h)
+
+    def dev_resid(self, y, mu, pw):
+        """2 w (l(y; y) - l(y; mu)): the unit deviance at the fitted dispersion."""
+        d = self._d()
+        sat = self.saturated_mean(y)
+        return 2 * pw * (self.logpdf_kernel(y, sat, d) - self.logpdf_kernel(y, mu, d))
+
+    def saturated_mean(self, y):
+        return np.maximum(np.asarray(y, dtype=float), 1e-10)
+
+    def _link_derivs(self, eta):
+        L = self.link
+        return L.inverse(eta), L.mu_eta(eta), L.mu_eta2(eta), L.mu_eta3(eta)
+
+    def working(self, eta, y, pw):
+        """``mu, r, W, Wobs, dW`` with W = W_obs (the Laplace weights of these families)."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # extreme trial points
+            mu, m1, m2, m3 = self._link_derivs(eta)
+            l1, l2, l3 = self.dmu(y, mu, self._d())
+        r = pw * l1 * m1
+        Wobs = -pw * (l2 * m1 * m1 + l1 * m2)
+        dW = -pw * (l3 * m1**3 + 3 * l2 * m1 * m2 + l1 * m3)
+        return mu, r, Wobs, Wobs, dW
+
+    def fisher_weight(self, eta, pw):
+        mu = self.link.inverse(eta)
+        me = self.link.mu_eta(eta)
+        return pw * me * me / self.variance(mu)
+
+    def dispersion_pieces(self, eta, y, pw):
+        """(dl/dpsi, dr/dpsi, dW_obs/dpsi) per observation."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            mu, m1, m2, _m3 = self._link_derivs(eta)
+            lp, l1p, l2p = self.dpsi(y, mu, self._d())
+        return pw * lp, pw * l1p * m1, -pw * (l2p * m1 * m1 + l1p * m2)
+
+    def to_dispersion(self, psi: float) -> float:
+        return float(np.exp(psi))
+
+    def from_dispersion(self, d: float) -> float:
+        return float(np.log(d))
+
+
+class NegativeBinomial2(DispersionFamily):
+    name = "negative_binomial"
+    links = ("log",)
+    canonical_link = None
+    discrete = True
+    count_like = True
+    mean_word = "rate"
+    dispersion_name = "theta"
+    dispersion_meaning = "NB2 size: Var = mu + mu^2/theta (smaller theta, more overdispersion)"
+
+    def loglik_const(self, y, pw):
+        return -pw * special.gammaln(np.asarray(y, dtype=float) + 1)
+
+    def logpdf_kernel(self, y, mu, d):
+        return (special.gammaln(y + d) - special.gammaln(d) + d * np.log(d) + special.xlogy(y, mu)
+                - (y + d) * np.log(mu + d))
+
+    def dmu(self, y, mu, d):
+        s = mu + d
+        return y / mu - (y + d) / s, -y / mu**2 + (y + d) / s**2, 2 * y / mu**3 - 2 * (y + d) / s**3
+
+    def dpsi(self, y, mu, d):
+        s = mu + d
+        l_d = _psi0(y + d) - _psi0(d) + np.log(d) + 1 - np.log(s) - (y + d) / s
+        return d * l_d, d * (y - mu) / s**2, d * (mu - d - 2 * y) / s**3
+
+    def variance_at(self, mu, d):
+        return mu + mu * mu / d
+
+    def start_mu(self, y, pw):
+        return np.asarray(y, dtype=float) + 0.1
+
+    def start_dispersion(self, y, mu, pw):
+        excess = np.sum(pw * ((y - mu) ** 2 - mu))
+        return float(np.clip(np.sum(pw * mu**2) / excess, 0.05, 1e3)) if excess > 0 else 1e3
+
+    def check_response(self, y, trials, weights_given, name):
+        Family.check_response(self, y, trials, weights_given, name)
+        bad = (y < 0) | (y != np.round(y))
+        if np.any(bad):
+            raise DataError(
+                f"response '{name}' must hold non-negative whole counts for the {self.name} family; "
+                f"{int(bad.sum())} row(s) do not (e.g. {y[bad][0]:g})"
+            )
+
+    def draw(self, rng, mu, d, size):
+        mu = np.broadcast_to(mu, size)
+        return rng.negative_binomial(d, d / (d + mu)).astype(float)
+
+    def simulate(self, rng, mu, trials, scale, size):
+        return self.draw(rng, mu, self._d(), size)
+
+    def latent_variance(self, eta_mean, re_var, sigma):
+        # lognormal approximation (Nakagawa, Johnson & Schielzeth 2017, Table 2): ln(1 + 1/lambda + 1/theta)
+        lam = np.exp(eta_mean + re_var / 2)
+        return float(np.log1p(1 / lam + 1 / self._d()))
+
+    def statsmodels_family(self):
+        import statsmodels.api as sm
+
+        return sm.families.NegativeBinomial(link=self._sm_link(), alpha=1.0 / self._d())
+
+
+class NegativeBinomial1(NegativeBinomial2):
+    name = "nbinom1"
+    dispersion_name = "alpha"
+    dispersion_meaning = "NB1: Var = mu (1 + alpha) (alpha = 0 is Poisson)"
+
+    def logpdf_kernel(self, y, mu, d):
+        k = mu / d
+        return (special.gammaln(y + k) - special.gammaln(k) - k * np.log1p(d) + special.xlogy(y, d)
+                - y * np.log1p(d))
+
+    def dmu(self, y, mu, d):
+        a = 1.0 / d
+        k = a * mu
+        G = _psi0(y + k) - _psi0(k) - np.log1p(d)
+        T = _trig(y + k) - _trig(k)
+        return a * G, a * a * T, a**3 * (_psi2(y + k) - _psi2(k))
+
+    def dpsi(self, y, mu, d):
+        a = 1.0 / d
+        k = a * mu
+        D0 = _psi0(y + k) - _psi0(k)
+        G = D0 - np.log1p(d)
+        T = _trig(y + k) - _trig(k)
+        frac = d / (1 + d)
+        lp = -k * D0 + k * np.log1p(d) - k * frac + y / (1 + d)
+        l1p = -a * G + a * (-k * T - frac)
+        l2p = -2 * a * a * T + a * a * (-k * (_psi2(y + k) - _psi2(k)))
+        return lp, l1p, l2p
+
+    def variance_at(self, mu, d):
+        return mu * (1 + d)
+
+    def start_dispersion(self, y, mu, pw):
+        return float(np.clip(np.sum(pw * (y - mu) ** 2 / mu) / np.sum(pw) - 1, 0.05, 1e3))
+
+    def draw(self, rng, mu, d, size):
+        mu = np.broadcast_to(mu, size)
+        return rng.negative_binomial(mu / d, 1 / (1 + d)).astype(float)
+
+    def latent_variance(self, eta_mean, re_var, sigma):
+        lam = np.exp(eta_mean + re_var / 2)
+        return float(np.log1p((1 + self._d()) / lam))
+
+    def statsmodels_family(self):
+        from ..errors import ModelError
+
+        raise ModelError("GEE has no NB1 variance function; use family='negative_binomial' (NB2) for the GEE")
+
+
+class GammaFamily(DispersionFamily):
+    name = "gamma"
+    links = ("log", "inverse", "identity")
+    canonical_link = None
+    mean_word = "mean"
+    dispersion_name = "sigma"
+    dispersion_meaning = "coefficient of variation: sigma = 1/sqrt(shape), SD = sigma * mu"
+
+    def loglik_const(self, y, pw):
+        return -pw * np.log(np.asarray(y, dtype=float))
+
+    def logpdf_kernel(self, y, mu, d):
+        nu = d ** -2.0
+        return -special.gammaln(nu) + nu * np.log(nu * y / mu) - nu * y / mu
+
+    def dmu(self, y, mu, d):
+        nu = d ** -2.0
+        return nu * (y - mu) / mu**2, nu / mu**2 - 2 * nu * y / mu**3, -2 * nu / mu**3 + 6 * nu * y / mu**4
+
+    def dpsi(self, y, mu, d):
+        nu = d ** -2.0
+        l_nu = np.log(nu) + 1 - np.log(mu) + np.log(y) - y / mu - _psi0(nu)
+        l1, l2, _ = self.dmu(y, mu, d)
+        return -2 * nu * l_nu, -2 * l1, -2 * l2
+
+    def variance_at(self, mu, d):
+        return d * d * mu * mu
+
+    def start_mu(self, y, pw):
+        return np.asarray(y, dtype=float)
+
+    def start_dispersion(self, y, mu, pw):
+        return float(np.sqrt(max(np.sum(pw * ((y - mu) / mu) ** 2) / np.sum(pw), 1e-4)))
+
+    def check_response(self, y, trials, weights_given, name):
+        Family.check_response(self, y, trials, weights_given, name)
+        bad = y <= 0
+        if np.any(bad):
+            raise DataError(
+                f"response '{name}' must be positive for the gamma family; {int(bad.sum())} row(s) are "
+                f"zero or negative (e.g. {y[bad][0]:g})"
+            )
+
+    def draw(self, rng, mu, d, size):
+        nu = d ** -2.0
+        return rng.gamma(nu, np.broadcast_to(mu, size) / nu)
+
+    def simulate(self, rng, mu, trials, scale, size):
+        return self.draw(rng, mu, self._d(), size)
+
+    def latent_variance(self, eta_mean, re_var, sigma):
+        # log link, lognormal approximation (Nakagawa et al. 2017): ln(1 + 1/shape) = ln(1 + sigma^2)
+        return float(np.log1p(self._d() ** 2))
+
+    def statsmodels_family(self):
+        import statsmodels.api as sm
+
+        return sm.families.Gamma(link=self._sm_link())
+
+
+class BetaFamily(DispersionFamily):
+    name = "beta"
+    links = ("logit", "probit", "cloglog")
+    canonical_link = None
+    mean_word = "proportion"
+    dispersion_name = "phi"
+    dispersion_meaning = "precision: Var = mu (1 - mu) / (1 + phi) (larger phi, less spread)"
+
+    def loglik_const(self, y, pw):
+        y = np.asarray(y, dtype=float)
+        return -pw * (np.log(y) + np.log1p(-y))
+
+    def logpdf_kernel(self, y, mu, d):
+        mu = np.clip(mu, 1e-12, 1 - 1e-12)
+        return (special.gammaln(d) - special.gammaln(mu * d) - special.gammaln((1 - mu) * d)
+                + mu * d * np.log(y) + (1 - mu) * d * np.log1p(-y))
+
+    def dmu(self, y, mu, d):
+        mu = np.clip(mu, 1e-12, 1 - 1e-12)
+        a, b = mu * d, (1 - mu) * d
+        ystar = np.log(y) - np.log1p(-y)
+        return (d * (ystar - _psi0(a) + _psi0(b)), -d * d * (_trig(a) + _trig(b)),
+                -d**3 * (_psi2(a) - _psi2(b)))
+
+    def dpsi(self, y, mu, d):
+        mu = np.clip(mu, 1e-12, 1 - 1e-12)
+        a, b = mu * d, (1 - mu) * d
+        ystar = np.log(y) - np.log1p(-y)
+        l_d = _psi0(d) - mu * _psi0(a) - (1 - mu) * _psi0(b) + mu * np.log(y) + (1 - mu) * np.log1p(-y)
+        l1_d = ystar - _psi0(a) + _psi0(b) + d * (-mu * _trig(a) + (1 - mu) * _trig(b))
+        l2_d = -2 * d * (_trig(a) + _trig(b)) - d * d * (mu * _psi2(a) + (1 - mu) * _psi2(b))
+        return d * l_d, d * l1_d, d * l2_d
+
+    def variance_at(self, mu, d):
+        return mu * (1 - mu) / (1 + d)
+
+    def saturated_mean(self, y):
+        return np.clip(np.asarray(y, dtype=float), 1e-10, 1 - 1e-10)
+
+    def start_mu(self, y, pw):
+        return np.asarray(y, dtype=float)
+
+    def start_dispersion(self, y, mu, pw):
+        v = np.sum(pw * (y - mu) ** 2) / np.sum(pw)
+        return float(np.clip(np.mean(mu * (1 - mu)) / max(v, 1e-8) - 1, 0.5, 1e4))
+
+    def check_response(self, y, trials, weights_given, name):
+        Family.check_response(self, y, trials, weights_given, name)
+        bad = (y <= 0) | (y >= 1)
+        if np.any(bad):
+            raise DataError(
+                f"response '{name}' must lie strictly between 0 and 1 for the beta family; "
+                f"{int(bad.sum())} row(s) do not (e.g. {y[bad][0]:g}). If 0s and 1s are real, the usual "
+                "squeeze is (y * (n - 1) + 0.5) / n with n the number of rows (Smithson & Verkuilen "
+                "2006); glmm_nb does not apply it for you"
+            )
+
+    def draw(self, rng, mu, d, size):
+        mu = np.clip(np.broadcast_to(mu, size), 1e-12, 1 - 1e-12)
+        return rng.beta(mu * d, (1 - mu) * d)
+
+    def simulate(self, rng, mu, trials, scale, size):
+        return self.draw(rng, mu, self._d(), size)
+
+    def latent_variance(self, eta_mean, re_var, sigma):
+        # observation-level variance on the logit scale by the delta method: Var(y) / (mu(1-mu))^2
+        mu = float(self.link.inverse(np.asarray(eta_mean)))
+        return float(1.0 / (mu * (1 - mu) * (1 + self._d())))
+
+    def statsmodels_family(self):
+        from ..errors import ModelError
+
+        raise ModelError("GEE for beta responses is not available (statsmodels has no beta family)")
