@@ -48,7 +48,8 @@ def refit_chunk(m, start, ys):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 r = refit(m, y=y, start=start)
-            row = np.concatenate([r.fixef.to_numpy(), theta_to_sdcor(m.spec, r.theta, r.sigma, gaussian)])
+            row = np.concatenate([r.fixef.to_numpy(), theta_to_sdcor(m.spec, r.theta, r.sigma, gaussian),
+                                  r.dispersion.to_numpy(dtype=float)])
             out.append((row, bool(r.converged)))
         except Exception:  # a refit that breaks counts as failed, as in bootMer
             out.append((None, False))
@@ -90,7 +91,7 @@ def bootstrap(m, nsim: int = 200, seed: int | None = None, n_jobs: int = 1, prog
                 bar.update(len(ch))
     if bar is not None:
         bar.close()
-    names = list(m.fixef.index) + sdcor_names(spec, m.request.family.profiled_lmm)
+    names = list(m.fixef.index) + sdcor_names(spec, m.request.family.profiled_lmm) + list(m.dispersion.index)
     rows = [results[i][0] for i in range(nsim) if results[i][0] is not None and results[i][1]]
     failed = nsim - len(rows)
     draws = pd.DataFrame(rows, columns=names)

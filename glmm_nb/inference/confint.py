@@ -25,7 +25,7 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
         raise ModelError(f"level must lie between 0 and 1, not {level}")
     if method == "wald":
         ct = m.coef_table(conf_level=level)[["conf_low", "conf_high"]]
-        out = pd.concat([_wald_re(m, level), ct])
+        out = pd.concat([_wald_re(m, level), ct, _wald_dispersion(m, level)])
     elif method == "profile":
         from .profile import profile_confint
 
@@ -35,11 +35,24 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
 
         out = bootstrap(m, nsim=nsim, seed=seed, n_jobs=n_jobs).confint(level)
         re_names = sdcor_names(m.spec, m.request.family.profiled_lmm)
-        out = out.loc[re_names + list(m.fixef.index)]
+        out = out.loc[re_names + list(m.fixef.index) + list(m.dispersion.index)]
     else:
         raise ModelError(f"method must be 'wald', 'profile' or 'bootstrap', not {method!r}")
     out.index.name = "term"
     return out
+
+
+def _wald_dispersion(m, level: float) -> pd.DataFrame:
+    """Wald intervals of the dispersion on the log scale (the optimizer's), back-transformed."""
+    from scipy import stats
+
+    if not len(m.dispersion):
+        return pd.DataFrame(columns=["conf_low", "conf_high"], dtype=float)
+    z = stats.norm.ppf(0.5 + level / 2)
+    se = np.asarray(m.dispersion.attrs.get("std_error_log", [np.nan] * len(m.dispersion)), dtype=float)
+    logd = np.log(m.dispersion.to_numpy(dtype=float))
+    return pd.DataFrame({"conf_low": np.exp(logd - z * se), "conf_high": np.exp(logd + z * se)},
+                        index=m.dispersion.index)
 
 
 def _wald_re(m, level: float) -> pd.DataFrame:

@@ -44,8 +44,11 @@ class ProfileProblem:
             self.bounds = sdcor_bounds(m.spec, True)
         else:
             self.names = list(m.fixef.index) + self.re_names
-            self.x_hat = np.concatenate([self.psi_hat, self.beta_hat])
-            self.bounds = sdcor_bounds(m.spec, False) + [(None, None)] * len(self.beta_hat)
+            # the dispersion (if any) is profiled on the log scale, the optimizer's
+            self.disp_names = list(m.dispersion.index)
+            self.log_disp = np.log(m.dispersion.to_numpy(dtype=float))
+            self.x_hat = np.concatenate([self.psi_hat, self.beta_hat, self.log_disp])
+            self.bounds = sdcor_bounds(m.spec, False) + [(None, None)] * (len(self.beta_hat) + len(self.log_disp))
         self.d_hat = self.objective(self.x_hat)
 
     def objective(self, x: np.ndarray, dev=None) -> float:
@@ -111,15 +114,19 @@ class ProfileProblem:
         k = len(self.psi_hat)
         if name in self.re_names:
             return self.re_names.index(name)
+        if name in self.m.dispersion.index:
+            return len(self.x_hat) - len(self.m.dispersion) + list(self.m.dispersion.index).index(name)
         return k + list(self.m.fixef.index).index(name)
 
     def estimate(self, name: str) -> float:
         if name in self.m.fixef.index:
             return float(self.m.fixef[name])
+        if name in self.m.dispersion.index:
+            return float(np.log(self.m.dispersion[name]))
         return float(self.psi_hat[self.re_names.index(name)])
 
     def bound(self, name: str) -> tuple[float | None, float | None]:
-        if name in self.m.fixef.index:
+        if name in self.m.fixef.index or name in self.m.dispersion.index:
             return (None, None)
         return sdcor_bounds(self.spec, self.gaussian)[self.re_names.index(name)]
 
@@ -156,7 +163,7 @@ def profile_confint(m, level: float = 0.95, parm: list[str] | None = None) -> pd
     """Profile-likelihood intervals, indexed by term, columns ``conf_low conf_high``."""
     prob = ProfileProblem(m)
     z = stats.norm.ppf(0.5 + level / 2)
-    names = prob.re_names + list(m.fixef.index)
+    names = prob.re_names + list(m.fixef.index) + list(m.dispersion.index)
     if parm is not None:
         unknown = [p for p in parm if p not in names]
         if unknown:
@@ -171,6 +178,9 @@ def profile_confint(m, level: float = 0.95, parm: list[str] | None = None) -> pd
             scale = 0.25 * max(abs(prob.estimate(name)), 0.05)
             if name.startswith("cor__"):
                 scale = 0.1
-        rows.append((name, _limit(prob, name, -1, z, scale), _limit(prob, name, +1, z, scale)))
+        lo, hi = _limit(prob, name, -1, z, scale), _limit(prob, name, +1, z, scale)
+        if name in m.dispersion.index:  # profiled on the log scale; intervals are invariant
+            lo, hi = float(np.exp(lo)), float(np.exp(hi))
+        rows.append((name, lo, hi))
     out = pd.DataFrame(rows, columns=["term", "conf_low", "conf_high"]).set_index("term")
     return out

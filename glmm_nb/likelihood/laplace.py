@@ -119,12 +119,14 @@ class LaplaceDevfun:
         for it in range(1, self.maxit + 1):
             # Newton steps (observed information) where it is positive; Fisher scoring otherwise
             if fam.canonical:
-                Wn = W
-            elif fam.observed_laplace:  # W is W_obs here: clip for a positive-definite step
-                Wn = np.maximum(Wobs, 0.0)
+                fac = rs.factor(vals, W)
+            elif fam.observed_laplace:  # W is W_obs here: a full Newton step where M is positive
+                try:                    # definite, a step with the negative weights clipped elsewhere
+                    fac = rs.factor(vals, Wobs)
+                except np.linalg.LinAlgError:
+                    fac = rs.factor(vals, np.maximum(Wobs, 0.0))
             else:
-                Wn = np.where(Wobs > 0, Wobs, W)
-            fac = rs.factor(vals, Wn)
+                fac = rs.factor(vals, np.where(Wobs > 0, Wobs, W))
             grad = rs.tmult(vals, r) - u
             delta = fac.solve(grad)
             dec = float(grad @ delta)

@@ -12,7 +12,7 @@ import html
 import numpy as np
 import pandas as pd
 
-__all__ = ["format_number", "format_p", "title", "fixed_effects_display", "random_effects_display",
+__all__ = ["format_number", "format_p", "title", "fixed_effects_display", "random_effects_display", "dispersion_lines",
            "criteria_display", "summary_text", "summary_html"]
 
 
@@ -85,6 +85,15 @@ def random_effects_display(m) -> pd.DataFrame:
     return tab
 
 
+def dispersion_lines(m) -> list[str]:
+    """The dispersion parameter with its meaning in words (glmmTMB's line), or nothing."""
+    out = []
+    for name, value in m.dispersion.items():
+        out.append(f"Dispersion parameter for {m.family} family ({name}): {value:.4g}   "
+                   f"[{m.dispersion.attrs.get('meaning', '')}]")
+    return out
+
+
 def criteria_display(m) -> str:
     """REML criterion, or the AIC/BIC/logLik/deviance/df.resid line."""
     if m.request.family.profiled_lmm and m.reml:
@@ -108,6 +117,7 @@ def summary_text(m) -> str:
     lines += ["", criteria_display(m), "", "Random effects:", random_effects_display(m).to_string(index=False)]
     groups = ", ".join(f"{g}, {n}" for g, n in m.ngroups.items())
     lines.append(f"Number of obs: {m.nobs}, groups:  {groups}")
+    lines += dispersion_lines(m)
     lines += ["", "Fixed effects:", fixed_effects_display(m).to_string()]
     if fam.profiled_lmm:
         lines.append("(p-values: Wald z, normal approximation)")
@@ -125,7 +135,8 @@ def summary_html(m) -> str:
         f"<div><p><b>{html.escape(title(m))}</b><br>Formula: "
         f"<code>{html.escape(m.formula)}</code><br>"
         f"family {html.escape(m.family)} ({html.escape(m.link)}), "
-        f"nobs {m.nobs}, logLik {m.loglik:.3f}, AIC {m.aic:.2f}</p>"
+        f"nobs {m.nobs}, logLik {m.loglik:.3f}, AIC {m.aic:.2f}"
+        + "".join(f"<br>{html.escape(x)}" for x in dispersion_lines(m)) + "</p>"
         f"<p>Random effects</p>{vc.to_html(index=False, na_rep='')}"
         f"<p>Fixed effects</p>{ct.to_html()}{msgs}</div>"
     )

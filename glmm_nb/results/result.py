@@ -124,6 +124,8 @@ class GLMMResult:
                 rows.append(("ran_pars", r.grp, f"sd__{r.var1}", r.sdcor))
             else:
                 rows.append(("ran_pars", r.grp, f"cor__{r.var1}.{r.var2}", r.sdcor))
+        for name, value in self.dispersion.items():  # broom.mixed's glmmTMB dispersion row
+            rows.append(("dispersion", None, name, value))
         ran = pd.DataFrame(rows, columns=["effect", "group", "term", "estimate"])
         out = pd.concat([fixed, ran], ignore_index=True)
         cols = ["effect", "group", "term", "estimate", "std_error", "statistic", "p_value"]

@@ -1,0 +1,154 @@
+"""Negative binomial (NB2, NB1), Gamma and beta mixed models against glmmTMB 1.1.5, scipy's
+densities, finite differences and an independent integral."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import integrate, stats
+
+import glmm_nb
+from glmm_nb import DataError
+from glmm_nb.families import get_family
+from glmm_nb.pipeline import make_devfun, make_request
+from tests.conftest import load_case, r_name
+
+FAMILY = {"nbinom2": "nbinom2", "nbinom1": "nbinom1", "Gamma": "gamma", "beta": "beta"}
+CASES = ["grouseticks_nb2", "epil_nb1", "sleepstudy_gamma", "betasim_a_beta"]
+
+
+@pytest.mark.parametrize("case_id", CASES)
+def test_matches_glmmtmb(case_id):
+    case, df = load_case(case_id)
+    m = glmm_nb.glmm(case["formula"], df, family=FAMILY[case["family"]], link=case.get("link"))
+    assert m.converged
+    ct = m.coef_table()
+    for k, v in case["fixef"].items():
+        name = r_name(k, case, df)
+        assert abs(m.fixef[name] - v) <= 2e-3 * abs(v), (name, m.fixef[name], v)
+        assert abs(ct.std_error[name] - case["se"][k]) <= 0.02 * case["se"][k], name
+    vc = m.varcorr()
+    for got, ref in zip(vc.sdcor, case["varcorr"]):
+        assert abs(got - ref["sdcor"]) <= 5e-3 * max(abs(ref["sdcor"]), 0.05), (got, ref)
+    d = float(m.dispersion.iloc[0])
+    assert abs(d - case["dispersion"]["glmmtmb_sigma"]) <= 5e-3 * case["dispersion"]["glmmtmb_sigma"]
+    # two-sided: not below glmmTMB's optimum, and not above it by more than rounding
+    assert -1e-3 <= m.loglik - case["loglik"] <= 1e-3, (m.loglik, case["loglik"])
+    assert m.npar == len(m.fixef) + len(m.theta) + 1
+    assert f"Dispersion parameter for {m.family}" in m.summary()
+    assert m.tidy().query("effect == 'dispersion'").estimate.iloc[0] == pytest.approx(d)
+
+
+CHECK = {
+    "negative_binomial": (np.array([0.0, 3, 7, 12]), np.array([0.5, 2.0, 9, 4]), 1.7),
+    "nbinom1": (np.array([0.0, 3, 7, 12]), np.array([0.5, 2.0, 9, 4]), 0.8),
+    "gamma": (np.array([0.3, 2.0, 5, 1.2]), np.array([0.5, 2.0, 3, 4]), 0.6),
+    "beta": (np.array([0.1, 0.5, 0.8, 0.33]), np.array([0.3, 0.6, 0.7, 0.2]), 7.0),
+}
+
+
+def _scipy_logpdf(name, y, mu, d):
+    if name == "negative_binomial":
+        return stats.nbinom.logpmf(y, d, d / (d + mu))
+    if name == "nbinom1":
+        return stats.nbinom.logpmf(y, mu / d, 1 / (1 + d))
+    if name == "gamma":
+        return stats.gamma.logpdf(y, d**-2, scale=mu * d**2)
+    return stats.beta.logpdf(y, mu * d, (1 - mu) * d)
+
+
+@pytest.mark.parametrize("name", list(CHECK))
+def test_density_and_derivatives(name):
+    y, mu, d = CHECK[name]
+    pw = np.array([1.0, 2.0, 1.0, 0.5])
+    for link in get_family(name).links:
+        f = get_family(name, link).at_dispersion(d)
+        np.testing.assert_allclose(f.loglik_obs(y, mu, pw), pw * _scipy_logpdf(name, y, mu, d), rtol=1e-12)
+        eta, h = f.link.link(mu), 1e-5
+        _mu, r, _W, Wobs, dW = f.working(eta, y, pw)
+        ll = lambda e, g=f: g.loglik_obs(y, g.link.inverse(e), pw)  # noqa: E731
+        np.testing.assert_allclose(r, (ll(eta + h) - ll(eta - h)) / (2 * h), rtol=1e-6, atol=1e-7)
+        wp, wm = f.working(eta + h, y, pw), f.working(eta - h, y, pw)
+        np.testing.assert_allclose(Wobs, -(wp[1] - wm[1]) / (2 * h), rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(dW, (wp[3] - wm[3]) / (2 * h), rtol=1e-5, atol=1e-7)
+        lp, rp, Wp = f.dispersion_pieces(eta, y, pw)
+        fp, fm = f.at_dispersion(d * np.exp(h)), f.at_dispersion(d * np.exp(-h))
+        np.testing.assert_allclose(lp, (ll(eta, fp) - ll(eta, fm)) / (2 * h), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(rp, (fp.working(eta, y, pw)[1] - fm.working(eta, y, pw)[1]) / (2 * h),
+                                   rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(Wp, (fp.working(eta, y, pw)[3] - fm.working(eta, y, pw)[3]) / (2 * h),
+                                   rtol=1e-5, atol=1e-8)
+
+
+def _simulated(name, rng, slope=False):
+    J, nj = 25, 6
+    g = np.repeat(np.arange(J), nj)
+    x = rng.normal(size=J * nj)
+    b0 = rng.normal(0, 0.5, J)[g]
+    b1 = rng.normal(0, 0.3, J)[g] if slope else 0.0
+    eta = 0.3 + 0.5 * x + b0 + b1 * x
+    fam = get_family(name).at_dispersion({"negative_binomial": 2.0, "nbinom1": 0.7, "gamma": 0.5, "beta": 10.0}[name])
+    if name == "beta":
+        mu = 1 / (1 + np.exp(-eta))
+    else:
+        mu = np.exp(eta)
+    y = fam.draw(rng, mu, fam.dispersion, (J * nj,))
+    if name == "beta":
+        y = np.clip(y, 1e-4, 1 - 1e-4)
+    return pd.DataFrame({"y": y, "x": x, "g": g})
+
+
+@pytest.mark.parametrize("name", list(CHECK))
+def test_laplace_gradient_including_dispersion(name, rng):
+    df = _simulated(name, rng, slope=True)
+    req = make_request("y ~ x + (1 + x | g)", df, family=name)
+    dev = make_devfun(req)
+    phi = np.array([0.6, 0.1, 0.25, 0.2, 0.4, np.log(1.5)])
+    val, g = dev.value_and_grad(phi)
+    fd = np.array([(dev(phi + e) - dev(phi - e)) / 2e-6 for e in np.eye(phi.size) * 1e-6])
+    np.testing.assert_allclose(g, fd, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", ["negative_binomial", "gamma"])
+def test_agq_loglik_is_the_integral(name, rng):
+    df = _simulated(name, rng)
+    m = glmm_nb.glmm("y ~ x + (1 | g)", df, family=name, method="agq", nagq=25)
+    fam = m.fitted_family
+    sd, beta = float(m.varcorr().sdcor.iloc[0]), m.fixef.to_numpy()
+    total = 0.0
+    for _, d in df.groupby("g"):
+        y, x = d.y.to_numpy(), d.x.to_numpy()
+
+        def f(b):
+            mu = fam.link.inverse(beta[0] + beta[1] * x + b)
+            return np.exp(np.sum(fam.loglik_obs(y, mu, np.ones_like(y)))) * stats.norm.pdf(b, 0, sd)
+
+        total += np.log(integrate.quad(f, -8 * sd, 8 * sd, epsabs=0, epsrel=1e-11, limit=200)[0])
+    assert abs(m.loglik - total) < 1e-5, (m.loglik, total)
+    lap = glmm_nb.glmm("y ~ x + (1 | g)", df, family=name)
+    assert abs(lap.loglik - m.loglik) < 0.5  # the Laplace approximation is close, not equal
+
+
+def test_dispersion_intervals(rng):
+    case, df = load_case("grouseticks_nb2")
+    m = glmm_nb.glmm(case["formula"], df, family="nbinom2")
+    d = float(m.dispersion["theta"])
+    w = m.confint("wald").loc["theta"]
+    assert w.conf_low < d < w.conf_high
+    prof = glmm_nb.inference.profile.profile_confint(m, parm=["theta"]).loc["theta"]
+    assert prof.conf_low < d < prof.conf_high
+    # the profile limits are where the LR statistic reaches the chi-square cut-off
+    for v in (prof.conf_low, prof.conf_high):
+        held = m.refit(fixed={"log(theta)": np.log(v)})
+        assert 2 * (m.loglik - held.loglik) == pytest.approx(stats.chi2.ppf(0.95, 1), abs=2e-3)
+
+
+def test_bad_responses_named_with_counts():
+    df = pd.DataFrame({"y": [1.0, -1, 2.5, 3, 0, 4], "g": [1, 1, 2, 2, 3, 3]})
+    with pytest.raises(DataError, match=r"'y'.*2 row\(s\)"):
+        glmm_nb.glmm("y ~ (1 | g)", df, family="nbinom2")
+    with pytest.raises(DataError, match=r"positive.*2 row\(s\)"):
+        glmm_nb.glmm("y ~ (1 | g)", df, family="gamma")
+    with pytest.raises(DataError, match=r"strictly between 0 and 1.*\(y \* \(n - 1\) \+ 0.5\) / n"):
+        glmm_nb.glmm("y ~ (1 | g)", df.assign(y=[0.2, 0.5, 1.0, 0.3, 0.4, 0.6]), family="beta")
