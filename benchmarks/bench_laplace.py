@@ -88,17 +88,22 @@ cat(sprintf('{{"time": %.4f, "loglik": %.6f}}\n', median(ts), as.numeric(logLik(
 """
 
 
+def time_glmm_nb(path: Path, factors, formula: str, family: str, method="laplace", nagq=1) -> dict:
+    """Fit in a fresh process: time, peak RSS (MB), log-likelihood, convergence."""
+    child = _CHILD.format(root=str(HERE.parent), path=str(path), factors=list(factors), formula=formula,
+                          family=family, method=method, nagq=nagq)
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run_case(case: str, tmp: Path, use_r: bool, r_reps: int, method="laplace", nagq=1) -> dict:
     df, formula, family = simulate(case)
     factors = [c for c in ("g", "a", "b") if c in df.columns]
     path = tmp / f"{case}.csv"
     df.to_csv(path, index=False)
-    child = _CHILD.format(root=str(HERE.parent), path=str(path), factors=factors, formula=formula,
-                          family=family, method=method, nagq=nagq)
-    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
-    if out.returncode:
-        raise SystemExit(out.stderr)
-    res = {"case": case, "rows": len(df), **json.loads(out.stdout.strip().splitlines()[-1])}
+    res = {"case": case, "rows": len(df), **time_glmm_nb(path, factors, formula, family, method, nagq)}
     if use_r:
         rcode = _R.format(path=str(path), factors=", ".join(f'"{f}"' for f in factors), reps=r_reps,
                           formula=formula, family=family, nagq=nagq)

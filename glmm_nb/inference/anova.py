@@ -51,6 +51,12 @@ def _nested(small, big) -> str | None:
     return None
 
 
+def _family_nested(small, big) -> bool:
+    """``small``'s family is ``big``'s at the boundary of its dispersion (Poisson in NB)."""
+    fs, fb = small.request.family, big.request.family
+    return fb.limit_of == fs.name and fb.link.name == fs.link.name
+
+
 def anova(*models) -> pd.DataFrame:
     """LR tests of nested models fitted to the same data; one row per model, by size.
 
@@ -69,7 +75,7 @@ def anova(*models) -> pd.DataFrame:
                 f"'{a.formula}' and '{b.formula}' were fitted to different data "
                 f"({a.nobs} vs {b.nobs} observations, or different responses)"
             )
-        if a.request.family != b.request.family:
+        if a.request.family != b.request.family and not _family_nested(a, b):
             raise ModelError(f"the models differ in family/link ({a.family}/{a.link} vs {b.family}/{b.link})")
         why = _nested(a, b)
         if why:
@@ -91,6 +97,14 @@ def anova(*models) -> pd.DataFrame:
             df = m.npar - prev.npar
             row.update(chisq=chisq, df=df, p_value=stats.chi2.sf(chisq, df) if df > 0 else np.nan)
             added = len(m.theta) - len(prev.theta)
+            if _family_nested(prev, m) and df == 1:
+                # NB vs Poisson: the Poisson is the NB at theta = infinity (alpha = 0), a boundary
+                row["p_value_boundary"] = 0.5 * stats.chi2.sf(chisq, 1)
+                row["test"] = (f"chi-bar-square 50:50 (the {m.family} dispersion at its Poisson boundary; "
+                               "Self & Liang 1987): use p_value_boundary")
+                rows.append(row)
+                prev = m
+                continue
             new_groups = sum(
                 len(cols - _re_map(prev).get(g, set())) for g, cols in _re_map(m).items()
             )

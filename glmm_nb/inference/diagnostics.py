@@ -36,6 +36,28 @@ def _two_sided(sim_stats: np.ndarray, obs: float) -> float:
     return float(min(1.0, 2 * min(lo, hi)))
 
 
+def overdispersion_advice(m, tests: pd.DataFrame, level: float = 0.05) -> tuple[str, ...]:
+    """When the dispersion test flags overdispersion and the family has an overdispersed
+    alternative (Poisson → NB2), refit with it and say what to do in one line."""
+    alt = m.request.family.overdispersed_alternative
+    row = tests.loc["dispersion"]
+    if alt is None or not (row.p_value < level and row.statistic > 1):
+        return ()
+    import warnings
+
+    from ..pipeline import refit
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nb = refit(m, family=alt, start=None)
+    except Exception as exc:  # the advice is optional; say why it is missing
+        return (f"Overdispersion (ratio {row.statistic:.2f}, p = {row.p_value:.2g}); the {alt} refit failed: {exc}",)
+    disp = ", ".join(f"{k} = {v:.3g}" for k, v in nb.dispersion.items())
+    return (f"Overdispersion (variance ratio {row.statistic:.2f}, p = {row.p_value:.2g}): the {alt} refit has "
+            f"AIC {nb.aic:.1f} against {m.aic:.1f} ({disp}); refit with family='{alt}'.",)
+
+
 def diagnose(m, nsim: int = 250, seed: int | None = 1) -> Diagnostics:
     rng = np.random.default_rng(seed)
     sims = simulate(m, nsim=nsim, seed=rng.integers(2**32), re="new")
@@ -59,6 +81,7 @@ def diagnose(m, nsim: int = 250, seed: int | None = 1) -> Diagnostics:
         rows.append(("zero-inflation", z_obs / max(z_sim.mean(), 1e-12), _two_sided(z_sim, z_obs),
                      "ratio > 1: more zeros than the model expects"))
     tests = pd.DataFrame(rows, columns=["test", "statistic", "p_value", "reading"]).set_index("test")
+    messages = tuple(m.messages) + overdispersion_advice(m, tests)
     opt = m.opt
     names = parameter_names(m.request)
     grad = opt.gradient if opt.gradient is not None else np.full(len(names), np.nan)
@@ -66,4 +89,4 @@ def diagnose(m, nsim: int = 250, seed: int | None = 1) -> Diagnostics:
     conv.attrs["scaled_gradient"] = opt.scaled_gradient
     conv.attrs["hessian_eigenvalues"] = None if opt.hessian_eigenvalues is None else list(opt.hessian_eigenvalues)
     return Diagnostics(residuals=pd.Series(resid, index=spec.row_index, name="scaled_residual"),
-                       tests=tests, convergence=conv, messages=m.messages, nsim=nsim)
+                       tests=tests, convergence=conv, messages=messages, nsim=nsim)

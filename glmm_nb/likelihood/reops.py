@@ -136,6 +136,8 @@ class BlockFactor:
         codes = rs.codes0
         if q == 1:
             m = 1.0 + np.bincount(codes, weights=W * vals[:, 0] ** 2, minlength=J)
+            if not np.all(m > 0):  # as Cholesky would: negative weights made M indefinite
+                raise np.linalg.LinAlgError("M is not positive definite")
             self.m = m
             self.logdet = float(np.sum(np.log(m)))
             return

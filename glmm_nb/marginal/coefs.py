@@ -74,7 +74,9 @@ def parameter_covariance(m) -> tuple[np.ndarray, np.ndarray]:
     only beta's covariance is available and theta is held fixed."""
     phi = np.concatenate([np.asarray(m.theta), m.fixef.to_numpy()])
     V = m.extras.get("vcov_theta_beta")
-    if V is None:
+    if V is not None:
+        V = V[: phi.size, : phi.size]  # without the dispersion, which the marginal mean ignores
+    else:
         nt = len(m.theta)
         V = np.zeros((phi.size, phi.size))
         V[nt:, nt:] = m.vcov.to_numpy()

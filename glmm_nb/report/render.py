@@ -87,7 +87,7 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: 
     if gee_cluster is not None:
         f = m.spec.formula
         lhs = f"cbind({f.cbind[0]}, {f.cbind[1]})" if f.cbind else f.response
-        gee = fit_gee(f"{lhs} ~ {f.fixed}", m.spec.frame, cluster=gee_cluster, family=m.family, link=m.link)
+        gee = fit_gee(f"{lhs} ~ {f.fixed}", m.spec.frame, cluster=gee_cluster, family=m.fitted_family)
     ctx = {
         "model": sec.model_section(m),
         "fixed": sec.fixed_section(m),

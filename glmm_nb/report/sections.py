@@ -18,7 +18,7 @@ from scipy import stats
 from ..inference import diagnose, icc, mor, r2
 from ..inference.simulate import design_of, predict_design
 from ..marginal import causal_checks, comparison_table
-from ..results.display import statistic_label, title
+from ..results.display import dispersion_lines, statistic_label, title
 
 
 __all__ = ["model_section", "fixed_section", "random_section", "marginal_section", "diagnostics_section",
@@ -55,7 +55,7 @@ def model_section(m) -> dict:
         else "No variance component is on its boundary."
     return {"title": title(m), "formula": m.formula, "family": m.family, "link": m.link, "method": method,
             "nobs": m.nobs, "groups": groups, "n_dropped": m.n_dropped, "loglik": m.loglik, "aic": m.aic,
-            "bic": m.bic, "convergence": conv, "singular": sing, "messages": list(m.messages),
+            "bic": m.bic, "dispersion": dispersion_lines(m), "convergence": conv, "singular": sing, "messages": list(m.messages),
             "versions": {"glmm_nb": _version("glmm_nb"), "python": platform.python_version(),
                          "numpy": np.__version__, "scipy": _version("scipy"), "pandas": pd.__version__}}
 
@@ -199,7 +199,7 @@ def marginal_section(m, var: str | None = None, gee=None) -> dict:
 
 
 def diagnostics_section(m, nsim: int = 250) -> dict:
-    out = {"tests": None, "hist": None, "qq": None, "convergence": None, "missing": []}
+    out = {"tests": None, "hist": None, "qq": None, "convergence": None, "missing": [], "advice": []}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -208,6 +208,7 @@ def diagnostics_section(m, nsim: int = 250) -> dict:
             out["missing"].append(f"simulated residuals: {exc}")
             return out
     out["tests"] = _records(d.tests, "test")
+    out["advice"] = [x for x in d.messages if x.startswith("Overdispersion")]
     r = np.sort(d.residuals.to_numpy())
     counts, edges = np.histogram(r, bins=20, range=(0, 1))
     out["hist"] = pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "count": counts})

@@ -1,0 +1,101 @@
+"""Speed of negative binomial, Gamma and beta mixed models against glmmTMB (issue "Negative
+binomial, Gamma and beta mixed models").
+
+Each case is simulated with a fixed seed and fitted by glmm_nb (fresh process) and — when
+``Rscript`` with glmmTMB is installed — by ``glmmTMB`` on the same data in the same run,
+printing the time ratio and the log-likelihood difference (glmm_nb − glmmTMB; never below
+−1e-3 is the target).
+
+    python benchmarks/bench_families.py [--cases a,b] [--no-r]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_laplace import time_glmm_nb  # noqa: E402
+
+CASES = {  # case: (rows, clusters, formula, glmm_nb family, glmmTMB family, target ratio)
+    "nb2_ri_100k": (100_000, 2_000, "y ~ x1 + x2 + (1 | g)", "negative_binomial", "nbinom2", 0.1),
+    "gamma_ri_100k": (100_000, 2_000, "y ~ x1 + x2 + (1 | g)", "gamma", "Gamma(link = 'log')", 0.1),
+    "beta_slope_50k": (50_000, 1_000, "y ~ x1 + x2 + (1 + x1 | g)", "beta", "beta_family()", 0.2),
+}
+
+
+def simulate(case: str, seed: int = 1) -> pd.DataFrame:
+    n, J, *_ = CASES[case]
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, J, n)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    b0 = rng.normal(0, 0.5, J)[g]
+    if case.startswith("nb2"):
+        mu = np.exp(0.5 + 0.3 * x1 - 0.2 * x2 + b0)
+        y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
+    elif case.startswith("gamma"):
+        mu = np.exp(1.0 + 0.3 * x1 - 0.2 * x2 + b0)
+        y = rng.gamma(4.0, mu / 4.0)
+    else:
+        b1 = rng.normal(0, 0.3, J)[g]
+        mu = 1 / (1 + np.exp(-(-0.3 + (0.5 + b1) * x1 - 0.4 * x2 + b0)))
+        y = np.clip(rng.beta(mu * 12, (1 - mu) * 12), 1e-6, 1 - 1e-6)
+    return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": g})
+
+
+_R = r"""
+suppressMessages(library(glmmTMB))
+d <- read.csv("{path}")
+d$g <- factor(d$g)
+t0 <- proc.time()[["elapsed"]]
+m <- glmmTMB({formula}, data = d, family = {family})
+el <- proc.time()[["elapsed"]] - t0
+cat(sprintf('{{"time": %.4f, "loglik": %.6f, "sigma": %.6f}}\n', el, as.numeric(logLik(m)), sigma(m)))
+"""
+
+
+def r_available() -> bool:
+    return bool(shutil.which("Rscript")) and subprocess.run(
+        ["Rscript", "-e", "library(glmmTMB)"], capture_output=True).returncode == 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--no-r", action="store_true")
+    args = ap.parse_args()
+    use_r = not args.no_r and r_available()
+    if not use_r:
+        print("(Rscript with glmmTMB not found: timing glmm_nb only)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in args.cases.split(","):
+            n, J, formula, fam, r_fam, target = CASES[case]
+            path = Path(tmp) / f"{case}.csv"
+            simulate(case).to_csv(path, index=False)
+            res = time_glmm_nb(path, ["g"], formula, fam)
+            line = (f"{case:16s} rows={n:>8,d}  glmm_nb {res['time']:6.2f} s  peak {res['peak_mb']:6.0f} MB  "
+                    f"logLik {res['loglik']:.3f}")
+            if use_r:
+                rout = subprocess.run(["Rscript", "-e", _R.format(path=path, formula=formula, family=r_fam)],
+                                      capture_output=True, text=True)
+                if rout.returncode == 0:
+                    r = json.loads(rout.stdout.strip().splitlines()[-1])
+                    ratio = res["time"] / r["time"]
+                    line += (f"  | glmmTMB {r['time']:6.2f} s  logLik {r['loglik']:.3f}  ratio {ratio:.3f}  "
+                             f"ΔlogLik {res['loglik'] - r['loglik']:+.4f}  target ≤ {target}: "
+                             f"{'met' if ratio <= target and res['loglik'] - r['loglik'] >= -1e-3 else 'MISSED'}")
+                else:
+                    line += f"  | glmmTMB failed: {rout.stderr.strip().splitlines()[-1:]}"
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
