@@ -367,7 +367,7 @@ def emmeans(m, specs, by=None, at: dict | None = None, type: str = "link", ddf: 
     for v in spec_vars + by_vars:
         if v not in kinds:
             raise DataError(f"'{v}' is not a variable of the fixed part ({', '.join(kinds) or 'none'})")
-    X, _off = fixed_design(m, grid)
+    X, _off = fixed_design(m, grid, offsets=False)
     off_mean = float(np.mean(np.asarray(m.spec.offset, dtype=float)))
     keys = spec_vars + by_vars
     if keys:

@@ -55,10 +55,11 @@ def _family_obj(m):
     return get_family(family_name(m), getattr(m.link, "name", m.link))
 
 
-def fixed_design(m, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def fixed_design(m, newdata: pd.DataFrame, offsets: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Fixed-effect matrix and formula offsets for ``newdata`` with the fit's encoding.
 
-    Only the variables of the fixed part (and of ``offset(...)`` terms) are needed.
+    Only the variables of the fixed part (and, with ``offsets``, of ``offset(...)`` terms) are
+    needed; without ``offsets`` the returned offset is zero.
 
     Raises
     ------
@@ -69,7 +70,11 @@ def fixed_design(m, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         raise DataError("newdata must be a pandas DataFrame")
     spec = m.spec
     fs = spec.fixed_spec
-    needed = sorted(v for v in fs.variables_by_source.get("data", set()) if v not in newdata.columns)
+    needed = set(fs.variables_by_source.get("data", set()))
+    if offsets:
+        for o in spec.formula.offsets:
+            needed |= set(formulaic.Formula(f"0 + I({o})").required_variables)
+    needed = sorted(v for v in needed if v not in newdata.columns)
     if needed:
         raise DataError(f"newdata lacks the column(s) {', '.join(map(repr, needed))}")
     try:
@@ -81,7 +86,7 @@ def fixed_design(m, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     frame = pd.DataFrame(np.asarray(mm, dtype=float), columns=cols, index=newdata.index)
     X = frame[list(spec.x_names)].to_numpy(dtype=float)
     off = np.zeros(len(newdata))
-    for o in spec.formula.offsets:
+    for o in spec.formula.offsets if offsets else ():
         name = o.strip().strip("`")
         if name in newdata.columns:
             off = off + newdata[name].to_numpy(dtype=float)

@@ -102,7 +102,9 @@ def type3_contrasts(m) -> dict[str, np.ndarray]:
         try:
             mm = formulaic.model_matrix(f"0 + {lab}", frame, ensure_full_rank=False, na_action="ignore")
         except Exception as exc:  # formulaic's own errors vary by version
-            raise ModelError(f"cannot build the complete design of the term '{lab}' for type III tests: {exc}") from None
+            raise ModelError(
+                f"cannot build the complete design of the term '{lab}' for type III tests: {exc}"
+            ) from None
         blocks.append(mm.to_numpy(dtype=float))
         owner += [k] * mm.shape[1]
     Xc = np.concatenate(blocks, axis=1)
