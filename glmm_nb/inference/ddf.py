@@ -45,13 +45,14 @@ from scipy import stats
 
 from ..errors import ModelError
 from ..likelihood import LmmDevfun
+from .kenward_roger import kenward_roger_info
+from .modelinfo import cache_get, cache_put, family_name
 
 __all__ = [
     "DDF_METHODS",
     "SatterthwaiteInfo",
     "contrast_test",
     "ddf_table",
-    "family_name",
     "linear_inference",
     "resolve_ddf",
     "satterthwaite_info",
@@ -66,12 +67,6 @@ _ALIASES = {
 }
 EIG_TOL = 1e-8  # lmerTest's tolerance for the Hessian's eigenvalues
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def family_name(m) -> str:
-    """The family's name, whether the result stores a string or a family object."""
-    fam = m.family
-    return str(getattr(fam, "name", fam))
 
 
 def resolve_ddf(m, ddf: str | None) -> str:
@@ -149,7 +144,7 @@ def satterthwaite_info(m) -> SatterthwaiteInfo:
         For a non-gaussian fit.
     """
     _require_lmm(m, "Satterthwaite's method")
-    hit = _CACHE.get(m)
+    hit = cache_get(_CACHE, m)
     if hit is not None:
         return hit
     dev = LmmDevfun(m.spec, reml=bool(m.reml))
@@ -192,7 +187,7 @@ def satterthwaite_info(m) -> SatterthwaiteInfo:
     pos = evals > EIG_TOL
     A = 2.0 * (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
     info = SatterthwaiteInfo(np.r_[theta, sigma], sigma**2 * Vinv0, jac, H, A)
-    _CACHE[m] = info
+    cache_put(_CACHE, m, info)
     return info
 
 
@@ -208,8 +203,6 @@ def linear_inference(m, L, ddf: str | None = None) -> tuple[np.ndarray, np.ndarr
     beta = np.asarray(m.fixef, dtype=float)
     est = L @ beta
     if method == "kenward-roger":
-        from .kenward_roger import kenward_roger_info
-
         kr = kenward_roger_info(m)
         se = np.sqrt(np.einsum("ip,pq,iq->i", L, kr.vcov_adj, L))
         return est, se, kr.df_rows(L)
@@ -320,8 +313,6 @@ def contrast_test(m, L, ddf: str | None = None, rhs=0.0) -> dict:
     beta = np.asarray(m.fixef, dtype=float)
     rhs = np.broadcast_to(np.asarray(rhs, dtype=float), (L.shape[0],)).copy()
     if method == "kenward-roger":
-        from .kenward_roger import kenward_roger_info
-
         return kenward_roger_info(m).ftest(L, beta, rhs)
     if method == "satterthwaite":
         F, q, den = satterthwaite_fdf(satterthwaite_info(m), L, beta, rhs)

@@ -37,8 +37,9 @@ import pandas as pd
 
 from ..errors import DataError, ModelError
 from .contrasts import adjust_pvalues, contrast_weights
-from .ddf import family_name, linear_inference, resolve_ddf, t_quantile, two_sided_p
-from .prediction import fixed_design, link_of
+from .ddf import linear_inference, resolve_ddf, t_quantile, two_sided_p
+from .modelinfo import family_name, link_name, link_of
+from .prediction import fixed_design
 
 __all__ = ["EMMResult", "emmeans", "reference_grid"]
 
@@ -321,7 +322,7 @@ class EMMResult:
 
 
 def _response_name(m) -> str:
-    fam, link = family_name(m), str(getattr(m.link, "name", m.link))
+    fam, link = family_name(m), link_name(m)
     if link == "identity":
         return "emmean"
     if fam == "binomial":
@@ -393,7 +394,7 @@ def emmeans(m, specs, by=None, at: dict | None = None, type: str = "link", ddf: 
         notes.append("Results are averaged over the levels of: " + ", ".join(others))
     notes.append(f"Degrees-of-freedom method: {method}")
     notes.append(f"Confidence level used: {level}")
-    link = str(getattr(m.link, "name", m.link))
+    link = link_name(m)
     if type == "response" and link != "identity":
         notes.append(f"Intervals are back-transformed from the {link} scale")
     elif link != "identity":

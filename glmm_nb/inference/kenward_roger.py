@@ -51,6 +51,7 @@ from scipy import stats
 
 from ..design.reterms import theta_to_T, tril_index
 from ..errors import ModelError
+from .modelinfo import cache_get, cache_put, family_name
 
 __all__ = ["KenwardRogerInfo", "kenward_roger_info", "vcov_kr"]
 
@@ -250,13 +251,11 @@ def kenward_roger_info(m) -> KenwardRogerInfo:
     ModelError
         Not a gaussian REML fit, or too many random effects for the dense multi-term path.
     """
-    from .ddf import family_name
-
     if family_name(m) != "gaussian":
         raise ModelError(f"Kenward-Roger applies to linear mixed models (family 'gaussian'), not '{family_name(m)}'")
     if not m.reml:
         raise ModelError("Kenward-Roger's method is only available for REML fits; refit with reml=True")
-    hit = _CACHE.get(m)
+    hit = cache_get(_CACHE, m)
     if hit is not None:
         return hit
     bl = _Blocks(m)
@@ -308,7 +307,7 @@ def kenward_roger_info(m) -> KenwardRogerInfo:
     U = np.einsum("rs,rsab->ab", W, Qm) - np.einsum("rs,rab,bc,scd->ad", W, P, Phi, P)
     PhiA = Phi + 2 * Phi @ U @ Phi
     info = KenwardRogerInfo(Phi, 0.5 * (PhiA + PhiA.T), P, W, tuple(bl.names))
-    _CACHE[m] = info
+    cache_put(_CACHE, m, info)
     return info
 
 

@@ -27,32 +27,15 @@ import numpy as np
 import pandas as pd
 import formulaic
 
+from ..design.reterms import theta_to_T
 from ..errors import DataError, ModelError
-from .ddf import family_name, linear_inference, t_quantile
+from ..likelihood import LaplaceDevfun, LmmDevfun
+from .ddf import linear_inference, t_quantile
+from .modelinfo import family_name, family_of, link_of
 
-__all__ = ["fixed_design", "link_of", "predict_interval"]
+__all__ = ["fixed_design", "predict_interval"]
 
 CHUNK_ENTRIES = 4_000_000  # dense Q × rows block solved at once
-
-
-def link_of(m):
-    """The fitted link object (``link``, ``inverse``, ``mu_eta``), string or object families alike."""
-    fam = m.family
-    link = getattr(fam, "link", None)
-    if link is not None and hasattr(link, "inverse"):
-        return link
-    from ..families import get_family
-
-    return get_family(family_name(m), getattr(m.link, "name", m.link)).link
-
-
-def _family_obj(m):
-    fam = m.family
-    if hasattr(fam, "link") and hasattr(fam, "name"):
-        return fam
-    from ..families import get_family
-
-    return get_family(family_name(m), getattr(m.link, "name", m.link))
 
 
 def fixed_design(m, newdata: pd.DataFrame, offsets: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +86,6 @@ def _conditional_parts(m, newdata):
     """(X, offset, Zt (n, s) values of Z~, global columns (n, s), known mask) for the rows."""
     spec = m.spec
     theta = np.asarray(m.theta, dtype=float)
-    from ..design.reterms import theta_to_T
-
     Ts = [theta_to_T(theta[sl], t.q) for sl, t in zip(spec.theta_slices(), spec.terms)]
     offsets = np.cumsum([0] + [t.q * t.nlevels for t in spec.terms])
     if newdata is None:
@@ -128,8 +109,6 @@ def _conditional_parts(m, newdata):
 
 def _conditional_var(m, X, vals, cols) -> np.ndarray:
     """Prediction-error variance of x'beta + z~'u for each row (see the module docstring)."""
-    from ..likelihood import LaplaceDevfun, LmmDevfun
-
     spec = m.spec
     theta = np.asarray(m.theta, dtype=float)
     if family_name(m) == "gaussian":
@@ -137,7 +116,7 @@ def _conditional_var(m, X, vals, cols) -> np.ndarray:
         st = dev.state(theta)
         W, fvals, s2 = dev.w, st.vals, float(m.sigma) ** 2
     else:
-        dev = LaplaceDevfun(spec, _family_obj(m))
+        dev = LaplaceDevfun(spec, family_of(m))
         st = dev.pirls(theta, np.asarray(m.fixef, dtype=float))
         W, fvals, s2 = np.asarray(st.W, dtype=float), st.vals, 1.0
     rs = dev.rs

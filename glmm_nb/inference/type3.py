@@ -32,7 +32,8 @@ import pandas as pd
 import formulaic
 
 from ..errors import ModelError
-from .ddf import contrast_test, family_name, resolve_ddf
+from .ddf import contrast_test, resolve_ddf
+from .modelinfo import family_name
 
 __all__ = ["anova_type3", "type3_contrasts"]
 
@@ -94,6 +95,8 @@ def type3_contrasts(m) -> dict[str, np.ndarray]:
         U = _doolittle_rows(X)
         return {lab: U[cols] for lab, _t, cols, _f, _n in model_terms if cols}
     frame = m.spec.frame
+    if frame is None:
+        raise ModelError("this fit does not keep its data frame; type III contrasts need it")
     blocks, owner = [], []
     if has_icpt:
         blocks.append(np.ones((X.shape[0], 1)))
