@@ -16,6 +16,13 @@ lmerTest/pbkrtest installed, the same data are fitted by ``lmer`` and R's time f
 is measured in the same run, and the df are compared.
 
     python benchmarks/bench_ddf.py [--cases a,b] [--reps 5] [--no-r]
+
+Measured on the 2-core worker (November 2026, other jobs running): crossed_100 Satterthwaite
+~35 ms (lmerTest ~220 ms), Kenward-Roger ~30 ms (pbkrtest ~21 s: it inverts the n x n
+marginal covariance); slope_1000 Satterthwaite ~60 ms (lmerTest ~520 ms), Kenward-Roger ~18 ms
+(pbkrtest ~2.2 s). Kenward-Roger with several random-effect terms uses dense Q x Q algebra,
+O(Q^3): ~1 s at Q = 950, ~7 s at Q = 2050 random effects (limit 3000); with one term it is
+batched over clusters and linear in their number.
 """
 
 from __future__ import annotations

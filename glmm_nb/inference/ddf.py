@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
 from ..errors import ModelError
 from ..likelihood import LmmDevfun
@@ -147,6 +148,13 @@ def satterthwaite_info(m) -> SatterthwaiteInfo:
     hit = cache_get(_CACHE, m)
     if hit is not None:
         return hit
+    with threadpool_limits(limits=1, user_api="blas"):  # as the fit: small dense blocks
+        info = _satterthwaite(m)
+    cache_put(_CACHE, m, info)
+    return info
+
+
+def _satterthwaite(m) -> SatterthwaiteInfo:
     dev = LmmDevfun(m.spec, reml=bool(m.reml))
     theta = np.asarray(m.theta, dtype=float)
     k, sigma = theta.size, float(m.sigma)
@@ -186,9 +194,7 @@ def satterthwaite_info(m) -> SatterthwaiteInfo:
     evals, evecs = np.linalg.eigh(H)
     pos = evals > EIG_TOL
     A = 2.0 * (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
-    info = SatterthwaiteInfo(np.r_[theta, sigma], sigma**2 * Vinv0, jac, H, A)
-    cache_put(_CACHE, m, info)
-    return info
+    return SatterthwaiteInfo(np.r_[theta, sigma], sigma**2 * Vinv0, jac, H, A)
 
 
 # --------------------------------------------------------------------------- public tables

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
 from ..design.reterms import theta_to_T, tril_index
 from ..errors import ModelError
@@ -258,6 +259,13 @@ def kenward_roger_info(m) -> KenwardRogerInfo:
     hit = cache_get(_CACHE, m)
     if hit is not None:
         return hit
+    with threadpool_limits(limits=1, user_api="blas"):  # small dense blocks: threads only add overhead
+        info = _compute(m)
+    cache_put(_CACHE, m, info)
+    return info
+
+
+def _compute(m) -> KenwardRogerInfo:
     bl = _Blocks(m)
     s2 = float(m.sigma) ** 2
     X, w = bl.X, bl.w
@@ -306,9 +314,7 @@ def kenward_roger_info(m) -> KenwardRogerInfo:
     W = 0.5 * (W + W.T)
     U = np.einsum("rs,rsab->ab", W, Qm) - np.einsum("rs,rab,bc,scd->ad", W, P, Phi, P)
     PhiA = Phi + 2 * Phi @ U @ Phi
-    info = KenwardRogerInfo(Phi, 0.5 * (PhiA + PhiA.T), P, W, tuple(bl.names))
-    cache_put(_CACHE, m, info)
-    return info
+    return KenwardRogerInfo(Phi, 0.5 * (PhiA + PhiA.T), P, W, tuple(bl.names))
 
 
 def vcov_kr(m):
