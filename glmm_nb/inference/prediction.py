@@ -1,0 +1,213 @@
+r"""Predictions with delta-method standard errors and intervals.
+
+``re="none"`` (random effects 0, a typical cluster): :math:`\hat\eta = x'\hat\beta + o`,
+:math:`\mathrm{var}(\hat\eta) = x'Vx` with V the fixed-effect covariance (Kenward-Roger's
+:math:`\Phi_A` when ``ddf="kenward-roger"``). The fixed-effect matrix is rebuilt from the fitted
+formulaic spec alone, so ``newdata`` needs no grouping column.
+
+``re="conditional"`` (the clusters' own random effects): the prediction error of
+:math:`x'\hat\beta + \tilde z'\hat u` for :math:`x'\beta + \tilde z'u` (Henderson's mixed-model
+equations; :math:`\tilde z = \Lambda'z`, :math:`M = I + \tilde Z'W\tilde Z`,
+:math:`K = M^{-1}\tilde Z'WX`):
+
+.. math::
+   \mathrm{var} = (x - K'\tilde z)'\,V\,(x - K'\tilde z) + \sigma^2\,\tilde z'M^{-1}\tilde z,
+
+with W the prior weights (LMM) or the PIRLS weights at the estimate (GLMM, :math:`\sigma = 1`).
+Rows of levels not seen in the fit get :math:`\tilde z = 0` (the typical-cluster prediction).
+
+On the response scale :math:`\mathrm{se}(\mu) = |d\mu/d\eta|\,\mathrm{se}(\eta)` and the interval
+is the link-scale interval back-transformed. ``interval="prediction"`` (gaussian only) adds the
+residual variance :math:`\sigma^2/w` of a new observation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import formulaic
+
+from ..design.reterms import theta_to_T
+from ..errors import DataError, ModelError
+from ..likelihood import LaplaceDevfun, LmmDevfun
+from .ddf import linear_inference, t_quantile
+from .modelinfo import family_name, family_of, link_of
+
+__all__ = ["fixed_design", "predict_interval"]
+
+CHUNK_ENTRIES = 4_000_000  # dense Q × rows block solved at once
+
+
+def fixed_design(m, newdata: pd.DataFrame, offsets: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-effect matrix and formula offsets for ``newdata`` with the fit's encoding.
+
+    Only the variables of the fixed part (and, with ``offsets``, of ``offset(...)`` terms) are
+    needed; without ``offsets`` the returned offset is zero.
+
+    Raises
+    ------
+    DataError
+        ``newdata`` is not a DataFrame or lacks a variable; a factor level unseen in the fit.
+    """
+    if not isinstance(newdata, pd.DataFrame):
+        raise DataError("newdata must be a pandas DataFrame")
+    spec = m.spec
+    fs = spec.fixed_spec
+    needed = set(fs.variables_by_source.get("data", set()))
+    if offsets:
+        for o in spec.formula.offsets:
+            needed |= set(formulaic.Formula(f"0 + I({o})").required_variables)
+    needed = sorted(v for v in needed if v not in newdata.columns)
+    if needed:
+        raise DataError(f"newdata lacks the column(s) {', '.join(map(repr, needed))}")
+    try:
+        mm = fs.get_model_matrix(newdata, na_action="ignore")
+    except Exception as exc:  # formulaic raises several types (unseen levels, bad values)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot build the fixed-effect matrix for newdata: {first}") from None
+    cols = ["(Intercept)" if c == "Intercept" else str(c) for c in mm.columns]
+    frame = pd.DataFrame(np.asarray(mm, dtype=float), columns=cols, index=newdata.index)
+    X = frame[list(spec.x_names)].to_numpy(dtype=float)
+    off = np.zeros(len(newdata))
+    for o in spec.formula.offsets if offsets else ():
+        name = o.strip().strip("`")
+        if name in newdata.columns:
+            off = off + newdata[name].to_numpy(dtype=float)
+            continue
+        try:
+            off = off + np.asarray(formulaic.model_matrix(f"0 + I({o})", newdata, na_action="ignore"),
+                                   dtype=float)[:, 0]
+        except Exception as exc:
+            raise DataError(f"cannot evaluate offset({o}) on newdata: {exc}") from None
+    return X, off
+
+
+def _conditional_parts(m, newdata):
+    """(X, offset, Zt (n, s) values of Z~, global columns (n, s), known mask) for the rows."""
+    spec = m.spec
+    theta = np.asarray(m.theta, dtype=float)
+    Ts = [theta_to_T(theta[sl], t.q) for sl, t in zip(spec.theta_slices(), spec.terms)]
+    offsets = np.cumsum([0] + [t.q * t.nlevels for t in spec.terms])
+    if newdata is None:
+        X, off = np.asarray(spec.X, dtype=float), np.asarray(spec.offset, dtype=float)
+        codes = [np.asarray(t.codes) for t in spec.terms]
+        zv = [np.asarray(t.Zvals, dtype=float) for t in spec.terms]
+    else:
+        d = spec.design_for(newdata)
+        X, off = np.asarray(d.X, dtype=float), np.asarray(d.offset, dtype=float)
+        codes = [np.asarray(c) for c in d.codes]
+        zv = [np.asarray(z, dtype=float) for z in d.Zvals]
+    vals, cols = [], []
+    for k, t in enumerate(spec.terms):
+        known = codes[k] >= 0
+        v = (zv[k] @ Ts[k]) * known[:, None]
+        c = offsets[k] + np.where(known, codes[k], 0)[:, None] * t.q + np.arange(t.q)[None, :]
+        vals.append(v)
+        cols.append(c)
+    return X, off, np.concatenate(vals, axis=1), np.concatenate(cols, axis=1)
+
+
+def _conditional_var(m, X, vals, cols) -> np.ndarray:
+    """Prediction-error variance of x'beta + z~'u for each row (see the module docstring)."""
+    spec = m.spec
+    theta = np.asarray(m.theta, dtype=float)
+    if family_name(m) == "gaussian":
+        dev = LmmDevfun(spec, reml=bool(m.reml))
+        st = dev.state(theta)
+        W, fvals, s2 = dev.w, st.vals, float(m.sigma) ** 2
+    else:
+        dev = LaplaceDevfun(spec, family_of(m))
+        st = dev.pirls(theta, np.asarray(m.fixef, dtype=float))
+        W, fvals, s2 = np.asarray(st.W, dtype=float), st.vals, 1.0
+    rs = dev.rs
+    fac = rs.factor(fvals, W)
+    ZtWX = rs.tmult(fvals, W[:, None] * np.asarray(spec.X, dtype=float))  # (Q, p)
+    V = np.asarray(m.vcov, dtype=float)
+    n, Q = X.shape[0], rs.Q
+    out = np.empty(n)
+    step = max(1, CHUNK_ENTRIES // max(Q, 1))
+    for a in range(0, n, step):  # blocks of rows, each solved at once
+        b = min(n, a + step)
+        Zt = np.zeros((Q, b - a))
+        rows = np.repeat(np.arange(b - a)[:, None], cols.shape[1], axis=1)
+        np.add.at(Zt, (cols[a:b].ravel(), rows.ravel()), vals[a:b].ravel())
+        A = fac.solve(Zt)                                  # M^{-1} z~, (Q, rows)
+        h = np.sum(Zt * A, axis=0)
+        D = X[a:b] - (ZtWX.T @ A).T                        # x - K'z~
+        out[a:b] = np.einsum("ip,pq,iq->i", D, V, D) + s2 * h
+    return out
+
+
+def predict_interval(m, newdata: pd.DataFrame | None = None, re: str = "none", type: str = "link",
+                     interval: str = "confidence", level: float = 0.95, ddf: str | None = "asymptotic"
+                     ) -> pd.DataFrame:
+    """Predictions with delta-method standard errors and intervals.
+
+    Parameters
+    ----------
+    m : GLMMResult
+    newdata : pandas.DataFrame, optional
+        Default: the fitted rows. With ``re="none"`` only the fixed part's variables are needed.
+    re : {"none", "conditional"}
+    type : {"link", "response"}
+    interval : {"confidence", "prediction", "none"}
+        ``prediction`` (gaussian only) adds the residual variance of a new observation.
+    level : float
+    ddf : {"asymptotic", "satterthwaite", "kenward-roger"}
+        Reference distribution of the interval (normal by default); small-sample df apply to
+        ``re="none"`` of gaussian fits.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``fit se_fit lower upper`` (and ``df`` when small-sample df are used), indexed like
+        ``newdata``.
+    """
+    if re not in ("none", "conditional"):
+        raise ModelError(f"re must be 'none' or 'conditional' for predictions with intervals, not {re!r}")
+    if type not in ("link", "response"):
+        raise ModelError(f"type must be 'link' or 'response', not {type!r}")
+    if interval not in ("confidence", "prediction", "none"):
+        raise ModelError(f"interval must be 'confidence', 'prediction' or 'none', not {interval!r}")
+    if not 0 < level < 1:
+        raise ModelError(f"level must lie between 0 and 1, not {level}")
+    gaussian = family_name(m) == "gaussian"
+    if interval == "prediction" and not gaussian:
+        raise ModelError("interval='prediction' is available for gaussian models only")
+    beta = np.asarray(m.fixef, dtype=float)
+    index = newdata.index if newdata is not None else m.spec.row_index
+    use_df = ddf not in (None, "asymptotic")
+    if use_df and re != "none":
+        raise ModelError("small-sample df apply to re='none' predictions; use ddf='asymptotic'")
+    if re == "none":
+        if newdata is None:
+            X, off = np.asarray(m.spec.X, dtype=float), np.asarray(m.spec.offset, dtype=float)
+        else:
+            X, off = fixed_design(m, newdata)
+        _est, se, df = linear_inference(m, X, ddf if use_df else "asymptotic")
+        eta = X @ beta + off
+        var = se**2
+    else:
+        X, off, vals, cols = _conditional_parts(m, newdata)
+        u_b = np.asarray(m.u, dtype=float)
+        eta = X @ beta + off + np.einsum("is,is->i", vals, u_b[cols])
+        var = _conditional_var(m, X, vals, cols)
+        df = np.full(len(eta), np.inf)
+    if interval == "prediction":
+        w = np.asarray(m.spec.weights, dtype=float) if newdata is None else np.ones(len(eta))
+        var = var + float(m.sigma) ** 2 / w
+    se = np.sqrt(np.maximum(var, 0.0))
+    q = t_quantile(level, df)
+    lo, hi = eta - q * se, eta + q * se
+    out = {"fit": eta, "se_fit": se}
+    if type == "response":
+        link = link_of(m)
+        mu = link.inverse(eta)
+        out = {"fit": mu, "se_fit": np.abs(link.mu_eta(eta)) * se}
+        lo, hi = link.inverse(lo), link.inverse(hi)
+        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    if use_df:
+        out["df"] = df
+    if interval != "none":
+        out["lower"], out["upper"] = lo, hi
+    return pd.DataFrame(out, index=index)
