@@ -13,7 +13,9 @@ from __future__ import annotations
 import pandas as pd
 
 from .families import Family
-from .inference import (bootstrap, confint, diagnose, icc, mor, predict, r2, simulate)
+from .errors import ModelError
+from .inference import (bootstrap, confint, ddf_table, diagnose, emmeans, icc, mor, predict, predict_interval, r2,
+                        simulate)
 from .marginal import average_marginal_effects, causal_checks, comparison_table, marginal_coefs
 from .pipeline import fit, make_devfun, make_request, refit
 from .results import GLMMResult
@@ -34,6 +36,47 @@ class MixedModel(GLMMResult):
         return refit(self, **changes)
 
     # ------------------------------------------------------------------------- inference
+    def coef_table(self, conf_level: float = 0.95, ddf: str | None = None) -> pd.DataFrame:
+        """Fixed-effect tests and intervals, indexed by term.
+
+        ``ddf``: ``"satterthwaite"`` (default for linear mixed models, as lmerTest),
+        ``"kenward-roger"`` (its adjusted covariance gives the SEs, as pbkrtest) or
+        ``"asymptotic"`` (Wald z; the default for other families). Columns ``estimate
+        std_error df statistic p_value conf_low conf_high`` (``df`` only with t tests).
+        """
+        if ddf is None and not self.request.family.profiled_lmm:
+            return super().coef_table(conf_level)
+        return ddf_table(self, ddf=ddf, conf_level=conf_level)
+
+    def emmeans(self, specs, by=None, at: dict | None = None, type: str = "link", ddf: str | None = None,
+                level: float = 0.95):
+        """Estimated marginal means with emmeans' reference-grid rules; ``.pairs()``,
+        ``.contrast(...)``, ``.to_frame()``; see :func:`glmm_nb.inference.emmeans`."""
+        return emmeans(self, specs, by=by, at=at, type=type, ddf=ddf, level=level)
+
+    def fitted(self) -> pd.Series:
+        """Fitted means at the conditional modes, indexed like the rows used."""
+        return pd.Series(predict(self), index=self.spec.row_index, name="fitted")
+
+    def residuals(self, type: str = "response") -> pd.Series:
+        """Residuals at the conditional modes: ``response`` (y − mu), ``pearson``
+        ((y − mu)/sqrt(Var)) or ``deviance`` (signed square roots of the unit deviances)."""
+        import numpy as np
+
+        fam = self.fitted_family
+        y, w = np.asarray(self.spec.y), np.asarray(self.spec.weights)
+        mu = predict(self)
+        if type == "response":
+            r = y - mu
+        elif type == "pearson":
+            scale = self.sigma**2 if fam.profiled_lmm else 1.0
+            r = (y - mu) * np.sqrt(w / (scale * fam.variance(mu)))
+        elif type == "deviance":
+            r = np.sign(y - mu) * np.sqrt(np.maximum(fam.dev_resid(y, mu, w), 0.0))
+        else:
+            raise ModelError(f"type must be 'response', 'pearson' or 'deviance', not {type!r}")
+        return pd.Series(r, index=self.spec.row_index, name=f"{type}_residual")
+
     def confint(self, method: str = "profile", level: float = 0.95, **kw) -> pd.DataFrame:
         """Intervals (``wald``, ``profile`` or ``bootstrap``); see :func:`glmm_nb.inference.confint`."""
         return confint(self, method=method, level=level, **kw)
@@ -42,8 +85,17 @@ class MixedModel(GLMMResult):
         """Parametric bootstrap; see :func:`glmm_nb.inference.bootstrap`."""
         return bootstrap(self, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress)
 
-    def predict(self, newdata=None, type: str = "response", re: str = "conditional"):
-        """Predictions; ``re`` in {"conditional", "none", "marginal"}."""
+    def predict(self, newdata=None, type: str = "response", re: str = "conditional", se_fit: bool = False,
+                interval: str | None = None, level: float = 0.95, ddf: str | None = "asymptotic"):
+        """Predictions; ``re`` in {"conditional", "none", "marginal"}.
+
+        With ``se_fit=True`` or ``interval="confidence"`` (``"prediction"`` for LMMs) a frame
+        ``fit se_fit lower upper`` by the delta method (``re`` "none" or "conditional"); see
+        :func:`glmm_nb.inference.predict_interval`. ``re="none"`` needs no grouping columns.
+        """
+        if se_fit or interval is not None:
+            return predict_interval(self, newdata, re=re, type=type, interval=interval or "none", level=level,
+                                    ddf=ddf)
         return predict(self, newdata=newdata, type=type, re=re)
 
     def simulate(self, nsim: int = 1, seed=None, newdata=None, re: str = "new"):
@@ -84,12 +136,13 @@ class MixedModel(GLMMResult):
         return causal_checks(self, cluster=cluster)
 
     def report(self, template_dir=None, marginal: str | None = None, gee_cluster: str | None = None,
-               diagnostics_nsim: int = 250, svg_fallback: bool = True):
-        """A self-contained HTML :class:`~glmm_nb.report.Report` (``.save(path)``)."""
+               diagnostics_nsim: int = 250, svg_fallback: bool = True, emmeans: str | None = None):
+        """A self-contained HTML :class:`~glmm_nb.report.Report` (``.save(path)``); ``emmeans="A"``
+        adds the estimated marginal means of factor A and their pairwise comparisons."""
         from .report import make_report  # jinja2/altair load only when a report is asked for
 
         return make_report(self, template_dir=template_dir, marginal=marginal, gee_cluster=gee_cluster,
-                           diagnostics_nsim=diagnostics_nsim, svg_fallback=svg_fallback)
+                           diagnostics_nsim=diagnostics_nsim, svg_fallback=svg_fallback, emmeans=emmeans)
 
 
 def glmm(

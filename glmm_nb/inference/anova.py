@@ -18,6 +18,7 @@ from scipy import stats
 from ..errors import ModelError
 from ..pipeline import refit
 from ..results import GLMMResult
+from .type3 import anova_type3
 
 __all__ = ["anova"]
 
@@ -57,14 +58,20 @@ def _family_nested(small, big) -> bool:
     return fb.limit_of == fs.name and fb.link.name == fs.link.name
 
 
-def anova(*models) -> pd.DataFrame:
+def anova(*models, ddf: str | None = None) -> pd.DataFrame:
     """LR tests of nested models fitted to the same data; one row per model, by size.
+
+    With one model: type III tests of its fixed-effect terms (F tests with ``ddf`` —
+    Satterthwaite by default — for an LMM, Wald chi-square otherwise); see
+    :func:`glmm_nb.inference.anova_type3`.
 
     REML fits whose fixed effects differ are refitted by ML first (as lme4 does), with a
     warning and ``attrs["note"]`` saying so.
     """
+    if len(models) == 1 and isinstance(models[0], GLMMResult):
+        return anova_type3(models[0], ddf=ddf)
     if len(models) < 2:
-        raise ModelError("anova needs at least two fitted models")
+        raise ModelError("anova needs a fitted model (type III tests) or several nested ones (LR tests)")
     for k, m in enumerate(models):
         if not isinstance(m, GLMMResult):
             raise ModelError(f"argument {k + 1} is a {type(m).__name__}, not a fitted glmm")

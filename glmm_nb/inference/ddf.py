@@ -46,8 +46,9 @@ from threadpoolctl import threadpool_limits
 
 from ..errors import ModelError
 from ..likelihood import LmmDevfun
+from ..results import wald_table
 from .kenward_roger import kenward_roger_info
-from .modelinfo import cache_get, cache_put, family_name
+from .modelinfo import cache_get, cache_put, is_lmm
 
 __all__ = [
     "DDF_METHODS",
@@ -79,7 +80,7 @@ def resolve_ddf(m, ddf: str | None) -> str:
         Unknown name, or a small-sample method asked of a non-gaussian fit, or Kenward-Roger
         of an ML fit.
     """
-    gaussian = family_name(m) == "gaussian"
+    gaussian = is_lmm(m)
     if ddf is None:
         return "satterthwaite" if gaussian else "asymptotic"
     key = _ALIASES.get(str(ddf).strip().lower().replace(" ", ""))
@@ -88,7 +89,7 @@ def resolve_ddf(m, ddf: str | None) -> str:
     if key != "asymptotic" and not gaussian:
         raise ModelError(
             f"ddf={ddf!r} applies to linear mixed models (family 'gaussian'); this model's family is "
-            f"'{family_name(m)}': use ddf='asymptotic' (Wald z)"
+            f"'{m.family}': use ddf='asymptotic' (Wald z)"
         )
     if key == "kenward-roger" and not m.reml:
         raise ModelError("Kenward-Roger's method is only available for REML fits; refit with reml=True")
@@ -132,8 +133,8 @@ class SatterthwaiteInfo:
 
 
 def _require_lmm(m, what: str) -> None:
-    if family_name(m) != "gaussian":
-        raise ModelError(f"{what} applies to linear mixed models (family 'gaussian'), not '{family_name(m)}'")
+    if not is_lmm(m):
+        raise ModelError(f"{what} applies to linear mixed models (family 'gaussian'), not '{m.family}'")
 
 
 def satterthwaite_info(m) -> SatterthwaiteInfo:
@@ -264,17 +265,10 @@ def ddf_table(m, ddf: str | None = None, conf_level: float = 0.95) -> pd.DataFra
         Columns ``estimate std_error df statistic p_value conf_low conf_high``; ``df`` is
         ``inf`` for asymptotic (z) rows. Kenward-Roger's SEs come from the adjusted covariance.
     """
-    if not 0 < conf_level < 1:
-        raise ModelError(f"conf_level must lie between 0 and 1, not {conf_level}")
     p = len(m.fixef)
     est, se, df = linear_inference(m, np.eye(p), ddf)
-    stat = est / se
-    q = t_quantile(conf_level, df)
-    out = pd.DataFrame(
-        {"estimate": est, "std_error": se, "df": df, "statistic": stat, "p_value": two_sided_p(stat, df),
-         "conf_low": est - q * se, "conf_high": est + q * se},
-        index=pd.Index(list(m.fixef.index), name="term"),
-    )
+    out = wald_table(pd.Series(est, index=list(m.fixef.index)), se, conf_level, df=df)
+    out.attrs["ddf"] = resolve_ddf(m, ddf)
     return out
 
 

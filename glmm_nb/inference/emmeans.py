@@ -38,7 +38,7 @@ import pandas as pd
 from ..errors import DataError, ModelError
 from .contrasts import adjust_pvalues, contrast_weights
 from .ddf import linear_inference, resolve_ddf, t_quantile, two_sided_p
-from .modelinfo import family_name, link_name, link_of
+from .modelinfo import link_of
 from .prediction import fixed_design
 
 __all__ = ["EMMResult", "emmeans", "reference_grid"]
@@ -204,7 +204,7 @@ class EMMResult:
         stat = self.estimate / self.std_error
         name = "estimate"
         if self._scale() == "ratio":
-            name = "odds_ratio" if self.link == "logit" else "ratio"
+            name = "odds_ratio" if self.model.request.family.ratio_name == "odds ratio" else "ratio"
             est = np.exp(est)
             se = est * se
         out[name] = est
@@ -322,14 +322,11 @@ class EMMResult:
 
 
 def _response_name(m) -> str:
-    fam, link = family_name(m), link_name(m)
-    if link == "identity":
+    """emmeans' column name on the response scale: ``prob``, ``rate`` or ``response``."""
+    fam = m.request.family
+    if fam.link.name == "identity":
         return "emmean"
-    if fam == "binomial":
-        return "prob"
-    if link == "log" and fam in ("poisson", "negative_binomial", "nbinom1", "nbinom2", "negbin"):
-        return "rate"
-    return "response"
+    return {"probability": "prob", "rate": "rate"}.get(fam.mean_word, "response")
 
 
 def emmeans(m, specs, by=None, at: dict | None = None, type: str = "link", ddf: str | None = None,
@@ -394,7 +391,7 @@ def emmeans(m, specs, by=None, at: dict | None = None, type: str = "link", ddf: 
         notes.append("Results are averaged over the levels of: " + ", ".join(others))
     notes.append(f"Degrees-of-freedom method: {method}")
     notes.append(f"Confidence level used: {level}")
-    link = link_name(m)
+    link = m.request.family.link.name
     if type == "response" and link != "identity":
         notes.append(f"Intervals are back-transformed from the {link} scale")
     elif link != "identity":

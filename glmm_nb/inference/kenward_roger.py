@@ -52,7 +52,7 @@ from threadpoolctl import threadpool_limits
 
 from ..design.reterms import theta_to_T, tril_index
 from ..errors import ModelError
-from .modelinfo import cache_get, cache_put, family_name
+from .modelinfo import cache_get, cache_put, is_lmm
 
 __all__ = ["KenwardRogerInfo", "kenward_roger_info", "vcov_kr"]
 
@@ -252,8 +252,8 @@ def kenward_roger_info(m) -> KenwardRogerInfo:
     ModelError
         Not a gaussian REML fit, or too many random effects for the dense multi-term path.
     """
-    if family_name(m) != "gaussian":
-        raise ModelError(f"Kenward-Roger applies to linear mixed models (family 'gaussian'), not '{family_name(m)}'")
+    if not is_lmm(m):
+        raise ModelError(f"Kenward-Roger applies to linear mixed models (family 'gaussian'), not '{m.family}'")
     if not m.reml:
         raise ModelError("Kenward-Roger's method is only available for REML fits; refit with reml=True")
     hit = cache_get(_CACHE, m)

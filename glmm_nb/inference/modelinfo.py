@@ -1,5 +1,4 @@
-"""What the small-sample modules read from a fitted result, whether its family is a string (today)
-or a family object (the refactor), and a per-result cache for derived matrices.
+"""What the small-sample modules read from a fitted result, and a per-result cache.
 
 Results are immutable, so anything computed from one (Satterthwaite's Hessian, Kenward-Roger's
 matrices) is cached weakly by the result's identity and dies with it.
@@ -7,36 +6,22 @@ matrices) is cached weakly by the result's identity and dies with it.
 
 from __future__ import annotations
 
-from ..families import get_family
-
-__all__ = ["cache_get", "cache_put", "family_name", "family_of", "link_name", "link_of"]
+__all__ = ["cache_get", "cache_put", "is_lmm", "family_of", "link_of"]
 
 
-def family_name(m) -> str:
-    """The family's name (``"gaussian"``, ``"binomial"``, ...)."""
-    fam = m.family
-    return str(getattr(fam, "name", fam))
-
-
-def link_name(m) -> str:
-    """The link's name (``"identity"``, ``"logit"``, ``"log"``, ...)."""
-    link = getattr(m.family, "link", None)
-    if link is not None and hasattr(link, "name"):
-        return str(link.name)
-    return str(getattr(m.link, "name", m.link))
+def is_lmm(m) -> bool:
+    """A linear mixed model (residual scale estimated, beta profiled): small-sample df apply."""
+    return bool(m.request.family.profiled_lmm)
 
 
 def family_of(m):
-    """The family object (``link.inverse``, ``link.mu_eta``, ...)."""
-    fam = m.family
-    if hasattr(fam, "link") and hasattr(fam, "name"):
-        return fam
-    return get_family(family_name(m), link_name(m))
+    """The family object at the fitted dispersion."""
+    return m.fitted_family
 
 
 def link_of(m):
     """The fitted link object (``link``, ``inverse``, ``mu_eta``)."""
-    return family_of(m).link
+    return m.request.family.link
 
 
 def cache_get(cache, m):

@@ -31,7 +31,7 @@ from ..design.reterms import theta_to_T
 from ..errors import DataError, ModelError
 from ..likelihood import LaplaceDevfun, LmmDevfun
 from .ddf import linear_inference, t_quantile
-from .modelinfo import family_name, family_of, link_of
+from .modelinfo import family_of, is_lmm, link_of
 
 __all__ = ["fixed_design", "predict_interval"]
 
@@ -111,13 +111,13 @@ def _conditional_var(m, X, vals, cols) -> np.ndarray:
     """Prediction-error variance of x'beta + z~'u for each row (see the module docstring)."""
     spec = m.spec
     theta = np.asarray(m.theta, dtype=float)
-    if family_name(m) == "gaussian":
+    if is_lmm(m):
         dev = LmmDevfun(spec, reml=bool(m.reml))
         st = dev.state(theta)
         W, fvals, s2 = dev.w, st.vals, float(m.sigma) ** 2
     else:
-        dev = LaplaceDevfun(spec, family_of(m))
-        st = dev.pirls(theta, np.asarray(m.fixef, dtype=float))
+        dev = LaplaceDevfun(spec, m.request.family)
+        st = dev.state(np.asarray(m.opt.final, dtype=float))
         W, fvals, s2 = np.asarray(st.W, dtype=float), st.vals, 1.0
     rs = dev.rs
     fac = rs.factor(fvals, W)
@@ -171,7 +171,7 @@ def predict_interval(m, newdata: pd.DataFrame | None = None, re: str = "none", t
         raise ModelError(f"interval must be 'confidence', 'prediction' or 'none', not {interval!r}")
     if not 0 < level < 1:
         raise ModelError(f"level must lie between 0 and 1, not {level}")
-    gaussian = family_name(m) == "gaussian"
+    gaussian = is_lmm(m)
     if interval == "prediction" and not gaussian:
         raise ModelError("interval='prediction' is available for gaussian models only")
     beta = np.asarray(m.fixef, dtype=float)

@@ -87,12 +87,35 @@ def linear_predictor(m, d: Design, re: str) -> np.ndarray:
 
 
 def predict(m, newdata=None, type: str = "response", re: str = "conditional") -> np.ndarray:
-    """Predictions on the link or response scale (see the module docstring for ``re``)."""
+    """Predictions on the link or response scale (see the module docstring for ``re``).
+
+    With ``re="none"`` new data need only the fixed part's columns (no grouping columns).
+    """
     if type not in ("link", "response"):
         raise ModelError(f"type must be 'link' or 'response', not {type!r}")
     if newdata is not None and not isinstance(newdata, pd.DataFrame):
         raise DataError("newdata must be a pandas DataFrame")
+    if re == "none" and newdata is not None:
+        X, off = fixed_part(m, newdata)
+        eta = X @ m.fixef.to_numpy() + off
+        return eta if type == "link" else m.request.family.link.inverse(eta)
     return predict_design(m, design_of(m, newdata), type=type, re=re)
+
+
+def fixed_part(m, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """X and the formula's offsets for new data, from the fixed part's columns only."""
+    from ..design import model_matrix, rename_intercept
+    from ..design.matrices import eval_numeric
+
+    Xdf = model_matrix("", newdata, "the fixed part", spec=m.spec.fixed_spec)
+    Xdf.columns = rename_intercept(Xdf.columns)
+    missing = [c for c in m.spec.x_names if c not in Xdf.columns]
+    if missing:
+        raise DataError(f"newdata does not give the fixed-effect column(s) {', '.join(missing)}")
+    off = np.zeros(len(newdata))
+    for o in m.spec.formula.offsets:
+        off = off + eval_numeric(o, newdata, "offset")
+    return Xdf[list(m.spec.x_names)].to_numpy(dtype=float), off
 
 
 def predict_design(m, d: Design, type: str = "response", re: str = "conditional") -> np.ndarray:

@@ -33,7 +33,6 @@ import formulaic
 
 from ..errors import ModelError
 from .ddf import contrast_test, resolve_ddf
-from .modelinfo import family_name
 
 __all__ = ["anova_type3", "type3_contrasts"]
 
@@ -179,5 +178,5 @@ def anova_type3(m, ddf: str | None = None) -> pd.DataFrame:
                             "den_df": [r["den_df"] for _, r in rows], "p_value": [r["p_value"] for _, r in rows]},
                            index=idx)
     out.attrs["ddf"] = method
-    out.attrs["family"] = family_name(m)
+    out.attrs["family"] = m.family
     return out

@@ -12,7 +12,7 @@ import base64
 import altair as alt
 import pandas as pd
 
-__all__ = ["forest", "caterpillar", "curves", "residual_hist", "residual_qq", "to_svg_data_uri"]
+__all__ = ["pairs_chart", "forest", "caterpillar", "curves", "residual_hist", "residual_qq", "to_svg_data_uri"]
 
 WIDTH = 560
 
@@ -26,6 +26,17 @@ def forest(rows: list[dict], exp_name: str | None) -> dict:
     point = base.mark_point(filled=True, size=60).encode(x="estimate:Q", tooltip=["term", "estimate", "conf_low", "conf_high"])
     zero = alt.Chart(pd.DataFrame({"z": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="z:Q")
     return (zero + rule + point).properties(width=WIDTH, title=title).to_dict()
+
+
+def pairs_chart(rows: list[dict], estimate: str) -> dict:
+    """Pairwise contrasts with their intervals (no multiplicity adjustment of the bars)."""
+    df = pd.DataFrame(rows)[["contrast", estimate, "conf_low", "conf_high"]].rename(columns={estimate: "estimate"})
+    ref = 1.0 if estimate in ("odds_ratio", "ratio") else 0.0
+    base = alt.Chart(df).encode(y=alt.Y("contrast:N", sort=None, title=None))
+    rule = base.mark_rule().encode(x=alt.X("conf_low:Q", title=estimate.replace("_", " ")), x2="conf_high:Q")
+    point = base.mark_point(filled=True, size=60).encode(x="estimate:Q", tooltip=["contrast", "estimate"])
+    zero = alt.Chart(pd.DataFrame({"z": [ref]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="z:Q")
+    return (zero + rule + point).properties(width=WIDTH, title="Pairwise comparisons with 95 % CI").to_dict()
 
 
 def caterpillar(data: pd.DataFrame, group: str, term: str) -> dict:

@@ -68,7 +68,7 @@ class Report:
 
 
 def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: str | None = None,
-                diagnostics_nsim: int = 250, svg_fallback: bool = True) -> Report:
+                diagnostics_nsim: int = 250, svg_fallback: bool = True, emmeans: str | None = None) -> Report:
     """Build the report of a fitted model.
 
     Parameters
@@ -81,6 +81,8 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: 
         Simulations for the scaled residuals.
     svg_fallback : bool
         Embed static SVG renderings shown before (or without) JavaScript.
+    emmeans : str, optional
+        A factor whose estimated marginal means and Tukey pairwise comparisons are added.
     """
     t0 = time.perf_counter()
     gee = None
@@ -90,7 +92,7 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: 
         gee = fit_gee(f"{lhs} ~ {f.fixed}", m.spec.frame, cluster=gee_cluster, family=m.fitted_family)
     ctx = {
         "model": sec.model_section(m),
-        "fixed": sec.fixed_section(m),
+        "fixed": sec.fixed_section(m, emmeans),
         "random": sec.random_section(m),
         "marginal": sec.marginal_section(m, marginal, gee),
         "diagnostics": sec.diagnostics_section(m, diagnostics_nsim),
@@ -99,6 +101,10 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: 
         "diagnostics_nsim": diagnostics_nsim,
     }
     specs: list[tuple[str, dict, str]] = [("forest", ch.forest(ctx["fixed"]["rows"], ctx["fixed"]["exp_name"]), "forest plot of the fixed effects")]
+    emm = ctx["fixed"]["emmeans"]
+    if emm is not None and emm["pairs"]:
+        est = next(c for c in emm["pair_columns"] if c in ("estimate", "odds_ratio", "ratio"))
+        specs.append(("pairs", ch.pairs_chart(emm["pairs"], est), "pairwise comparisons of the marginal means"))
     cats = []
     for c in ctx["random"]["caterpillars"]:
         name = f"cat{len(cats)}"
@@ -116,6 +122,7 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: 
                        "svg": ch.to_svg_data_uri(spec) if svg_fallback else None})
     by_name = {c["name"]: c for c in charts}
     by_name.setdefault("curves", None)
+    by_name.setdefault("pairs", None)
     by_name.setdefault("hist", None)
     by_name.setdefault("qq", None)
     env = _environment(template_dir)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..inference import diagnose, icc, mor, r2
+from ..inference import diagnose, emmeans, icc, mor, r2
 from ..inference.simulate import design_of, predict_design
 from ..marginal import causal_checks, comparison_table
 from ..results.display import dispersion_lines, statistic_label, title
@@ -60,7 +60,7 @@ def model_section(m) -> dict:
                          "numpy": np.__version__, "scipy": _version("scipy"), "pandas": pd.__version__}}
 
 
-def fixed_section(m) -> dict:
+def fixed_section(m, emmeans_spec=None) -> dict:
     ct = m.coef_table()
     exp_name = m.request.family.ratio_name
     rows = _records(ct)
@@ -69,7 +69,21 @@ def fixed_section(m) -> dict:
             r["exp"] = float(np.exp(r["estimate"]))
             r["exp_low"] = float(np.exp(r["conf_low"]))
             r["exp_high"] = float(np.exp(r["conf_high"]))
-    return {"rows": rows, "exp_name": exp_name, "statistic": statistic_label(m).split()[0]}
+    has_df = "df" in ct.columns and bool(np.isfinite(ct["df"]).any())
+    note = f"t tests with {ct.attrs['ddf']} degrees of freedom." if has_df and ct.attrs.get("ddf") else ""
+    return {"rows": rows, "exp_name": exp_name, "statistic": statistic_label(m, ct).split()[0], "has_df": has_df,
+            "ddf_note": note, "emmeans": emmeans_section(m, emmeans_spec) if emmeans_spec else None}
+
+
+def emmeans_section(m, spec, adjust: str = "tukey") -> dict:
+    """Estimated marginal means of ``spec`` (response scale) and their pairwise contrasts."""
+    emm = emmeans(m, spec, type="response" if m.request.family.link.name != "identity" else "link")
+    tab = emm.to_frame()
+    pairs = emm.pairs(adjust=adjust).confint()
+    n_labels = len(emm.labels.columns)
+    return {"spec": spec, "columns": list(tab.columns), "n_labels": n_labels,
+            "rows": tab.replace({np.nan: None}).to_dict(orient="records"), "adjust": adjust,
+            "pair_columns": list(pairs.columns), "pairs": pairs.replace({np.nan: None}).to_dict(orient="records")}
 
 
 def _structure_text(m) -> list[str]:

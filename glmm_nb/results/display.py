@@ -44,22 +44,22 @@ def title(m) -> str:
     return f"Generalized linear mixed model fit by maximum likelihood ({approx})"
 
 
-def statistic_label(m) -> str:
-    """``t value`` where the residual scale is estimated (LMM), ``z value`` otherwise."""
-    return "t value" if m.request.family.profiled_lmm else "z value"
+def statistic_label(m, table: pd.DataFrame | None = None) -> str:
+    """``t value`` when the table carries finite df (small-sample t tests), ``z value`` otherwise."""
+    ct = m.coef_table() if table is None else table
+    return "t value" if "df" in ct.columns and np.isfinite(ct["df"]).any() else "z value"
 
 
 def fixed_effects_display(m) -> pd.DataFrame:
     """lme4's fixed-effect block: Estimate, Std. Error, z/t value, Pr(>|z|) as strings."""
     ct = m.coef_table()
-    show = pd.DataFrame(
-        {
-            "Estimate": ct.estimate.map(lambda v: f"{v:.5g}"),
-            "Std. Error": ct.std_error.map(lambda v: f"{v:.5g}"),
-            statistic_label(m): ct.statistic.map(lambda v: f"{v:.3f}"),
-            "Pr(>|z|)": ct.p_value.map(format_p),
-        }
-    )
+    t = statistic_label(m, ct) == "t value"
+    cols = {"Estimate": ct.estimate.map(lambda v: f"{v:.5g}"), "Std. Error": ct.std_error.map(lambda v: f"{v:.5g}")}
+    if t:
+        cols["df"] = ct["df"].map(lambda v: f"{v:.2f}")
+    cols["t value" if t else "z value"] = ct.statistic.map(lambda v: f"{v:.3f}")
+    cols["Pr(>|t|)" if t else "Pr(>|z|)"] = ct.p_value.map(format_p)
+    show = pd.DataFrame(cols)
     show.index.name = None
     return show
 
@@ -118,8 +118,12 @@ def summary_text(m) -> str:
     groups = ", ".join(f"{g}, {n}" for g, n in m.ngroups.items())
     lines.append(f"Number of obs: {m.nobs}, groups:  {groups}")
     lines += dispersion_lines(m)
-    lines += ["", "Fixed effects:", fixed_effects_display(m).to_string()]
-    if fam.profiled_lmm:
+    fe = fixed_effects_display(m)
+    lines += ["", "Fixed effects:", fe.to_string()]
+    ddf = m.coef_table().attrs.get("ddf")
+    if "df" in fe.columns and ddf:
+        lines.append(f"(t tests with {ddf} degrees of freedom)")
+    elif fam.profiled_lmm:
         lines.append("(p-values: Wald z, normal approximation)")
     for msg in m.messages:
         lines += ["", msg]
