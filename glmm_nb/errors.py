@@ -36,3 +36,8 @@ class SingularFitWarning(GLMMWarning):
 
 class DataWarning(GLMMWarning):
     """Something in the data is legal but probably a mistake."""
+
+
+class SeparationWarning(DataWarning):
+    """The binary outcome is perfectly predicted along some fixed-effect direction (complete or
+    quasi-complete separation): those estimates are infinite."""

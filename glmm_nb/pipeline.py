@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from .design import ModelSpec, model_spec
+from .design import ModelSpec, check_agq_size, check_options, model_spec
 from .errors import ModelError
 from .families import Family, get_family
 from .likelihood import AgqDevfun, LaplaceDevfun, LmmDevfun, glm_irls
@@ -62,9 +62,11 @@ def make_request(formula, data: pd.DataFrame, family: str | Family = "binomial",
     """Check the arguments, build the spec, and record everything as a :class:`FitRequest`."""
     fam = get_family(family, link)
     method, nagq = check_method(method, nagq, fam)
+    reml, control, start, fixed = check_options(reml, control, start, fixed)
     spec = model_spec(formula, data, fam, weights=weights, offset=offset)
-    return FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=bool(reml), control=dict(control or {}),
-                      start=None if start is None else np.asarray(start, dtype=float), fixed=dict(fixed or {}))
+    check_agq_size(nagq, spec, method)
+    return FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=reml, control=control, start=start,
+                      fixed=fixed)
 
 
 def make_devfun(request: FitRequest, stage: str = "final"):
@@ -245,9 +247,9 @@ def refit(m: GLMMResult, **changes) -> GLMMResult:
         y.setflags(write=False)
         spec = dataclasses.replace(spec, y=y)
     method, nagq = check_method(changes.get("method", req.method), changes.get("nagq", req.nagq), fam)
-    start = changes.get("start", req.start)
-    new = FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=bool(changes.get("reml", req.reml)),
-                     control=dict(changes.get("control", req.control)),
-                     start=None if start is None else np.asarray(start, dtype=float),
-                     fixed=dict(changes.get("fixed", req.fixed)))
+    check_agq_size(nagq, spec, method)
+    reml, control, start, fixed = check_options(changes.get("reml", req.reml), changes.get("control", req.control),
+                                                changes.get("start", req.start), changes.get("fixed", req.fixed))
+    new = FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=reml, control=control, start=start,
+                     fixed=fixed)
     return fit(new, type(m))
