@@ -22,7 +22,7 @@ from .design import ModelSpec, check_agq_size, check_options, model_spec
 from .errors import ModelError
 from .families import Family, get_family
 from .likelihood import AgqDevfun, LaplaceDevfun, LmmDevfun, glm_irls
-from .optimize import OptSummary, minimize_devfun
+from .optimize import OptSummary, minimize_devfun, restart_edge
 from .request import METHODS, FitRequest, fixed_indices
 from .results import GLMMResult, build_result
 
@@ -137,13 +137,18 @@ def parameter_scale(request: FitRequest, devfun) -> np.ndarray | None:
 
 
 def minimize(request: FitRequest, devfun, start: np.ndarray, label: str = "L-BFGS-B") -> OptSummary:
-    """Minimise ``devfun`` from ``start`` within the request's bounds."""
+    """Minimise ``devfun`` from ``start`` within the request's bounds (restarting inside when a
+    variance stops on its bound while the deviance decreases inward: lme4's ``restart_edge``)."""
     lower, upper = parameter_bounds(request, devfun.profiled)
     maxiter = int(request.control.get("maxiter", 2000))
     if devfun.analytic_gradient:
-        return minimize_devfun(devfun.value_and_grad, start, lower, scale=parameter_scale(request, devfun),
-                               maxiter=maxiter, label=label, upper=upper)
-    return minimize_devfun(devfun, start, lower, jac=False, maxiter=maxiter, label=label, upper=upper)
+        def run(x0):
+            return minimize_devfun(devfun.value_and_grad, x0, lower, scale=parameter_scale(request, devfun),
+                                   maxiter=maxiter, label=label, upper=upper)
+    else:
+        def run(x0):
+            return minimize_devfun(devfun, x0, lower, jac=False, maxiter=maxiter, label=label, upper=upper)
+    return restart_edge(devfun, run, run(start), lower, upper)
 
 
 def agq_stage(request: FitRequest, laplace_opt: OptSummary) -> tuple[AgqDevfun, OptSummary]:
