@@ -22,7 +22,7 @@ from ..errors import DataError, FormulaError, ModelError
 
 __all__ = ["as_frame", "numpy_dtypes", "check_names", "close_names", "check_bool", "check_int", "check_choice",
            "check_level", "check_seed", "check_column", "check_numeric_column", "RESERVED_NAMES",
-           "check_agq_size", "check_options", "CONTROL_KEYS", "MAX_AGQ_NODES", "MAX_AGQ_CELLS"]
+           "check_agq_size", "check_options", "check_output_path", "CONTROL_KEYS", "MAX_AGQ_NODES", "MAX_AGQ_CELLS"]
 
 RESERVED_NAMES = ("Intercept", "(Intercept)")
 MAX_AGQ_NODES = 10_000  # nagq**q product-rule nodes per cluster
@@ -209,3 +209,35 @@ def check_options(reml, control, start, fixed) -> tuple[bool, dict, np.ndarray |
     if not isinstance(fixed, dict):
         raise ModelError(f"fixed must be a dict of parameter name → value, not {type(fixed).__name__}")
     return reml, dict(control), start, dict(fixed)
+
+
+def check_output_path(path, kind: str = "file", what: str = "the output path") -> Path:
+    """Refuse an output path whose folder is missing or not writable (checked before any work).
+
+    ``kind="file"``: its folder must exist; ``kind="folder"``: created with its parents, so the
+    nearest existing ancestor must be writable. ``what`` names the argument in the message.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise ModelError(f"{what} must be a file path, not {path!r}")
+    out = Path(path)
+    if kind == "file" and out.is_dir():
+        raise DataError(f"{what} {path}: is a folder; give a file name such as {out / 'report.html'}")
+    folder = out.parent
+    if kind == "folder":  # created with its parents: the nearest existing one must be writable
+        folder = out.absolute()
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+    if not folder.exists():
+        raise DataError(f"{what} {path}: the folder '{folder}' does not exist")
+    if not folder.is_dir():
+        raise DataError(f"{what} {path}: '{folder}' is not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise DataError(f"{what} {path}: cannot write into '{folder}' ({exc.strerror or exc})") from None
+    return out
