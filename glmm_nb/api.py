@@ -36,16 +36,17 @@ class MixedModel(GLMMResult):
         return refit(self, **changes)
 
     # ------------------------------------------------------------------------- inference
-    def coef_table(self, conf_level: float = 0.95, ddf: str | None = None) -> pd.DataFrame:
+    def coef_table(self, conf_level: float = 0.95, ddf: str | None = None, part: str = "cond") -> pd.DataFrame:
         """Fixed-effect tests and intervals, indexed by term.
 
         ``ddf``: ``"satterthwaite"`` (default for linear mixed models, as lmerTest),
         ``"kenward-roger"`` (its adjusted covariance gives the SEs, as pbkrtest) or
         ``"asymptotic"`` (Wald z; the default for other families). Columns ``estimate
         std_error df statistic p_value conf_low conf_high`` (``df`` only with t tests).
+        ``part="zi"``: the zero part of a zero-inflated or hurdle model.
         """
-        if ddf is None and not self.request.family.profiled_lmm:
-            return super().coef_table(conf_level)
+        if part != "cond" or (ddf is None and not self.request.family.profiled_lmm):
+            return super().coef_table(conf_level, part=part)
         return ddf_table(self, ddf=ddf, conf_level=conf_level)
 
     def emmeans(self, specs, by=None, at: dict | None = None, type: str = "link", ddf: str | None = None,
@@ -157,6 +158,8 @@ def glmm(
     offset=None,
     control: dict | None = None,
     start=None,
+    ziformula: str | None = None,
+    hurdle: bool = False,
 ) -> MixedModel:
     """Fit a generalized linear mixed model by maximum likelihood.
 
@@ -184,11 +187,17 @@ def glmm(
         iterations, default 60).
     start : array-like, optional
         Starting parameters: theta (gaussian) or theta then beta.
+    ziformula : str, optional
+        A zero part for count families (``"~ 1"``, ``"~ x"``; fixed effects only): the
+        probability of a structural zero (zero-inflation) or, with ``hurdle=True``, of a zero
+        (a logistic zero-vs-positive model with a zero-truncated count part).
+    hurdle : bool
 
     Returns
     -------
     MixedModel
     """
     request = make_request(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
-                           weights=weights, offset=offset, control=control, start=start)
+                           weights=weights, offset=offset, control=control, start=start, ziformula=ziformula,
+                           hurdle=hurdle)
     return fit(request, MixedModel)

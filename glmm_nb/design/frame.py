@@ -45,7 +45,7 @@ def used_variables(parsed: ParsedFormula, data: pd.DataFrame, extra: tuple[str, 
         for v in t.group_vars:
             used.setdefault(v, f"the term {t.text}")
     for v in extra:
-        used.setdefault(v, "the call")
+        used.setdefault(v, "the zero-part formula")
     for v, where in used.items():
         if v not in data.columns:
             called = re.search(rf"(?<![\w.`]){re.escape(v)}\s*\(", parsed.text)

@@ -83,6 +83,10 @@ class ModelSpec:
     dropped_x: tuple[str, ...] = ()
     frame: pd.DataFrame | None = None  # the used columns of the rows used (for counterfactuals)
     meta: dict = field(default_factory=dict)
+    zi_formula: str | None = None  # the zero part's right-hand side ("~ x"), if any
+    zi_X: np.ndarray | None = None
+    zi_names: tuple[str, ...] = ()
+    zi_fixed_spec: Any = None
 
     @property
     def nobs(self) -> int:
@@ -169,7 +173,25 @@ def fixed_matrix(parsed: ParsedFormula, d: pd.DataFrame):
     return X, names, Xdf.model_spec, dropped
 
 
-def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights=None, offset=None) -> ModelSpec:
+def zi_rhs(ziformula: str) -> str:
+    """The right-hand side of a zero-part formula (``"~ x"`` or ``"x"``), checked."""
+    if not isinstance(ziformula, str) or not ziformula.strip():
+        raise FormulaError(f"ziformula must be a formula such as '~ 1' or '~ x', not {ziformula!r}")
+    rhs = ziformula.strip()
+    if rhs.startswith("~"):
+        rhs = rhs[1:].strip()
+    elif "~" in rhs:
+        raise FormulaError(f"ziformula '{ziformula}' has a response; write only the right-hand side ('~ x')")
+    if "|" in rhs:
+        raise FormulaError(
+            f"ziformula '{ziformula}' has a random-effect term: the zero part takes fixed effects only "
+            "(random effects go in the count part's formula)"
+        )
+    return rhs or "1"
+
+
+def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights=None, offset=None,
+               ziformula: str | None = None) -> ModelSpec:
     """Formula + data → :class:`ModelSpec`.
 
     Parameters
@@ -194,7 +216,9 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
             f"the formula '{parsed.text}' has no random-effect term such as (1 | group); "
             "for a model without random effects use a GLM (e.g. statsmodels.formula.api.glm)"
         )
-    used = used_variables(parsed, data)
+    zi = zi_rhs(ziformula) if ziformula is not None else None
+    extra = tuple(required_variables(zi, "the zero part")) if zi else ()
+    used = used_variables(parsed, data, extra=extra)
     mf = model_frame(data, used, weights=weights, offset=offset)
     d = mf.data
 
@@ -211,6 +235,14 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
     if not np.all(np.isfinite(pw)):
         raise DataError("weights= has infinite values")
     terms = random_terms(parsed, d)
+    zi_parts = {}
+    if zi is not None:
+        Zdf = model_matrix(zi, d, f"the zero part '~ {zi}'")
+        zn = rename_intercept(Zdf.columns)
+        Zx = Zdf.to_numpy(dtype=float)
+        check_finite(Zx, zn, "zero-part column")
+        Zx, zn, _dropped = drop_collinear(Zx, zn, stacklevel=6)
+        zi_parts = {"zi_formula": f"~ {zi}", "zi_X": frozen(Zx), "zi_names": zn, "zi_fixed_spec": Zdf.model_spec}
     return ModelSpec(
         formula=parsed,
         family=family.name,
@@ -230,4 +262,5 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
         frame=d[list(mf.columns)].copy(),
         meta={"weights_column": mf.weights_column, "offset_column": mf.offset_column,
               "weights_vector": mf.weights, "offset_vector": mf.offset},
+        **zi_parts,
     )

@@ -13,9 +13,10 @@ from .base import Family
 from .classic import Binomial, Gaussian, Poisson
 from .dispersion import BetaFamily, DispersionFamily, GammaFamily, NegativeBinomial1, NegativeBinomial2
 from .links import LINKS, Link, register_link
+from .zeroinfl import ZeroInflated, zero_inflated
 
 __all__ = ["Link", "Family", "Binomial", "Poisson", "Gaussian", "DispersionFamily", "NegativeBinomial2",
-           "NegativeBinomial1", "GammaFamily", "BetaFamily", "get_family", "register_family", "register_link",
+           "NegativeBinomial1", "GammaFamily", "BetaFamily", "ZeroInflated", "zero_inflated", "get_family", "register_family", "register_link",
            "family_names", "LINKS", "FAMILIES"]
 
 

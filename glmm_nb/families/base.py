@@ -101,6 +101,38 @@ class Family:
         """The family at a dispersion value (families without one: itself)."""
         return self
 
+    # -- parameters beyond (theta, beta): a dispersion, a zero part ---------------------------
+    def n_extra(self, spec) -> int:
+        """How many parameters the family adds after beta for this design."""
+        return 0
+
+    def extra_names(self, spec) -> list[str]:
+        return []
+
+    def at_extra(self, x, spec) -> "Family":
+        """The family at extra-parameter values ``x`` (optimizer scale)."""
+        return self
+
+    def extra_start(self, y, mu, pw, spec) -> np.ndarray:
+        return np.zeros(0)
+
+    has_zero_part = False
+
+    def mean(self, mu):
+        """E[y] given the count/mean part's mu (a zero part changes it)."""
+        return mu
+
+    @property
+    def start_family(self) -> "Family":
+        """The family whose GLM gives the fixed-effect start values (a zero-inflated family:
+        its count part)."""
+        return self
+
+    def extra_pieces(self, eta, y, pw):  # pragma: no cover - families without extras
+        """Per observation and extra parameter (shape ``eta.shape + (k,)``): d log-density,
+        d score, d observed weight — what the Laplace gradient needs for the extras."""
+        raise NotImplementedError
+
     # -- variance function and log-density ---------------------------------------------------
     def variance(self, mu):  # pragma: no cover - abstract
         raise NotImplementedError

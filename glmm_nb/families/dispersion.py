@@ -172,6 +172,21 @@ class DispersionFamily(Family):
             lp, l1p, l2p = self.dpsi(y, mu, self._d())
         return pw * lp, pw * l1p * m1, -pw * (l2p * m1 * m1 + l1p * m2)
 
+    def n_extra(self, spec) -> int:
+        return 1
+
+    def extra_names(self, spec) -> list[str]:
+        return [f"log({self.dispersion_name})"]
+
+    def at_extra(self, x, spec) -> "DispersionFamily":
+        return self.at_dispersion(self.to_dispersion(float(np.asarray(x)[0])))
+
+    def extra_start(self, y, mu, pw, spec) -> np.ndarray:
+        return np.array([self.from_dispersion(self.start_dispersion(y, mu, pw))])
+
+    def extra_pieces(self, eta, y, pw):
+        return tuple(a[..., None] for a in self.dispersion_pieces(eta, y, pw))
+
     def to_dispersion(self, psi: float) -> float:
         return float(np.exp(psi))
 

@@ -25,7 +25,7 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
         raise ModelError(f"level must lie between 0 and 1, not {level}")
     if method == "wald":
         ct = m.coef_table(conf_level=level)[["conf_low", "conf_high"]]
-        out = pd.concat([_wald_re(m, level), ct, _wald_dispersion(m, level)])
+        out = pd.concat([_wald_re(m, level), ct, _wald_dispersion(m, level), _wald_zero_part(m, level)])
     elif method == "profile":
         from .profile import profile_confint
 
@@ -35,7 +35,7 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
 
         out = bootstrap(m, nsim=nsim, seed=seed, n_jobs=n_jobs).confint(level)
         re_names = sdcor_names(m.spec, m.request.family.profiled_lmm)
-        out = out.loc[re_names + list(m.fixef.index) + list(m.dispersion.index)]
+        out = out.loc[re_names + list(m.fixef.index) + list(m.dispersion.index) + [f"zi~{c}" for c in m.zi_fixef.index]]
     else:
         raise ModelError(f"method must be 'wald', 'profile' or 'bootstrap', not {method!r}")
     out.index.name = "term"
@@ -53,6 +53,15 @@ def _wald_dispersion(m, level: float) -> pd.DataFrame:
     logd = np.log(m.dispersion.to_numpy(dtype=float))
     return pd.DataFrame({"conf_low": np.exp(logd - z * se), "conf_high": np.exp(logd + z * se)},
                         index=m.dispersion.index)
+
+
+def _wald_zero_part(m, level: float) -> pd.DataFrame:
+    """Wald intervals of the zero part's coefficients, named ``zi~term``."""
+    if not len(m.zi_fixef):
+        return pd.DataFrame(columns=["conf_low", "conf_high"], dtype=float)
+    zt = m.coef_table(conf_level=level, part="zi")[["conf_low", "conf_high"]]
+    zt.index = [f"zi~{c}" for c in zt.index]
+    return zt
 
 
 def _wald_re(m, level: float) -> pd.DataFrame:

@@ -45,10 +45,11 @@ class ProfileProblem:
         else:
             self.names = list(m.fixef.index) + self.re_names
             # the dispersion (if any) is profiled on the log scale, the optimizer's
-            self.disp_names = list(m.dispersion.index)
-            self.log_disp = np.log(m.dispersion.to_numpy(dtype=float))
-            self.x_hat = np.concatenate([self.psi_hat, self.beta_hat, self.log_disp])
-            self.bounds = sdcor_bounds(m.spec, False) + [(None, None)] * (len(self.beta_hat) + len(self.log_disp))
+            # extras after beta, on the optimizer's scale: log-dispersion, zero-part coefficients
+            self.extra_names = list(m.dispersion.index) + [f"zi~{c}" for c in m.zi_fixef.index]
+            self.extra_hat = np.concatenate([np.log(m.dispersion.to_numpy(dtype=float)), m.zi_fixef.to_numpy()])
+            self.x_hat = np.concatenate([self.psi_hat, self.beta_hat, self.extra_hat])
+            self.bounds = sdcor_bounds(m.spec, False) + [(None, None)] * (len(self.beta_hat) + len(self.extra_hat))
         self.d_hat = self.objective(self.x_hat)
 
     def objective(self, x: np.ndarray, dev=None) -> float:
@@ -114,19 +115,19 @@ class ProfileProblem:
         k = len(self.psi_hat)
         if name in self.re_names:
             return self.re_names.index(name)
-        if name in self.m.dispersion.index:
-            return len(self.x_hat) - len(self.m.dispersion) + list(self.m.dispersion.index).index(name)
+        if not self.gaussian and name in self.extra_names:
+            return len(self.x_hat) - len(self.extra_names) + self.extra_names.index(name)
         return k + list(self.m.fixef.index).index(name)
 
     def estimate(self, name: str) -> float:
         if name in self.m.fixef.index:
             return float(self.m.fixef[name])
-        if name in self.m.dispersion.index:
-            return float(np.log(self.m.dispersion[name]))
+        if not self.gaussian and name in self.extra_names:
+            return float(self.extra_hat[self.extra_names.index(name)])
         return float(self.psi_hat[self.re_names.index(name)])
 
     def bound(self, name: str) -> tuple[float | None, float | None]:
-        if name in self.m.fixef.index or name in self.m.dispersion.index:
+        if name in self.m.fixef.index or (not self.gaussian and name in self.extra_names):
             return (None, None)
         return sdcor_bounds(self.spec, self.gaussian)[self.re_names.index(name)]
 
@@ -163,7 +164,7 @@ def profile_confint(m, level: float = 0.95, parm: list[str] | None = None) -> pd
     """Profile-likelihood intervals, indexed by term, columns ``conf_low conf_high``."""
     prob = ProfileProblem(m)
     z = stats.norm.ppf(0.5 + level / 2)
-    names = prob.re_names + list(m.fixef.index) + list(m.dispersion.index)
+    names = prob.re_names + list(m.fixef.index) + (prob.extra_names if not prob.gaussian else [])
     if parm is not None:
         unknown = [p for p in parm if p not in names]
         if unknown:

@@ -72,7 +72,32 @@ def fixed_section(m, emmeans_spec=None) -> dict:
     has_df = "df" in ct.columns and bool(np.isfinite(ct["df"]).any())
     note = f"t tests with {ct.attrs['ddf']} degrees of freedom." if has_df and ct.attrs.get("ddf") else ""
     return {"rows": rows, "exp_name": exp_name, "statistic": statistic_label(m, ct).split()[0], "has_df": has_df,
-            "ddf_note": note, "emmeans": emmeans_section(m, emmeans_spec) if emmeans_spec else None}
+            "ddf_note": note, "emmeans": emmeans_section(m, emmeans_spec) if emmeans_spec else None,
+            "zero_part": zero_part_section(m)}
+
+
+def zero_part_section(m) -> dict | None:
+    """The zero part of a zero-inflated or hurdle model: its table (odds ratios) and sentences."""
+    if not len(m.zi_fixef):
+        return None
+    hurdle = m.request.family.hurdle
+    what = "a zero" if hurdle else "a structural zero"
+    zt = m.coef_table(part="zi")
+    rows = _records(zt)
+    sentences = []
+    for r in rows:
+        r["exp"], r["exp_low"], r["exp_high"] = (float(np.exp(r[k])) for k in ("estimate", "conf_low", "conf_high"))
+        if r["term"] == "(Intercept)":
+            p = 1 / (1 + np.exp(-r["estimate"]))
+            sentences.append(f"At the reference values of the zero part's covariates the probability of {what} is "
+                             f"{p:.2f}.")
+        else:
+            direction = "higher" if r["estimate"] > 0 else "lower"
+            sentences.append(f"The odds of {what} are {r['exp']:.3g} times ({r['exp_low']:.3g} to {r['exp_high']:.3g}) "
+                             f"— {direction} — per unit of {r['term']}.")
+    count = "the count part's zero-truncated counts" if hurdle else "the counts that are not structural zeros"
+    sentences.append(f"The fixed effects above describe {count}; predict(type='response') combines both parts.")
+    return {"rows": rows, "what": what, "kind": "hurdle" if hurdle else "zero-inflation", "sentences": sentences}
 
 
 def emmeans_section(m, spec, adjust: str = "tukey") -> dict:

@@ -129,19 +129,24 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
                          vcov_method="conditional", extras={})
     p = spec.p
     beta, psi = phi[ntheta : ntheta + p], phi[ntheta + p :]
-    fam = st.family  # at the fitted dispersion
+    fam = st.family  # at the fitted extra parameters
+    nd = request.family.n_dispersion
     vcov = vcov_full = None  # vcov_full: covariance of (theta, beta[, log dispersion])
     vcov_method = "hessian"
-    disp_se = np.full(psi.size, np.nan)
+    disp_se = np.full(nd, np.nan)
+    zi_vcov = np.full((psi.size - nd,) * 2, np.nan)
     if eig is not None and np.all(eig > 0):  # eig: Hessian over the free parameters
         V = 2.0 * np.linalg.inv(H[np.ix_(free, free)])
         pos = np.cumsum(free) - 1  # position of each free parameter in V
         bidx = pos[ntheta : ntheta + p]
         if free[ntheta : ntheta + p].all():
             vcov = V[np.ix_(bidx, bidx)]
-        for k in range(psi.size):
+        for k in range(nd):
             if free[ntheta + p + k]:
                 disp_se[k] = np.sqrt(V[pos[ntheta + p + k], pos[ntheta + p + k]])
+        if free[ntheta + p + nd :].all():
+            zidx = pos[ntheta + p + nd :]
+            zi_vcov = V[np.ix_(zidx, zidx)]
         if free.all():
             vcov_full = V
     if vcov is None:
@@ -158,7 +163,16 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
     return _assemble(request, result_class, theta, beta, vcov, opt_full, st.u, st.fac, 1.0, msgs, ok, sing,
                      method=request.method, nagq=request.nagq, reml=None, loglik=float(loglik),
                      deviance=lme4_dev, vcov_method=vcov_method, extras={"vcov_theta_beta": vcov_full},
-                     dispersion=_dispersion(request.family, psi, disp_se))
+                     dispersion=_dispersion(request.family, psi[:nd], disp_se), **_zero_part(spec, psi[nd:], zi_vcov))
+
+
+def _zero_part(spec, gamma, V) -> dict:
+    """The zero part's coefficients and covariance, named by its design's columns."""
+    if spec.zi_X is None:
+        return {}
+    names = list(spec.zi_names)
+    return {"zi_fixef": pd.Series(gamma, index=names, name="estimate"),
+            "zi_vcov": pd.DataFrame(V, index=names, columns=names)}
 
 
 def _dispersion(fam, psi, se_log) -> pd.Series:

@@ -50,9 +50,9 @@ def statistic_label(m, table: pd.DataFrame | None = None) -> str:
     return "t value" if "df" in ct.columns and np.isfinite(ct["df"]).any() else "z value"
 
 
-def fixed_effects_display(m) -> pd.DataFrame:
+def fixed_effects_display(m, part: str = "cond") -> pd.DataFrame:
     """lme4's fixed-effect block: Estimate, Std. Error, z/t value, Pr(>|z|) as strings."""
-    ct = m.coef_table()
+    ct = m.coef_table() if part == "cond" else m.coef_table(part=part)
     t = statistic_label(m, ct) == "t value"
     cols = {"Estimate": ct.estimate.map(lambda v: f"{v:.5g}"), "Std. Error": ct.std_error.map(lambda v: f"{v:.5g}")}
     if t:
@@ -125,6 +125,9 @@ def summary_text(m) -> str:
         lines.append(f"(t tests with {ddf} degrees of freedom)")
     elif fam.profiled_lmm:
         lines.append("(p-values: Wald z, normal approximation)")
+    if len(m.zi_fixef):
+        what = "Zero part (hurdle: log-odds of a zero)" if fam.hurdle else "Zero-inflation model (log-odds of a structural zero)"
+        lines += ["", f"{what}: {m.spec.zi_formula}", fixed_effects_display(m, "zi").to_string()]
     for msg in m.messages:
         lines += ["", msg]
     return "\n".join(lines)
@@ -142,5 +145,8 @@ def summary_html(m) -> str:
         f"nobs {m.nobs}, logLik {m.loglik:.3f}, AIC {m.aic:.2f}"
         + "".join(f"<br>{html.escape(x)}" for x in dispersion_lines(m)) + "</p>"
         f"<p>Random effects</p>{vc.to_html(index=False, na_rep='')}"
-        f"<p>Fixed effects</p>{ct.to_html()}{msgs}</div>"
+        f"<p>Fixed effects</p>{ct.to_html()}"
+        + (f"<p>Zero part {html.escape(str(m.spec.zi_formula))}</p>{m.coef_table(part='zi').round(4).to_html()}"
+           if len(m.zi_fixef) else "")
+        + f"{msgs}</div>"
     )
