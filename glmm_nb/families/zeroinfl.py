@@ -145,58 +145,70 @@ class ZeroInflated(Family):
 
     # -- pieces of the count part at zero ---------------------------------------------------------
     def _at_zero(self, eta):
+        """log f(0), and the count part's score, observed weight and its derivative at y = 0."""
         zeros = np.zeros_like(eta)
         ones = np.ones_like(eta)
-        l0 = self.base.loglik_kernel(zeros, eta, ones) + self.base.loglik_const(zeros, ones)
+        l0 = self.base.loglik_kernel(zeros, eta, ones)  # the constant part is 0 at y = 0
         _mu, r0, _W, Wo0, dW0 = self.base.working(eta, zeros, ones)
         return l0, r0, Wo0, dW0
+
+    def _arrays(self, y, eta):
+        y, eta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(eta, dtype=float))
+        zeta = np.broadcast_to(self._z(eta.shape), eta.shape)
+        return y, eta, zeta, y == 0
 
     # -- Family interface ----------------------------------------------------------------------
     def loglik_const(self, y, pw):
         return self.base.loglik_const(y, pw)  # zero at y = 0 for the count families
 
     def loglik_kernel(self, y, eta, pw):
-        y, eta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(eta, dtype=float))
-        zeta = np.broadcast_to(self._z(eta.shape), eta.shape)
-        ones = np.ones_like(eta)
-        l0 = self._at_zero(eta)[0]
+        y, eta, zeta, zero = self._arrays(y, eta)
+        out = np.empty(eta.shape)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            lb = self.base.loglik_kernel(y, eta, ones)
             if self.hurdle:
-                out = np.where(y == 0, -_softplus(-zeta), -_softplus(zeta) + lb - np.log(-np.expm1(np.minimum(l0, -1e-300))))
+                pos = ~zero
+                out[zero] = -_softplus(-zeta[zero])
+                ep = eta[pos]
+                l0 = self.base.loglik_kernel(np.zeros_like(ep), ep, np.ones_like(ep))
+                out[pos] = (-_softplus(zeta[pos]) + self.base.loglik_kernel(y[pos], ep, np.ones_like(ep))
+                            - np.log(-np.expm1(np.minimum(l0, -1e-300))))
             else:
-                out = np.where(y == 0, -_softplus(zeta) + l0 + _softplus(zeta - l0), -_softplus(zeta) + lb)
+                out[:] = -_softplus(zeta) + self.base.loglik_kernel(y, eta, np.ones_like(eta))
+                lz = out[zero] + _softplus(zeta[zero])  # log f(0) on the zero rows
+                out[zero] = -_softplus(zeta[zero]) + lz + _softplus(zeta[zero] - lz)
         return pw * out
 
     def working(self, eta, y, pw):
-        y, eta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(eta, dtype=float))
-        zeta = np.broadcast_to(self._z(eta.shape), eta.shape)
+        y, eta, zeta, zero = self._arrays(y, eta)
         ones = np.ones_like(eta)
-        mu, rb, _Wb, Wob, dWb = self.base.working(eta, y, ones)
-        l0, r0, Wo0, dW0 = self._at_zero(eta)
-        zero = y == 0
+        mu, r, _W, Wo, dW = (np.array(a, dtype=float, copy=True) for a in self.base.working(eta, y, ones))
         if self.hurdle:
+            pos = ~zero
+            l0, r0, Wo0, dW0 = self._at_zero(eta[pos])
             v = 1.0 / np.expm1(-np.minimum(l0, -1e-12))
             vv = v * (1 + v)
-            r = np.where(zero, 0.0, rb + v * r0)
-            Wo = np.where(zero, 0.0, Wob - vv * r0**2 + v * Wo0)
-            dW = np.where(zero, 0.0, dWb - vv * (1 + 2 * v) * r0**3 + 3 * vv * r0 * Wo0 + v * dW0)
-        else:
-            q = special.expit(l0 - zeta)
+            r[pos] += v * r0
+            Wo[pos] += -vv * r0**2 + v * Wo0
+            dW[pos] += -vv * (1 + 2 * v) * r0**3 + 3 * vv * r0 * Wo0 + v * dW0
+            r[zero] = Wo[zero] = dW[zero] = 0.0
+        else:  # on the zero rows the count part's pieces are those at y = 0
+            ez = eta[zero]
+            l0 = self.base.loglik_kernel(np.zeros_like(ez), ez, np.ones_like(ez))
+            r0, Wo0, dW0 = r[zero], Wo[zero], dW[zero]
+            q = special.expit(l0 - zeta[zero])
             qq = q * (1 - q)
-            r = np.where(zero, q * r0, rb)
-            Wo = np.where(zero, q * Wo0 - qq * r0**2, Wob)
-            dW = np.where(zero, q * dW0 + 3 * qq * r0 * Wo0 - qq * (1 - 2 * q) * r0**3, dWb)
+            r[zero] = q * r0
+            Wo[zero] = q * Wo0 - qq * r0**2
+            dW[zero] = q * dW0 + 3 * qq * r0 * Wo0 - qq * (1 - 2 * q) * r0**3
         return mu, pw * r, pw * Wo, pw * Wo, pw * dW
 
     def extra_pieces(self, eta, y, pw):
         """(dl, dr, dW_obs) per extra parameter: (..., k) with k = dispersion + zero-part columns."""
-        y, eta = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(eta, dtype=float))
-        zeta = np.broadcast_to(self._z(eta.shape), eta.shape)
+        y, eta, zeta, zero = self._arrays(y, eta)
         pi = special.expit(zeta)
-        zero = y == 0
         ones = np.ones_like(eta)
-        l0, r0, Wo0, _dW0 = self._at_zero(eta)
+        _mu, r0, _W, Wo0, _dW0 = self.base.working(eta, np.zeros_like(eta), ones)
+        l0 = self.base.loglik_kernel(np.zeros_like(eta), eta, ones)
         Xz = np.asarray(self._zi_X)
         Xz = Xz.reshape(Xz.shape[:1] + (1,) * (eta.ndim - 1) + Xz.shape[1:])
         cols_l, cols_r, cols_w = [], [], []
