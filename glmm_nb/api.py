@@ -35,6 +35,14 @@ class MixedModel(GLMMResult):
         :func:`glmm_nb.pipeline.refit`."""
         return refit(self, **changes)
 
+    @property
+    def plot(self):
+        """The report's charts as Altair objects: ``m.plot.coefs()``, ``.caterpillar()``,
+        ``.effects("x")``, ``.diagnostics()``, ``.marginal()``."""
+        from .report.plots import ModelPlots  # altair loads only when a chart is asked for
+
+        return ModelPlots(self)
+
     # ------------------------------------------------------------------------- inference
     def coef_table(self, conf_level: float = 0.95, ddf: str | None = None, part: str = "cond") -> pd.DataFrame:
         """Fixed-effect tests and intervals, indexed by term.

@@ -24,7 +24,7 @@ LAYERS = {
     "inference": 9,
     "marginal": 10,
     "report": 11, "templates": 11,
-    "api": 12, "cells": 12,
+    "api": 12, "cells": 12, "papertable": 12,
     "magics": 13, "widgets": 13, "cli": 13, "demo": 13,
 }
 
