@@ -36,3 +36,18 @@ class SingularFitWarning(GLMMWarning):
 
 class DataWarning(GLMMWarning):
     """Something in the data is legal but probably a mistake."""
+
+
+def warn(message: str, category: type[Warning] = GLMMWarning) -> None:
+    """Warn, pointing at the first frame outside the glmm_nb package — the analyst's own line
+    (a notebook cell, a script), never the package's source."""
+    import os
+    import sys
+    import warnings
+
+    pkg = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is the caller of warn()
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg):
+        level += 1
+        frame = frame.f_back
+    warnings.warn(message, category, stacklevel=level)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DataWarning
+from ..errors import DataWarning, warn
 
 __all__ = ["factor_codes", "grouping_codes"]
 
@@ -21,12 +20,10 @@ def factor_codes(col: pd.Series, name: str) -> tuple[tuple[str, ...], np.ndarray
     if pd.api.types.is_float_dtype(col):
         if np.any(values != np.round(values)):
             bad = values[values != np.round(values)][0]
-            warnings.warn(
+            warn(
                 f"grouping column '{name}' holds non-integer numbers (e.g. {bad}); "
                 "each distinct value is treated as its own group — is that intended?",
-                DataWarning,
-                stacklevel=5,
-            )
+                DataWarning)
     uniq, codes = np.unique(values, return_inverse=True)
     if pd.api.types.is_float_dtype(col) and np.all(uniq == np.round(uniq)):
         labels = tuple(str(int(u)) for u in uniq)

@@ -88,16 +88,14 @@ def check_finite(M: np.ndarray, names, what: str) -> None:
         raise DataError(f"{what} '{names[j]}' has non-finite values (e.g. {v:g}); remove or recode them")
 
 
-def drop_collinear(X: np.ndarray, names: tuple[str, ...], stacklevel: int = 5):
+def drop_collinear(X: np.ndarray, names: tuple[str, ...]):
     """Drop linearly dependent columns (pivoted QR, as lm/lme4), warning with their names.
 
     Returns ``(X, names, dropped_names)``.
     """
-    import warnings
-
     from scipy.linalg import qr
 
-    from ..errors import DataWarning
+    from ..errors import DataWarning, warn
 
     if X.shape[1] == 0:
         return X, names, ()
@@ -109,10 +107,9 @@ def drop_collinear(X: np.ndarray, names: tuple[str, ...], stacklevel: int = 5):
         return X, names, ()
     keep = np.sort(piv[:rank])
     dropped = tuple(names[i] for i in sorted(piv[rank:]))
-    warnings.warn(
+    warn(
         f"fixed-effect model matrix is rank deficient; dropping {len(dropped)} column(s): "
         f"{', '.join(dropped)}",
         DataWarning,
-        stacklevel=stacklevel,
     )
     return X[:, keep], tuple(names[i] for i in keep), dropped

@@ -169,7 +169,7 @@ def fixed_matrix(parsed: ParsedFormula, d: pd.DataFrame):
     names = rename_intercept(Xdf.columns)
     X = Xdf.to_numpy(dtype=float)
     check_finite(X, names, "fixed-effect column")
-    X, names, dropped = drop_collinear(X, names, stacklevel=6)
+    X, names, dropped = drop_collinear(X, names)
     return X, names, Xdf.model_spec, dropped
 
 
@@ -241,7 +241,7 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
         zn = rename_intercept(Zdf.columns)
         Zx = Zdf.to_numpy(dtype=float)
         check_finite(Zx, zn, "zero-part column")
-        Zx, zn, _dropped = drop_collinear(Zx, zn, stacklevel=6)
+        Zx, zn, _dropped = drop_collinear(Zx, zn)
         zi_parts = {"zi_formula": f"~ {zi}", "zi_X": frozen(Zx), "zi_names": zn, "zi_fixed_spec": Zdf.model_spec}
     return ModelSpec(
         formula=parsed,

@@ -9,13 +9,12 @@ which applies.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import ModelError
+from ..errors import ModelError, warn
 from ..pipeline import refit
 from ..results import GLMMResult
 from .type3 import anova_type3
@@ -92,7 +91,7 @@ def anova(*models, ddf: str | None = None) -> pd.DataFrame:
         # REML likelihoods of different fixed effects are not comparable: lme4 refits by ML
         ms = [refit(m, reml=False) if m.reml else m for m in ms]
         note = "refitted the REML model(s) by maximum likelihood (reml=False) to compare fixed effects"
-        warnings.warn(note, UserWarning, stacklevel=2)
+        warn(note, UserWarning)
     rows = []
     prev = None
     for m in ms:

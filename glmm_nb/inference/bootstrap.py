@@ -38,6 +38,23 @@ class BootstrapResult:
         out.index.name = "term"
         return out
 
+    def summary_frame(self) -> pd.DataFrame:
+        """Per parameter: mean, SD and the 95 % percentile interval of the draws."""
+        ci = self.confint()
+        return pd.DataFrame({"mean": self.draws.mean(), "sd": self.draws.std(ddof=1),
+                             "conf_low": ci.conf_low, "conf_high": ci.conf_high})
+
+    def __repr__(self) -> str:
+        head = (f"Parametric bootstrap: {len(self.draws)} of {self.nsim} refits succeeded"
+                f"{f' ({self.n_failed} failed)' if self.n_failed else ''}, seed {self.seed}")
+        return head + "\n" + self.summary_frame().to_string(float_format=lambda v: f"{v:.4g}")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = html.escape(repr(self).splitlines()[0])
+        return f"<div><p><b>{head}</b></p>{self.summary_frame().to_html(float_format=lambda v: f'{v:.4g}')}</div>"
+
 
 def refit_chunk(m, start, ys):
     """Refit ``m`` to each response in ``ys`` (same rows) from ``start``: (draw, converged)."""

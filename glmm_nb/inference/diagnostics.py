@@ -29,6 +29,23 @@ class Diagnostics:
     messages: tuple[str, ...]
     nsim: int
 
+    def __repr__(self) -> str:
+        r = self.residuals.to_numpy()
+        lines = [f"Simulated-residual diagnostics ({self.nsim} simulations, {len(r)} scaled residuals; "
+                 f"quartiles {np.quantile(r, 0.25):.3f} / {np.quantile(r, 0.5):.3f} / {np.quantile(r, 0.75):.3f},"
+                 " uniform: 0.25 / 0.5 / 0.75)",
+                 self.tests.to_string(float_format=lambda v: f"{v:.4g}")]
+        lines += [f"- {x}" for x in self.messages]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        msgs = "".join(f"<li>{html.escape(x)}</li>" for x in self.messages)
+        return (f"<div><p><b>Simulated-residual diagnostics</b> ({self.nsim} simulations, "
+                f"{len(self.residuals)} scaled residuals)</p>"
+                f"{self.tests.to_html(float_format=lambda v: f'{v:.4g}')}{f'<ul>{msgs}</ul>' if msgs else ''}</div>")
+
 
 def _two_sided(sim_stats: np.ndarray, obs: float) -> float:
     lo = (np.sum(sim_stats <= obs) + 1) / (len(sim_stats) + 1)

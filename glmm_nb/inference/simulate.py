@@ -9,7 +9,6 @@ draws fresh random effects for every level.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +16,7 @@ import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 
 from ..design import grouping_codes
-from ..errors import DataError, DataWarning, ModelError
+from ..errors import DataError, DataWarning, ModelError, warn
 
 __all__ = ["Design", "design_of", "predict", "predict_design", "simulate"]
 
@@ -108,12 +107,10 @@ def linear_predictor(m, d: Design, re: str) -> np.ndarray:
         contrib[known] = np.einsum("nq,nq->n", zv[known], b[codes[known]])
         eta = eta + contrib
     if new_levels:
-        warnings.warn(
+        warn(
             f"{new_levels} row(s) belong to grouping levels not seen in the fit; their random "
             "effects are set to zero (a typical cluster)",
-            DataWarning,
-            stacklevel=3,
-        )
+            DataWarning)
     return eta
 
 

@@ -8,13 +8,12 @@ did not converge at the optimum is reported too.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pandas as pd
 
 from ..design import ModelSpec, theta_to_T, tril_index
-from ..errors import ConvergenceWarning, SingularFitWarning
+from ..errors import ConvergenceWarning, SingularFitWarning, warn
 from ..optimize import OptSummary
 from ..request import FitRequest, fixed_indices
 from .result import GLMMResult
@@ -42,10 +41,6 @@ def conditional_covariance(spec: ModelSpec, fac, theta: np.ndarray, scale2: floa
     return tuple(out)
 
 
-def _warn(msg: str, category) -> None:
-    warnings.warn(msg, category, stacklevel=5)
-
-
 def fit_messages(spec, theta, converged, opt_msgs, scgrad, eig, pirls_ok: bool = True,
                  tol: float = 2e-3) -> tuple[list[str], bool, bool]:
     """Plain-language singular-fit and convergence messages (also raised as warnings)."""
@@ -57,7 +52,7 @@ def fit_messages(spec, theta, converged, opt_msgs, scgrad, eig, pirls_ok: bool =
             "correlations as ±1). The data carry no evidence of variation there; consider "
             "simplifying the random-effect structure."
         )
-        _warn(msgs[-1], SingularFitWarning)
+        warn(msgs[-1], SingularFitWarning)
     ok = (scgrad < tol) if scgrad is not None else converged
     if not ok:
         why = "; ".join(opt_msgs)
@@ -66,7 +61,7 @@ def fit_messages(spec, theta, converged, opt_msgs, scgrad, eig, pirls_ok: bool =
             "Convergence check failed: the optimizer stopped at a point that may not be the "
             f"maximum{detail}. Optimizer said: {why}. Try rescaling covariates or a simpler model."
         )
-        _warn(msgs[-1], ConvergenceWarning)
+        warn(msgs[-1], ConvergenceWarning)
     if not pirls_ok:
         ok = False
         msgs.append(
@@ -74,14 +69,14 @@ def fit_messages(spec, theta, converged, opt_msgs, scgrad, eig, pirls_ok: bool =
             "were not found to working precision, so the Laplace log-likelihood there is "
             "approximate. Check for extreme fitted values (separation) or simplify the model."
         )
-        _warn(msgs[-1], ConvergenceWarning)
+        warn(msgs[-1], ConvergenceWarning)
     if eig is not None and eig.size and eig.min() <= 0 and not sing:
         msgs.append(
             "Hessian check failed: the log-likelihood surface is flat or curved the wrong way "
             "in some direction at the estimate, so some parameters are poorly identified; "
             "standard errors are conditional on the variance parameters."
         )
-        _warn(msgs[-1], ConvergenceWarning)
+        warn(msgs[-1], ConvergenceWarning)
     return msgs, ok, bool(sing)
 
 
