@@ -38,3 +38,25 @@ def test_result_objects_print_short_summaries():
         assert "<table" in obj._repr_html_() or "<ul>" in obj._repr_html_() or "<p>" in obj._repr_html_()
     assert "uniformity (KS)" in repr(d) and "scaled_residual" not in repr(d)
     np.testing.assert_allclose(b.summary_frame()["mean"], b.draws.mean())
+
+
+def test_one_number_formatter_everywhere():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        case, df = load_case("contraception_slope")
+        m = glmm_nb.glmm(case["formula"], df)
+    ct = m.coef_table()
+    text = m.summary()
+    block = text.split("Fixed effects:\n")[1].splitlines()[1:8]
+    # small estimates keep three significant digits; all decimal points line up
+    row = next(r for r in block if r.startswith("age2"))
+    assert f"{ct.loc['age2', 'estimate']:.6f}" in row and f"{ct.loc['age2', 'std_error']:.6f}" in row
+    dots = {r.index(".", r.index(" ", 12)) for r in block}
+    assert len(dots) == 1
+    assert "< 0.001" in text and "e-" not in text.split("Fixed effects:")[1]
+    html = m._repr_html_()
+    assert "None" not in html and "nan" not in html.lower()
+    assert f'title="p = {ct.loc["age2", "p_value"]:.3g}"' in html and ">&lt; 0.001<" in html
+    rep = m.report(diagnostics_nsim=20).html
+    assert f'title="p = {ct.loc["age2", "p_value"]:.3g}">&lt; 0.001<' in rep
+    assert f"{ct.loc['age2', 'estimate']:.6f}" in rep

@@ -18,7 +18,7 @@ from scipy import stats
 from ..inference import diagnose, emmeans, icc, mor, r2
 from ..inference.simulate import design_of, predict_design
 from ..marginal import causal_checks, comparison_table
-from ..results.display import dispersion_lines, statistic_label, title
+from ..results.display import column_decimals, dispersion_lines, format_column, format_p, statistic_label, title
 
 
 __all__ = ["model_section", "fixed_section", "random_section", "marginal_section", "diagnostics_section",
@@ -69,11 +69,32 @@ def fixed_section(m, emmeans_spec=None) -> dict:
             r["exp"] = float(np.exp(r["estimate"]))
             r["exp_low"] = float(np.exp(r["conf_low"]))
             r["exp_high"] = float(np.exp(r["conf_high"]))
+    _formatted(rows, exp_name is not None)
     has_df = "df" in ct.columns and bool(np.isfinite(ct["df"]).any())
     note = f"t tests with {ct.attrs['ddf']} degrees of freedom." if has_df and ct.attrs.get("ddf") else ""
     return {"rows": rows, "exp_name": exp_name, "statistic": statistic_label(m, ct).split()[0], "has_df": has_df,
             "ddf_note": note, "emmeans": emmeans_section(m, emmeans_spec) if emmeans_spec else None,
             "zero_part": zero_part_section(m)}
+
+
+def _formatted(rows: list[dict], with_exp: bool) -> None:
+    """Add ``fmt``: the row's numbers as text, common decimals per column group (estimate, SE
+    and CI share one count; the ratio and its CI another), p as ``< 0.001``."""
+    if not rows:
+        return
+    d = max(column_decimals([r[k] for r in rows]) for k in ("estimate", "std_error"))
+    cols = {k: format_column([r[k] for r in rows], decimals=d) for k in ("estimate", "std_error", "conf_low", "conf_high")}
+    cols["statistic"] = format_column([r["statistic"] for r in rows], decimals=2)
+    if "df" in rows[0]:
+        cols["df"] = format_column([r["df"] for r in rows], decimals=1)
+    if with_exp:
+        e = column_decimals([r["exp"] for r in rows])
+        for k in ("exp", "exp_low", "exp_high"):
+            cols[k] = format_column([r[k] for r in rows], decimals=e)
+    for i, r in enumerate(rows):
+        r["fmt"] = {k: v[i] for k, v in cols.items()}
+        r["fmt"]["p"] = format_p(r["p_value"])
+        r["fmt"]["p_exact"] = f"{r['p_value']:.3g}"
 
 
 def zero_part_section(m) -> dict | None:
@@ -87,6 +108,8 @@ def zero_part_section(m) -> dict | None:
     sentences = []
     for r in rows:
         r["exp"], r["exp_low"], r["exp_high"] = (float(np.exp(r[k])) for k in ("estimate", "conf_low", "conf_high"))
+    _formatted(rows, True)
+    for r in rows:
         if r["term"] == "(Intercept)":
             p = 1 / (1 + np.exp(-r["estimate"]))
             sentences.append(f"At the reference values of the zero part's covariates the probability of {what} is "
