@@ -137,21 +137,25 @@ class MixedModel(GLMMResult):
         return average_marginal_effects(self, var, delta=delta, level=level, **kw)
 
     def compare(self, gee=None) -> pd.DataFrame:
-        """Conditional, marginal, GEE and attenuation side by side."""
+        """Conditional, marginal, GEE and attenuation side by side; ``gee`` is a cluster column
+        name or a :func:`glmm_nb.gee` result (as in :meth:`report`)."""
         return comparison_table(self, gee)
 
     def causal_checks(self, cluster: str | None = None):
         """Within/between decomposition, variance shares and flags."""
         return causal_checks(self, cluster=cluster)
 
-    def report(self, template_dir=None, marginal: str | None = None, gee_cluster: str | None = None,
-               diagnostics_nsim: int = 250, svg_fallback: bool = True, emmeans: str | None = None):
+    def report(self, template_dir=None, marginal: str | None = None, gee=None, diagnostics_nsim: int = 250,
+               svg_fallback: bool = True, emmeans: str | None = None, gee_cluster: str | None = None):
         """A self-contained HTML :class:`~glmm_nb.report.Report` (``.save(path)``); ``emmeans="A"``
-        adds the estimated marginal means of factor A and their pairwise comparisons."""
+        adds the estimated marginal means of factor A and their pairwise comparisons; ``gee`` a
+        cluster column name or a :func:`glmm_nb.gee` result (as in :meth:`compare`;
+        ``gee_cluster`` is its older name)."""
         from .report import make_report  # jinja2/altair load only when a report is asked for
 
-        return make_report(self, template_dir=template_dir, marginal=marginal, gee_cluster=gee_cluster,
-                           diagnostics_nsim=diagnostics_nsim, svg_fallback=svg_fallback, emmeans=emmeans)
+        return make_report(self, template_dir=template_dir, marginal=marginal, gee=gee,
+                           diagnostics_nsim=diagnostics_nsim, svg_fallback=svg_fallback, emmeans=emmeans,
+                           gee_cluster=gee_cluster)
 
 
 def glmm(

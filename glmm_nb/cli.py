@@ -1,4 +1,10 @@
-"""The ``glmm-nb`` command: ``glmm-nb demo`` and ``glmm-nb fit DATA.csv "FORMULA"``."""
+"""The ``glmm-nb`` command: ``glmm-nb demo`` and ``glmm-nb fit DATA.csv "FORMULA"``.
+
+Every analyst mistake ends in one line ``glmm-nb: …`` on stderr and exit status 2: a missing,
+empty, binary or wrongly-encoded data file, a folder given as data, an output path in a missing
+or unwritable folder (checked before the fit), and every glmm_nb error. Column names and values
+from the CSV are data, never evaluated as code.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,46 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "read_data"]
+
+
+def read_data(path: str, encoding: str = "utf-8"):
+    """A CSV file as a DataFrame; unreadable input is a DataError in one line."""
+    import pandas as pd
+
+    from .errors import DataError
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"no such data file: {p}")
+    if p.is_dir():
+        raise DataError(f"{p} is a folder, not a CSV file")
+    try:
+        head = p.open("rb").read(8192)
+    except OSError as exc:
+        raise DataError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if not head.strip():
+        raise DataError(f"{p} is empty")
+    if b"\x00" in head:
+        raise DataError(f"{p} is not a text (CSV) file")
+    try:
+        return pd.read_csv(p, encoding=encoding)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{p} is not {exc.encoding} text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
+            "give its encoding, e.g. --encoding latin-1"
+        ) from None
+    except LookupError:
+        raise DataError(f"unknown encoding {encoding!r}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read {p} as CSV: {first}") from None
 
 
 def _demo(args) -> int:
     from . import datasets
     from .api import glmm
+    from .design import check_output_path
 
     df = datasets.load("hospitals")
     m = glmm("recovered ~ treat + age + (1 | hospital)", df, family="binomial")
@@ -19,6 +59,7 @@ def _demo(args) -> int:
     if not args.output:
         print("\n(give -o DIR to execute the quick-start notebook there and write its report)")
         return 0
+    check_output_path(args.output, kind="folder", what="-o")
     from .demo import run_demo
 
     nb_path, report = run_demo(args.output)
@@ -30,12 +71,13 @@ def _fit(args) -> int:
     import pandas as pd
 
     from .api import glmm
+    from .design import check_output_path
     from .errors import DataError
 
     path = Path(args.data)
-    if not path.exists():
-        raise DataError(f"no such data file: {path}")
-    df = pd.read_csv(path)
+    if args.output:
+        check_output_path(args.output, what="-o")
+    df = read_data(args.data, args.encoding)
     for col in args.factor or []:
         if col not in df.columns:
             raise DataError(f"--factor names the column '{col}', which is not in {path.name}")
@@ -66,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--ml", action="store_true", help="ML instead of REML for gaussian models")
     f.add_argument("--factor", action="append", help="treat a column as categorical")
     f.add_argument("-o", "--output", help="write the HTML report to this file")
+    f.add_argument("--encoding", default="utf-8", help="text encoding of the CSV file (default utf-8)")
     args = parser.parse_args(argv)
     from .errors import GLMMError
 
@@ -73,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         return _demo(args) if args.cmd == "demo" else _fit(args)
     except GLMMError as exc:
         print(f"glmm-nb: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # writing the report or the notebook failed after all
+        print(f"glmm-nb: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
 
 

@@ -38,6 +38,11 @@ class DataWarning(GLMMWarning):
     """Something in the data is legal but probably a mistake."""
 
 
+class SeparationWarning(DataWarning):
+    """The binary outcome is perfectly predicted along some fixed-effect direction (complete or
+    quasi-complete separation): those estimates are infinite."""
+
+
 def warn(message: str, category: type[Warning] = GLMMWarning) -> None:
     """Warn, pointing at the first frame outside the glmm_nb package — the analyst's own line
     (a notebook cell, a script), never the package's source."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize as sopt
 
-__all__ = ["OptSummary", "minimize_devfun"]
+__all__ = ["restart_edge", "OptSummary", "minimize_devfun"]
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,22 @@ def minimize_devfun(
     nev = [0]
 
     def f(z):
+        # a deviance that cannot be evaluated (a factorization failing at an extreme trial point
+        # of the line search) counts as +infinity, so the optimizer steps back
         nev[0] += 1
         x = z / scale
         if jac:
-            v, g = fun(x)
+            try:
+                v, g = fun(x)
+            except np.linalg.LinAlgError:
+                v, g = np.inf, None
             if not np.isfinite(v):
                 return 1e300, np.zeros_like(z)
             return v, g / scale
-        v = fun(x)
+        try:
+            v = fun(x)
+        except np.linalg.LinAlgError:
+            v = np.inf
         return v if np.isfinite(v) else 1e300
 
     t0 = time.perf_counter()
@@ -85,3 +93,65 @@ def minimize_devfun(
         converged=bool(res.success) or "REL_REDUCTION_OF_F" in msg,
         tolerances=tol,
     )
+
+
+EDGE_STEPS = (0.01, 0.1, 0.5)
+
+
+def _merge(old: OptSummary, new: OptSummary, note: str, extra_evals: int = 0) -> OptSummary:
+    import dataclasses
+
+    return dataclasses.replace(
+        new, start=old.start, evaluations=old.evaluations + new.evaluations + extra_evals, time=old.time + new.time,
+        iterations=old.iterations + new.iterations, messages=tuple(dict.fromkeys(old.messages + new.messages + (note,))))
+
+
+def restart_edge(value, run, opt: OptSummary, lower: np.ndarray, upper: np.ndarray | None = None,
+                 steps=EDGE_STEPS, max_restarts: int = 3) -> OptSummary:
+    """Restart the optimizer where it may have stopped short (lme4's ``restart_edge``, and a
+    fresh start of the quasi-Newton memory).
+
+    1. L-BFGS-B stopping on "relative reduction of f" can stall after a line search that
+       probed far outside (theta of 1e8): one run from its end point with fresh memory is
+       kept when it lowers the deviance.
+    2. The deviance depends on a diagonal theta only through its square near 0, so its
+       derivative at the bound is exactly 0 and a gradient method that reaches the bound (by
+       projection) stops there even when the deviance decreases inside. For each parameter at
+       a bound of 0 the deviance is evaluated a few steps inside (``steps``); if one is lower,
+       the optimizer runs again from the best of them.
+
+    ``value(x)`` is the deviance, ``run(start)`` the optimizer; at most ``max_restarts`` of each.
+    """
+    lower = np.asarray(lower, dtype=float)
+    upper = np.full(lower.size, np.inf) if upper is None else np.asarray(upper, dtype=float)
+
+    def better(new, old):
+        return new.objective < old.objective - 1e-10 * max(1.0, abs(old.objective))
+
+    for _ in range(max_restarts):
+        new = run(np.asarray(opt.final, dtype=float))
+        if not better(new, opt):
+            break
+        opt = _merge(opt, new, "restarted from its end point with fresh quasi-Newton memory")
+    for _ in range(max_restarts):
+        x = np.asarray(opt.final, dtype=float)
+        edge = (lower == 0) & (upper > lower) & (np.abs(x - lower) <= 1e-4)  # at or near the bound
+        if not edge.any():
+            return opt
+        f0 = value(x)
+        best = None
+        for i in np.nonzero(edge)[0]:
+            for t in steps:
+                z = x.copy()
+                z[i] = t
+                fz = value(z)
+                if np.isfinite(fz) and fz < f0 - 1e-9 * max(1.0, abs(f0)) and (best is None or fz < best[0]):
+                    best = (fz, z)
+        if best is None:
+            return opt
+        new = run(best[1])
+        if not better(new, opt):
+            return opt
+        opt = _merge(opt, new, "restarted inside from a variance on its boundary (lme4's restart_edge)",
+                     int(edge.sum()) * len(steps))
+    return opt

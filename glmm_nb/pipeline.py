@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from .design import ModelSpec, model_spec
+from .design import ModelSpec, check_agq_size, check_options, model_spec
 from .errors import ModelError
 from .families import Family, get_family, zero_inflated
 from .likelihood import AgqDevfun, LaplaceDevfun, LmmDevfun, glm_irls
-from .optimize import OptSummary, minimize_devfun
+from .optimize import OptSummary, minimize_devfun, restart_edge
 from .request import METHODS, FitRequest, fixed_indices
 from .results import GLMMResult, build_result
 
@@ -74,9 +74,11 @@ def make_request(formula, data: pd.DataFrame, family: str | Family = "binomial",
     """Check the arguments, build the spec, and record everything as a :class:`FitRequest`."""
     fam = model_family(family, link, ziformula, hurdle)
     method, nagq = check_method(method, nagq, fam)
+    reml, control, start, fixed = check_options(reml, control, start, fixed)
     spec = model_spec(formula, data, fam, weights=weights, offset=offset, ziformula=ziformula)
-    return FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=bool(reml), control=dict(control or {}),
-                      start=None if start is None else np.asarray(start, dtype=float), fixed=dict(fixed or {}))
+    check_agq_size(nagq, spec, method)
+    return FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=reml, control=control, start=start,
+                      fixed=fixed)
 
 
 def make_devfun(request: FitRequest, stage: str = "final"):
@@ -146,13 +148,18 @@ def parameter_scale(request: FitRequest, devfun) -> np.ndarray | None:
 
 
 def minimize(request: FitRequest, devfun, start: np.ndarray, label: str = "L-BFGS-B") -> OptSummary:
-    """Minimise ``devfun`` from ``start`` within the request's bounds."""
+    """Minimise ``devfun`` from ``start`` within the request's bounds (restarting inside when a
+    variance stops on its bound while the deviance decreases inward: lme4's ``restart_edge``)."""
     lower, upper = parameter_bounds(request, devfun.profiled)
     maxiter = int(request.control.get("maxiter", 2000))
     if devfun.analytic_gradient:
-        return minimize_devfun(devfun.value_and_grad, start, lower, scale=parameter_scale(request, devfun),
-                               maxiter=maxiter, label=label, upper=upper)
-    return minimize_devfun(devfun, start, lower, jac=False, maxiter=maxiter, label=label, upper=upper)
+        def run(x0):
+            return minimize_devfun(devfun.value_and_grad, x0, lower, scale=parameter_scale(request, devfun),
+                                   maxiter=maxiter, label=label, upper=upper)
+    else:
+        def run(x0):
+            return minimize_devfun(devfun, x0, lower, jac=False, maxiter=maxiter, label=label, upper=upper)
+    return restart_edge(devfun, run, run(start), lower, upper)
 
 
 def agq_stage(request: FitRequest, laplace_opt: OptSummary) -> tuple[AgqDevfun, OptSummary]:
@@ -260,9 +267,9 @@ def refit(m: GLMMResult, **changes) -> GLMMResult:
         y.setflags(write=False)
         spec = dataclasses.replace(spec, y=y)
     method, nagq = check_method(changes.get("method", req.method), changes.get("nagq", req.nagq), fam)
-    start = changes.get("start", req.start)
-    new = FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=bool(changes.get("reml", req.reml)),
-                     control=dict(changes.get("control", req.control)),
-                     start=None if start is None else np.asarray(start, dtype=float),
-                     fixed=dict(changes.get("fixed", req.fixed)))
+    check_agq_size(nagq, spec, method)
+    reml, control, start, fixed = check_options(changes.get("reml", req.reml), changes.get("control", req.control),
+                                                changes.get("start", req.start), changes.get("fixed", req.fixed))
+    new = FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=reml, control=control, start=start,
+                     fixed=fixed)
     return fit(new, type(m))

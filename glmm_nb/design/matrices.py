@@ -88,28 +88,48 @@ def check_finite(M: np.ndarray, names, what: str) -> None:
         raise DataError(f"{what} '{names[j]}' has non-finite values (e.g. {v:g}); remove or recode them")
 
 
-def drop_collinear(X: np.ndarray, names: tuple[str, ...]):
-    """Drop linearly dependent columns (pivoted QR, as lm/lme4), warning with their names.
+def drop_collinear(X: np.ndarray, names: tuple[str, ...], tol: float = 1e-7):
+    """Drop linearly dependent columns with lme4's rule, warning with their names.
+
+    lme4 (``chkRank.drop.cols``, R's ``qr`` with limited pivoting) keeps the columns in formula
+    order and drops a column that is (to relative tolerance ``tol``) a linear combination of the
+    columns before it — so a later column goes, never the intercept before it. The warning names
+    each dropped column and the combination it equals.
 
     Returns ``(X, names, dropped_names)``.
     """
-    from scipy.linalg import qr
-
     from ..errors import DataWarning, warn
 
-    if X.shape[1] == 0:
+    p = X.shape[1]
+    if p == 0:
         return X, names, ()
-    _q, r, piv = qr(X, mode="economic", pivoting=True)
-    d = np.abs(np.diag(r))
-    tol = d.max() * max(X.shape) * np.finfo(float).eps * 1e3 if d.size else 0
-    rank = int(np.sum(d > tol))
-    if rank == X.shape[1]:
+    norms = np.linalg.norm(X, axis=0)
+    Q = np.zeros((X.shape[0], 0))
+    keep: list[int] = []
+    for j in range(p):  # columns, not rows: p is small
+        r = X[:, j].copy()
+        for _ in range(2):  # Gram-Schmidt twice is enough for working precision
+            r -= Q @ (Q.T @ r)
+        nr = np.linalg.norm(r)
+        if norms[j] > 0 and nr > tol * norms[j]:
+            keep.append(j)
+            Q = np.column_stack([Q, r / nr])
+    if len(keep) == p:
         return X, names, ()
-    keep = np.sort(piv[:rank])
-    dropped = tuple(names[i] for i in sorted(piv[rank:]))
+    dropped_idx = [j for j in range(p) if j not in keep]
+    dropped = tuple(names[j] for j in dropped_idx)
+    parts = []
+    for j in dropped_idx:
+        if norms[j] == 0:
+            parts.append(f"{names[j]} (all zero)")
+            continue
+        coef = np.linalg.lstsq(X[:, keep], X[:, j], rcond=None)[0]
+        big = [(c, names[k]) for c, k in zip(coef, keep) if abs(c) > 1e-8 * max(1.0, np.abs(coef).max())]
+        combo = " + ".join(f"{c:.4g}·{n}" for c, n in big[:4]) + (" + …" if len(big) > 4 else "")
+        parts.append(f"{names[j]} = {combo}" if combo else names[j])
     warn(
-        f"fixed-effect model matrix is rank deficient; dropping {len(dropped)} column(s): "
-        f"{', '.join(dropped)}",
+        f"fixed-effect model matrix is rank deficient; dropping {len(dropped)} column(s), each a linear "
+        f"combination of earlier columns (lme4's rule): {'; '.join(parts)}",
         DataWarning,
     )
-    return X[:, keep], tuple(names[i] for i in keep), dropped
+    return X[:, keep], tuple(names[j] for j in keep), dropped

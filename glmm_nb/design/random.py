@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..errors import DataError, FormulaError
 from ..formula import ParsedFormula
-from .grouping import grouping_codes
+from .grouping import grouping
 from .matrices import check_finite, model_matrix, rename_intercept
 from .reterms import ReTerm
 
@@ -31,7 +31,8 @@ def random_terms(parsed: ParsedFormula, d: pd.DataFrame) -> tuple[ReTerm, ...]:
             raise FormulaError(f"the term {rt.text} has no random-effect column")
         Z = mm.to_numpy(dtype=float)
         check_finite(Z, names, f"column of the term {rt.text}:")
-        levels, codes = grouping_codes(d, rt.group_vars)
+        grp = grouping(d, rt.group_vars)
+        levels, codes = grp.levels, grp.codes
         if len(levels) < 2:
             raise DataError(
                 f"grouping factor '{rt.group}' has a single level ({levels[0]}); a random effect needs "
@@ -44,7 +45,8 @@ def random_terms(parsed: ParsedFormula, d: pd.DataFrame) -> tuple[ReTerm, ...]:
             raw_terms.append(
                 ReTerm(group=rt.group, label=rt.group, group_vars=rt.group_vars, levels=levels,
                        codes=frozen(codes), col_names=cn, Zvals=frozen(zv), lhs_spec=mm.model_spec,
-                       columns=cols_kept, text=rt.text)
+                       columns=cols_kept, text=rt.text, var_levels=grp.var_levels,
+                       level_codes=frozen(grp.level_codes))
             )
     nl = np.array([t.nlevels for t in raw_terms])
     if np.any(np.diff(nl) > 0):  # lme4's mkReTrms: rev(order(nl))

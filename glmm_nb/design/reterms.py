@@ -65,6 +65,10 @@ class ReTerm:
         For a ``||`` term, which columns of ``lhs_spec``'s matrix this term keeps.
     text : str
         The term as written, for messages.
+    var_levels : tuple of tuple of str
+        Per grouping column, its levels in the fit (maps new data by codes).
+    level_codes : ndarray of int, shape (J, len(group_vars))
+        Per group, the codes of its columns' levels.
     """
 
     group: str
@@ -77,6 +81,8 @@ class ReTerm:
     lhs_spec: Any
     columns: tuple[int, ...] | None
     text: str
+    var_levels: tuple[tuple[str, ...], ...] = ()
+    level_codes: np.ndarray | None = None
 
     @property
     def q(self) -> int:

@@ -15,32 +15,20 @@ import pandas as pd
 
 from ..errors import DataError, FormulaError
 from ..formula import ParsedFormula, parse_formula
+from .checks import as_frame
 from .frame import model_frame, used_variables
-from .grouping import grouping_codes
-from .matrices import check_finite, drop_collinear, eval_numeric, model_matrix, rename_intercept, required_variables
+from .identify import check_counts, check_identifiable
+from .matrices import check_finite, drop_collinear, eval_numeric, model_matrix, rename_intercept
+from .newdata import NewDesign, new_design
 from .random import frozen, random_terms
 from .response import read_response
 from .reterms import ReTerm
+from .separation import separated_columns, warn_separation
 
 __all__ = ["ModelSpec", "NewDesign", "model_spec", "fixed_matrix"]
 
 
 # ------------------------------------------------------------------------------ the spec
-@dataclass(frozen=True, eq=False)
-class NewDesign:
-    """X and Z blocks rebuilt for new data with the fitted model's encoding.
-
-    ``codes[k]`` is -1 where a row's level of term ``k`` was not seen in the fit;
-    ``new_levels[k]`` lists those levels.
-    """
-
-    X: np.ndarray
-    offset: np.ndarray
-    codes: tuple[np.ndarray, ...]
-    Zvals: tuple[np.ndarray, ...]
-    new_levels: tuple[tuple[str, ...], ...]
-
-
 @dataclass(frozen=True, eq=False)
 class ModelSpec:
     """Everything the likelihood needs, fixed once built.
@@ -129,38 +117,9 @@ class ModelSpec:
         return len(self.terms) == 1
 
     def design_for(self, newdata: pd.DataFrame, offset=None) -> NewDesign:
-        """Rebuild X and the Z blocks for ``newdata`` with this model's encoding."""
-        if not isinstance(newdata, pd.DataFrame):
-            raise DataError("newdata must be a pandas DataFrame")
-        needed = set(required_variables(self.formula.fixed, "the fixed part"))
-        for t in self.terms:
-            needed |= set(t.group_vars)
-            needed |= set(required_variables(t.lhs_spec.formula.__str__(), t.text))
-        for o in self.formula.offsets:
-            needed |= set(required_variables(f"0 + I({o})", f"offset({o})"))
-        missing = sorted(v for v in needed if v not in newdata.columns)
-        if missing:
-            raise DataError(f"newdata lacks the column(s) {', '.join(map(repr, missing))}")
-        Xdf = model_matrix("", newdata, "the fixed part", spec=self.fixed_spec)
-        Xdf.columns = rename_intercept(Xdf.columns)
-        X = Xdf[list(self.x_names)].to_numpy(dtype=float)
-        off = np.zeros(len(newdata))
-        for o in self.formula.offsets:
-            off = off + eval_numeric(o, newdata, "offset")
-        if offset is not None:
-            off = off + np.asarray(offset, dtype=float)
-        codes, zvals, new = [], [], []
-        for t in self.terms:
-            labels, c = grouping_codes(newdata, t.group_vars)
-            lookup = {lv: i for i, lv in enumerate(t.levels)}
-            mapped = np.array([lookup.get(labels[k], -1) for k in range(len(labels))])
-            codes.append(mapped[c] if len(c) else c)
-            new.append(tuple(lv for lv in labels if lv not in lookup))
-            zm = model_matrix("", newdata, t.text, spec=t.lhs_spec).to_numpy(dtype=float)
-            if t.columns is not None:
-                zm = zm[:, list(t.columns)]
-            zvals.append(zm)
-        return NewDesign(X, off, tuple(codes), tuple(zvals), tuple(new))
+        """Rebuild X and the Z blocks for ``newdata`` with this model's encoding; see
+        :func:`glmm_nb.design.newdata.new_design`."""
+        return new_design(self, newdata, offset=offset)
 
 
 def fixed_matrix(parsed: ParsedFormula, d: pd.DataFrame):
@@ -169,6 +128,11 @@ def fixed_matrix(parsed: ParsedFormula, d: pd.DataFrame):
     names = rename_intercept(Xdf.columns)
     X = Xdf.to_numpy(dtype=float)
     check_finite(X, names, "fixed-effect column")
+    if X.shape[1] > X.shape[0]:
+        raise DataError(
+            f"the fixed part '{parsed.fixed}' has {X.shape[1]} columns but there are only {X.shape[0]} "
+            "observations; simplify the fixed part or collect more data"
+        )
     X, names, dropped = drop_collinear(X, names)
     return X, names, Xdf.model_spec, dropped
 
@@ -209,8 +173,7 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
     FormulaError, DataError
     """
     parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    data = as_frame(data)
     if not parsed.random:
         raise FormulaError(
             f"the formula '{parsed.text}' has no random-effect term such as (1 | group); "
@@ -225,6 +188,7 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
     y, trials, resp_name = read_response(parsed, d, family)
     family.check_response(y, trials, mf.weights is not None, resp_name)
     pw = trials * (mf.weights if mf.weights is not None else 1.0)
+    check_counts(parsed, y, trials, pw, family, resp_name)
     off = np.zeros(len(d)) if mf.offset is None else mf.offset.copy()
     for o in parsed.offsets:
         off = off + eval_numeric(o, d, "offset")
@@ -235,6 +199,10 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
     if not np.all(np.isfinite(pw)):
         raise DataError("weights= has infinite values")
     terms = random_terms(parsed, d)
+    check_identifiable(terms, len(d), X.shape[1], family)
+    separated = separated_columns(X, y, pw, x_names) if family.reads_cbind else ()
+    if separated:
+        warn_separation(separated)
     zi_parts = {}
     if zi is not None:
         Zdf = model_matrix(zi, d, f"the zero part '~ {zi}'")
@@ -261,6 +229,6 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
         dropped_x=dropped_x,
         frame=d[list(mf.columns)].copy(),
         meta={"weights_column": mf.weights_column, "offset_column": mf.offset_column,
-              "weights_vector": mf.weights, "offset_vector": mf.offset},
+              "weights_vector": mf.weights, "offset_vector": mf.offset, "separated": separated},
         **zi_parts,
     )

@@ -167,6 +167,51 @@ def _call_args(s: str, name: str) -> list[str] | None:
     return [piece.strip() for _, piece in split_top_level(inner, ",")]
 
 
+_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+
+
+def _is_name(v: str) -> bool:
+    return bool(_NAME.match(v))
+
+
+def _is_quoted(v: str) -> bool:
+    return len(v) > 2 and v[0] == v[-1] == "`" and "`" not in v[1:-1]
+
+
+_R_IDIOMS = (
+    (re.compile(r"(?<![\w.])(as\.)?factor\s*\("), "R's factor(z) is C(z) here: write C(z) for a categorical variable"),
+    (re.compile(r"(?<![\w.])as\.numeric\s*\("), "R's as.numeric() is not needed: write the column itself"),
+)
+
+
+def _check_idioms(text: str) -> None:
+    """R idioms that would fail (or, for ``^`` in a call, silently mean XOR) in Python."""
+    for pattern, hint in _R_IDIOMS:
+        m = pattern.search(text)
+        if m:
+            raise FormulaError(f"'{m.group(0).rstrip('( ')}(...)' in '{text}': {hint}")
+    depth_calls: list[bool] = []
+    quote = None
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote else quote
+            continue
+        if ch in "'\"`":
+            quote = ch
+        elif ch == "(":
+            before = text[:i].rstrip()
+            depth_calls.append(bool(before) and (before[-1].isalnum() or before[-1] in "_."))
+        elif ch == "{":  # formulaic's {python expression}
+            depth_calls.append(True)
+        elif ch in ")}" and depth_calls:
+            depth_calls.pop()
+        elif ch == "^" and any(depth_calls):
+            raise FormulaError(
+                f"'^' inside a function call in '{text}' is Python's bitwise XOR, not a power: "
+                "write I(x**2) (or poly(x, 2))"
+            )
+
+
 def _grouping(term_text: str, group: str) -> list[tuple[str, tuple[str, ...]]]:
     """Expand a grouping expression into [(group_name, group_vars), ...]."""
     group = group.strip()
@@ -185,11 +230,13 @@ def _grouping(term_text: str, group: str) -> list[tuple[str, tuple[str, ...]]]:
         if any(not v for v in vars_):
             raise FormulaError(f"random-effect term {term_text}: empty side of ':' in '{part}'")
         for v in vars_:
-            if split_top_level(v, "+*-") != [("", v)]:
+            if split_top_level(v, "+*-") != [("", v)] or (not _is_name(v) and not _is_quoted(v)):
                 raise FormulaError(
                     f"random-effect term {term_text}: grouping factor '{v}' must be a column "
-                    "name or an interaction a:b"
+                    "name or an interaction a:b (write a name with spaces or operators in backticks, "
+                    f"e.g. `{v.strip('`')}`)"
                 )
+        vars_ = [v[1:-1] if _is_quoted(v) else v for v in vars_]
         path.extend(vars_)
         out.append((":".join(path), tuple(path)))
     return out
@@ -212,6 +259,7 @@ def parse_formula(text: str) -> ParsedFormula:
         raise FormulaError("the formula is empty; write it as 'y ~ x + (1 | g)'")
     text = " ".join(text.split())
     _check_balance(text)
+    _check_idioms(text)
     sides = split_top_level(text, "~")
     if len(sides) != 2:
         raise FormulaError(

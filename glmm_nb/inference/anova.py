@@ -1,10 +1,19 @@
-"""Likelihood-ratio tests of nested models (lme4's ``anova(m0, m1)``).
+r"""Likelihood-ratio tests of nested models (lme4's ``anova(m0, m1)``).
 
-When the larger model adds variance parameters, the null value of a variance sits on the
-boundary of the parameter space and the LR statistic is not chi-square(df): for one added
-variance component (with its covariances) it is the 50:50 mixture of chi-square(df-1) and
-chi-square(df) (Self & Liang 1987; Stram & Lee 1994). Both p-values are shown; ``test`` says
-which applies.
+When the larger model adds variances, their null value 0 sits on the boundary of the parameter
+space and the LR statistic is not chi-square(df). Only a new *variance* is on the boundary: an
+added correlation (``(x || g)`` → ``(x | g)``) or covariance is interior, and adding only those
+is an ordinary chi-square(df) test. With k new variances and df parameters added in all, the
+null distribution is the chi-bar-square mixture
+
+.. math:: \sum_{j=0}^{k} \binom{k}{j} 2^{-k}\, \chi^2_{df-k+j}
+
+(:math:`\chi^2_0` the point mass at 0): for k = 1 the 50:50 mixture of chi-square(df-1) and
+chi-square(df) (Self & Liang 1987, case 5; Stram & Lee 1994 for a new random effect with its
+covariances); for k = 2 the 1/4 : 1/2 : 1/4 mixture (Self & Liang case 6), exact when the new
+variances belong to separate terms (their information is then asymptotically orthogonal) and
+approximate for two new variances of one correlated term. Both p-values are shown; ``test``
+says which applies.
 """
 
 from __future__ import annotations
@@ -49,6 +58,31 @@ def _nested(small, big) -> str | None:
         if g not in rb or not cols <= rb[g]:
             return f"the random effects on '{g}' of '{small.formula}' are not contained in '{big.formula}'"
     return None
+
+
+def new_variances(small, big) -> tuple[int, bool]:
+    """(number of variances ``big`` adds to ``small``, whether they sit in separate terms — the
+    case where the binomial chi-bar-square weights are exact)."""
+    rs = _re_map(small)
+    k, separate = 0, True
+    for t in big.spec.terms:
+        new = [c for c in t.col_names if c not in rs.get(t.group, set())]
+        k += len(new)
+        if len(new) > 1 and t.q > 1:
+            separate = False
+    return k, separate
+
+
+def mixture_sf(chisq: float, df: int, k: int) -> float:
+    """P(LR > chisq) under the chi-bar-square mixture of k new variances among df parameters."""
+    from math import comb
+
+    p = 0.0
+    for j in range(k + 1):
+        d = df - k + j
+        sf = stats.chi2.sf(chisq, d) if d > 0 else float(chisq <= 0)
+        p += comb(k, j) * 0.5**k * sf
+    return float(p)
 
 
 def _family_nested(small, big) -> bool:
@@ -111,18 +145,20 @@ def anova(*models, ddf: str | None = None) -> pd.DataFrame:
                 rows.append(row)
                 prev = m
                 continue
-            new_groups = sum(
-                len(cols - _re_map(prev).get(g, set())) for g, cols in _re_map(m).items()
-            )
-            if added > 0 and df > 0:
-                lower = stats.chi2.sf(chisq, df - 1) if df > 1 else float(chisq <= 0)
-                row["p_value_boundary"] = 0.5 * lower + 0.5 * stats.chi2.sf(chisq, df)
-                row["test"] = (
-                    "chi-bar-square 50:50 (one variance component on its boundary): use p_value_boundary"
-                    if new_groups == 1
-                    else "chi-bar-square 50:50 is approximate with several new variance components; "
-                    "p_value is conservative"
-                )
+            k, separate = new_variances(prev, m)
+            if k > 0 and df >= k:
+                row["p_value_boundary"] = mixture_sf(chisq, df, k)
+                if k == 1:
+                    row["test"] = ("chi-bar-square 50:50 of chi-square(df-1) and chi-square(df) (one new variance on "
+                                   "its boundary; Self & Liang 1987, Stram & Lee 1994): use p_value_boundary")
+                else:
+                    row["test"] = (f"chi-bar-square with weights C({k},j)/2^{k} ({k} new variances on their boundary; "
+                                   "Self & Liang 1987): use p_value_boundary"
+                                   + ("" if separate else " — approximate: the new variances share a correlated "
+                                      "term; p_value is conservative"))
+            elif added > 0:
+                row["test"] = ("chi-square: only correlations/covariances are added, which are not on a boundary: "
+                               "use p_value")
             else:
                 row["test"] = "chi-square (no variance parameter on its boundary): use p_value"
         rows.append(row)

@@ -1,11 +1,17 @@
-"""``confint``: Wald, profile-likelihood or parametric-bootstrap intervals in one table."""
+"""``confint``: Wald, profile-likelihood or parametric-bootstrap intervals in one table.
+
+Profile intervals of a REML fit are computed as lme4 computes them: on the ML deviance (the
+model refitted with ``reml=False``; lme4 issues #325, #838), with a warning and
+``attrs["note"]`` saying so. A binomial fit with separation has no finite profile limits for
+the separated coefficients; it is refused at once, naming them.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ModelError
+from ..design import check_choice, check_int, check_level
 from .params import sdcor_names
 
 __all__ = ["confint"]
@@ -21,8 +27,9 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
     parameter on its boundary. They are symmetric and can be poor for small SDs — lme4 does not
     give them at all; prefer ``profile`` or ``bootstrap`` for variance parameters.
     """
-    if not 0 < level < 1:
-        raise ModelError(f"level must lie between 0 and 1, not {level}")
+    check_level(level)
+    check_choice(method, "method", ("wald", "profile", "bootstrap"))
+    note = ""
     if method == "wald":
         ct = m.coef_table(conf_level=level)[["conf_low", "conf_high"]]
         out = pd.concat([_wald_re(m, level), ct, _wald_dispersion(m, level), _wald_zero_part(m, level)])
@@ -30,15 +37,18 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
         from .profile import profile_confint
 
         out = profile_confint(m, level=level)
+        note = out.attrs.get("note", "")
     elif method == "bootstrap":
         from .bootstrap import bootstrap
 
+        check_int(nsim, "nsim", minimum=1)
         out = bootstrap(m, nsim=nsim, seed=seed, n_jobs=n_jobs).confint(level)
         re_names = sdcor_names(m.spec, m.request.family.profiled_lmm)
         out = out.loc[re_names + list(m.fixef.index) + list(m.dispersion.index) + [f"zi~{c}" for c in m.zi_fixef.index]]
     else:
         raise ModelError(f"method must be 'wald', 'profile' or 'bootstrap', not {method!r}")
     out.index.name = "term"
+    out.attrs["note"] = note
     return out
 
 

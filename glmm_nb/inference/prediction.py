@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import formulaic
 
+from ..design import check_choice, check_level, new_fixed_matrix
 from ..design.reterms import theta_to_T
-from ..errors import DataError, ModelError
+from ..errors import ModelError
 from ..likelihood import LaplaceDevfun, LmmDevfun
 from .ddf import linear_inference, t_quantile
 from .modelinfo import family_of, is_lmm, link_of
@@ -42,44 +42,15 @@ def fixed_design(m, newdata: pd.DataFrame, offsets: bool = True) -> tuple[np.nda
     """Fixed-effect matrix and formula offsets for ``newdata`` with the fit's encoding.
 
     Only the variables of the fixed part (and, with ``offsets``, of ``offset(...)`` terms) are
-    needed; without ``offsets`` the returned offset is zero.
+    needed; without ``offsets`` the returned offset is zero. See
+    :func:`glmm_nb.design.new_fixed_matrix`.
 
     Raises
     ------
     DataError
         ``newdata`` is not a DataFrame or lacks a variable; a factor level unseen in the fit.
     """
-    if not isinstance(newdata, pd.DataFrame):
-        raise DataError("newdata must be a pandas DataFrame")
-    spec = m.spec
-    fs = spec.fixed_spec
-    needed = set(fs.variables_by_source.get("data", set()))
-    if offsets:
-        for o in spec.formula.offsets:
-            needed |= set(formulaic.Formula(f"0 + I({o})").required_variables)
-    needed = sorted(v for v in needed if v not in newdata.columns)
-    if needed:
-        raise DataError(f"newdata lacks the column(s) {', '.join(map(repr, needed))}")
-    try:
-        mm = fs.get_model_matrix(newdata, na_action="ignore")
-    except Exception as exc:  # formulaic raises several types (unseen levels, bad values)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"cannot build the fixed-effect matrix for newdata: {first}") from None
-    cols = ["(Intercept)" if c == "Intercept" else str(c) for c in mm.columns]
-    frame = pd.DataFrame(np.asarray(mm, dtype=float), columns=cols, index=newdata.index)
-    X = frame[list(spec.x_names)].to_numpy(dtype=float)
-    off = np.zeros(len(newdata))
-    for o in spec.formula.offsets if offsets else ():
-        name = o.strip().strip("`")
-        if name in newdata.columns:
-            off = off + newdata[name].to_numpy(dtype=float)
-            continue
-        try:
-            off = off + np.asarray(formulaic.model_matrix(f"0 + I({o})", newdata, na_action="ignore"),
-                                   dtype=float)[:, 0]
-        except Exception as exc:
-            raise DataError(f"cannot evaluate offset({o}) on newdata: {exc}") from None
-    return X, off
+    return new_fixed_matrix(m.spec, newdata, offsets=offsets)
 
 
 def _conditional_parts(m, newdata):
@@ -163,14 +134,10 @@ def predict_interval(m, newdata: pd.DataFrame | None = None, re: str = "none", t
         ``fit se_fit lower upper`` (and ``df`` when small-sample df are used), indexed like
         ``newdata``.
     """
-    if re not in ("none", "conditional"):
-        raise ModelError(f"re must be 'none' or 'conditional' for predictions with intervals, not {re!r}")
-    if type not in ("link", "response"):
-        raise ModelError(f"type must be 'link' or 'response', not {type!r}")
-    if interval not in ("confidence", "prediction", "none"):
-        raise ModelError(f"interval must be 'confidence', 'prediction' or 'none', not {interval!r}")
-    if not 0 < level < 1:
-        raise ModelError(f"level must lie between 0 and 1, not {level}")
+    check_choice(re, "re (with se_fit or interval)", ("none", "conditional"))
+    check_choice(type, "type", ("link", "response"))
+    check_choice(interval, "interval", ("confidence", "prediction", "none"))
+    check_level(level)
     gaussian = is_lmm(m)
     if interval == "prediction" and not gaussian:
         raise ModelError("interval='prediction' is available for gaussian models only")

@@ -9,18 +9,22 @@ cut-off towards zero gets the lower limit 0.
 
 GLMMs: D over (SDs/correlations, beta) with the Laplace or AGQ deviance. LMMs: D over
 (SDs/correlations, sigma) with beta profiled out exactly; a fixed effect is profiled by
-moving it into the offset.
+moving it into the offset. A REML fit is profiled as lme4 profiles it: on the ML deviance of
+the model refitted with ``reml=False`` (said in a warning and ``attrs["note"]``). A binomial
+fit with separation is refused at once (its separated coefficients have no finite limits).
 """
 
 from __future__ import annotations
+
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from ..errors import ModelError
+from ..design import separation_message
+from ..errors import ModelError, warn
 from ..likelihood import LmmDevfun
-from ..pipeline import make_devfun
+from ..pipeline import make_devfun, refit
 from .params import sdcor_bounds, sdcor_names, sdcor_to_theta, theta_to_sdcor
 
 __all__ = ["profile_confint", "ProfileProblem"]
@@ -162,6 +166,15 @@ def _limit(prob: ProfileProblem, name: str, side: int, z: float, scale: float) -
 
 def profile_confint(m, level: float = 0.95, parm: list[str] | None = None) -> pd.DataFrame:
     """Profile-likelihood intervals, indexed by term, columns ``conf_low conf_high``."""
+    separated = m.spec.meta.get("separated") or ()
+    if separated:
+        raise ModelError(f"profile intervals are not available: {separation_message(separated)}")
+    note = ""
+    if m.request.family.profiled_lmm and m.reml:
+        note = ("profile intervals are computed on the ML deviance, as lme4's confint does: the REML fit was "
+                "refitted with reml=False")
+        warn(note, UserWarning)
+        m = refit(m, reml=False)
     prob = ProfileProblem(m)
     z = stats.norm.ppf(0.5 + level / 2)
     names = prob.re_names + list(m.fixef.index) + (prob.extra_names if not prob.gaussian else [])
@@ -184,4 +197,5 @@ def profile_confint(m, level: float = 0.95, parm: list[str] | None = None) -> pd
             lo, hi = float(np.exp(lo)), float(np.exp(hi))
         rows.append((name, lo, hi))
     out = pd.DataFrame(rows, columns=["term", "conf_low", "conf_high"]).set_index("term")
+    out.attrs["note"] = note
     return out

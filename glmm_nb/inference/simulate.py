@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 
-from ..design import grouping_codes
-from ..errors import DataError, DataWarning, ModelError, warn
+from ..design import as_frame, check_choice, check_int, check_seed, grouping_codes, new_fixed_matrix, numpy_dtypes
+from ..design.newdata import design_variables
+from ..errors import DataError, ModelError
 
 __all__ = ["Design", "design_of", "predict", "predict_design", "simulate"]
 
@@ -41,6 +42,7 @@ def design_of(m, newdata: pd.DataFrame | None) -> Design:
         return Design(np.asarray(spec.X), np.asarray(spec.offset), codes,
                       tuple(np.asarray(t.Zvals) for t in spec.terms), codes,
                       tuple(t.nlevels for t in spec.terms), trials, zero_part(m, None))
+    newdata = numpy_dtypes(as_frame(newdata, "newdata"))
     d = spec.design_for(newdata)
     own, nlev = [], []
     for t in spec.terms:
@@ -94,23 +96,18 @@ def re_row_variance(zvals, covs) -> np.ndarray:
 
 
 def linear_predictor(m, d: Design, re: str) -> np.ndarray:
+    """x'beta + offset (+ z'b at the conditional modes for ``re="conditional"``; rows whose
+    group is missing or new get b = 0 — :meth:`ModelSpec.design_for` warned about them)."""
     eta = d.X @ m.fixef.to_numpy() + d.offset
     if re in ("none", "marginal"):
         return eta
     if re != "conditional":
         raise ModelError(f"re must be 'conditional', 'none' or 'marginal', not {re!r}")
-    new_levels = 0
     for b, codes, zv in zip(m.mode_blocks(), d.codes, d.Zvals):
         known = codes >= 0
-        new_levels += int((~known).sum())
         contrib = np.zeros(len(codes))
         contrib[known] = np.einsum("nq,nq->n", zv[known], b[codes[known]])
         eta = eta + contrib
-    if new_levels:
-        warn(
-            f"{new_levels} row(s) belong to grouping levels not seen in the fit; their random "
-            "effects are set to zero (a typical cluster)",
-            DataWarning)
     return eta
 
 
@@ -123,8 +120,9 @@ def predict(m, newdata=None, type: str = "response", re: str = "conditional") ->
     ``re="none"`` new data need only the fixed parts' columns (no grouping columns).
     """
     _check_type(m, type)
-    if newdata is not None and not isinstance(newdata, pd.DataFrame):
-        raise DataError("newdata must be a pandas DataFrame")
+    check_choice(re, "re", ("conditional", "none", "marginal"))
+    if newdata is not None:
+        newdata = as_frame(newdata, "newdata")
     if re == "none" and newdata is not None:
         X, off = fixed_part(m, newdata)
         return _respond(_family_for(m, zero_part(m, newdata)), X @ m.fixef.to_numpy() + off, type)
@@ -143,18 +141,7 @@ def _respond(fam, eta, type: str):
 
 def fixed_part(m, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """X and the formula's offsets for new data, from the fixed part's columns only."""
-    from ..design import model_matrix, rename_intercept
-    from ..design.matrices import eval_numeric
-
-    Xdf = model_matrix("", newdata, "the fixed part", spec=m.spec.fixed_spec)
-    Xdf.columns = rename_intercept(Xdf.columns)
-    missing = [c for c in m.spec.x_names if c not in Xdf.columns]
-    if missing:
-        raise DataError(f"newdata does not give the fixed-effect column(s) {', '.join(missing)}")
-    off = np.zeros(len(newdata))
-    for o in m.spec.formula.offsets:
-        off = off + eval_numeric(o, newdata, "offset")
-    return Xdf[list(m.spec.x_names)].to_numpy(dtype=float), off
+    return new_fixed_matrix(m.spec, newdata)
 
 
 def predict_design(m, d: Design, type: str = "response", re: str = "conditional") -> np.ndarray:
@@ -177,15 +164,37 @@ def predict_design(m, d: Design, type: str = "response", re: str = "conditional"
 
 
 def simulate(m, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.ndarray:
-    """Simulated responses, (n, nsim), on the family's count scale (binomial: successes)."""
-    if re not in ("new", "conditional"):
-        raise ModelError(f"re must be 'new' or 'conditional' for simulation, not {re!r}")
-    if not isinstance(nsim, (int, np.integer)) or nsim < 1:
-        raise ModelError(f"nsim must be a positive integer, not {nsim!r}")
+    """Simulated responses, (n, nsim), on the family's count scale (binomial: successes).
+
+    ``newdata`` must be complete (no missing value in a variable of the model); binomial
+    simulation needs whole numbers of trials (the fit's weights), it never rounds them.
+    """
+    check_choice(re, "re", ("new", "conditional"))
+    check_int(nsim, "nsim", minimum=1)
+    seed = check_seed(seed)
+    if newdata is not None:
+        newdata = as_frame(newdata, "newdata")
+        used = [v for v in design_variables(m.spec) if v in newdata.columns]
+        na = newdata[used].isna().any(axis=0) if used else pd.Series(dtype=bool)
+        if na.any():
+            cols = [c for c in used if na[c]]
+            raise DataError(
+                f"newdata has missing values in {', '.join(map(repr, cols))} "
+                f"({int(newdata[cols].isna().any(axis=1).sum())} row(s)); simulation needs complete rows — drop or "
+                "fill them"
+            )
     rng = np.random.default_rng(seed)
     d = design_of(m, newdata)
     fam = _family_for(m, d.zeta)
     n = d.X.shape[0]
+    if fam.reads_cbind:
+        t = np.asarray(d.trials, dtype=float)
+        frac = np.abs(t - np.round(t)) > 1e-8
+        if np.any(frac):
+            raise ModelError(
+                f"cannot simulate binomial responses with non-integer numbers of trials (e.g. {t[frac][0]:g}): "
+                "the fit's weights are not trial counts; refit with whole-number weights"
+            )
     if re == "conditional":
         eta = np.repeat(linear_predictor(m, d, "conditional")[:, None], nsim, axis=1)
     else:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import sys
 
 from ..errors import GLMMError
-from .args import ArgError, clean_body, help_text, parse_line
+from .args import ArgError, clean_body, expand_names, help_text, parse_line
 from .run import MagicOutput, run_magic
 
 __all__ = ["load_ipython_extension", "make_magics_class"]
 
 
 def make_magics_class():
-    from IPython.core.magic import Magics, line_cell_magic, magics_class
+    from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
     from traitlets import Bool, Int, Unicode
 
     @magics_class
@@ -33,14 +33,15 @@ def make_magics_class():
             return {"family": self.family, "link": self.link or None, "method": self.method,
                     "nagq": self.nagq, "reml": self.reml, "data": self.data or None}
 
+        @no_var_expand  # braces are ours to read (expand_names), not IPython's to evaluate
         @line_cell_magic
         def glmm(self, line, cell=None):
             try:
                 args = parse_line(line, cell=cell is not None)
                 if cell is not None:
-                    formula = clean_body(self.shell.var_expand(cell, depth=2) if "{" in cell else cell)
+                    formula = expand_names(clean_body(cell), self.shell.user_ns)
                 else:
-                    formula = args.formula
+                    formula = expand_names(args.formula, self.shell.user_ns) if args.formula else None
                 out = run_magic(args, formula, self.shell.user_ns, self._defaults())
             except (GLMMError, ArgError) as exc:
                 if not self.short_errors:

@@ -3,15 +3,21 @@
 Line grammar: options first (``--data df --family binomial --nagq 10 --reml``), then for the
 cell magic an optional variable name, for the line magic the formula (everything from the
 first word that is not an option). Quoted option values use shell quoting.
+
+Cell body: ``#`` starts a comment outside backticks and quotes (``(1 | `site #`)`` is a
+name); ``{name}`` — a plain name in braces — is replaced by the notebook variable of that
+name when it holds a string or a number; any other braces (``{x + 1}``, formulaic's Python
+expressions) are left to formulaic, never evaluated against the notebook.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 from dataclasses import dataclass
 
-__all__ = ["MagicArgs", "ArgError", "parse_line", "clean_body", "help_text", "parser"]
+__all__ = ["MagicArgs", "ArgError", "parse_line", "clean_body", "expand_names", "help_text", "parser"]
 
 
 class ArgError(Exception):
@@ -121,14 +127,42 @@ def parse_line(line: str, cell: bool) -> MagicArgs:
                      report=ns.report, quiet=ns.quiet, marginal=ns.marginal)
 
 
+def _strip_comment(line: str) -> str:
+    """``line`` up to a ``#`` that is outside backticks and quotes."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "`'\"":
+            quote = ch
+        elif ch == "#":
+            return line[:i]
+    return line
+
+
 def clean_body(body: str) -> str:
     """The formula of a cell body: '#' comments and blank lines removed, lines joined."""
     lines = []
     for raw in body.splitlines():
-        line = raw.split("#", 1)[0].strip()
+        line = _strip_comment(raw).strip()
         if line:
             lines.append(line)
     text = " ".join(lines)
     if text.count("~") > 1:
         raise ArgError("the cell holds more than one formula; one %%glmm cell fits one model")
     return text
+
+
+_BRACED_NAME = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
+
+
+def expand_names(text: str, namespace: dict) -> str:
+    """Replace ``{name}`` by the notebook variable ``name`` when it is a string or a number;
+    leave every other pair of braces (formulaic's ``{python expression}``) as written."""
+    def sub(m):
+        value = namespace.get(m.group(1), None)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        return m.group(0)
+
+    return _BRACED_NAME.sub(sub, text)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..api import glmm
+from ..design import check_output_path
 from ..errors import DataError, ModelError
 from .args import MagicArgs
 
@@ -50,6 +51,8 @@ def run_magic(args: MagicArgs, formula: str, namespace: dict, defaults: dict) ->
     data = namespace[data_name]
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"'{data_name}' is a {type(data).__name__}, not a pandas DataFrame")
+    if args.report:
+        check_output_path(args.report, what="--report")  # before the fit, not after it
     reml = defaults.get("reml", True) if args.reml is None else args.reml
     method = args.method or defaults.get("method", "laplace")
     nagq = args.nagq if args.nagq is not None else defaults.get("nagq", 1)

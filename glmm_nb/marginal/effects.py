@@ -92,10 +92,14 @@ def average_marginal_effects(m, var: str, delta: float = 1.0, level: float = 0.9
     return out
 
 
-def comparison_table(m, gee_result=None) -> pd.DataFrame:
+def comparison_table(m, gee=None) -> pd.DataFrame:
     """term, conditional, marginal, gee, attenuation (marginal / conditional) and, for a logistic
-    random intercept, the closed-form approximation."""
+    random intercept, the closed-form approximation. ``gee``: a cluster column name or a
+    :func:`glmm_nb.gee` result (see :func:`glmm_nb.marginal.gee.gee_for`)."""
     from .coefs import closed_form_attenuation, marginal_coefs
+    from .gee import gee_for
+
+    gee_result = gee_for(m, gee)
 
     mc = marginal_coefs(m)
     out = pd.DataFrame({"conditional": m.fixef, "marginal": mc.estimate})

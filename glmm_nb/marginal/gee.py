@@ -18,7 +18,7 @@ from ..families import Family, get_family
 from ..formula import parse_formula
 from ..results import wald_table
 
-__all__ = ["GEEResult", "gee"]
+__all__ = ["GEEResult", "gee", "gee_for"]
 
 _CORSTR = ("exchangeable", "independence", "ar1")
 
@@ -104,3 +104,22 @@ def gee(formula: str, data: pd.DataFrame, cluster: str, family: str | Family = "
                      vcov=pd.DataFrame(res.cov_robust, index=list(names), columns=list(names)),
                      working_correlation=dep, nobs=len(d), nclusters=int(groups.max() + 1),
                      n_dropped=int((~mask).sum()))
+
+
+def gee_for(m, value=None) -> GEEResult | None:
+    """The GEE to set beside a fitted GLMM ``m`` — one convention for ``compare(gee=)`` and
+    ``report(gee=)``: ``None`` (no GEE), a column name (an exchangeable GEE of the model's
+    fixed part clustered by that column, on the rows the model used) or a :class:`GEEResult`
+    from :func:`gee`."""
+    if value is None or isinstance(value, GEEResult):
+        return value
+    if not isinstance(value, str):
+        raise ModelError(f"gee must be a cluster column name or a glmm_nb.gee(...) result, not {type(value).__name__}")
+    frame = m.spec.frame
+    if frame is None or value not in frame.columns:
+        used = ", ".join(map(repr, [] if frame is None else frame.columns))
+        raise DataError(f"gee='{value}' names a column the model does not use (it uses {used}); cluster by one of "
+                        "them or pass a fitted glmm_nb.gee(formula, data, cluster=...) result")
+    f = m.spec.formula
+    lhs = f"cbind({f.cbind[0]}, {f.cbind[1]})" if f.cbind else f.response
+    return gee(f"{lhs} ~ {f.fixed}", frame, cluster=value, family=m.fitted_family)

@@ -16,13 +16,16 @@ from pathlib import Path
 
 import jinja2
 
-from ..errors import GLMMError
-from ..marginal import gee as fit_gee
+import pandas as pd
+
+from ..design import check_bool, check_int, check_output_path, close_names
+from ..errors import DataError, GLMMError, ModelError
+from ..marginal import gee_for
 from ..results.display import format_number
 from . import charts as ch
 from . import sections as sec
 
-__all__ = ["Report", "make_report"]
+__all__ = ["Report", "make_report", "check_report_args"]
 
 
 @lru_cache(maxsize=1)
@@ -52,7 +55,7 @@ class Report:
     seconds: float
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
+        path = check_output_path(path, what="save()")
         path.write_text(self.html, encoding="utf-8")
         return path
 
@@ -67,16 +70,37 @@ class Report:
         return len(self.html.encode("utf-8"))
 
 
-def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: str | None = None,
-                diagnostics_nsim: int = 250, svg_fallback: bool = True, emmeans: str | None = None) -> Report:
+def check_report_args(m, marginal, emmeans, diagnostics_nsim, svg_fallback=True) -> None:
+    """Type- and name-check the report's arguments (an unknown column is an error, not ignored)."""
+    frame = m.spec.frame
+    cols = [] if frame is None else list(frame.columns)
+    for name, value in (("marginal", marginal), ("emmeans", emmeans)):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ModelError(f"{name} must be a column name, not {value!r}")
+        if value not in cols:
+            raise DataError(f"{name}='{value}' is not a variable of the model (it uses {', '.join(map(repr, cols))})"
+                            f"{close_names(value, cols)}")
+    if marginal is not None and (not pd.api.types.is_numeric_dtype(frame[marginal])
+                                 or pd.api.types.is_bool_dtype(frame[marginal])):
+        raise DataError(f"marginal='{marginal}' is not numeric: the prediction curves vary a numeric covariate")
+    check_int(diagnostics_nsim, "diagnostics_nsim", minimum=1)
+    check_bool(svg_fallback, "svg_fallback")
+
+
+def make_report(m, template_dir=None, marginal: str | None = None, gee=None, diagnostics_nsim: int = 250,
+                svg_fallback: bool = True, emmeans: str | None = None, gee_cluster: str | None = None) -> Report:
     """Build the report of a fitted model.
 
     Parameters
     ----------
     marginal : str, optional
         Numeric covariate for the prediction curves (default: the first numeric one).
-    gee_cluster : str, optional
-        Fit a GEE (exchangeable) clustered by this column and add it to the comparison.
+    gee : str or GEEResult, optional
+        A cluster column (an exchangeable GEE of the model's fixed part clustered by it) or a
+        :func:`glmm_nb.gee` result, added to the comparison — as ``compare(gee=)``.
+        ``gee_cluster`` is the older name of the column form.
     diagnostics_nsim : int
         Simulations for the scaled residuals.
     svg_fallback : bool
@@ -85,11 +109,12 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: 
         A factor whose estimated marginal means and Tukey pairwise comparisons are added.
     """
     t0 = time.perf_counter()
-    gee = None
     if gee_cluster is not None:
-        f = m.spec.formula
-        lhs = f"cbind({f.cbind[0]}, {f.cbind[1]})" if f.cbind else f.response
-        gee = fit_gee(f"{lhs} ~ {f.fixed}", m.spec.frame, cluster=gee_cluster, family=m.fitted_family)
+        if gee is not None:
+            raise ModelError("give gee= or its older name gee_cluster=, not both")
+        gee = gee_cluster
+    gee = gee_for(m, gee)
+    check_report_args(m, marginal, emmeans, diagnostics_nsim, svg_fallback)
     ctx = {
         "model": sec.model_section(m),
         "fixed": sec.fixed_section(m, emmeans),

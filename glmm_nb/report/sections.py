@@ -197,7 +197,7 @@ def marginal_section(m, var: str | None = None, gee=None) -> dict:
             out["missing"].append(f"conditional vs marginal table: {exc}")
             return out
     if gee is None:
-        out["missing"].append("GEE: not asked for (report(gee_cluster=...) adds it)")
+        out["missing"].append("GEE: not asked for (report(gee=...) adds it)")
     frame = m.spec.frame
     if var is None:
         nums = [c for c in frame.columns if c in m.fixef.index and pd.api.types.is_numeric_dtype(frame[c])

@@ -10,6 +10,7 @@ always available as ``.result``: the widgets never hold the only copy.
 from __future__ import annotations
 
 import html
+import keyword
 import time
 
 import pandas as pd
@@ -23,8 +24,11 @@ __all__ = ["ModelBuilder"]
 
 
 def _q(name: str) -> str:
-    """Quote a column name for a formula when it is not a plain identifier."""
-    return name if name.isidentifier() else f"`{name}`"
+    """Quote a column name for a formula when it is not a plain identifier (names holding a
+    backtick are never offered: they cannot be quoted)."""
+    if "`" in name:
+        raise GLMMError(f"the column name {name!r} holds a backtick and cannot be written in a formula")
+    return name if name.isidentifier() and not keyword.iskeyword(name) else f"`{name}`"
 
 
 class ModelBuilder:
@@ -46,7 +50,9 @@ class ModelBuilder:
         self.name = name
         self.result = None
         self.report = None
-        cols = [str(c) for c in data.columns]
+        # a name with a backtick cannot be quoted in a formula: offering it would let a column
+        # name (data) become formula code
+        cols = [str(c) for c in data.columns if "`" not in str(c)]
         self.response = w.Dropdown(options=cols, description="Response")
         self.fixed = w.SelectMultiple(options=cols, description="Fixed", rows=min(8, len(cols)))
         self.groups = w.SelectMultiple(options=cols, description="Groups", rows=min(6, len(cols)))
@@ -106,7 +112,7 @@ class ModelBuilder:
     def _groups_changed(self, change):
         import ipywidgets as w
 
-        cols = [str(c) for c in self.data.columns]
+        cols = [str(c) for c in self.data.columns if "`" not in str(c)]
         rows = []
         for g in change["new"]:
             if g not in self._slopes:
@@ -160,7 +166,11 @@ class ModelBuilder:
         if self.report is None:
             self.status.value = "fit a model first"
             return None
-        path = self.report.save(self.export_path.value)
+        try:
+            path = self.report.save(self.export_path.value)
+        except GLMMError as exc:
+            self.status.value = f"<span style='color:#a94442'>{html.escape(str(exc))}</span>"
+            return None
         self.status.value = f"report saved to {html.escape(str(path))}"
         return path
 
