@@ -18,7 +18,7 @@ from ..formula import ParsedFormula, parse_formula
 from .checks import as_frame
 from .frame import model_frame, used_variables
 from .identify import check_counts, check_identifiable
-from .matrices import check_finite, drop_collinear, eval_numeric, model_matrix, rename_intercept
+from .matrices import check_finite, drop_collinear, eval_numeric, model_matrix, rename_intercept, required_variables
 from .newdata import NewDesign, new_design
 from .random import frozen, random_terms
 from .response import read_response

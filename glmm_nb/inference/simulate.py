@@ -72,14 +72,11 @@ def _family_for(m, zeta):
     return fam.with_zeta(zeta) if fam.has_zero_part else fam
 
 
-TYPES = ("response", "link", "conditional", "zero_prob")
-
-
 def _check_type(m, type: str) -> None:
-    if type not in TYPES:
-        raise ModelError(f"type must be one of {', '.join(map(repr, TYPES))}, not {type!r}")
     if type in ("conditional", "zero_prob") and not m.request.family.has_zero_part:
         raise ModelError(f"type={type!r} is for zero-inflated and hurdle models (fit with ziformula=)")
+    check_choice(type, "type", ("link", "response", "conditional", "zero_prob") if m.request.family.has_zero_part
+                 else ("link", "response"))
 
 
 def _re_cov(m) -> list[np.ndarray]:
