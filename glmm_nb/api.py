@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .distributed import fit_dask, is_dask_data, predict_dask, refit_dask
+from .distributed import fit_dask, is_dask_data, predict_dask, refit_dask, wald_confint
 from .families import Family
 from .errors import ModelError
 from .inference import (bootstrap, confint, ddf_table, diagnose, emmeans, icc, mor, predict, predict_interval, r2,
@@ -184,11 +184,14 @@ class DaskMixedModel(MixedModel):
         return GLMMResult.coef_table(self, conf_level)
 
     def confint(self, method: str = "wald", level: float = 0.95, **kw) -> pd.DataFrame:
-        """Wald intervals (profile and bootstrap intervals refit in memory)."""
-        if self._dask() and method != "wald":
+        """Wald intervals from the whole data's curvature; see :func:`glmm_nb.distributed.wald_confint`
+        (profile and bootstrap intervals refit many times in memory)."""
+        if not self._dask():
+            return super().confint(method=method, level=level, **kw)
+        if method != "wald":
             raise ModelError(f"method={method!r} intervals refit the model many times in memory; a Dask fit has "
                              "method='wald'")
-        return super().confint(method=method, level=level, **kw)
+        return wald_confint(self, level)
 
     def bootstrap(self, nsim: int = 200, seed=None, n_jobs: int = 1, progress: bool = True):
         if self._dask():

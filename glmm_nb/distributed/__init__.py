@@ -13,10 +13,11 @@ Dask is an optional dependency (``pip install 'glmm_nb[dask]'``): nothing here i
 a Dask fit runs.
 """
 
-from .engine import WorkerLostError, current_client
+from .engine import DaskFitError, current_client
 from .fit import DaskFit, ReTable, as_dask, fit_dask, is_dask_data, refit_dask
+from .intervals import wald_confint
 from .plan import DaskOptions, DaskPlan, make_plan, partition_key
 from .predict import Predictor, predict_dask
 
 __all__ = ["fit_dask", "refit_dask", "predict_dask", "Predictor", "DaskFit", "ReTable", "DaskOptions", "DaskPlan",
-           "WorkerLostError", "as_dask", "current_client", "is_dask_data", "make_plan", "partition_key"]
+           "DaskFitError", "as_dask", "current_client", "is_dask_data", "make_plan", "partition_key", "wald_confint"]

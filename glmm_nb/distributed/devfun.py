@@ -125,7 +125,8 @@ class DaskLmmDevfun:
         self.XtWX, self.XtWyc, self.ycWyc, self.n_eff, self.sum_log_w = engine.map_sum("lmm_totals", beta0)
         self.beta0 = beta0
 
-    def _global(self, theta):
+    def profile_at(self, theta):
+        """(beta, R_X'R_X, pwrss, sigma, deviance, log|M|) at theta."""
         a, b, c, logdet = self.engine.map_sum("lmm_pieces", np.asarray(theta, dtype=float), self.beta0)
         RX2 = self.XtWX - a
         delta = np.linalg.solve(RX2, self.XtWyc - b)
@@ -138,11 +139,21 @@ class DaskLmmDevfun:
         else:
             dev = logdet + n * (1 + np.log(2 * np.pi * pwrss / n))
             sigma = np.sqrt(pwrss / n)
-        return self.beta0 + delta, RX2, pwrss, float(sigma), float(dev - self.sum_log_w)
+        return self.beta0 + delta, RX2, pwrss, float(sigma), float(dev - self.sum_log_w), float(logdet)
+
+    def deviance_sigma(self, theta: np.ndarray, sigma: float) -> float:
+        """-2 log-likelihood (or REML criterion) at an explicit residual SD, beta profiled
+        (as :meth:`glmm_nb.likelihood.LmmDevfun.deviance_sigma`)."""
+        _beta, RX2, pwrss, _s, _d, logdet = self.profile_at(theta)
+        n = self.n_eff - (self.p if self.reml else 0)
+        dev = logdet + n * np.log(2 * np.pi * sigma**2) + pwrss / sigma**2
+        if self.reml:
+            dev += np.linalg.slogdet(RX2)[1]
+        return float(dev - self.sum_log_w)
 
     def __call__(self, theta: np.ndarray) -> float:
         self.nevals += 1
-        dev = self._global(theta)[4]
+        dev = self.profile_at(theta)[4]
         self.engine.tracker.record(theta, dev)
         self.progress.update("REML" if self.reml else "ML", dev)
         return dev
@@ -150,7 +161,7 @@ class DaskLmmDevfun:
     def state(self, theta: np.ndarray) -> LmmState:
         """Global beta, R_X, sigma and criterion; the sample's modes at that beta."""
         theta = np.asarray(theta, dtype=float)
-        beta, RX2, pwrss, sigma, dev = self._global(theta)
+        beta, RX2, pwrss, sigma, dev, _ld = self.profile_at(theta)
         sd = self.sample_dev
         vals = sd.rs.vals(theta)
         fac = sd.rs.factor(vals, sd.w)

@@ -5,7 +5,7 @@
   each step submits one small task per partition *pinned to the worker that holds it* (the
   model never travels; its PIRLS warm start stays current), and gathers parameter-sized
   results. While waiting it checks that those workers are alive: a worker that dies (killed,
-  out of memory) ends the fit at once with :class:`WorkerLostError`, which carries the best
+  out of memory) ends the fit at once with :class:`DaskFitError`, which carries the best
   parameter vector so far for ``start=`` — never a hang on tasks that cannot run.
 * :class:`LocalEngine` — no client: the partitions are computed by Dask's local scheduler and
   the models kept in this process; steps run on a thread pool.
@@ -22,11 +22,11 @@ import numpy as np
 from ..errors import GLMMError, ModelError
 from .partition import build_partition, call
 
-__all__ = ["WorkerLostError", "ClientEngine", "LocalEngine", "make_engine", "current_client"]
+__all__ = ["DaskFitError", "ClientEngine", "LocalEngine", "make_engine", "current_client"]
 
 
-class WorkerLostError(ModelError):
-    """A Dask worker died or a partition's task failed during a fit.
+class DaskFitError(ModelError):
+    """A Dask worker died, or a partition's task failed, during a fit.
 
     Attributes
     ----------
@@ -77,7 +77,7 @@ class _Base:
                 " The best parameter vector reached is on this error as .start; resume with "
                 "glmm(..., start=err.start).")
         detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
-        return WorkerLostError(f"{what} (step {self.steps}){detail}.{hint}", self.tracker.best)
+        return DaskFitError(f"{what} (step {self.steps}){detail}.{hint}", self.tracker.best)
 
     def map_sum(self, name: str, *args):
         """Sum the partitions' results (numbers, arrays, or tuples of them)."""
@@ -103,7 +103,12 @@ class LocalEngine(_Base):
 
     def map(self, name: str, *args) -> list:
         self.steps += 1
-        return list(self.pool.map(lambda m: call(m, name, *args), self.models))
+        try:
+            return list(self.pool.map(lambda m: call(m, name, *args), self.models))
+        except GLMMError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of a partition ends the fit with the resume hint
+            raise self._fail("a partition's task failed", exc) from exc
 
     def keep(self, mask) -> None:
         self.models = [m for m, k in zip(self.models, mask) if k]
@@ -149,7 +154,7 @@ class ClientEngine(_Base):
                 exc = errored[0].exception()
                 if isinstance(exc, GLMMError):
                     raise exc
-                raise self._fail("a partition's task failed", exc)
+                raise self._fail("a partition's task failed", exc) from exc
             if all(f.status == "finished" for f in futs):
                 return self.client.gather(futs)
             alive = set(self.client.nthreads())
@@ -204,7 +209,7 @@ def make_engine(collection, plan, client=None, progress: bool = False, poll: flo
             client.cancel(futures)
             if isinstance(exc, GLMMError):
                 raise exc
-            raise WorkerLostError(f"building the partitions failed: {type(exc).__name__}: {exc}")
+            raise DaskFitError(f"building the partitions failed: {type(exc).__name__}: {exc}")
         engine = ClientEngine(client, futures, poll=poll)
     engine.build_time = time.perf_counter() - t0
     return engine

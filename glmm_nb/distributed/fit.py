@@ -31,6 +31,7 @@ from ..request import FitRequest, fixed_indices
 from ..results import GLMMResult, build_result
 from .devfun import DaskGlmmDevfun, DaskLmmDevfun, EvalProgress, glm_start
 from .engine import current_client, make_engine
+from .intervals import sdcor_covariance_glmm, sdcor_covariance_lmm
 from .partition import Layout, build_partition, combine_r
 from .plan import DaskOptions, make_plan
 
@@ -97,6 +98,7 @@ class DaskFit:
     sample_rows: int
     where: str
     timings: dict = field(default_factory=dict)
+    sdcor_vcov: np.ndarray | None = None  # covariance of the sdcor parameters (Wald intervals)
 
     def ranef(self, condvar: bool = True) -> dict[str, pd.DataFrame]:
         """Conditional modes of every cluster, keyed by grouping factor (as ``GLMMResult.ranef``)."""
@@ -314,7 +316,7 @@ def fit_dask(formula, data, family="binomial", link=None, method="laplace", nagq
     ------
     ModelError
         Crossed random effects; options the Dask engine does not support.
-    WorkerLostError
+    DaskFitError
         A worker died (or a partition's task failed); ``err.start`` resumes the fit.
     """
     t_start = time.perf_counter()
@@ -388,13 +390,17 @@ def _fit(eng, plan, ddf, arguments, opts, result_class, timings, t_start):
         timings["optimize"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         if fam.profiled_lmm:
-            beta, _rx, _pw, sigma, _dev = dev._global(opt.final)
+            beta, _rx, _pw, sigma, _dev, _ld = dev.profile_at(opt.final)
             finals = eng.map("final_lmm", opt.final, beta, sigma)
         else:
             finals = eng.map("final_glmm", opt.final)
             dev.final = {"deviance": float(sum(f["deviance"] for f in finals)),
                          "converged": all(f["converged"] for f in finals)}
         result = build_result(request, dev, opt, result_class)
+        if fam.profiled_lmm:
+            sdcor_vcov = sdcor_covariance_lmm(dev, spec, result.theta, result.sigma)
+        else:
+            sdcor_vcov = sdcor_covariance_glmm(spec, result.theta, result.extras.get("vcov_theta_beta"))
         timings["final"] = time.perf_counter() - t1
     finally:
         progress.close()
@@ -402,7 +408,8 @@ def _fit(eng, plan, ddf, arguments, opts, result_class, timings, t_start):
     timings["total"] = time.perf_counter() - t_start
     info = DaskFit(data=ddf, plan=plan, arguments=arguments, terms=terms, nobs=nobs, n_clusters=plan.n_clusters,
                    npartitions=eng.npartitions, sample_clusters=int(_sample_clusters(spec, plan)),
-                   sample_rows=spec.nobs, where=eng.where, timings=dict(timings, steps=eng.steps))
+                   sample_rows=spec.nobs, where=eng.where, timings=dict(timings, steps=eng.steps),
+                   sdcor_vcov=sdcor_vcov)
     changes = {"nobs": nobs, "ngroups": ngroups, "n_dropped": n_dropped,
                "messages": tuple(result.messages) + (_note(info, plan),),
                "extras": {**result.extras, "dask": info}}
