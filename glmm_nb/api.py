@@ -10,6 +10,8 @@ lower layers never import back.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 
 from .distributed import fit_dask, is_dask_data, predict_dask, refit_dask, wald_confint
@@ -155,7 +157,13 @@ class DaskMixedModel(MixedModel):
     """
 
     def _dask(self):
-        return self.extras.get("dask")  # None for an in-memory refit of the sample
+        return self.extras.get("dask")  # None for an in-memory refit of the sample, or the sample view
+
+    def sample_view(self) -> "DaskMixedModel":
+        """This record with ``ranef()``, ``predict()`` and everything else on the in-memory sample
+        of clusters (estimates and tables unchanged) — what the report is built from."""
+        extras = {k: v for k, v in self.extras.items() if k != "dask"}
+        return dataclasses.replace(self, extras={**extras, "dask_sample": True})
 
     def refit(self, **changes) -> "MixedModel":
         """Fit again on the Dask data with changes; see :func:`glmm_nb.distributed.refit_dask`."""
@@ -177,7 +185,7 @@ class DaskMixedModel(MixedModel):
     def coef_table(self, conf_level: float = 0.95, ddf: str | None = None) -> pd.DataFrame:
         """Wald z tests (``ddf="asymptotic"``): small-sample degrees of freedom need the whole
         design in memory, and with data this large they are the normal's."""
-        if not self._dask():
+        if not (self._dask() or self.extras.get("dask_sample")):
             return super().coef_table(conf_level, ddf)
         if ddf not in (None, "asymptotic"):
             raise ModelError(f"ddf={ddf!r} needs the whole design in memory; a Dask fit has Wald z tests")
@@ -192,6 +200,11 @@ class DaskMixedModel(MixedModel):
             raise ModelError(f"method={method!r} intervals refit the model many times in memory; a Dask fit has "
                              "method='wald'")
         return wald_confint(self, level)
+
+    def report(self, *args, **kw):
+        """The HTML report, its data sections (caterpillars, diagnostics, marginal effects) on the
+        in-memory sample of clusters, as ``m.messages`` states."""
+        return MixedModel.report(self.sample_view() if self._dask() else self, *args, **kw)
 
     def bootstrap(self, nsim: int = 200, seed=None, n_jobs: int = 1, progress: bool = True):
         if self._dask():

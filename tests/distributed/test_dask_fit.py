@@ -170,6 +170,8 @@ def test_predict_ranef_and_sampled_record(client, poisson_slope):
     with pytest.raises(ModelError, match="Dask fit"):
         m1.confint(method="profile")
     assert m1.confint().shape[0] >= 2
+    report = m1.report(diagnostics_nsim=20)  # its data sections on the sample, as it says
+    assert "random sample of 8 of 40 clusters" in report.html
 
 
 def test_whole_clusters_need_no_shuffle_and_constant_partition(client):
