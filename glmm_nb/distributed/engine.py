@@ -117,14 +117,26 @@ class LocalEngine(_Base):
         self.pool.shutdown(wait=False)
 
 
-class ClientEngine(_Base):
-    """Models as futures on the workers; pinned tasks; worker-death detection."""
+def _worker_states(dask_scheduler=None) -> dict:
+    """Each worker's status on the scheduler ("running", "paused", …)."""
+    return {a: ws.status.name for a, ws in dask_scheduler.workers.items()}
 
-    def __init__(self, client, futures: list, poll: float = 1.0):
+
+class ClientEngine(_Base):
+    """Models as futures on the workers; pinned tasks; detection of dead and paused workers.
+
+    A worker that Dask pauses (its memory above the pause fraction of ``memory_limit``, 80% by
+    default) runs no task; the partitions it holds are live data that will not shrink, so after
+    ``pause_timeout`` seconds the fit stops with :class:`DaskFitError` instead of waiting.
+    """
+
+    def __init__(self, client, futures: list, poll: float = 1.0, pause_timeout: float = 60.0):
         super().__init__()
         self.client = client
         self.futures = futures
         self.poll = poll
+        self.pause_timeout = pause_timeout
+        self._paused_since: float | None = None
         who = client.who_has(futures)
         self.addrs = [next(iter(who[f.key])) for f in futures]
         self.where = f"{len(set(self.addrs))} Dask worker(s) (dashboard: {client.dashboard_link})"
@@ -163,6 +175,24 @@ class ClientEngine(_Base):
                 self.client.cancel(futs)
                 raise self._fail(f"Dask worker(s) {', '.join(lost) or '?'} left the cluster during the fit "
                                  "(killed, or over its memory limit); the partitions it held are gone")
+            self._check_paused(futs)
+
+    def _check_paused(self, futs) -> None:
+        try:
+            states = self.client.run_on_scheduler(_worker_states)
+        except Exception:  # noqa: BLE001 - an older scheduler: no pause check
+            return
+        paused = sorted(a for a in set(self.addrs) if states.get(a) == "paused")
+        if not paused:
+            self._paused_since = None
+            return
+        now = time.perf_counter()
+        self._paused_since = self._paused_since or now
+        if now - self._paused_since > self.pause_timeout:
+            self.client.cancel(futs)
+            raise self._fail(f"Dask worker(s) {', '.join(paused)} paused for {self.pause_timeout:.0f}s: their memory "
+                             "is above Dask's pause threshold while they hold partitions of the fit; give the workers "
+                             "more memory (memory_limit) or add workers")
 
     def keep(self, mask) -> None:
         drop = [f for f, k in zip(self.futures, mask) if not k]
@@ -176,7 +206,8 @@ class ClientEngine(_Base):
         self.futures = []
 
 
-def make_engine(collection, plan, client=None, progress: bool = False, poll: float = 1.0):
+def make_engine(collection, plan, client=None, progress: bool = False, poll: float = 1.0,
+                pause_timeout: float = 60.0):
     """Build one :class:`~.partition.PartitionModel` per partition of ``collection`` (one pass
     over the data: read, shuffle if planned, build) and return the engine that holds them."""
     import dask
@@ -210,6 +241,6 @@ def make_engine(collection, plan, client=None, progress: bool = False, poll: flo
             if isinstance(exc, GLMMError):
                 raise exc
             raise DaskFitError(f"building the partitions failed: {type(exc).__name__}: {exc}")
-        engine = ClientEngine(client, futures, poll=poll)
+        engine = ClientEngine(client, futures, poll=poll, pause_timeout=pause_timeout)
     engine.build_time = time.perf_counter() - t0
     return engine

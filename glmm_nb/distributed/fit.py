@@ -333,7 +333,8 @@ def fit_dask(formula, data, family="binomial", link=None, method="laplace", nagq
                                      sample_clusters=opts.sample_clusters, sample_seed=opts.sample_seed,
                                      shuffle=opts.shuffle, npartitions=opts.npartitions)
         t_plan = time.perf_counter() - t_start
-        eng = make_engine(collection, plan, client, progress=opts.progress, poll=opts.poll)
+        eng = make_engine(collection, plan, client, progress=opts.progress, poll=opts.poll,
+                          pause_timeout=opts.pause_timeout)
         try:
             return _fit(eng, plan, ddf, arguments, opts, result_class, {"plan": t_plan, "build": eng.build_time},
                         t_start)

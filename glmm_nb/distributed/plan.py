@@ -59,6 +59,9 @@ class DaskOptions:
         Dask's progress bar for the build pass and a running count of deviance evaluations.
     poll : float
         Seconds between checks that the workers holding the partitions are alive.
+    pause_timeout : float
+        Seconds a worker holding partitions may stay paused (memory above Dask's pause
+        threshold) before the fit stops with an error.
     """
 
     sample_clusters: int = 2000
@@ -67,6 +70,7 @@ class DaskOptions:
     npartitions: int | None = None
     progress: bool = False
     poll: float = 1.0
+    pause_timeout: float = 60.0
 
     @classmethod
     def from_control(cls, control: dict | None) -> "DaskOptions":
@@ -74,7 +78,8 @@ class DaskOptions:
         opts = cls(sample_clusters=int(c.get("sample_clusters", cls.sample_clusters)),
                    sample_seed=int(c.get("sample_seed", cls.sample_seed)),
                    shuffle=c.get("shuffle", "auto"), npartitions=c.get("npartitions"),
-                   progress=bool(c.get("progress", False)), poll=float(c.get("poll", 1.0)))
+                   progress=bool(c.get("progress", False)), poll=float(c.get("poll", 1.0)),
+                   pause_timeout=float(c.get("pause_timeout", 60.0)))
         if opts.sample_clusters < 2:
             raise ModelError(f"control['sample_clusters'] must be at least 2, not {opts.sample_clusters}")
         if opts.shuffle not in ("auto", True):

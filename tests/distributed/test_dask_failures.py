@@ -96,7 +96,7 @@ def test_worker_leaving_is_one_error_and_resume(cbpp, m0, monkeypatch):
 
 def test_killed_worker_process_is_one_error(cbpp, monkeypatch):
     """A worker process killed with SIGKILL (as the OS does when memory runs out)."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl:
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cl:
         with distributed.Client(cl) as c:
             pids = c.run(os.getpid)
 
@@ -109,3 +109,26 @@ def test_killed_worker_process_is_one_error(cbpp, monkeypatch):
                 glmm_nb.glmm(F, ddf(cbpp), family="binomial", control={"poll": 0.2})
             assert time.perf_counter() - t0 < 60
             assert err.value.start is not None
+
+
+def test_paused_worker_is_one_error(cbpp, monkeypatch):
+    """A worker paused by Dask's memory manager (its partitions cannot shrink) stops the fit."""
+    from distributed.core import Status
+
+    # no memory limit: the memory monitor would un-pause the worker (its memory is low)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+                                  memory_limit=0) as cl:
+        with distributed.Client(cl) as c:
+            workers = {w.address: w for w in cl.workers.values()}
+
+            def pause(eng):
+                w = workers[eng.addrs[0]]
+                cl.loop.add_callback(setattr, w, "status", Status.paused)
+
+            _kill_at(monkeypatch, 5, pause)
+            with pytest.raises(DaskFitError, match="paused for 1s") as err:
+                glmm_nb.glmm(F, ddf(cbpp), family="binomial", control={"poll": 0.2, "pause_timeout": 1})
+            assert err.value.start is not None
+            for w in workers.values():
+                cl.loop.add_callback(setattr, w, "status", Status.running)
+            del c
