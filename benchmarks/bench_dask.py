@@ -13,6 +13,7 @@ never sit in one process's memory.
 
     python benchmarks/bench_dask.py --rows 1000000 --clusters 10000        # agreement check
     python benchmarks/bench_dask.py --rows 50000000 --clusters 500000      # the large run
+    python benchmarks/bench_dask.py --path visits --keep                   # the README's data set
 
 Not part of the tests. The machine's cores may be shared with other work: times are what was
 measured, on what was free.
@@ -124,6 +125,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--memory", default="4GB")
     ap.add_argument("--dir", default=None, help="where to write the parquet set (default: a temporary dir)")
+    ap.add_argument("--path", default=None, help="the parquet set's own directory (overrides --dir)")
     ap.add_argument("--keep", action="store_true", help="keep the data set afterwards")
     ap.add_argument("--reuse", action="store_true", help="fit an existing data set in --dir")
     ap.add_argument("--check", action="store_true", default=None)
@@ -132,7 +134,7 @@ def main() -> None:
     args = ap.parse_args()
     check = args.check if args.check is not None else args.rows <= 2_000_000
     base = Path(args.dir) if args.dir else Path(os.environ.get("TMPDIR", "/tmp")) / "glmm_nb_bench_dask"
-    path = base / f"rows{args.rows}_g{args.clusters}_{args.layout}"
+    path = Path(args.path) if args.path else base / f"rows{args.rows}_g{args.clusters}_{args.layout}"
     out: dict = {"rows": args.rows, "clusters": args.clusters, "layout": args.layout, "workers": args.workers,
                  "memory_limit": args.memory, "cpu_count": os.cpu_count()}
     if not (args.reuse and path.exists()):
@@ -165,7 +167,7 @@ def main() -> None:
         print(f"in memory: {out['memory_fit_s']:.1f}s; agreement {out['check']}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
-    if not args.keep and not args.dir:
+    if not args.keep and not args.dir and not args.path:
         shutil.rmtree(path, ignore_errors=True)
     print(json.dumps(out, indent=2, default=str))
 

@@ -64,6 +64,12 @@ def as_dask(data, engine: str | None):
                     f"{type(data).__name__}")
 
 
+def _index_as_column(ddf):
+    """A named index (often the cluster column after ``set_index``) as an ordinary column."""
+    name = ddf.index.name
+    return ddf.reset_index() if name is not None and name not in ddf.columns else ddf
+
+
 @dataclass(frozen=True, eq=False)
 class ReTable:
     """The conditional modes of one random-effect term for every cluster."""
@@ -321,6 +327,7 @@ def fit_dask(formula, data, family="binomial", link=None, method="laplace", nagq
     """
     t_start = time.perf_counter()
     ddf = as_dask(data, engine)
+    frame = _index_as_column(ddf)
     fam = get_family(family, link)
     method, nagq = check_method(method, nagq, fam)
     control = dict(control or {})
@@ -329,7 +336,7 @@ def fit_dask(formula, data, family="binomial", link=None, method="laplace", nagq
                  "weights": weights, "offset": offset, "control": control, "start": start, "fixed": fixed}
     client = current_client()
     with threadpool_limits(limits=1, user_api="blas"):
-        plan, collection = make_plan(formula, ddf, fam, weights=weights, offset=offset,
+        plan, collection = make_plan(formula, frame, fam, weights=weights, offset=offset,
                                      sample_clusters=opts.sample_clusters, sample_seed=opts.sample_seed,
                                      shuffle=opts.shuffle, npartitions=opts.npartitions)
         t_plan = time.perf_counter() - t_start

@@ -50,6 +50,8 @@ class Predictor:
         return Z[:, list(t.columns)] if t.columns is not None else Z
 
     def __call__(self, df: pd.DataFrame) -> np.ndarray:
+        if df.index.name is not None and df.index.name not in df.columns:
+            df = df.reset_index()  # a named index (the cluster column after set_index) as a column
         mm = model_matrix("", df, "the fixed part", spec=self.fixed_spec)
         mm.columns = rename_intercept(mm.columns)
         missing = [c for c in self.x_names if c not in mm.columns]

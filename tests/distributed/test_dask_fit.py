@@ -190,6 +190,17 @@ def test_whole_clusters_need_no_shuffle_and_constant_partition(client):
         glmm_nb.glmm("Reaction ~ Days + (1 | Subject)", dd.from_pandas(bad, npartitions=1), family="gaussian")
 
 
+def test_cluster_column_as_index(client, poisson_slope):
+    f = "y ~ x + (1 | g)"
+    m0 = glmm_nb.glmm(f, poisson_slope, family="poisson")
+    ddf = dd.from_pandas(poisson_slope, npartitions=3).set_index("g")  # sorted by g: clusters whole
+    m1 = glmm_nb.glmm(f, ddf, family="poisson")
+    assert not m1.extras["dask"].plan.shuffled
+    assert_same_fit(m0, m1)
+    got = m1.predict().compute()
+    np.testing.assert_allclose(np.sort(got.to_numpy()), np.sort(m0.predict()), rtol=1e-6)
+
+
 def test_parquet_path(client, tmp_path):
     cbpp = load("cbpp")
     path = tmp_path / "cbpp.parquet"
