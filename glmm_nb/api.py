@@ -10,8 +10,11 @@ lower layers never import back.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 
+from .distributed import fit_dask, is_dask_data, predict_dask, refit_dask, wald_confint
 from .families import Family
 from .errors import ModelError
 from .inference import (bootstrap, confint, ddf_table, diagnose, emmeans, icc, mor, predict, predict_interval, r2,
@@ -20,7 +23,7 @@ from .marginal import average_marginal_effects, causal_checks, comparison_table,
 from .pipeline import fit, make_devfun, make_request, refit
 from .results import GLMMResult
 
-__all__ = ["glmm", "make_devfun", "refit", "MixedModel"]
+__all__ = ["glmm", "make_devfun", "refit", "MixedModel", "DaskMixedModel"]
 
 
 class MixedModel(GLMMResult):
@@ -158,6 +161,70 @@ class MixedModel(GLMMResult):
                            gee_cluster=gee_cluster)
 
 
+class DaskMixedModel(MixedModel):
+    """A :class:`MixedModel` fitted on Dask data (``m.extras["dask"]``, a
+    :class:`~glmm_nb.distributed.DaskFit`). Estimates, standard errors, the log-likelihood,
+    ``ranef()`` and ``predict()`` use every row; ``spec`` holds a random sample of clusters
+    (all when there are few), which ``fitted()``, ``residuals()``, ``simulate()``,
+    ``diagnose()``, marginal effects and the report use — ``m.messages`` says how large.
+    """
+
+    def _dask(self):
+        return self.extras.get("dask")  # None for an in-memory refit of the sample, or the sample view
+
+    def sample_view(self) -> "DaskMixedModel":
+        """This record with ``ranef()``, ``predict()`` and everything else on the in-memory sample
+        of clusters (estimates and tables unchanged) — what the report is built from."""
+        extras = {k: v for k, v in self.extras.items() if k != "dask"}
+        return dataclasses.replace(self, extras={**extras, "dask_sample": True})
+
+    def refit(self, **changes) -> "MixedModel":
+        """Fit again on the Dask data with changes; see :func:`glmm_nb.distributed.refit_dask`."""
+        return refit_dask(self, **changes) if self._dask() else super().refit(**changes)
+
+    def ranef(self, condvar: bool = True) -> dict:
+        """Conditional modes of every cluster (pandas frames keyed by grouping factor)."""
+        return self._dask().ranef(condvar) if self._dask() else super().ranef(condvar)
+
+    def predict(self, newdata=None, type: str = "response", re: str = "conditional", se_fit: bool = False,
+                interval: str | None = None, level: float = 0.95, ddf: str | None = "asymptotic"):
+        """Predictions for Dask (a Dask Series) or pandas (an array) data; default: the data fitted."""
+        if not self._dask():
+            return super().predict(newdata, type, re, se_fit, interval, level, ddf)
+        if se_fit or interval is not None:
+            raise ModelError("se_fit and interval need the design in memory; a Dask fit predicts values only")
+        return predict_dask(self, newdata, type=type, re=re)
+
+    def coef_table(self, conf_level: float = 0.95, ddf: str | None = None) -> pd.DataFrame:
+        """Wald z tests (``ddf="asymptotic"``): small-sample degrees of freedom need the whole
+        design in memory, and with data this large they are the normal's."""
+        if not (self._dask() or self.extras.get("dask_sample")):
+            return super().coef_table(conf_level, ddf)
+        if ddf not in (None, "asymptotic"):
+            raise ModelError(f"ddf={ddf!r} needs the whole design in memory; a Dask fit has Wald z tests")
+        return GLMMResult.coef_table(self, conf_level)
+
+    def confint(self, method: str = "wald", level: float = 0.95, **kw) -> pd.DataFrame:
+        """Wald intervals from the whole data's curvature; see :func:`glmm_nb.distributed.wald_confint`
+        (profile and bootstrap intervals refit many times in memory)."""
+        if not self._dask():
+            return super().confint(method=method, level=level, **kw)
+        if method != "wald":
+            raise ModelError(f"method={method!r} intervals refit the model many times in memory; a Dask fit has "
+                             "method='wald'")
+        return wald_confint(self, level)
+
+    def report(self, *args, **kw):
+        """The HTML report, its data sections (caterpillars, diagnostics, marginal effects) on the
+        in-memory sample of clusters, as ``m.messages`` states."""
+        return MixedModel.report(self.sample_view() if self._dask() else self, *args, **kw)
+
+    def bootstrap(self, nsim: int = 200, seed=None, n_jobs: int = 1, progress: bool = True):
+        if self._dask():
+            raise ModelError("the parametric bootstrap refits in memory; it is not available for a Dask fit")
+        return super().bootstrap(nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress)
+
+
 def glmm(
     formula: str,
     data: pd.DataFrame,
@@ -172,6 +239,7 @@ def glmm(
     start=None,
     ziformula: str | None = None,
     hurdle: bool = False,
+    engine: str | None = None,
 ) -> MixedModel:
     """Fit a generalized linear mixed model by maximum likelihood.
 
@@ -204,11 +272,24 @@ def glmm(
         probability of a structural zero (zero-inflation) or, with ``hurdle=True``, of a zero
         (a logistic zero-vs-positive model with a zero-truncated count part).
     hurdle : bool
+    engine : {None, "dask"}
+        A Dask DataFrame as ``data`` is fitted on the active Dask cluster (or Dask's local
+        scheduler) with the in-memory estimates; ``engine="dask"`` also takes a parquet path.
+        Crossed random effects are not supported there. ``control`` takes the Dask options
+        (``progress``, ``sample_clusters`` …; see :func:`glmm_nb.distributed.fit_dask`).
 
     Returns
     -------
     MixedModel
+        (a :class:`DaskMixedModel` for Dask data)
     """
+    if engine is not None or is_dask_data(data):
+        if ziformula is not None or hurdle:
+            raise ModelError("zero-inflated and hurdle models are not available on Dask data yet; "
+                             "fit them in memory (or on a sample)")
+        return fit_dask(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
+                        weights=weights, offset=offset, control=control, start=start, engine=engine,
+                        result_class=DaskMixedModel)
     request = make_request(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
                            weights=weights, offset=offset, control=control, start=start, ziformula=ziformula,
                            hurdle=hurdle)
