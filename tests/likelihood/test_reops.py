@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import glmm_nb.likelihood.reops as R
+import glmm_nb.likelihood.schur as SC
 from glmm_nb import build_spec
 from tests.conftest import load_case
 
@@ -26,9 +27,8 @@ def _dense(rs, vals, W):
 )
 @pytest.mark.parametrize("branches", ["default", "forced"])
 def test_factor_matches_dense(case_id, formula, family, branches, monkeypatch):
-    if branches == "forced":  # the other side of each size threshold
-        monkeypatch.setattr(R, "BINCOUNT_MAX_Q2", 0)
-        monkeypatch.setattr(R, "SPARSE_B_DENSITY", 1e9)
+    if branches == "forced":  # the compiled pattern kernels instead of scipy's sparse products
+        monkeypatch.setattr(SC, "NUMBA_MIN_WORK", 0)
     case, df = load_case(case_id)
     spec = build_spec(formula or case["formula"], df, family)
     rs = R.ReStructure(spec)
@@ -38,14 +38,14 @@ def test_factor_matches_dense(case_id, formula, family, branches, monkeypatch):
     W = rng.uniform(0.2, 2.0, rs.n)
     fac = rs.factor(vals, W)
     M, Z = _dense(rs, vals, W)
-    assert fac.logdet == pytest.approx(np.linalg.slogdet(M)[1], rel=1e-10)
+    assert fac.logdet == pytest.approx(np.linalg.slogdet(M)[1], rel=1e-12, abs=1e-10)
     b = rng.normal(size=rs.Q)
     np.testing.assert_allclose(fac.solve(b), np.linalg.solve(M, b), rtol=1e-8, atol=1e-10)
     Minv = np.linalg.inv(M)
     P = np.array([[(Z[i] @ Minv)[rs.cols[i, t]] for t in range(rs.s)] for i in range(0, rs.n, max(1, rs.n // 200))])
     np.testing.assert_allclose(fac.P(vals)[:: max(1, rs.n // 200)][: len(P)], P, rtol=1e-8, atol=1e-10)
     for k in range(len(spec.terms)):
-        blocks = fac.inv_blocks() if hasattr(fac, "inv_blocks") else fac.inv_blocks_term(k)
+        blocks = fac.inv_blocks_term(k)
         q, J, off = rs.q[k], rs.nlev[k], rs.offsets[k]
         j = J // 2
         idx = off + j * q + np.arange(q)
