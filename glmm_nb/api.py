@@ -101,7 +101,7 @@ def _fit(spec: ModelSpec, fam: Family, method: str, nagq: int, reml: bool, start
     if fam.name == "gaussian":
         dev = LmmDevfun(spec, reml=bool(reml))
         theta0 = spec.theta_start() if start is None else np.asarray(start)[: spec.ntheta]
-        opt = minimize_devfun(dev, theta0, spec.theta_lower(), jac=False)
+        opt = minimize_devfun(dev.value_and_grad, theta0, spec.theta_lower())
         return build_lmm_result(spec, fam, dev, opt)
 
     lap = LaplaceDevfun(spec, fam)

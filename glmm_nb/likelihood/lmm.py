@@ -37,6 +37,18 @@ ML the bracket is :math:`P_{i,b}` alone (:math:`\log|M|`). Hence
    + \frac{\nu}{r^2}\,\frac{\partial r^2}{\partial\theta_m}.
 
 No division by theta: the formula holds on the boundary (a zero variance) as well.
+
+Where every T is invertible the same derivative needs only sums of diagonal blocks: since
+:math:`\dot Z_m = \tilde Z\Lambda^{-1}\partial\Lambda/\partial\theta_m` and
+:math:`A^{-1}C'W\tilde Z = [I; 0] - A^{-1}_{:,Q}`,
+
+.. math:: \frac{\partial \log|A|}{\partial\theta_m}
+   = 2\Big[\big(J_k I - \textstyle\sum_j (A^{-1})_{jj}\big)\,T_k^{-1}\Big]_{ba},
+   \qquad (A^{-1})_{QQ} = M^{-1} + F (R_X'R_X)^{-1} F',
+
+with the sum over the levels j of term k (:math:`M^{-1}` alone for ML). For several terms
+this avoids :math:`M^{-1}` at every row's columns (``inv_blocks_sum`` of the factorization);
+the row formula above is used where some diagonal entry of T is below ``TRACE_MIN_DIAG``.
 """
 
 from __future__ import annotations
@@ -67,7 +79,14 @@ class LmmState:
 
 
 class LmmDevfun:
-    """Profiled deviance of a linear mixed model (``reml=True`` for REML)."""
+    """Profiled deviance of a linear mixed model (``reml=True`` for REML).
+
+    ``grad_method``: ``"auto"`` (traces where every T is invertible, rows otherwise),
+    ``"trace"`` or ``"rows"`` — the two gradient formulas of the module docstring.
+    """
+
+    grad_method = "auto"
+    TRACE_MIN_DIAG = 1e-4
 
     def __init__(self, spec: ModelSpec, reml: bool = True, X=None, y_adjust=None, rs=None):
         """``X`` replaces the fixed-effect matrix and ``y_adjust`` is subtracted from the
@@ -136,6 +155,37 @@ class LmmDevfun:
     def gradient(self, st: LmmState) -> np.ndarray:
         """Analytic gradient of the profiled deviance at a state (module docstring)."""
         rs, w = self.rs, self.w
+        nu = self.n_eff - (self.p if self.reml else 0)
+        we = w * st.resid * (nu / st.pwrss)
+        g = np.empty(self.ntheta)
+        for m, ent in enumerate(rs.entries):  # the residual sum of squares' part
+            col = rs.cols[:, ent.slot_b]
+            g[m] = -2.0 * float((we * rs.Zv[ent.term][:, ent.a]) @ st.u[col])
+        Ts = rs.Ts(st.theta)
+        method = self.grad_method
+        if method == "auto":
+            ok = all(np.min(np.abs(np.diag(T))) >= self.TRACE_MIN_DIAG for T in Ts)
+            method = "trace" if ok and hasattr(st.fac, "inv_blocks_sum") else "rows"
+        return g + (self._logdet_grad_trace(st, Ts) if method == "trace" else self._logdet_grad_rows(st))
+
+    def _logdet_grad_trace(self, st: LmmState, Ts: list) -> np.ndarray:
+        rs = self.rs
+        out = np.empty(self.ntheta)
+        Rinv = np.linalg.inv(st.RX2) if self.reml else None
+        K = []
+        for k, T in enumerate(Ts):
+            q, J = rs.q[k], rs.nlev[k]
+            Sk = st.fac.inv_blocks_sum(k)
+            if self.reml:
+                Fk = st.MiX[rs.offsets[k] : rs.offsets[k + 1]].reshape(J, q, self.p)
+                Sk = Sk + np.einsum("jap,pr,jbr->ab", Fk, Rinv, Fk)
+            K.append(np.linalg.solve(T.T, (J * np.eye(q) - Sk).T).T)  # (J I - S_k) T^{-1}
+        for m, ent in enumerate(rs.entries):
+            out[m] = 2.0 * K[ent.term][ent.b, ent.a]
+        return out
+
+    def _logdet_grad_rows(self, st: LmmState) -> np.ndarray:
+        rs, w = self.rs, self.w
         vals = st.vals
         Pt = st.fac.P(vals)  # (n, s)
         if self.reml:
@@ -146,12 +196,7 @@ class LmmDevfun:
             Y = np.linalg.solve(st.RX2, (self.X - Fz).T).T  # (n, p)
             for t in range(rs.s):
                 Pt[:, t] -= np.einsum("np,np->n", F[rs.cols[:, t]], Y)
-        nu = self.n_eff - (self.p if self.reml else 0)
-        we = w * st.resid * (nu / st.pwrss)
-        g = np.empty(self.ntheta)
+        out = np.empty(self.ntheta)
         for m, ent in enumerate(rs.entries):
-            za = w * rs.Zv[ent.term][:, ent.a]
-            col = rs.cols[:, ent.slot_b]
-            g[m] = 2.0 * float(za @ Pt[:, ent.slot_b]) - 2.0 * float(
-                (we * rs.Zv[ent.term][:, ent.a]) @ st.u[col])
-        return g
+            out[m] = 2.0 * float((w * rs.Zv[ent.term][:, ent.a]) @ Pt[:, ent.slot_b])
+        return out

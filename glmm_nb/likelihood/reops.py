@@ -31,6 +31,9 @@ The factorization interface (``fac = rs.factor(vals, W)``), the same for both cl
     Diagonal blocks of :math:`M^{-1}` for term ``k``, (J_k, q_k, q_k): the conditional
     covariances of the spherical effects. (``BlockFactor.inv_blocks()`` is the older name for
     ``inv_blocks_term(0)``.)
+``fac.inv_blocks_sum(k)``
+    Their sum over levels, (q_k, q_k), cheaper than the blocks themselves for several terms
+    (the LMM gradient's traces).
 ``fac.chol_blocks()``
     ``BlockFactor`` only: lower Cholesky factors of the blocks, for AGQ node placement.
 """
@@ -164,6 +167,10 @@ class BlockFactor:
         if k != 0:
             raise IndexError(f"a single-term factorization has no term {k}")
         return self.inv_blocks()
+
+    def inv_blocks_sum(self, k: int = 0) -> np.ndarray:
+        """Sum over levels of the diagonal blocks of M^{-1}, (q, q)."""
+        return self.inv_blocks_term(k).sum(axis=0)
 
     def chol_blocks(self) -> np.ndarray:
         """Lower Cholesky factors of the blocks of M, (J, q, q)."""

@@ -42,6 +42,7 @@ needs, before allocating anything.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,8 +53,8 @@ from ..errors import ModelError
 
 __all__ = ["CrossStructure", "SchurFactor", "block_chol", "available_memory"]
 
-NUMBA_MIN_WORK = 4_000_000  # sum_j n_j^2 q1^2 above which the compiled kernels are used
-THREADED_MIN_Q2 = 1200  # dense blocks at least this large use every core (LAPACK)
+NUMBA_MIN_WORK = 20_000_000  # sum_j n_j^2 q1^2 above which the compiled kernels are used
+THREADED_MIN_Q2 = 2500  # dense blocks at least this large use every core (LAPACK)
 MEMORY_FRACTION = 0.8  # of the memory available, for the dense block and its inverse
 MEMORY_LIMIT: int | None = None  # bytes; overrides the measured limit (tests)
 CHUNK_ENTRIES = 4_000_000  # dense scratch per chunk in the scipy fallback of H
@@ -162,8 +163,10 @@ class CrossStructure:
 
 
 def _threads(Q2: int):
-    return threadpool_limits(limits=(os.cpu_count() or 1) if Q2 >= THREADED_MIN_Q2 else 1,
-                             user_api="blas")
+    """All cores for LAPACK on a large dense block; otherwise leave the caller's setting."""
+    if Q2 >= THREADED_MIN_Q2:
+        return threadpool_limits(limits=os.cpu_count() or 1, user_api="blas")
+    return nullcontext()
 
 
 class SchurFactor:
@@ -290,6 +293,26 @@ class SchurFactor:
                     B11[:, a, b] += np.bincount(cs.pair_lev, weights=H[a] * Gv[b], minlength=self.J1)
             self._B11 = B11
         return self._B11
+
+    def inv_blocks_sum(self, k: int) -> np.ndarray:
+        r"""Sum over levels of the diagonal blocks of M^{-1} for term ``k``, (q_k, q_k).
+
+        For the first term this is :math:`\sum_j A_j^{-1} + [\mathrm{tr}(S^{-1}G_a'G_b)]_{ab}`,
+        which needs neither H nor the per-level blocks.
+        """
+        if k > 0:
+            return self.inv_blocks_term(k).sum(axis=0)
+        if self._B11 is not None or self.cs.work >= NUMBA_MIN_WORK:
+            return self.B11.sum(axis=0)
+        cs, q1, Sinv = self.cs, self.q1, self.Sinv
+        Gk = [sp.csr_matrix((self.Gv[a], cs.pair_col, cs.jptr), shape=(self.J1, self.Q2)) for a in range(q1)]
+        out = self.Ainv.sum(axis=0)
+        for a in range(q1):
+            for b in range(a + 1):
+                K = (Gk[a].T @ Gk[b]).tocoo()
+                out[a, b] += float(np.sum(Sinv[K.row, K.col] * K.data))
+                out[b, a] = out[a, b]
+        return out
 
     def inv_blocks_term(self, k: int) -> np.ndarray:
         """Diagonal blocks of M^{-1} for term ``k``, (J_k, q_k, q_k)."""

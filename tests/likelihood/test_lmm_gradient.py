@@ -45,14 +45,16 @@ def _fd(dev, theta, h=1e-6):
     return np.array([(dev(theta + e) - dev(theta - e)) / (2 * h) for e in np.eye(theta.size) * h])
 
 
-RUNS = [(c, reml, "scipy") for c in CASES for reml in (True, False)]
-RUNS += [(c, True, "compiled") for c in CASES if c != "sleepstudy slope"]  # one factor: no kernels
+RUNS = [(c, reml, "scipy", m) for c in CASES for reml in (True, False) for m in ("trace", "rows")]
+RUNS += [(c, True, "compiled", m) for c in CASES if c != "sleepstudy slope"  # one factor: no kernels
+         for m in ("trace", "rows")]
 
 
-@pytest.mark.parametrize("case, reml, kernels", RUNS)
-def test_gradient_matches_central_differences(case, reml, kernels, monkeypatch):
+@pytest.mark.parametrize("case, reml, kernels, method", RUNS)
+def test_gradient_matches_central_differences(case, reml, kernels, method, monkeypatch):
     if kernels == "compiled":
         monkeypatch.setattr(SC, "NUMBA_MIN_WORK", 0)
+    monkeypatch.setattr(LmmDevfun, "grad_method", method)
     make, formula, kw = CASES[case]
     spec = build_spec(formula, make(), "gaussian", **kw)
     dev = LmmDevfun(spec, reml=reml)
