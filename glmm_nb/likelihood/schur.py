@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -58,6 +59,9 @@ THREADED_MIN_Q2 = 2500  # dense blocks at least this large use every core (LAPAC
 MEMORY_FRACTION = 0.8  # of the memory available, for the dense block and its inverse
 MEMORY_LIMIT: int | None = None  # bytes; overrides the measured limit (tests)
 CHUNK_ENTRIES = 4_000_000  # dense scratch per chunk in the scipy fallback of H
+SPARSE_MIN_Q2 = 1500  # a sparse LDL' of S is considered from this many columns on
+SPARSE_MAX_FILL = 0.05  # ... and used while its factor holds less than this share of Q2²/2
+SPARSE_MAX_PAIRS = 0.25  # not tried when the levels meet more than this × Q2² column pairs
 
 
 def available_memory() -> int:
@@ -143,6 +147,25 @@ class CrossStructure:
         rest = list(dict.fromkeys(t.text for t in rs.terms[1:]))
         self.first_text, self.rest_text = first, rest
 
+    @cached_property
+    def sparse(self):
+        """A :class:`~glmm_nb.likelihood.sparse_ldl.SparseLDL` when S is large and its factor
+        sparse, else None (dense block)."""
+        Q2 = self.Q2
+        pairs = self.work / (self.q1 * self.q1)
+        if Q2 < SPARSE_MIN_Q2 or pairs > SPARSE_MAX_PAIRS * Q2 * Q2:
+            return None
+        from .sparse_ldl import SparseLDL, level_pairs
+
+        diag = np.arange(Q2, dtype=np.int64) * (Q2 + 1)
+        keys = np.unique(np.concatenate([level_pairs(self.jptr, self.pair_col, Q2), self.dkey, diag]))
+        ldl = SparseLDL(Q2, keys)
+        if ldl.nnzL > SPARSE_MAX_FILL * Q2 * Q2 / 2:
+            return None
+        ldl.dpos = ldl.positions(self.dkey)
+        ldl.diagpos = ldl.positions(diag)[0]
+        return ldl
+
     def csr(self, v: np.ndarray) -> sp.csr_matrix:
         """A (J1 q1 × Q2) CSR matrix with values ``v`` (q1, nnzB) at B's pattern."""
         return sp.csr_matrix((v.ravel()[self.csr_perm], self.csr_indices, self.csr_indptr),
@@ -180,7 +203,6 @@ class SchurFactor:
 
     def __init__(self, rs, vals: np.ndarray, W: np.ndarray):
         cs = rs.cross
-        cs.check_memory()
         self.rs, self.cs = rs, cs
         q1, Q2, nnzB = cs.q1, cs.Q2, cs.nnzB
         self.q1, self.J1, self.off1, self.Q2 = q1, cs.J1, cs.off1, Q2
@@ -196,11 +218,24 @@ class SchurFactor:
             Gv = np.einsum("pab,bp->ap", self.Ainv[cs.pair_lev], Bv)
         self.Gv = Gv
         self.G = cs.csr(Gv)
-        S = np.zeros((Q2, Q2))
         prod = np.empty(cs.dinv.shape)
         for m, (t, u) in enumerate(cs.tu):
             prod[:, m] = W * rest[:, t] * rest[:, u]
-        S.ravel()[cs.dkey] = np.bincount(cs.dinv.ravel(), weights=prod.ravel(), minlength=cs.dkey.size)
+        Dv = np.bincount(cs.dinv.ravel(), weights=prod.ravel(), minlength=cs.dkey.size)
+        self.ldl = cs.sparse
+        if self.ldl is not None:
+            self._factor_sparse(Bv, Gv, Dv)
+        else:
+            self._factor_dense(Bv, Gv, Dv)
+        self._Sinv = None
+        self._H = None
+        self._B11 = None
+
+    def _factor_dense(self, Bv, Gv, Dv) -> None:
+        cs, Q2 = self.cs, self.Q2
+        cs.check_memory()
+        S = np.zeros((Q2, Q2))
+        S.ravel()[cs.dkey] = Dv
         S.ravel()[:: Q2 + 1] += 1.0
         if cs.work >= NUMBA_MIN_WORK:
             from .kernels import schur_lower
@@ -216,9 +251,63 @@ class SchurFactor:
             raise np.linalg.LinAlgError("the Schur complement is not positive definite")
         self.U = U  # F-ordered upper factor: U'U = S (its C-ordered lower triangle is L22)
         self.logdet = self.logdet_A + float(2.0 * np.sum(np.log(np.diagonal(U))))
-        self._Sinv = None
-        self._H = None
-        self._B11 = None
+
+    def _factor_sparse(self, Bv, Gv, Dv) -> None:
+        from .sparse_ldl import full_schur_values, ldl_numeric
+
+        cs, ldl, Q2 = self.cs, self.ldl, self.Q2
+        x = np.zeros(ldl.Ai.size)
+        lo, up = ldl.dpos
+        np.add.at(x, lo, Dv)
+        off = lo != up
+        np.add.at(x, up[off], Dv[off])
+        x[ldl.diagpos] += 1.0
+        full_schur_values(ldl.Ap, ldl.Ai, x, cs.jptr, cs.pair_col, Bv, Gv)
+        self.Li = np.empty(ldl.nnzL, np.int64)
+        self.Lx = np.empty(ldl.nnzL)
+        self.D = np.empty(Q2)
+        k = ldl_numeric(Q2, ldl.Ap, ldl.Ai, x, ldl.Lp, ldl.parent, ldl.P, ldl.Pinv, self.Li, self.Lx, self.D)
+        if k >= 0:
+            raise np.linalg.LinAlgError("the Schur complement is not positive definite")
+        self.logdet = self.logdet_A + float(np.sum(np.log(self.D)))
+        self._Z = None
+
+    def _solve_S(self, t: np.ndarray) -> np.ndarray:
+        if self.ldl is None:
+            return lapack.dpotrs(self.U, t, lower=0)[0]
+        from .sparse_ldl import ldl_solve
+
+        P = self.ldl.P
+        y = np.ascontiguousarray(t[P].reshape(self.Q2, -1))
+        ldl_solve(self.ldl.Lp, self.Li, self.Lx, self.D, y)
+        out = np.empty_like(y)
+        out[P] = y
+        return out.reshape(t.shape)
+
+    @property
+    def Z(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sparse path: S^{-1} on the pattern of L (strictly lower values, diagonal)."""
+        if self._Z is None:
+            from .sparse_ldl import ldl_selinv
+
+            Zx, Zd = np.empty(self.ldl.nnzL), np.empty(self.Q2)
+            ldl_selinv(self.ldl.Lp, self.Li, self.Lx, self.D, Zx, Zd)
+            self._Z = (Zx, Zd)
+        return self._Z
+
+    def _s_entries(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """S^{-1}[r, c] for matching index arrays."""
+        if self.ldl is None:
+            return self.Sinv[r, c]
+        from .sparse_ldl import sel_entries
+
+        Zx, Zd = self.Z
+        shape = np.broadcast(r, c).shape
+        r1 = np.ascontiguousarray(np.broadcast_to(r, shape).ravel(), dtype=np.int64)
+        c1 = np.ascontiguousarray(np.broadcast_to(c, shape).ravel(), dtype=np.int64)
+        out = np.empty(r1.size)
+        sel_entries(self.ldl.Lp, self.Li, Zx, Zd, self.ldl.Pinv, r1, c1, out)
+        return out.reshape(shape)
 
     # ----------------------------------------------------------------------------- solves
     def _ainv(self, r1: np.ndarray) -> np.ndarray:
@@ -235,7 +324,7 @@ class SchurFactor:
         """M^{-1} rhs for rhs of shape (Q,) or (Q, p)."""
         r1, r2 = rhs[: self.off1], rhs[self.off1 :]
         t = np.asarray(r2 - self.G.T @ r1, dtype=float)
-        x2, info = lapack.dpotrs(self.U, t, lower=0)
+        x2 = self._solve_S(t)
         x1 = self._ainv(r1) - self.G @ x2
         return np.concatenate([x1, x2])
 
@@ -263,8 +352,16 @@ class SchurFactor:
     def H(self) -> np.ndarray:
         """(G S^{-1})[(j, a), c] at the pairs (j, c) of B, shape (q1, nnzB)."""
         if self._H is None:
-            cs, Sinv = self.cs, self.Sinv
+            cs = self.cs
             H = np.empty((self.q1, cs.nnzB))
+            if self.ldl is not None:
+                from .sparse_ldl import sel_pattern_h
+
+                Zx, Zd = self.Z
+                sel_pattern_h(self.ldl.Lp, self.Li, Zx, Zd, self.ldl.Pinv, cs.jptr, cs.pair_col, self.Gv, H)
+                self._H = H
+                return H
+            Sinv = self.Sinv
             if cs.work >= NUMBA_MIN_WORK:
                 from .kernels import pattern_h
 
@@ -302,7 +399,7 @@ class SchurFactor:
         """
         if k > 0:
             return self.inv_blocks_term(k).sum(axis=0)
-        if self._B11 is not None or self.cs.work >= NUMBA_MIN_WORK:
+        if self._B11 is not None or self.cs.work >= NUMBA_MIN_WORK or self.ldl is not None:
             return self.B11.sum(axis=0)
         cs, q1, Sinv = self.cs, self.q1, self.Sinv
         Gk = [sp.csr_matrix((self.Gv[a], cs.pair_col, cs.jptr), shape=(self.J1, self.Q2)) for a in range(q1)]
@@ -321,14 +418,14 @@ class SchurFactor:
         rs = self.rs
         q, J = rs.q[k], rs.nlev[k]
         idx = rs.offsets[k] - self.off1 + np.arange(J)[:, None] * q + np.arange(q)[None, :]
-        return self.Sinv[idx[:, :, None], idx[:, None, :]]
+        return self._s_entries(idx[:, :, None], idx[:, None, :])
 
     def P(self, vals: np.ndarray) -> np.ndarray:
         """(Z~ M^{-1}) at each row's own columns, (n, s)."""
         cs, q1 = self.cs, self.q1
         s2 = cs.s2
         B11 = self.B11[cs.codes]  # (n, q1, q1)
-        H, Sinv = self.H, self.Sinv
+        H = self.H
         v1, v2 = vals[:, :q1], vals[:, q1:]
         out = np.empty(vals.shape)
         out[:, :q1] = np.einsum("nab,na->nb", B11, v1)
@@ -338,6 +435,6 @@ class SchurFactor:
         for t in range(s2):
             acc = -np.einsum("an,na->n", Hrow[t], v1)
             for u in range(s2):
-                acc += v2[:, u] * Sinv[cs.c2[:, u], cs.c2[:, t]]
+                acc += v2[:, u] * self._s_entries(cs.c2[:, u], cs.c2[:, t])
             out[:, q1 + t] = acc
         return out

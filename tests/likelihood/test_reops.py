@@ -25,10 +25,14 @@ def _dense(rs, vals, W):
         ("contraception_slope", None, "binomial"),  # one term: block factor
     ],
 )
-@pytest.mark.parametrize("branches", ["default", "forced"])
+@pytest.mark.parametrize("branches", ["default", "forced", "sparse"])
 def test_factor_matches_dense(case_id, formula, family, branches, monkeypatch):
     if branches == "forced":  # the compiled pattern kernels instead of scipy's sparse products
         monkeypatch.setattr(SC, "NUMBA_MIN_WORK", 0)
+    if branches == "sparse":  # sparse LDL' and selected inverse of the Schur complement
+        monkeypatch.setattr(SC, "SPARSE_MIN_Q2", 0)
+        monkeypatch.setattr(SC, "SPARSE_MAX_FILL", 1.0)
+        monkeypatch.setattr(SC, "SPARSE_MAX_PAIRS", 1e9)
     case, df = load_case(case_id)
     spec = build_spec(formula or case["formula"], df, family)
     rs = R.ReStructure(spec)
@@ -37,6 +41,8 @@ def test_factor_matches_dense(case_id, formula, family, branches, monkeypatch):
     vals = rs.vals(theta)
     W = rng.uniform(0.2, 2.0, rs.n)
     fac = rs.factor(vals, W)
+    if branches == "sparse" and len(spec.terms) > 1:
+        assert fac.ldl is not None
     M, Z = _dense(rs, vals, W)
     assert fac.logdet == pytest.approx(np.linalg.slogdet(M)[1], rel=1e-12, abs=1e-10)
     b = rng.normal(size=rs.Q)
