@@ -55,7 +55,7 @@ from ..errors import ModelError
 __all__ = ["CrossStructure", "SchurFactor", "block_chol", "available_memory"]
 
 NUMBA_MIN_WORK = 20_000_000  # sum_j n_j^2 q1^2 above which the compiled kernels are used
-THREADED_MIN_Q2 = 2500  # dense blocks at least this large use every core (LAPACK)
+THREADED_MIN_Q2 = 5000  # dense blocks at least this large use every core (LAPACK)
 MEMORY_FRACTION = 0.8  # of the memory available, for the dense block and its inverse
 MEMORY_LIMIT: int | None = None  # bytes; overrides the measured limit (tests)
 CHUNK_ENTRIES = 4_000_000  # dense scratch per chunk in the scipy fallback of H
@@ -99,6 +99,15 @@ def _ptr(keys: np.ndarray, m: int) -> np.ndarray:
     out = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(np.bincount(keys, minlength=m), out=out[1:])
     return out
+
+
+def _tril_dot(A: np.ndarray, K: np.ndarray, bs: int = 512) -> tuple[float, float]:
+    """Sums of A * K over the lower triangle and over the strict lower triangle, by row blocks."""
+    low = diag = 0.0
+    for i in range(0, A.shape[0], bs):
+        low += float(np.sum(np.tril(A[i : i + bs, : i + bs] * K[i : i + bs, : i + bs], i)))
+        diag += float(np.einsum("ii->", A[i : i + bs, i : i + bs] * K[i : i + bs, i : i + bs]))
+    return low, low - diag
 
 
 class CrossStructure:
@@ -399,9 +408,25 @@ class SchurFactor:
         """
         if k > 0:
             return self.inv_blocks_term(k).sum(axis=0)
-        if self._B11 is not None or self.cs.work >= NUMBA_MIN_WORK or self.ldl is not None:
+        if self._B11 is not None or self.ldl is not None:
             return self.B11.sum(axis=0)
         cs, q1, Sinv = self.cs, self.q1, self.Sinv
+        if cs.work >= NUMBA_MIN_WORK:  # K_ab = G_a'G_b (lower triangle) by the Schur kernel
+            from .kernels import schur_lower
+
+            out = self.Ainv.sum(axis=0)
+            K = np.empty((self.Q2, self.Q2))
+            low = {}
+            for a in range(q1):
+                for b in range(q1):
+                    K[...] = 0.0
+                    schur_lower(K, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr,
+                                self.Gv[a : a + 1], self.Gv[b : b + 1])
+                    low[a, b] = [-v for v in _tril_dot(Sinv, K)]
+            for a in range(q1):
+                for b in range(q1):
+                    out[a, b] += low[a, b][0] + low[b, a][1]  # lower of K_ab, strict lower of K_ba
+            return out
         Gk = [sp.csr_matrix((self.Gv[a], cs.pair_col, cs.jptr), shape=(self.J1, self.Q2)) for a in range(q1)]
         out = self.Ainv.sum(axis=0)
         for a in range(q1):
