@@ -45,17 +45,22 @@ def schur_lower(S, cptr, cpairs, pair_lev, pair_col, jptr, Bv, Gv):  # pragma: n
 
 
 @njit(parallel=True, cache=True)
-def pattern_h(Sinv, jptr, pair_col, Gv, H):  # pragma: no cover - compiled
-    """H[a, p] = (G S^{-1})[(j,a), c_p] at the pattern of B (S^{-1} symmetric, full)."""
-    J1 = jptr.size - 1
+def pattern_h(Sinv, cptr, cpairs, pair_lev, pair_col, jptr, Gv, H):  # pragma: no cover - compiled
+    """H[a, p] = (G S^{-1})[(j,a), c_p] at the pattern of B (S^{-1} symmetric, full).
+
+    Row-major like :func:`schur_lower`: for each column c, the row c of S^{-1} stays in cache
+    while the pairs of every level that meets c are summed.
+    """
+    Q2 = cptr.size - 1
     q1 = Gv.shape[0]
-    for j in prange(J1):
-        lo, hi = jptr[j], jptr[j + 1]
-        for p in range(lo, hi):
-            row = Sinv[pair_col[p]]
+    for c in prange(Q2):
+        row = Sinv[c]
+        for idx in range(cptr[c], cptr[c + 1]):
+            p = cpairs[idx]
+            j = pair_lev[p]
             for a in range(q1):
                 acc = 0.0
-                for p2 in range(lo, hi):
+                for p2 in range(jptr[j], jptr[j + 1]):
                     acc += Gv[a, p2] * row[pair_col[p2]]
                 H[a, p] = acc
 
@@ -68,4 +73,5 @@ def warm() -> None:
     S = np.eye(2)
     schur_lower(S.copy(), np.array([0, 1, 2], dtype=np.int64), np.array([0, 1], dtype=np.int64),
                 np.zeros(2, dtype=np.int64), col, jptr, G, G)
-    pattern_h(S, jptr, col, G, np.empty((1, 2)))
+    pattern_h(S, np.array([0, 1, 2], dtype=np.int64), np.array([0, 1], dtype=np.int64),
+              np.zeros(2, dtype=np.int64), col, jptr, G, np.empty((1, 2)))

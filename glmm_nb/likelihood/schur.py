@@ -374,7 +374,7 @@ class SchurFactor:
             if cs.work >= NUMBA_MIN_WORK:
                 from .kernels import pattern_h
 
-                pattern_h(Sinv, cs.jptr, cs.pair_col, self.Gv, H)
+                pattern_h(Sinv, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, self.Gv, H)
             else:
                 q1 = self.q1
                 step = max(1, CHUNK_ENTRIES // max(1, q1 * self.Q2))
