@@ -4,8 +4,8 @@ MovieLens-1M has 1,000,209 ratings of 3,706 movies by 6,040 users (every user at
 ratings, a median of 96 and a maximum of 2,314; movies from 1 to 3,428 ratings);
 MovieLens-10M has 10,000,054 ratings of 10,677 movies by 69,878 users. The generator draws
 each user's number of ratings from a shifted lognormal scaled to the target total, each
-rating's movie with lognormal popularity, removes repeated (user, movie) pairs and tops up
-until the exact row count is reached. Every user and every movie gets at least one row.
+user's movies without replacement with lognormal popularity (so no pair repeats), and moves a
+few ratings of popular movies to the movies no one drew. Every user and movie has a row.
 
 Response: ``y = 3.6 + 0.1 x + b_user + b_movie + e`` with SDs 0.45, 0.5 and 0.9 (gaussian), and
 ``yb = 1{logistic(-0.2 + 0.1 x + 1.1 b_user + 1.1 b_movie) > U}`` (binary).
@@ -39,6 +39,22 @@ def _user_counts(rng, n, users, items, lo, sigma) -> np.ndarray:
     return cnt
 
 
+def _distinct_items(rng, cnt, pop, chunk_cells=4_000_000) -> np.ndarray:
+    """For each user, ``cnt[u]`` distinct items drawn without replacement with probabilities
+    proportional to ``pop`` (Efraimidis-Spirakis keys), users in chunks."""
+    U, I = cnt.size, pop.size
+    out = []
+    logw = np.log(pop)
+    step = max(1, chunk_cells // I)
+    for u0 in range(0, U, step):
+        c = cnt[u0 : u0 + step]
+        keys = np.log(-np.log(rng.random((c.size, I)))) - logw  # smaller is earlier
+        order = np.argsort(keys, axis=1)
+        take = np.arange(I)[None, :] < c[:, None]
+        out.append(order[take])
+    return np.concatenate(out)
+
+
 def ratings(shape: str = "1m", seed: int = 1) -> pd.DataFrame:
     """A data frame with columns ``user``, ``item`` (categoricals), ``x``, ``y`` and ``yb``."""
     p = SHAPES[shape]
@@ -46,25 +62,23 @@ def ratings(shape: str = "1m", seed: int = 1) -> pd.DataFrame:
     n, U, I = p["n"], p["users"], p["items"]
     cnt = _user_counts(rng, n, U, I, p["min_per_user"], p["sigma"])
     pop = rng.lognormal(0.0, p["item_sigma"], I)
-    cdf = np.cumsum(pop / pop.sum())
-    # one guaranteed row per item, the rest by popularity, duplicates redrawn
     users = np.repeat(np.arange(U), cnt)
-    rng.shuffle(users)
-    items = np.searchsorted(cdf, rng.random(n), side="right").clip(0, I - 1)
-    items[:I] = np.arange(I)
-    key = users * I + items
-    for _ in range(200):
-        _, first = np.unique(key, return_index=True)
-        dup = np.ones(n, bool)
-        dup[first] = False
-        dup[:I] &= False  # keep the guaranteed rows
-        nd = int(dup.sum())
-        if nd == 0:
-            break
-        items[dup] = np.searchsorted(cdf, rng.random(nd), side="right").clip(0, I - 1)
-        key = users * I + items
-    else:  # pragma: no cover - only with absurd shapes
-        raise RuntimeError("could not draw distinct (user, item) pairs")
+    items = _distinct_items(rng, cnt, pop)
+    # every item at least once: give each unused item a row of a popular item, from a user
+    # who has not rated the unused one (distinct pairs are kept)
+    unused = np.setdiff1d(np.arange(I), items)
+    if unused.size:
+        key = set((users * I + items).tolist()) if unused.size > 0 else set()
+        cand = np.flatnonzero(np.bincount(items, minlength=I)[items] > 100)
+        rows = rng.choice(cand, size=unused.size * 4, replace=False)
+        k = 0
+        for it in unused:  # a few dozen items at most
+            while users[rows[k]] * I + it in key:
+                k += 1
+            key.discard(users[rows[k]] * I + items[rows[k]])
+            items[rows[k]] = it
+            key.add(users[rows[k]] * I + it)
+            k += 1
     bu = 0.45 * rng.normal(size=U)
     bi = 0.5 * rng.normal(size=I)
     x = rng.normal(size=n)
