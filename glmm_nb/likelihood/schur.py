@@ -33,8 +33,9 @@ need :math:`M^{-1}` only at the pattern of the data: :math:`S^{-1}` (dense, ``dp
 :math:`\sum_j n_j^2` work in all, the same as forming ``S``), and the first factor's
 diagonal blocks :math:`A_j^{-1} + \sum_{p \in j} G_p H_p'`.
 
-Memory. ``S`` (then its factor) and, when asked for, :math:`S^{-1}` are the only dense arrays:
-:math:`16\,Q_2^2` bytes. Where that exceeds the memory available the factorization raises a
+Memory. ``S`` (then its factor) and, when asked for, :math:`S^{-1}` (and one work array of the
+same size for the LMM gradient's traces) are the only dense arrays: :math:`16`–:math:`24\,Q_2^2`
+bytes. Where that exceeds the memory available the factorization raises a
 :class:`~glmm_nb.errors.ModelError` naming the terms of the dense block and the memory it
 needs, before allocating anything.
 """
@@ -181,14 +182,16 @@ class CrossStructure:
                              shape=(self.off1, self.Q2))
 
     def check_memory(self) -> None:
-        need = 16.0 * self.Q2 * self.Q2
+        """Raise a ModelError before allocating a dense block (with its inverse and, for the
+        compiled path's gradient traces, one work array) that would not fit in memory."""
+        need = (24.0 if self.work >= NUMBA_MIN_WORK else 16.0) * self.Q2 * self.Q2
         limit = MEMORY_LIMIT if MEMORY_LIMIT is not None else MEMORY_FRACTION * available_memory()
         if need > limit:
             terms = " + ".join(self.rest_text)
             raise ModelError(
                 f"the random effects of {terms} ({self.Q2:,} columns) are coupled through "
                 f"{self.first_text}: an exact likelihood needs their dense {self.Q2:,} × "
-                f"{self.Q2:,} block, {need / 2**30:.1f} GB with its inverse, more than the "
+                f"{self.Q2:,} block, {need / 2**30:.1f} GB with its inverse and work space, more than the "
                 f"{limit / 2**30:.1f} GB of memory available. Fit fewer levels of "
                 f"{self.rest_text[0]} (e.g. drop rare ones) or a simpler random-effect structure."
             )

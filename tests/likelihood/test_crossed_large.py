@@ -107,5 +107,5 @@ def test_second_factor_with_more_than_8000_effects_fits():
 def test_too_big_second_factor_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(SC, "MEMORY_LIMIT", 2**20)  # 1 MiB: a 300 × 300 block with its inverse is 1.4 MB
     df = _data(n=3000, ja=400, jb=300)
-    with pytest.raises(ModelError, match=r"\(1 \| b\) \(300 columns\).*\(1 \| a\).*0\.0 GB with its inverse"):
+    with pytest.raises(ModelError, match=r"\(1 \| b\) \(300 columns\).*\(1 \| a\).*0\.0 GB with its inverse and work space"):
         glmm_nb.glmm("y ~ x + (1 | a) + (1 | b)", df, family="gaussian")
