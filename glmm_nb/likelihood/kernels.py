@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["schur_lower", "pattern_h", "warm"]
+__all__ = ["schur_lower", "schur_gram_lower", "pattern_h", "warm"]
 
 
 @njit(parallel=True, cache=True)
@@ -42,6 +42,26 @@ def schur_lower(S, cptr, cpairs, pair_lev, pair_col, jptr, Bv, Gv):  # pragma: n
                     for a in range(q1):
                         acc += Bv[a, p] * Gv[a, p2]
                     row[pair_col[p2]] -= acc
+
+
+@njit(parallel=True, cache=True)
+def schur_gram_lower(S, K, cptr, cpairs, pair_lev, pair_col, jptr, b, g):  # pragma: no cover
+    """One scalar first term (q1 = 1): S[c, c'] -= b_p g_p' and K[c, c'] += g_p g_p' for
+    c' <= c in one pass, K = G'G being what the LMM gradient's trace needs."""
+    Q2 = cptr.size - 1
+    for c in prange(Q2):
+        row = S[c]
+        krow = K[c]
+        for idx in range(cptr[c], cptr[c + 1]):
+            p = cpairs[idx]
+            j = pair_lev[p]
+            v = b[p]
+            w = g[p]
+            for p2 in range(jptr[j], p + 1):
+                c2 = pair_col[p2]
+                gp = g[p2]
+                row[c2] -= v * gp
+                krow[c2] += w * gp
 
 
 @njit(parallel=True, cache=True)

@@ -108,11 +108,12 @@ class LmmDevfun:
         self.n_eff = int(pos.sum())
         self.nevals = 0
 
-    def state(self, theta: np.ndarray) -> LmmState:
+    def state(self, theta: np.ndarray, gram: bool = False) -> LmmState:
+        """Everything at theta; ``gram`` prepares the factorization for the trace gradient."""
         rs, w = self.rs, self.w
         theta = np.asarray(theta, dtype=float)
         vals = rs.vals(theta)
-        fac = rs.factor(vals, w)
+        fac = rs.factor(vals, w, gram=gram)
         ZtWX = rs.tmult(vals, w[:, None] * self.X)
         ZtWy = rs.tmult(vals, w * self.y)
         MiX = fac.solve(ZtWX)
@@ -149,10 +150,18 @@ class LmmDevfun:
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The profiled deviance and its analytic gradient in theta."""
         self.nevals += 1
-        st = self.state(theta)
-        return st.deviance, self.gradient(st)
+        theta = np.asarray(theta, dtype=float)
+        method = self._grad_method(self.rs.Ts(theta))
+        st = self.state(theta, gram=method == "trace")
+        return st.deviance, self.gradient(st, method)
 
-    def gradient(self, st: LmmState) -> np.ndarray:
+    def _grad_method(self, Ts: list) -> str:
+        if self.grad_method != "auto":
+            return self.grad_method
+        ok = all(np.min(np.abs(np.diag(T))) >= self.TRACE_MIN_DIAG for T in Ts)
+        return "trace" if ok else "rows"
+
+    def gradient(self, st: LmmState, method: str | None = None) -> np.ndarray:
         """Analytic gradient of the profiled deviance at a state (module docstring)."""
         rs, w = self.rs, self.w
         nu = self.n_eff - (self.p if self.reml else 0)
@@ -162,10 +171,7 @@ class LmmDevfun:
             col = rs.cols[:, ent.slot_b]
             g[m] = -2.0 * float((we * rs.Zv[ent.term][:, ent.a]) @ st.u[col])
         Ts = rs.Ts(st.theta)
-        method = self.grad_method
-        if method == "auto":
-            ok = all(np.min(np.abs(np.diag(T))) >= self.TRACE_MIN_DIAG for T in Ts)
-            method = "trace" if ok and hasattr(st.fac, "inv_blocks_sum") else "rows"
+        method = method or self._grad_method(Ts)
         return g + (self._logdet_grad_trace(st, Ts) if method == "trace" else self._logdet_grad_rows(st))
 
     def _logdet_grad_trace(self, st: LmmState, Ts: list) -> np.ndarray:

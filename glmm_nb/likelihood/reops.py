@@ -126,11 +126,15 @@ class ReStructure:
         """Index structure of the first term's coupling with the others (several terms)."""
         return CrossStructure(self)
 
-    def factor(self, vals: np.ndarray, W: np.ndarray):
-        """Factor M = I + Z~'WZ~ for these values of Z~ and weights (see the module docstring)."""
+    def factor(self, vals: np.ndarray, W: np.ndarray, gram: bool = False):
+        """Factor M = I + Z~'WZ~ for these values of Z~ and weights (see the module docstring).
+
+        ``gram=True`` hints that ``inv_blocks_sum`` will be asked for (the LMM gradient), so
+        the Schur factorization forms what it needs in the same pass as S.
+        """
         if self.single:
             return BlockFactor(self, vals, W)
-        return SchurFactor(self, vals, W)
+        return SchurFactor(self, vals, W, gram=gram)
 
 
 class BlockFactor:

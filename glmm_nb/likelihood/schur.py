@@ -213,8 +213,9 @@ class SchurFactor:
         log|M|.
     """
 
-    def __init__(self, rs, vals: np.ndarray, W: np.ndarray):
+    def __init__(self, rs, vals: np.ndarray, W: np.ndarray, gram: bool = False):
         cs = rs.cross
+        self._K = None
         self.rs, self.cs = rs, cs
         q1, Q2, nnzB = cs.q1, cs.Q2, cs.nnzB
         self.q1, self.J1, self.off1, self.Q2 = q1, cs.J1, cs.off1, Q2
@@ -238,18 +239,23 @@ class SchurFactor:
         if self.ldl is not None:
             self._factor_sparse(Bv, Gv, Dv)
         else:
-            self._factor_dense(Bv, Gv, Dv)
+            self._factor_dense(Bv, Gv, Dv, gram)
         self._Sinv = None
         self._H = None
         self._B11 = None
 
-    def _factor_dense(self, Bv, Gv, Dv) -> None:
+    def _factor_dense(self, Bv, Gv, Dv, gram: bool = False) -> None:
         cs, Q2 = self.cs, self.Q2
         cs.check_memory()
         S = np.zeros((Q2, Q2))
         S.ravel()[cs.dkey] = Dv
         S.ravel()[:: Q2 + 1] += 1.0
-        if cs.work >= NUMBA_MIN_WORK:
+        if cs.work >= NUMBA_MIN_WORK and gram and self.q1 == 1:
+            from .kernels import schur_gram_lower
+
+            self._K = np.zeros((Q2, Q2))  # G'G (lower), for inv_blocks_sum, in the same pass
+            schur_gram_lower(S, self._K, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, Bv[0], Gv[0])
+        elif cs.work >= NUMBA_MIN_WORK:
             from .kernels import schur_lower
 
             schur_lower(S, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, Bv, Gv)
@@ -414,6 +420,10 @@ class SchurFactor:
         if self._B11 is not None or self.ldl is not None:
             return self.B11.sum(axis=0)
         cs, q1, Sinv = self.cs, self.q1, self.Sinv
+        if self._K is not None:
+            low, strict = _tril_dot(Sinv, self._K)
+            self._K = None
+            return self.Ainv.sum(axis=0) + (low + strict)
         if cs.work >= NUMBA_MIN_WORK:  # K_ab = G_a'G_b (lower triangle) by the Schur kernel
             from .kernels import schur_lower
 
