@@ -125,11 +125,10 @@ class CrossStructure:
         self.Q2 = Q2 = rs.Q - self.off1
         self.s2 = s2 = rs.s - q1
         n = rs.n
-        codes = np.asarray(rs.terms[0].codes, dtype=np.int64)
-        self.codes = codes
+        self.codes = codes = rs.terms[0].codes
         c2 = rs.cols[:, q1:] - self.off1
         self.c2 = c2
-        ukey, inv = np.unique((codes[:, None] * Q2 + c2).ravel(), return_inverse=True)
+        ukey, inv = np.unique((codes.astype(np.int64)[:, None] * Q2 + c2).ravel(), return_inverse=True)
         self.bp = inv.reshape(n, s2)
         self.pair_lev = ukey // Q2
         self.pair_col = ukey % Q2
@@ -146,13 +145,16 @@ class CrossStructure:
             dk[:, m] = np.maximum(c2[:, t], c2[:, u]) * Q2 + np.minimum(c2[:, t], c2[:, u])
         self.dkey, dinv = np.unique(dk.ravel(), return_inverse=True)
         self.dinv = dinv.reshape(n, len(self.tu))
-        # G = A^{-1}B as CSR (rows (j, a)); data = Gv.ravel()[csr_perm]
-        rows = (self.pair_lev[None, :] * q1 + np.arange(q1)[:, None]).ravel()
-        cols = np.tile(self.pair_col, q1)
-        perm = np.lexsort((cols, rows))
-        self.csr_perm = perm
-        self.csr_indices = cols[perm]
-        self.csr_indptr = _ptr(rows, self.off1)
+        # G = A^{-1}B as CSR (rows (j, a)); data = Gv.ravel()[csr_perm] (q1 = 1: B's own order)
+        if q1 == 1:
+            self.csr_perm, self.csr_indices, self.csr_indptr = None, self.pair_col, self.jptr
+        else:
+            rows = (self.pair_lev[None, :] * q1 + np.arange(q1)[:, None]).ravel()
+            cols = np.tile(self.pair_col, q1)
+            perm = np.lexsort((cols, rows))
+            self.csr_perm = perm
+            self.csr_indices = cols[perm]
+            self.csr_indptr = _ptr(rows, self.off1)
         first = rs.terms[0].text
         rest = list(dict.fromkeys(t.text for t in rs.terms[1:]))
         self.first_text, self.rest_text = first, rest
@@ -178,8 +180,8 @@ class CrossStructure:
 
     def csr(self, v: np.ndarray) -> sp.csr_matrix:
         """A (J1 q1 × Q2) CSR matrix with values ``v`` (q1, nnzB) at B's pattern."""
-        return sp.csr_matrix((v.ravel()[self.csr_perm], self.csr_indices, self.csr_indptr),
-                             shape=(self.off1, self.Q2))
+        data = v[0] if self.csr_perm is None else v.ravel()[self.csr_perm]
+        return sp.csr_matrix((data, self.csr_indices, self.csr_indptr), shape=(self.off1, self.Q2))
 
     def check_memory(self) -> None:
         """Raise a ModelError before allocating a dense block (with its inverse and, for the
