@@ -12,26 +12,40 @@ so :math:`\log|M| = \sum_j \log|A_j| + \log|S|` and, with :math:`G = A^{-1}B`,
 \end{pmatrix}`. This is MixedModels.jl's blocked L with two blocks: the first factor's blocks
 :math:`A_j` are factored as a batch of q1 × q1 Cholesky factors (never fill), ``B`` and ``G``
 are kept at the pattern of the data (one entry per distinct (level, column) pair, so memory is
-proportional to the data), and the Schur complement ``S`` is a dense Q2 × Q2 array factored
-by LAPACK (all cores). Nothing of size J1 × Q2 or n × Q is ever formed.
+proportional to the data), and the Schur complement ``S`` is factored either
 
-Why this and not a general sparse Cholesky. After the first factor is eliminated, crossed
-designs (users × items, students × lecturers) make ``S`` dense: every pair of items rated by
-a common user is coupled. A CHOLMOD-like supernodal factorization with a fill-reducing
-ordering (lme4) ends with the same dense block, so the blocked form does the same
-arithmetic without a symbolic phase and with BLAS-3 on the whole block. Measured on a
-MovieLens-1M-shaped design (6,040 × 3,706, 1.0 M rows): forming ``S`` takes 0.35 s of CPU
-with the compiled pattern loop (:mod:`glmm_nb.likelihood.kernels`) against 1.8 s for scipy's
-sparse product ``B'G`` and 2.2–2.8 s for a dense ``syrk`` over the rating matrix; the
-factorization of ``S`` takes 0.3–0.45 s. No PyPI package offers CHOLMOD as a binary wheel
-for Linux x86-64 and arm64 (scikit-sparse needs a system SuiteSparse; cvxopt/kvxopt bundle
-it under the GPL), and SuperLU in scipy is an LU without selected inversion.
+* densely by LAPACK (Q2 × Q2; crossed designs, where ``S`` fills in), or
+* as a sparse LDL' with a minimum-degree ordering and its selected inverse
+  (:mod:`glmm_nb.likelihood.sparse_ldl`) when ``S`` has at least ``SPARSE_MIN_Q2`` columns and
+  its factor would hold less than ``SPARSE_MAX_FILL`` of a dense one (nested designs, sparse
+  crossings: a second factor of any size).
+
+Nothing of size J1 × Q2 or n × Q is ever formed.
+
+Why this and not a general sparse Cholesky (chosen by measurement). After the first factor is
+eliminated, crossed designs (users × items, students × lecturers) make ``S`` dense: every pair
+of items rated by a common user is coupled. A CHOLMOD-like supernodal factorization with a
+fill-reducing ordering (lme4) ends with the same dense trailing block, so the blocked form does
+the same arithmetic without a symbolic phase and with BLAS-3 on the whole block; the sparse
+LDL' covers the designs where ``S`` stays sparse. Measured on a MovieLens-1M-shaped design
+(6,040 × 3,706, 1.0 M rows, :math:`\sum_j n_j^2 = 4.1\cdot10^8`): forming ``S`` takes
+0.35–0.8 s of CPU with the compiled pattern loop (:mod:`glmm_nb.likelihood.kernels`) against
+1.8 s for scipy's sparse product ``B'G`` and 2.2–2.8 s for a dense ``syrk`` over the rating
+matrix; LAPACK factors ``S`` in 0.45 s. lme4 (CHOLMOD) took 827 s of CPU for the same REML fit,
+33 s per deviance evaluation. No PyPI package offers CHOLMOD as a binary wheel for Linux x86-64
+and arm64 (scikit-sparse needs a system SuiteSparse; cvxopt/kvxopt bundle it under the GPL),
+and scipy's SuperLU is an LU without selected inversion (used here only for its ordering).
+
+Small designs (``sum_j n_j^2`` below ``NUMBA_MIN_WORK``, e.g. InstEval) use scipy's sparse
+products and never import numba; larger ones use the compiled loops (numba, cached on disk).
 
 Selected inverse. The Laplace gradient, the LMM gradient and the conditional covariances
-need :math:`M^{-1}` only at the pattern of the data: :math:`S^{-1}` (dense, ``dpotri``),
-:math:`H = GS^{-1}` at the pairs of ``B`` (one dot product of length :math:`n_j` per pair,
-:math:`\sum_j n_j^2` work in all, the same as forming ``S``), and the first factor's
-diagonal blocks :math:`A_j^{-1} + \sum_{p \in j} G_p H_p'`.
+need :math:`M^{-1}` only at the pattern of the data: :math:`S^{-1}` (dense, ``dpotri``, or the
+sparse selected inverse), :math:`H = GS^{-1}` at the pairs of ``B`` (one dot product of length
+:math:`n_j` per pair, :math:`\sum_j n_j^2` work in all, the same as forming ``S``), and the
+first factor's diagonal blocks :math:`A_j^{-1} + \sum_{p \in j} G_p H_p'`. The LMM gradient
+needs only their sum, :math:`\sum_j A_j^{-1} + [\mathrm{tr}(S^{-1}G_a'G_b)]_{ab}`, with
+:math:`G'G` formed in the same pass as ``S`` (``gram=True``).
 
 Memory. ``S`` (then its factor) and, when asked for, :math:`S^{-1}` (and one work array of the
 same size for the LMM gradient's traces) are the only dense arrays: :math:`16`–:math:`24\,Q_2^2`
