@@ -57,6 +57,7 @@ needs, before allocating anything.
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import nullcontext
 from functools import cached_property
 
@@ -73,6 +74,9 @@ NUMBA_MIN_WORK = 20_000_000  # sum_j n_j^2 q1^2 above which the compiled kernels
 THREADED_MIN_Q2 = 5000  # dense blocks at least this large use every core (LAPACK)
 MEMORY_FRACTION = 0.8  # of the memory available, for the dense block and its inverse
 MEMORY_LIMIT: int | None = None  # bytes; overrides the measured limit (tests)
+# numba's default (workqueue) threading layer aborts the process when two Python threads run
+# parallel kernels at once: the compiled kernels are called under this lock
+KERNEL_LOCK = threading.Lock()
 CHUNK_ENTRIES = 4_000_000  # dense scratch per chunk in the scipy fallback of H
 SPARSE_MIN_Q2 = 1500  # a sparse LDL' of S is considered from this many columns on
 SPARSE_MAX_FILL = 0.05  # ... and used while its factor holds less than this share of Q2²/2
@@ -270,11 +274,13 @@ class SchurFactor:
             from .kernels import schur_gram_lower
 
             self._K = np.zeros((Q2, Q2))  # G'G (lower), for inv_blocks_sum, in the same pass
-            schur_gram_lower(S, self._K, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, Bv[0], Gv[0])
+            with KERNEL_LOCK:
+                schur_gram_lower(S, self._K, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, Bv[0], Gv[0])
         elif cs.work >= NUMBA_MIN_WORK:
             from .kernels import schur_lower
 
-            schur_lower(S, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, Bv, Gv)
+            with KERNEL_LOCK:
+                schur_lower(S, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, Bv, Gv)
         else:
             BtG = (cs.csr(Bv).T @ self.G).tocoo()
             low = BtG.row >= BtG.col
@@ -399,7 +405,8 @@ class SchurFactor:
             if cs.work >= NUMBA_MIN_WORK:
                 from .kernels import pattern_h
 
-                pattern_h(Sinv, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, self.Gv, H)
+                with KERNEL_LOCK:
+                    pattern_h(Sinv, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, self.Gv, H)
             else:
                 q1 = self.q1
                 step = max(1, CHUNK_ENTRIES // max(1, q1 * self.Q2))
@@ -449,8 +456,9 @@ class SchurFactor:
             for a in range(q1):
                 for b in range(q1):
                     K[...] = 0.0
-                    schur_lower(K, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr,
-                                self.Gv[a : a + 1], self.Gv[b : b + 1])
+                    with KERNEL_LOCK:
+                        schur_lower(K, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr,
+                                    self.Gv[a : a + 1], self.Gv[b : b + 1])
                     low[a, b] = [-v for v in _tril_dot(Sinv, K)]
             for a in range(q1):
                 for b in range(q1):

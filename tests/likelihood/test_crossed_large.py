@@ -109,3 +109,17 @@ def test_too_big_second_factor_is_a_clear_error(monkeypatch):
     df = _data(n=3000, ja=400, jb=300)
     with pytest.raises(ModelError, match=r"\(1 \| b\) \(300 columns\).*\(1 \| a\).*0\.0 GB with its inverse and work space"):
         glmm_nb.glmm("y ~ x + (1 | a) + (1 | b)", df, family="gaussian")
+
+
+def test_compiled_kernels_from_two_threads(monkeypatch):
+    """numba's workqueue layer aborts on concurrent parallel kernels; the lock serializes them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(SC, "NUMBA_MIN_WORK", 0)
+    spec = build_spec("y ~ x + (1 | a) + (1 | b)", _data(), "gaussian")
+    dev = LmmDevfun(spec)
+    thetas = [np.array([0.5 + 0.05 * k, 0.6]) for k in range(8)]
+    with ThreadPoolExecutor(2) as ex:
+        out = list(ex.map(dev.value_and_grad, thetas))
+    for th, (f, g) in zip(thetas, out):
+        assert f == pytest.approx(dev(th), abs=1e-9)
