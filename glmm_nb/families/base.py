@@ -118,6 +118,11 @@ class Family:
 
     has_zero_part = False
 
+    def nests(self, other: "Family") -> bool:
+        """``other`` is this family at the boundary of its dispersion (Poisson inside NB)."""
+        return (self.limit_of is not None and other.link.name == self.link.name
+                and type(other) is _registry_class(self.limit_of))
+
     def mean(self, mu):
         """E[y] given the count/mean part's mu (a zero part changes it)."""
         return mu
@@ -231,3 +236,9 @@ class Family:
         if self.link.name not in links:
             raise ModelError(f"GEE has no {self.link.name} link")
         return links[self.link.name]()
+
+
+def _registry_class(name: str):
+    from . import get_family  # the registry lives in the package __init__ (same package)
+
+    return type(get_family(name))

@@ -88,7 +88,7 @@ def mixture_sf(chisq: float, df: int, k: int) -> float:
 def _family_nested(small, big) -> bool:
     """``small``'s family is ``big``'s at the boundary of its dispersion (Poisson in NB)."""
     fs, fb = small.request.family, big.request.family
-    return fb.limit_of == fs.name and fb.link.name == fs.link.name
+    return fb.nests(fs)
 
 
 def anova(*models, ddf: str | None = None) -> pd.DataFrame:

@@ -106,6 +106,8 @@ def block_chol(codes: np.ndarray, W: np.ndarray, vals: np.ndarray, q: int, J: in
             M[:, b, a] = acc
     M[:, np.arange(q), np.arange(q)] += 1.0
     if q == 1:
+        if not np.all(M > 0):  # as Cholesky would: negative weights made a block indefinite
+            raise np.linalg.LinAlgError("M is not positive definite")
         L = np.sqrt(M)
         return L, float(np.sum(np.log(M[:, 0, 0]))), 1.0 / M
     L = np.linalg.cholesky(M)
