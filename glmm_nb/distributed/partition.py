@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..design import ModelSpec, ReTerm, grouping_codes, model_frame, model_matrix, read_response, rename_intercept
+from ..design import ModelSpec, ReTerm, grouping, model_frame, model_matrix, read_response, rename_intercept
 from ..design.matrices import check_finite, eval_numeric
 from ..design.reterms import theta_to_T
 from ..errors import DataError
@@ -317,6 +317,7 @@ def build_partition(frame: pd.DataFrame, plan, keep_frame: bool = False) -> Part
     if model.n_dropped:
         d = d[mask]
     mf = model_frame(d, plan.variables, weights=plan.weights_column, offset=plan.offset_column)
+    full = d  # with the weights= / offset= columns, which the model frame leaves out
     d = mf.data
     n = len(d)
     model.n = n
@@ -355,19 +356,21 @@ def build_partition(frame: pd.DataFrame, plan, keep_frame: bool = False) -> Part
         cn_all = rename_intercept(mm.columns)
         Z = mm.to_numpy(dtype=float)
         check_finite(Z, cn_all, f"column of the term {rt.text}:")
-        labels, codes = grouping_codes(d, rt.group_vars)
+        grp = grouping(d, rt.group_vars)
+        labels, codes = grp.levels, grp.codes
         first = np.unique(codes, return_index=True)[1]
         keys = d[list(rt.group_vars)].iloc[first].reset_index(drop=True)
         chunks = [(None, cn_all, Z)] if rt.correlated else [((j,), (cn_all[j],), Z[:, [j]]) for j in range(len(cn_all))]
         for cols_kept, cn, zv in chunks:
             raw.append(ReTerm(group=rt.group, label=rt.group, group_vars=rt.group_vars, levels=labels,
                               codes=_frozen(codes), col_names=cn, Zvals=_constant(zv, 1.0, compact), lhs_spec=lspec,
-                              columns=cols_kept, text=rt.text))
+                              columns=cols_kept, text=rt.text, var_levels=grp.var_levels,
+                              level_codes=_frozen(grp.level_codes)))
             level_values.append(keys)
     model.raw, model.level_values = raw, level_values
     model.index = d.index if keep_frame else pd.RangeIndex(n)
     model.frame = d[list(plan.variables)].copy() if keep_frame else None
     if not keep_frame:
-        rows = d if plan.sample_keys is None else d[d[plan.key].isin(plan.sample_keys)]
+        rows = full if plan.sample_keys is None else full[full[plan.key].isin(plan.sample_keys)]
         model.sample = rows[list(plan.columns)].copy() if len(rows) else None
     return model

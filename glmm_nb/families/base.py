@@ -61,7 +61,7 @@ class Family:
     dispersion_name = ""
     dispersion_meaning = ""
     links: tuple[str, ...] = ()
-    limit_of: str | None = None  # a family this one reduces to on its dispersion's boundary
+    limit_family: type | None = None  # the family this one reduces to on its dispersion's boundary
     overdispersed_alternative: str | None = None  # what to refit when residuals are overdispersed
     canonical_link: str | None = None
     profiled_lmm = False
@@ -120,8 +120,8 @@ class Family:
 
     def nests(self, other: "Family") -> bool:
         """``other`` is this family at the boundary of its dispersion (Poisson inside NB)."""
-        return (self.limit_of is not None and other.link.name == self.link.name
-                and type(other) is _registry_class(self.limit_of))
+        return (self.limit_family is not None and other.link.name == self.link.name
+                and type(other) is self.limit_family)
 
     def mean(self, mu):
         """E[y] given the count/mean part's mu (a zero part changes it)."""
@@ -237,8 +237,3 @@ class Family:
             raise ModelError(f"GEE has no {self.link.name} link")
         return links[self.link.name]()
 
-
-def _registry_class(name: str):
-    from . import get_family  # the registry lives in the package __init__ (same package)
-
-    return type(get_family(name))

@@ -33,6 +33,7 @@ from scipy import special
 
 from ..errors import DataError
 from .base import Family
+from .classic import Poisson
 from .links import EPS
 
 __all__ = ["DispersionFamily", "NegativeBinomial2", "NegativeBinomial1", "GammaFamily", "BetaFamily"]
@@ -203,7 +204,7 @@ class NegativeBinomial2(DispersionFamily):
     mean_word = "rate"
     dispersion_name = "theta"
     dispersion_meaning = "NB2 size: Var = mu + mu^2/theta (smaller theta, more overdispersion)"
-    limit_of = "poisson"  # theta -> infinity
+    limit_family = Poisson  # theta -> infinity
 
     def loglik_const(self, y, pw):
         return -pw * special.gammaln(np.asarray(y, dtype=float) + 1)
@@ -264,7 +265,7 @@ class NegativeBinomial1(NegativeBinomial2):
     name = "nbinom1"
     dispersion_name = "alpha"
     dispersion_meaning = "NB1: Var = mu (1 + alpha) (alpha = 0 is Poisson)"
-    limit_of = "poisson"  # alpha -> 0
+    limit_family = Poisson  # alpha -> 0
 
     def logpdf_kernel(self, y, mu, d):
         k = mu / d

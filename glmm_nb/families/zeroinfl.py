@@ -57,7 +57,7 @@ class ZeroInflated(Family):
         if not base.count_like or base.reads_cbind or base.profiled_lmm:
             raise ModelError(f"zero-inflation needs a count family (poisson, negative_binomial, nbinom1), "
                              f"not {base.name}")
-        if hurdle and base.n_dispersion and base.limit_of is None:  # pragma: no cover - defensive
+        if hurdle and base.n_dispersion and base.limit_family is None:  # pragma: no cover - defensive
             raise ModelError("hurdle models need a Poisson or negative binomial count part")
         self.base = base
         self.hurdle = bool(hurdle)
