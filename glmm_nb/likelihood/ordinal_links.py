@@ -13,10 +13,11 @@ Gumbel-minimum (cloglog: :math:`F(x) = 1 - e^{-e^x}`) distribution function; all
 densities are log-concave, so :math:`\log p` is concave in :math:`\eta` (Prékopa) and the
 observed information below is non-negative.
 
-Numerics. :math:`\log p` is computed from :math:`\log F` and :math:`\log S = \log(1 - F)`
-without cancellation: :math:`\log p = \log S(c) + \log(1 - S(a)/S(c))` when :math:`c > 0`
-(both ends in the upper tail), :math:`\log F(a) + \log(1 - F(c)/F(a))` otherwise. Density
-ratios are :math:`f(x)/p = \exp(\log f(x) - \log p)`, and :math:`f'/f = \psi_1`,
+Numerics. :math:`p` is formed without cancellation in the tails: :math:`S(c) - S(a)` when
+:math:`c > 0` (both ends in the upper tail, :math:`S = 1 - F`), :math:`F(a) - F(c)` otherwise.
+Where that leaves :math:`p < 10^{-200}` the row is recomputed in log space,
+:math:`\log p = \log S(c) + \log(1 - S(a)/S(c))` or :math:`\log F(a) + \log(1 - F(c)/F(a))`,
+with density ratios :math:`f(x)/p = \exp(\log f(x) - \log p)`. :math:`f'/f = \psi_1`,
 :math:`f''/f = \psi_2` are closed forms per link.
 
 Derivatives. With :math:`A_m = f^{(m-1)}(a)/p` and :math:`C_m = -f^{(m-1)}(c)/p`
@@ -64,6 +65,7 @@ __all__ = [
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 _X_MAX = 700.0  # exp(x) overflows above ~709
+_P_MIN = 1e-200  # below this cell probability the log-space path takes over
 
 
 def log1mexp(x: np.ndarray) -> np.ndarray:
@@ -74,13 +76,16 @@ def log1mexp(x: np.ndarray) -> np.ndarray:
 
 
 class CumulativeLink:
-    """A latent distribution F: ``logF``, ``logS`` (= log(1 − F)), ``logf``, ``psi1`` (= f'/f),
-    ``psi2`` (= f''/f), ``cdf`` and ``quantile``."""
+    """A latent distribution F, as the likelihood needs it.
+
+    Fast path: ``oriented(x, flip)`` (F(x), or S(x) = 1 − F(x) where ``flip``), ``pdf(x, P)``
+    (the density; ``P`` is ``oriented``'s value at x, which the logistic reuses) and
+    ``psi(x, F)`` → (f'/f, f''/f) with F the plain distribution function at x. Log-space
+    ``logF``, ``logS``, ``logf`` serve the far tails. ``cdf`` and ``quantile`` for predictions
+    and start values.
+    """
 
     name = "link"
-
-    def cdf(self, x):
-        return np.exp(self.logF(x))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -88,6 +93,15 @@ class CumulativeLink:
 
 class LogitCL(CumulativeLink):
     name = "logit"
+
+    def oriented(self, x, flip):
+        return special.expit(np.where(flip, -x, x))
+
+    def pdf(self, x, P):
+        return P * (1.0 - P)
+
+    def psi(self, x, F):
+        return 1.0 - 2.0 * F, 1.0 - 6.0 * F * (1.0 - F)
 
     def logF(self, x):
         return -np.logaddexp(0.0, -x)
@@ -97,13 +111,6 @@ class LogitCL(CumulativeLink):
 
     def logf(self, x):
         return -np.logaddexp(0.0, -x) - np.logaddexp(0.0, x)
-
-    def psi1(self, x):
-        return 1.0 - 2.0 * special.expit(x)
-
-    def psi2(self, x):
-        F = special.expit(x)
-        return 1.0 - 6.0 * F * (1.0 - F)
 
     def cdf(self, x):
         return special.expit(x)
@@ -115,6 +122,15 @@ class LogitCL(CumulativeLink):
 class ProbitCL(CumulativeLink):
     name = "probit"
 
+    def oriented(self, x, flip):
+        return special.ndtr(np.where(flip, -x, x))
+
+    def pdf(self, x, P):
+        return np.exp(-0.5 * x * x - _LOG_SQRT_2PI)
+
+    def psi(self, x, F):
+        return -x, x * x - 1.0
+
     def logF(self, x):
         return special.log_ndtr(x)
 
@@ -123,12 +139,6 @@ class ProbitCL(CumulativeLink):
 
     def logf(self, x):
         return -0.5 * x * x - _LOG_SQRT_2PI
-
-    def psi1(self, x):
-        return -x
-
-    def psi2(self, x):
-        return x * x - 1.0
 
     def cdf(self, x):
         return special.ndtr(x)
@@ -142,6 +152,17 @@ class CloglogCL(CumulativeLink):
 
     name = "cloglog"
 
+    def oriented(self, x, flip):
+        e = np.exp(np.minimum(x, _X_MAX))
+        return np.where(flip, np.exp(-e), -np.expm1(-e))
+
+    def pdf(self, x, P):
+        return np.exp(x - np.exp(np.minimum(x, _X_MAX)))
+
+    def psi(self, x, F):
+        e = np.exp(np.minimum(x, _X_MAX))
+        return 1.0 - e, (1.0 - e) ** 2 - e
+
     def logF(self, x):
         return log1mexp(-np.exp(np.minimum(x, _X_MAX)))
 
@@ -150,13 +171,6 @@ class CloglogCL(CumulativeLink):
 
     def logf(self, x):
         return x - np.exp(np.minimum(x, _X_MAX))
-
-    def psi1(self, x):
-        return 1.0 - np.exp(np.minimum(x, _X_MAX))
-
-    def psi2(self, x):
-        e = np.exp(np.minimum(x, _X_MAX))
-        return (1.0 - e) ** 2 - e
 
     def cdf(self, x):
         return -np.expm1(-np.exp(np.minimum(x, _X_MAX)))
@@ -231,41 +245,62 @@ class Cells:
     w_lo: np.ndarray | None = None
 
 
+def _tail_logp(link, a, c, has_up, has_lo):
+    """log p in log space (rows whose p is below the fast path's range); a, c finite."""
+    lFa, lSc = link.logF(a), link.logS(c)
+    lSa, lFc = link.logS(a), link.logF(c)
+    mid = np.where(c > 0.0, lSc + log1mexp(lSa - lSc), lFa + log1mexp(lFc - lFa))
+    return np.where(has_up & has_lo, mid, np.where(has_up, lFa, lSc))
+
+
 def cell_terms(link: CumulativeLink, alpha: np.ndarray, y: np.ndarray, eta: np.ndarray,
                pw: np.ndarray | None = None, order: int = 0) -> Cells:
     """Log cell probabilities (``order`` 0), with the score, the observed information and
     ∂ℓ/∂α (1), and ∂W/∂η and the other threshold derivatives (2); weighted by ``pw``.
 
     ``eta`` is (n,) or (n, m) (one column per quadrature node); ``y`` holds codes 0..K−1.
+    p = F(a) − F(c) is formed in the orientation without cancellation (S(c) − S(a) when
+    c > 0); rows with p < 1e-200 are recomputed in log space.
     """
     K1 = alpha.size
     y = np.asarray(y)
     has_up, has_lo = y < K1, y > 0
-    aup = np.append(alpha, 0.0)[y]
-    alo = np.concatenate([[0.0], alpha])[y]
+    aup = np.append(alpha, np.inf)[y]  # +inf: no upper threshold (top category)
+    alo = np.concatenate([[-np.inf], alpha])[y]  # -inf: no lower threshold (bottom category)
     if eta.ndim == 2:
         has_up, has_lo, aup, alo = has_up[:, None], has_lo[:, None], aup[:, None], alo[:, None]
         pw = None if pw is None else pw[:, None]
-    both = has_up & has_lo
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        a = np.where(has_up, aup - eta, 0.0)
-        c = np.where(has_lo, alo - eta, 0.0)
-        lFa, lSc = link.logF(a), link.logS(c)
-        upper = c > 0.0
-        lSa, lFc = link.logS(a), link.logF(c)
-        mid = np.where(upper, lSc + log1mexp(lSa - lSc), lFa + log1mexp(lFc - lFa))
-        logp = np.where(both, mid, np.where(has_up, lFa, lSc))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        a = aup - eta
+        c = alo - eta
+        flip = c > 0.0
+        Pa, Pc = link.oriented(a, flip), link.oriented(c, flip)
+        p = np.where(flip, Pc - Pa, Pa - Pc)
+        logp = np.log(p)
+        tail = ~(p > _P_MIN)
+        any_tail = bool(tail.any())
+        if any_tail:
+            hu, hl = np.broadcast_to(has_up, a.shape)[tail], np.broadcast_to(has_lo, a.shape)[tail]
+            at, ct = np.where(hu, a[tail], 0.0), np.where(hl, c[tail], 0.0)
+            logp[tail] = _tail_logp(link, at, ct, hu, hl)
         if order == 0:
             return Cells(logp if pw is None else pw * logp)
-        A1 = np.where(has_up, np.exp(link.logf(a) - logp), 0.0)
-        C1 = np.where(has_lo, -np.exp(link.logf(c) - logp), 0.0)
-    A2, C2 = A1 * link.psi1(a), C1 * link.psi1(c)
+        xa = np.where(has_up, a, 0.0)
+        xc = np.where(has_lo, c, 0.0)
+        A1 = np.where(has_up, link.pdf(xa, Pa), 0.0) / p
+        C1 = -np.where(has_lo, link.pdf(xc, Pc), 0.0) / p
+        if any_tail:
+            A1[tail] = np.where(hu, np.exp(link.logf(at) - logp[tail]), 0.0)
+            C1[tail] = np.where(hl, -np.exp(link.logf(ct) - logp[tail]), 0.0)
+        psa1, psa2 = link.psi(xa, np.where(flip, 1.0 - Pa, Pa))
+        psc1, psc2 = link.psi(xc, np.where(flip, 1.0 - Pc, Pc))
+    A2, C2 = A1 * psa1, C1 * psc1
     D1, D2 = A1 + C1, A2 + C2
     r = -D1
     W = D1 * D1 - D2
     out = Cells(logp, r, W, l_up=A1, l_lo=C1)
     if order >= 2:
-        A3, C3 = A1 * link.psi2(a), C1 * link.psi2(c)
+        A3, C3 = A1 * psa2, C1 * psc2
         out.dW = 2.0 * D1**3 - 3.0 * D1 * D2 + A3 + C3
         out.r_up, out.r_lo = D1 * A1 - A2, D1 * C1 - C2
         out.w_up = 2.0 * D1 * A2 - 2.0 * D1 * D1 * A1 - A3 + D2 * A1
