@@ -150,11 +150,10 @@ class OrdinalLaplaceDevfun:
     def cells(self, alpha: np.ndarray, eta: np.ndarray, order: int = 0) -> Cells:
         return cell_terms(self.link, alpha, self.y, eta, self.pw, order)
 
-    def _loglik(self, alpha, eta) -> float:
-        return float(np.sum(self.cells(alpha, eta).logp))
-
     # --------------------------------------------------------------------------- PIRLS
-    def pirls(self, theta, tau, beta, u0: np.ndarray | None = None) -> OrdinalState:
+    def pirls(self, theta, tau, beta, u0: np.ndarray | None = None, order: int = 2) -> OrdinalState:
+        """Conditional modes by penalized IRLS; ``order=2`` adds the cell derivatives that the
+        gradients need (``order=1``: value only)."""
         rs = self.rs
         alpha = thresholds_from_tau(tau)
         vals = rs.vals(theta)
@@ -163,14 +162,15 @@ class OrdinalLaplaceDevfun:
         if not np.all(np.isfinite(u)):
             u = np.zeros(rs.Q)
         eta = eta_f + rs.mult(vals, u)
-        pdev = -2.0 * self._loglik(alpha, eta) + u @ u
+        cl = self.cells(alpha, eta, 1)
+        pdev = -2.0 * float(np.sum(cl.logp)) + u @ u
         if not np.isfinite(pdev):
             u = np.zeros(rs.Q)
             eta = eta_f.copy()
-            pdev = -2.0 * self._loglik(alpha, eta)
+            cl = self.cells(alpha, eta, 1)
+            pdev = -2.0 * float(np.sum(cl.logp))
         converged = False
         it = 0
-        cl = self.cells(alpha, eta, 1)
         fac = None
         for it in range(1, self.maxit + 1):
             fac = rs.factor(vals, np.maximum(cl.W, 0.0))
@@ -181,10 +181,11 @@ class OrdinalLaplaceDevfun:
                 converged = True
                 break
             step = 1.0
-            while True:
+            while True:  # candidates get the score and weights at once: a full step is the rule
                 u_new = u + step * delta
                 eta_new = eta_f + rs.mult(vals, u_new)
-                pdev_new = -2.0 * self._loglik(alpha, eta_new) + u_new @ u_new
+                cl_new = self.cells(alpha, eta_new, 1)
+                pdev_new = -2.0 * float(np.sum(cl_new.logp)) + u_new @ u_new
                 if pdev_new <= pdev + 1e-12 * abs(pdev):
                     break
                 step *= 0.5
@@ -193,11 +194,11 @@ class OrdinalLaplaceDevfun:
             if step < 1e-10:
                 converged = dec < 1e-6
                 break
-            u, eta, pdev = u_new, eta_new, pdev_new
-            cl = self.cells(alpha, eta, 1)
+            u, eta, pdev, cl = u_new, eta_new, pdev_new, cl_new
         if not converged:  # the factor must belong to the final u
             fac = rs.factor(vals, np.maximum(cl.W, 0.0))
-        cl = self.cells(alpha, eta, 2)
+        if order >= 2:
+            cl = self.cells(alpha, eta, 2)
         ll = float(np.sum(cl.logp))
         dev = -2.0 * ll + float(u @ u) + fac.logdet
         self._u = u
@@ -206,7 +207,7 @@ class OrdinalLaplaceDevfun:
     # ------------------------------------------------------------------------ deviance
     def __call__(self, phi: np.ndarray) -> float:
         self.nevals += 1
-        return self.pirls(*self.split(phi)).deviance
+        return self.pirls(*self.split(phi), order=1).deviance
 
     def value_and_grad(self, phi: np.ndarray) -> tuple[float, np.ndarray]:
         self.nevals += 1
@@ -296,7 +297,7 @@ class OrdinalAgqDevfun:
         return self.lap.pirls(theta, tau, beta)
 
     def _evaluate(self, phi: np.ndarray, want_grad: bool):
-        st = self.lap.pirls(*self.split(phi))
+        st = self.lap.pirls(*self.split(phi), order=2 if want_grad else 1)
         J, q = self.J, self.q
         u = st.u.reshape(J, q)
         L = st.fac.chol_blocks()  # (J, q, q), M_j = L_j L_j'
