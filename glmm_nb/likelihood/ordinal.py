@@ -134,6 +134,10 @@ class OrdinalLaplaceDevfun:
         self._u = np.zeros(self.rs.Q)
         self.nevals = 0
 
+    def warm_start(self, u: np.ndarray) -> None:
+        """Start the next PIRLS run from the spherical modes ``u`` (a cache, not a parameter)."""
+        self._u = np.asarray(u, dtype=float).copy()
+
     # ------------------------------------------------------------------------- params
     def split(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         phi = np.asarray(phi, dtype=float)

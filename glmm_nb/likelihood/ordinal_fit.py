@@ -9,8 +9,9 @@ layer's job.
 Steps: :func:`glmm_nb.design.ordinal.build_ordinal_spec` → start values (thresholds from the
 cumulative marginal proportions, β = 0, θ at the better of lme4's start and 0.3 times it) →
 L-BFGS-B on the Laplace deviance with its analytic gradient → for ``method="agq"`` L-BFGS-B on
-the AGQ deviance from the Laplace optimum → the Hessian of the deviance by forward differences
-of the gradient → the covariance of (α, β, θ), the thresholds mapped from τ to α by the
+the AGQ deviance from the Laplace optimum → the Hessian of the deviance (forward differences of
+the analytic gradient; second differences of the deviance for AGQ with vector random effects)
+→ the covariance of (α, β, θ), the thresholds mapped from τ to α by the
 Jacobian ∂α/∂τ (the delta method; exact for a linear reparameterisation of the Hessian at the
 optimum, so the SEs equal those from a Hessian on the α scale, as clmm reports them).
 """
@@ -26,7 +27,7 @@ from threadpoolctl import threadpool_limits
 from ..design.ordinal import OrdinalSpec, build_ordinal_spec
 from ..design.reterms import theta_to_T
 from ..errors import ModelError
-from ..optimize import OptSummary, fd_hessian, minimize_devfun
+from ..optimize import OptSummary, fd_hessian, fd_hessian_fun, minimize_devfun
 from .ordinal import OrdinalAgqDevfun, OrdinalLaplaceDevfun
 from .ordinal_links import (
     get_cumulative_link,
@@ -180,16 +181,19 @@ def _fit(ospec: OrdinalSpec, link, method: str, nagq: int) -> OrdinalFit:
     dev = lap
     if method == "agq" and nagq > 1:
         dev = OrdinalAgqDevfun(spec, ospec.y, ospec.X, ospec.ncat, link, nagq)
-        dev.lap._u = lap._u.copy()
+        dev.lap.warm_start(lap.pirls(*lap.split(opt.final), order=1).u)
         agq = minimize_devfun(dev.value_and_grad, opt.final, lower, scale=scale, label="L-BFGS-B (AGQ)")
         opt = OptSummary(**{**agq.__dict__, "start": start, "iterations": opt.iterations + agq.iterations,
                             "evaluations": opt.evaluations + agq.evaluations, "time": opt.time + agq.time})
     phi = opt.final
     theta, tau, beta = lap.split(phi)
-    # Hessian of the deviance by forward differences of the (exact) gradient
-    grad = lambda x: dev.value_and_grad(x)[1]  # noqa: E731
+    # Hessian of the deviance: forward differences of the analytic gradient, or (AGQ with vector
+    # random effects, whose gradient is itself a central difference) second differences of values
     fval, g = dev.value_and_grad(phi)
-    H = fd_hessian(grad, phi, g)
+    if isinstance(dev, OrdinalAgqDevfun) and dev.q > 1:
+        H = fd_hessian_fun(dev, phi)
+    else:
+        H = fd_hessian(lambda x: dev.value_and_grad(x)[1], phi, g)
     at_bound = np.isfinite(lower) & (phi - np.where(np.isfinite(lower), lower, 0.0) < 1e-6)
     free = ~at_bound
     msgs = []
@@ -213,7 +217,8 @@ def _fit(ospec: OrdinalSpec, link, method: str, nagq: int) -> OrdinalFit:
     G[na:na + p, nt + na:] = np.eye(p)
     G[na + p:, :nt] = np.eye(nt)
     V = G @ np.where(np.isnan(Vphi), 0.0, Vphi) @ G.T
-    bad = G @ np.isnan(Vphi).any(axis=1).astype(float) > 0
+    unknown = ~free if np.all(eig > 0) else np.ones(phi.size, bool)  # no variance for these
+    bad = np.abs(G) @ unknown.astype(float) > 0
     V[bad, :] = np.nan
     V[:, bad] = np.nan
     names = list(ospec.threshold_names) + list(ospec.x_names) + spec.theta_names()
