@@ -199,10 +199,12 @@ def _fit(ospec: OrdinalSpec, link, method: str, nagq: int) -> OrdinalFit:
     msgs = []
     Vphi = np.full((phi.size, phi.size), np.nan)
     eig = np.linalg.eigvalsh(H[np.ix_(free, free)])
-    if np.all(eig > 0):
+    pos_def, far = bool(np.all(eig > 0)), False
+    if pos_def:
         Vphi[np.ix_(free, free)] = 2.0 * np.linalg.inv(H[np.ix_(free, free)])
-        step = np.linalg.solve(H[np.ix_(free, free)], g[free])
-        if np.max(np.abs(step)) > 1e-3:
+        step = np.linalg.solve(H[np.ix_(free, free)], g[free])  # the Newton step left to take
+        far = bool(np.max(np.abs(step)) > 1e-3)
+        if far:
             msgs.append(f"the optimizer stopped {np.max(np.abs(step)):.2g} (in parameter units) from the "
                         "optimum the gradient and Hessian point to")
     else:
@@ -217,7 +219,7 @@ def _fit(ospec: OrdinalSpec, link, method: str, nagq: int) -> OrdinalFit:
     G[na:na + p, nt + na:] = np.eye(p)
     G[na + p:, :nt] = np.eye(nt)
     V = G @ np.where(np.isnan(Vphi), 0.0, Vphi) @ G.T
-    unknown = ~free if np.all(eig > 0) else np.ones(phi.size, bool)  # no variance for these
+    unknown = ~free if pos_def else np.ones(phi.size, bool)  # no variance for these
     bad = np.abs(G) @ unknown.astype(float) > 0
     V[bad, :] = np.nan
     V[:, bad] = np.nan
@@ -229,8 +231,7 @@ def _fit(ospec: OrdinalSpec, link, method: str, nagq: int) -> OrdinalFit:
         ranef[t.label] = pd.DataFrame(uk @ T.T, index=list(t.levels), columns=list(t.col_names))
     if not opt.converged:
         msgs.insert(0, "the optimizer did not report convergence: " + "; ".join(opt.messages))
-    converged = bool(opt.converged and np.all(eig > 0) and st.converged
-                     and not any(m.startswith("the optimizer stopped") for m in msgs))
+    converged = bool(opt.converged and pos_def and st.converged and not far)
     return OrdinalFit(
         thresholds=pd.Series(thresholds_from_tau(tau), index=list(ospec.threshold_names)),
         beta=pd.Series(beta, index=list(ospec.x_names), dtype=float),

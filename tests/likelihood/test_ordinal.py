@@ -23,7 +23,6 @@ from glmm_nb.likelihood.ordinal_links import (
     get_cumulative_link,
     marginal_category_probs,
     tau_from_thresholds,
-    thresholds_from_tau,
 )
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -222,7 +221,8 @@ def test_cell_log_probabilities_in_the_far_tails():
     lp = cell_terms(logit, np.array([0.0, 1.0, 2.0]), np.array([2]), np.array([-750.0])).logp
     assert abs(lp[0] - (-751.0 + np.log1p(-np.exp(-1.0)))) < 1e-9
     for name in LINKS:
-        cl = cell_terms(get_cumulative_link(name), alpha, np.array([0, 1, 2, 3]), np.array([-60.0, 0.3, 40.0, 9.0]), order=2)
+        eta = np.array([-60.0, 0.3, 40.0, 9.0])
+        cl = cell_terms(get_cumulative_link(name), alpha, np.array([0, 1, 2, 3]), eta, order=2)
         assert np.all(np.isfinite(cl.logp)) and np.all(np.isfinite(cl.W)) and np.all(cl.W >= -1e-12)
 
 
@@ -289,7 +289,8 @@ def test_response_errors():
     with pytest.raises(DataError, match="'rating' has categories with no observation.*6"):
         build_ordinal_spec(case["formula"], d)
     d = df.copy()
-    d["rating"] = pd.Categorical(np.where(df["rating"].cat.codes > 2, "hi", "lo"), categories=["lo", "hi"], ordered=True)
+    hi_lo = np.where(df["rating"].cat.codes > 2, "hi", "lo")
+    d["rating"] = pd.Categorical(hi_lo, categories=["lo", "hi"], ordered=True)
     with pytest.raises(DataError, match="binomial"):
         build_ordinal_spec(case["formula"], d)
     d = df.copy()
