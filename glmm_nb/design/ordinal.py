@@ -84,7 +84,7 @@ def ordinal_response(col: pd.Series, name: str) -> tuple[np.ndarray, tuple[str, 
             f"response '{name}' must be an ordered pandas Categorical or integers for an ordinal "
             f"model, not {col.dtype}; e.g. pd.Categorical(data['{name}'], categories=[...], ordered=True)"
         )
-    v = col.to_numpy(dtype=float)
+    v = col.to_numpy(dtype=float, na_value=np.nan)
     ok = np.isfinite(v)
     if np.any(np.isinf(v)):
         raise DataError(f"response '{name}' has infinite values")
