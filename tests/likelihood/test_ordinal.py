@@ -311,3 +311,14 @@ def test_missing_response_rows_are_dropped():
     d.loc[[0, 5], "rating"] = np.nan
     os_ = build_ordinal_spec(case["formula"], d)
     assert os_.nobs == 70 and os_.spec.n_dropped == 2
+
+
+def test_offset_acts_as_a_coefficient_fixed_at_one():
+    df = simulated(n=300, J=30)
+    df["o"] = 0.3 * df["x"] + 0.1
+    with_off = build_ordinal_spec("y ~ z + offset(o) + (1 | g)", df)
+    as_col = build_ordinal_spec("y ~ z + o + (1 | g)", df)
+    a = OrdinalLaplaceDevfun(with_off.spec, with_off.y, with_off.X, with_off.ncat, "probit")
+    b = OrdinalLaplaceDevfun(as_col.spec, as_col.y, as_col.X, as_col.ncat, "probit")
+    tau = tau_from_thresholds([-1.0, -0.2, 0.5, 1.4])
+    assert abs(a(a.join([0.7], tau, [0.4])) - b(b.join([0.7], tau, [0.4, 1.0]))) < 1e-9
