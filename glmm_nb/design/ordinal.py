@@ -1,19 +1,19 @@
-"""Design stage of an ordinal (cumulative-link) model: the ordered response and X without intercept.
+"""Design pieces of an ordinal (cumulative-link) model: the ordered response, and X without intercept.
 
-An ordinal model has no intercept: its K − 1 thresholds take that role. The design reuses
-:func:`glmm_nb.design.build_spec` unchanged — on a copy of the data whose response column holds
-the category codes 0..K−1 as floats (rows with a missing response become NaN, so that
-``build_spec`` drops them and counts them like any other incomplete row) — and then removes the
-``(Intercept)`` column. ``build_spec`` checks collinearity with the intercept present, which is
-exactly the check an ordinal model needs (a column constant within the data is aliased with the
-thresholds).
+:func:`glmm_nb.design.model_spec` calls these for a family whose ``ordinal`` attribute is true.
+The response becomes the category codes 0..K−1 (floats) with the category labels recorded in
+``ModelSpec.levels``; the fixed-effect matrix is built and checked for collinearity with the
+intercept present — exactly the check an ordinal model needs (a column constant within the data
+is aliased with the thresholds) — and the ``(Intercept)`` column is then removed: the K − 1
+thresholds take its place.
 
 Response rules
 --------------
 * an **ordered** ``pd.Categorical``: its category order is the scale; every category must be
-  observed (among the rows used), else :class:`~glmm_nb.errors.DataError` names the column and
+  observed among the rows used, else :class:`~glmm_nb.errors.DataError` names the column and
   the empty categories;
-* integers (or integer-valued floats): the scale is the sorted distinct values observed;
+* integers (or integer-valued floats, nullable integers): the scale is the sorted distinct
+  values observed;
 * an unordered categorical or strings: refused, because their order (often alphabetical) is not
   known to be the scale — make it ordered first;
 * fewer than three categories: refused, pointing to ``family="binomial"``.
@@ -21,24 +21,14 @@ Response rules
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FormulaError, ModelError
-from ..formula import parse_formula
-from .spec import ModelSpec, build_spec
+from ..formula import ParsedFormula
+from .matrices import INTERCEPT
 
-__all__ = ["OrdinalSpec", "ordinal_response", "build_ordinal_spec", "threshold_names"]
-
-INTERCEPT = "(Intercept)"
-
-
-def threshold_names(levels) -> tuple[str, ...]:
-    """clm's threshold names from the category labels: ``"1|2", "2|3", ...``."""
-    levels = [str(v) for v in levels]
-    return tuple(f"{a}|{b}" for a, b in zip(levels[:-1], levels[1:]))
+__all__ = ["ordinal_response", "read_ordinal_response", "drop_intercept"]
 
 
 def ordinal_response(col: pd.Series, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -47,7 +37,7 @@ def ordinal_response(col: pd.Series, name: str) -> tuple[np.ndarray, tuple[str, 
     Parameters
     ----------
     col : pandas.Series
-        The response column (all rows; missing values allowed).
+        The response column (missing values allowed).
     name : str
         Column name, for messages.
 
@@ -72,8 +62,7 @@ def ordinal_response(col: pd.Series, name: str) -> tuple[np.ndarray, tuple[str, 
             )
         codes = col.cat.codes.to_numpy().astype(float)
         codes[codes < 0] = np.nan
-        levels = tuple(str(c) for c in col.cat.categories)
-        return codes, levels
+        return codes, tuple(str(c) for c in col.cat.categories)
     if pd.api.types.is_bool_dtype(col):
         raise DataError(
             f"response '{name}' is binary (True/False); an ordinal model needs at least three "
@@ -100,64 +89,16 @@ def ordinal_response(col: pd.Series, name: str) -> tuple[np.ndarray, tuple[str, 
     return codes, tuple(str(int(u)) for u in uniq)
 
 
-@dataclass(frozen=True, eq=False)
-class OrdinalSpec:
-    """Everything the ordinal likelihood needs besides the random-effect structure.
-
-    Attributes
-    ----------
-    spec : ModelSpec
-        Built with ``family="gaussian"`` on the category codes; ``spec.X`` still has the
-        intercept column (for the lead's generic code) — use :attr:`X` here.
-    y : ndarray of int (n,)
-        Category codes 0..K−1 of the rows used.
-    X : ndarray (n, p)
-        Fixed-effect matrix without the intercept column.
-    x_names : tuple of str
-    levels : tuple of str
-        Category labels in scale order (K of them).
-    threshold_names : tuple of str
-        ``"1|2", "2|3", ...`` (K − 1).
-    response_name : str
-    """
-
-    spec: ModelSpec
-    y: np.ndarray
-    X: np.ndarray
-    x_names: tuple[str, ...]
-    levels: tuple[str, ...]
-    threshold_names: tuple[str, ...]
-    response_name: str
-
-    @property
-    def ncat(self) -> int:
-        return len(self.levels)
-
-    @property
-    def nobs(self) -> int:
-        return int(self.y.shape[0])
-
-
-def build_ordinal_spec(formula: str, data: pd.DataFrame, weights=None, offset=None) -> OrdinalSpec:
-    """Formula + data → :class:`OrdinalSpec` for a cumulative-link mixed model.
-
-    Parameters
-    ----------
-    formula : str
-        lme4 syntax with a response column name on the left, e.g.
-        ``"rating ~ temp + contact + (1 | judge)"``. The intercept is implied (the thresholds
-        replace it); ``0 +`` / ``- 1`` is refused.
-    data : pandas.DataFrame
-    weights, offset : str or array-like, optional
-        As in :func:`glmm_nb.design.build_spec` (the offset adds to x'β).
+def read_ordinal_response(parsed: ParsedFormula, data: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...], str]:
+    """``(codes, levels, name)`` of the response of an ordinal model on the rows used.
 
     Raises
     ------
-    FormulaError, DataError, ModelError
+    FormulaError
+        ``cbind(...)`` or an expression instead of a column.
+    DataError
+        A response that is not ordered, an unobserved category, fewer than three categories.
     """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
-    parsed = parse_formula(formula) if isinstance(formula, str) else formula
     if parsed.cbind is not None:
         raise FormulaError("cbind(successes, failures) is a binomial response, not an ordinal one")
     name = parsed.response.strip().strip("`")
@@ -166,17 +107,15 @@ def build_ordinal_spec(formula: str, data: pd.DataFrame, weights=None, offset=No
             f"the response of an ordinal model must be a column of the data; '{parsed.response}' is not"
         )
     codes, levels = ordinal_response(data[name], name)
-    work = data.copy(deep=False)
-    work[name] = codes
-    spec = build_spec(parsed, work, family="gaussian", weights=weights, offset=offset)
-    y = np.asarray(spec.y).astype(np.int64)
-    counts = np.bincount(y, minlength=len(levels))
+    if np.any(np.isnan(codes)):  # pragma: no cover - the model frame has dropped them
+        raise DataError(f"response '{name}' has missing values")
+    counts = np.bincount(codes.astype(np.int64), minlength=len(levels))
     empty = [lv for lv, c in zip(levels, counts) if c == 0]
     if empty:
         hint = (f"; drop them with data['{name}'] = data['{name}'].cat.remove_unused_categories()"
                 if isinstance(data[name].dtype, pd.CategoricalDtype) else "")
         raise DataError(
-            f"response '{name}' has categories with no observation among the {len(y)} rows used: "
+            f"response '{name}' has categories with no observation among the {len(codes)} rows used: "
             f"{', '.join(empty)}{hint}"
         )
     if len(levels) < 3:
@@ -184,21 +123,21 @@ def build_ordinal_spec(formula: str, data: pd.DataFrame, weights=None, offset=No
             f"response '{name}' has {len(levels)} categories ({', '.join(levels)}); an ordinal model "
             "needs at least three — for two use family='binomial'"
         )
-    if INTERCEPT not in spec.x_names:
+    return codes, levels, name
+
+
+def drop_intercept(X: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """X and its names without the ``(Intercept)`` column (the thresholds replace it).
+
+    Raises
+    ------
+    ModelError
+        The formula removed the intercept (``0 +`` / ``- 1``).
+    """
+    if INTERCEPT not in names:
         raise ModelError(
             "an ordinal model has thresholds in place of an intercept, and removing the intercept "
             "('0 +' or '- 1') would code a factor's first level as well; keep the intercept in the formula"
         )
-    keep = [j for j, nm in enumerate(spec.x_names) if nm != INTERCEPT]
-    X = np.ascontiguousarray(np.asarray(spec.X)[:, keep])
-    X.setflags(write=False)
-    y.setflags(write=False)
-    return OrdinalSpec(
-        spec=spec,
-        y=y,
-        X=X,
-        x_names=tuple(spec.x_names[j] for j in keep),
-        levels=levels,
-        threshold_names=threshold_names(levels),
-        response_name=name,
-    )
+    keep = [j for j, nm in enumerate(names) if nm != INTERCEPT]
+    return np.ascontiguousarray(np.asarray(X)[:, keep]), tuple(names[j] for j in keep)

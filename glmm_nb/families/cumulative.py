@@ -1,5 +1,9 @@
 r"""Cumulative links, the cell probabilities of an ordinal response and their derivatives.
 
+The distribution side of the ordinal family (:class:`glmm_nb.families.Ordinal`): what a
+family supplies for the other families as ``loglik_kernel``/``working`` (per-observation
+log-densities and their derivatives), here per cell of the ordered response.
+
 Model (``ordinal::clm``'s convention). For an observation with linear predictor
 :math:`\eta = x'\beta + o + z'b` and thresholds :math:`\alpha_1 < \dots < \alpha_{K-1}`,
 
@@ -57,6 +61,7 @@ __all__ = [
     "threshold_jacobian",
     "start_thresholds",
     "Cells",
+    "row_thresholds",
     "cell_terms",
     "category_probs",
     "marginal_category_probs",
@@ -254,21 +259,38 @@ def _tail_logp(link, a, c, has_up, has_lo):
     return np.where(has_up & has_lo, mid, np.where(has_up, lFa, lSc))
 
 
+def row_thresholds(alpha: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's upper and lower threshold (0 where absent: the top/bottom category).
+
+    ``alpha`` is (K−1,) (common thresholds) or (n, K−1) (row-specific thresholds, e.g. with
+    nominal effects).
+    """
+    alpha = np.asarray(alpha, dtype=float)
+    y = np.asarray(y)
+    if alpha.ndim == 1:
+        return np.append(alpha, 0.0)[y], np.concatenate([[0.0], alpha])[y]
+    n = alpha.shape[0]
+    full = np.concatenate([np.zeros((n, 1)), alpha, np.zeros((n, 1))], axis=1)
+    rows = np.arange(n)
+    return full[rows, y + 1], full[rows, y]
+
+
 def cell_terms(link: CumulativeLink, alpha: np.ndarray, y: np.ndarray, eta: np.ndarray,
                pw: np.ndarray | None = None, order: int = 0) -> Cells:
     """Log cell probabilities (``order`` 0), with the score, the observed information and
     ∂ℓ/∂α (1), and ∂W/∂η and the other threshold derivatives (2); weighted by ``pw``.
 
-    ``eta`` is (n,) or (n, m) (one column per quadrature node); ``y`` holds codes 0..K−1.
-    p = F(a) − F(c) is formed in the orientation without cancellation (S(c) − S(a) when
-    c > 0); rows with p < 1e-200 are recomputed in log space.
+    ``eta`` is (n,) or (n, m) (one column per quadrature node); ``y`` holds codes 0..K−1;
+    ``alpha`` is (K−1,) or (n, K−1) (row-specific thresholds, which must not cross on the rows'
+    own categories). p = F(a) − F(c) is formed in the orientation without cancellation
+    (S(c) − S(a) when c > 0); rows with p < 1e-200 are recomputed in log space.
     """
-    K1 = alpha.size
+    alpha = np.asarray(alpha, dtype=float)
+    K1 = alpha.shape[-1]
     y = np.asarray(y)
     has_up, has_lo = y < K1, y > 0
     hu, hl = has_up.astype(float), has_lo.astype(float)
-    aup = np.append(alpha, 0.0)[y]  # 0 where absent (top category): masked below
-    alo = np.concatenate([[0.0], alpha])[y]  # 0 where absent (bottom category)
+    aup, alo = row_thresholds(alpha, y)  # 0 where absent: masked below
     if eta.ndim == 2:
         hu, hl, aup, alo = hu[:, None], hl[:, None], aup[:, None], alo[:, None]
         pw = None if pw is None else pw[:, None]
