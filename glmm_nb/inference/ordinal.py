@@ -36,7 +36,7 @@ from ..likelihood import OrdinalLaplaceDevfun
 from ..optimize import minimize_devfun
 from .simulate import design_of, fixed_part, linear_predictor, re_row_variance
 
-__all__ = ["ORDINAL_TYPES", "predict_ordinal", "category_probabilities", "nominal_test"]
+__all__ = ["ORDINAL_TYPES", "predict_ordinal", "category_probabilities", "nominal_terms", "nominal_test"]
 
 ORDINAL_TYPES = ("prob", "cum_prob", "class", "link")
 
@@ -99,7 +99,7 @@ def predict_ordinal(m, newdata: pd.DataFrame | None = None, type: str = "prob", 
 
 
 # ------------------------------------------------------------------------ proportional odds
-def _term_columns(m) -> list[tuple[str, list[str], bool]]:
+def nominal_terms(m) -> list[tuple[str, list[str], bool]]:
     """(term, its X columns, testable) per term of the fixed part; a term inside an
     interaction is not testable on its own (as in ``ordinal::nominal_test``)."""
     fs = m.spec.fixed_spec
@@ -154,7 +154,7 @@ def nominal_test(m, terms: list[str] | None = None) -> pd.DataFrame:
             warnings.simplefilter("ignore")
             base = m.refit(method="laplace", nagq=1)
     rows = [("<none>", base.npar, base.loglik, base.aic, np.nan, np.nan, np.nan)]
-    available = _term_columns(base)
+    available = nominal_terms(base)
     if terms is not None:
         known = [t for t, _c, _ok in available]
         unknown = [t for t in terms if t not in known]

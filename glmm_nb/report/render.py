@@ -20,6 +20,7 @@ from ..errors import GLMMError
 from ..marginal import gee as fit_gee
 from ..results.display import format_number
 from . import charts as ch
+from . import ordinal as ordsec
 from . import sections as sec
 
 __all__ = ["Report", "make_report"]
@@ -99,6 +100,7 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: 
         "caveats": sec.caveats_section(m),
         "reproduce": sec.reproduce_section(m),
         "diagnostics_nsim": diagnostics_nsim,
+        "ordinal": ordsec.ordinal_section(m, marginal) if m.request.family.ordinal else None,
     }
     specs: list[tuple[str, dict, str]] = [("forest", ch.forest(ctx["fixed"]["rows"], ctx["fixed"]["exp_name"]), "forest plot of the fixed effects")]
     emm = ctx["fixed"]["emmeans"]
@@ -113,6 +115,10 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: 
     if ctx["marginal"]["curves"] is not None:
         resp = m.request.family.mean_word
         specs.append(("curves", ch.curves(ctx["marginal"]["curves"], ctx["marginal"]["var"], resp), "predicted response curves"))
+    if ctx["ordinal"] is not None and ctx["ordinal"]["curves"] is not None:
+        o = ctx["ordinal"]
+        specs.append(("categories", ch.category_probabilities(o["curves"], o["var"], o["numeric"]),
+                      "category probabilities against the focal covariate"))
     if ctx["diagnostics"]["hist"] is not None:
         specs.append(("hist", ch.residual_hist(ctx["diagnostics"]["hist"]), "histogram of scaled residuals"))
         specs.append(("qq", ch.residual_qq(ctx["diagnostics"]["qq"]), "QQ plot of scaled residuals"))
@@ -122,6 +128,7 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: 
                        "svg": ch.to_svg_data_uri(spec) if svg_fallback else None})
     by_name = {c["name"]: c for c in charts}
     by_name.setdefault("curves", None)
+    by_name.setdefault("categories", None)
     by_name.setdefault("pairs", None)
     by_name.setdefault("hist", None)
     by_name.setdefault("qq", None)
