@@ -76,8 +76,8 @@ def predict_ordinal(m, newdata: pd.DataFrame | None = None, type: str = "prob", 
         See the module docstring.
     """
     if type not in ORDINAL_TYPES:
-        raise ModelError(f"type must be one of {', '.join(map(repr, ORDINAL_TYPES))} for an ordinal model, "
-                         f"not {type!r}")
+        raise ModelError(f"type={type!r} is not for an ordinal model, which predicts category probabilities: use "
+                         "type='prob' (one column per category), 'cum_prob', 'class' or 'link'")
     levels = list(m.levels)
     if type == "link":
         if re == "marginal":

@@ -163,6 +163,9 @@ def predict_interval(m, newdata: pd.DataFrame | None = None, re: str = "none", t
         ``fit se_fit lower upper`` (and ``df`` when small-sample df are used), indexed like
         ``newdata``.
     """
+    if m.request.family.ordinal and (type != "link" or re != "none"):
+        raise ModelError("an ordinal model has intervals for its linear predictor only (type='link', re='none'); "
+                         "its category probabilities come from m.predict(type='prob')")
     if re not in ("none", "conditional"):
         raise ModelError(f"re must be 'none' or 'conditional' for predictions with intervals, not {re!r}")
     if type not in ("link", "response"):
