@@ -131,9 +131,20 @@ def _nominal_fit(m, cols: list[str]) -> tuple[float, int, bool]:
     sd = np.r_[X[:, keep].std(axis=0), np.repeat(X[:, idx].std(axis=0), K1)]
     scale = np.concatenate([np.ones(spec.ntheta), np.where(sd[: len(keep)] > 0, sd[: len(keep)], 1.0),
                             np.ones(K1), np.where(sd[len(keep):] > 0, sd[len(keep):], 1.0)])
+    # Thresholds that cross on some row make the deviance infinite, and a line search that meets
+    # an infinite value stalls. L-BFGS-B's first step has unit length on the optimizer's scale:
+    # shrink it (a larger scale), and restart with smaller first steps until the gradient is flat.
+    x, conv = start, False
     with threadpool_limits(limits=1, user_api="blas"):  # small dense blocks, as in the fit
-        opt = minimize_devfun(dev.value_and_grad, start, dev.lower(), scale=scale, label="L-BFGS-B (nominal)")
-    return -opt.objective / 2.0, len(idx) * (K1 - 1), bool(opt.converged)
+        for damp in (10.0, 100.0, 1000.0):
+            opt = minimize_devfun(dev.value_and_grad, x, dev.lower(), scale=damp * scale, label="L-BFGS-B (nominal)")
+            x = opt.final
+            g = dev.value_and_grad(x)[1]
+            free = ~((dev.lower() > -np.inf) & (x - np.where(np.isfinite(dev.lower()), dev.lower(), 0) < 1e-8) & (g > 0))
+            conv = bool(np.max(np.abs(g[free]), initial=0.0) < 1e-3)
+            if conv:
+                break
+    return -opt.objective / 2.0, len(idx) * (K1 - 1), conv
 
 
 def nominal_test(m, terms: list[str] | None = None) -> pd.DataFrame:
@@ -141,7 +152,8 @@ def nominal_test(m, terms: list[str] | None = None) -> pd.DataFrame:
 
     Returns a table indexed by term (first row ``<none>``: the fitted model) with ``npar``
     (parameters), ``loglik``, ``aic``, ``lrt`` (2 × the log-likelihood gain of the nominal fit),
-    ``df`` and ``p_value`` (χ²). A small p-value says the term's effect differs between the
+    ``df``, ``p_value`` (χ²) and ``converged`` (the nominal fit's gradient is flat; a nominal fit
+    that runs to a boundary — a category empty at some covariate values — may not be). A small p-value says the term's effect differs between the
     cumulative splits (the proportional-odds assumption fails for it). Laplace fits throughout
     (an AGQ model is compared through its Laplace refit). Terms inside an interaction are not
     tested (NaN), as in ``ordinal::nominal_test``.
@@ -153,7 +165,7 @@ def nominal_test(m, terms: list[str] | None = None) -> pd.DataFrame:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             base = m.refit(method="laplace", nagq=1)
-    rows = [("<none>", base.npar, base.loglik, base.aic, np.nan, np.nan, np.nan)]
+    rows = [("<none>", base.npar, base.loglik, base.aic, np.nan, np.nan, np.nan, bool(base.converged))]
     available = nominal_terms(base)
     if terms is not None:
         known = [t for t, _c, _ok in available]
@@ -163,12 +175,13 @@ def nominal_test(m, terms: list[str] | None = None) -> pd.DataFrame:
         available = [a for a in available if a[0] in terms]
     for term, cols, ok in available:
         if not ok:
-            rows.append((term, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan))
+            rows.append((term, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, False))
             continue
-        ll, extra, _conv = _nominal_fit(base, cols)
+        ll, extra, conv = _nominal_fit(base, cols)
         lrt = max(2.0 * (ll - base.loglik), 0.0)
         npar = base.npar + extra
-        rows.append((term, npar, ll, -2 * ll + 2 * npar, lrt, extra, float(stats.chi2.sf(lrt, extra))))
-    out = pd.DataFrame(rows, columns=["term", "npar", "loglik", "aic", "lrt", "df", "p_value"]).set_index("term")
+        rows.append((term, npar, ll, -2 * ll + 2 * npar, lrt, extra, float(stats.chi2.sf(lrt, extra)), conv))
+    out = pd.DataFrame(rows, columns=["term", "npar", "loglik", "aic", "lrt", "df", "p_value", "converged"])
+    out = out.set_index("term")
     out.attrs["method"] = "Laplace"
     return out

@@ -124,7 +124,12 @@ def _po_check(m) -> tuple[list[dict] | None, list[str], list[str]]:
     for term, r in tested.iterrows():
         if not np.isfinite(r.p_value):
             sentences.append(f"{term}: not tested on its own (it is part of an interaction).")
-        elif r.p_value < 0.05:
+            continue
+        if not r.converged:
+            sentences.append(f"{term}: the nominal-effects refit did not converge (a threshold runs off to a "
+                             "boundary, e.g. a category never seen at some values of the term); read its test "
+                             "with caution.")
+        if r.p_value < 0.05:
             sentences.append(f"{term}: its effect differs between the thresholds (LR {r.lrt:.2f} on {int(r.df)} df, "
                              f"p = {r.p_value:.3g}); the single coefficient averages effects that are not equal — "
                              "report the category probabilities, or model the term with nominal effects.")

@@ -102,7 +102,8 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee_cluster: 
         "diagnostics_nsim": diagnostics_nsim,
         "ordinal": ordsec.ordinal_section(m, marginal) if m.request.family.ordinal else None,
     }
-    specs: list[tuple[str, dict, str]] = [("forest", ch.forest(ctx["fixed"]["rows"], ctx["fixed"]["exp_name"]), "forest plot of the fixed effects")]
+    forest_rows = ctx["fixed"]["rows"] or (ctx["ordinal"] or {}).get("thresholds", [])  # ordinal without covariates
+    specs: list[tuple[str, dict, str]] = [("forest", ch.forest(forest_rows, ctx["fixed"]["exp_name"]), "forest plot of the fixed effects")]
     emm = ctx["fixed"]["emmeans"]
     if emm is not None and emm["pairs"]:
         est = next(c for c in emm["pair_columns"] if c in ("estimate", "odds_ratio", "ratio"))

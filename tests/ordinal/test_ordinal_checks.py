@@ -51,6 +51,10 @@ def test_nominal_test_detects_non_proportional_odds(sim):
     m = glmm("y ~ x + z + (1 | g)", df, family="ordinal")
     tab = m.nominal_test()
     assert tab.loc["z", "p_value"] < 1e-4 and tab.loc["x", "p_value"] > 0.01
+    assert tab.converged.all()
+    m3 = glmm("y ~ x + z + (1 | g)", sim(n=400, K=3), family="ordinal", link="cloglog")  # one df per term
+    t3 = m3.nominal_test()
+    assert (t3.df.iloc[1:] == 1).all() and t3.converged.all() and (t3.lrt.iloc[1:] > 1e-3).all()
     inter = glmm("y ~ x * z + (1 | g)", df, family="ordinal").nominal_test()
     assert np.isnan(inter.loc["x", "lrt"]) and np.isnan(inter.loc["x:z", "lrt"])
 
