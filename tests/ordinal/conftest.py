@@ -55,8 +55,9 @@ def wine_fits():
                                                                      method="agq", nagq=10)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def sim():
+    """The simulator (a fixture: test modules cannot import this conftest by name, tests/ has one too)."""
     return simulate_ordinal
 
 

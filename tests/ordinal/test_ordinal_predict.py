@@ -16,10 +16,8 @@ from glmm_nb.errors import ModelError
 
 
 @pytest.fixture(scope="module")
-def probit_fit():
-    from conftest import simulate_ordinal  # noqa: I001 - the ordinal tests' conftest
-
-    df = simulate_ordinal(n=500, J=30, seed=3)
+def probit_fit(sim):
+    df = sim(n=500, J=30, seed=3)
     return df, glmm("y ~ x + z + (1 | g)", df, family="ordinal", link="probit")
 
 
