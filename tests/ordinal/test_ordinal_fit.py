@@ -97,9 +97,12 @@ def test_tables_and_tidy(wine_fits):
     assert td.component.tolist() == ["thresholds"] * 4 + ["cond"] * 3
     assert td.term.tolist()[:4] == ["1|2", "2|3", "3|4", "4|5"]
     assert td.term.tolist()[-1] == "sd__(Intercept)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a singular toy binomial fit
+        binary = glmm("y ~ x + (1 | g)", pd.DataFrame({"y": [0, 1] * 20, "x": np.arange(40.0),
+                                                        "g": np.repeat(range(8), 5)}), family="binomial")
     with pytest.raises(ModelError, match="no thresholds"):
-        glmm("y ~ x + (1 | g)", pd.DataFrame({"y": [0, 1] * 20, "x": np.arange(40.0), "g": np.repeat(range(8), 5)}),
-             family="binomial").coef_table(part="thresholds")
+        binary.coef_table(part="thresholds")
 
 
 def test_integer_response_equals_ordered_categorical(wine):
