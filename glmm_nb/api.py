@@ -17,8 +17,8 @@ import pandas as pd
 from .distributed import fit_dask, is_dask_data, predict_dask, refit_dask, wald_confint
 from .families import Family
 from .errors import ModelError
-from .inference import (bootstrap, confint, ddf_table, diagnose, emmeans, icc, mor, predict, predict_interval, r2,
-                        simulate)
+from .inference import (bootstrap, confint, ddf_table, diagnose, emmeans, icc, mor, nominal_test, predict,
+                        predict_interval, predict_ordinal, r2, simulate)
 from .marginal import average_marginal_effects, causal_checks, comparison_table, marginal_coefs
 from .pipeline import fit, make_devfun, make_request, refit
 from .results import GLMMResult
@@ -97,21 +97,31 @@ class MixedModel(GLMMResult):
         """Parametric bootstrap; see :func:`glmm_nb.inference.bootstrap`."""
         return bootstrap(self, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress)
 
-    def predict(self, newdata=None, type: str = "response", re: str = "conditional", se_fit: bool = False,
+    def predict(self, newdata=None, type: str | None = None, re: str = "conditional", se_fit: bool = False,
                 interval: str | None = None, level: float = 0.95, ddf: str | None = "asymptotic"):
-        """Predictions; ``re`` in {"conditional", "none", "marginal"}.
+        """Predictions; ``re`` in {"conditional", "none", "marginal"}; ``type`` "response"
+        (default) or "link" (zero-inflated models also "conditional", "zero_prob").
 
         With ``se_fit=True`` or ``interval="confidence"`` (``"prediction"`` for LMMs) a frame
         ``fit se_fit lower upper`` by the delta method (``re`` "none" or "conditional"); see
         :func:`glmm_nb.inference.predict_interval`. ``re="none"`` needs no grouping columns.
+
+        Ordinal models: ``type="prob"`` (default) gives a DataFrame with one column per
+        category, ``"cum_prob"`` P(Y ≤ k), ``"class"`` the most probable category, ``"link"``
+        the linear predictor; ``re="marginal"`` averages the probabilities over the random
+        effects (population-averaged); see :func:`glmm_nb.inference.predict_ordinal`.
         """
+        if self.request.family.ordinal and not (se_fit or interval is not None):
+            return predict_ordinal(self, newdata=newdata, type=type or "prob", re=re)
+        type = type or "response"
         if se_fit or interval is not None:
             return predict_interval(self, newdata, re=re, type=type, interval=interval or "none", level=level,
                                     ddf=ddf)
         return predict(self, newdata=newdata, type=type, re=re)
 
     def simulate(self, nsim: int = 1, seed=None, newdata=None, re: str = "new"):
-        """Simulated responses (n, nsim); ``re`` in {"new", "conditional"}."""
+        """Simulated responses (n, nsim); ``re`` in {"new", "conditional"}. Ordinal models: the
+        category codes 0..K−1 (``m.levels[k]`` is the label of code k)."""
         return simulate(self, nsim=nsim, seed=seed, newdata=newdata, re=re)
 
     def icc(self) -> float:
@@ -125,6 +135,11 @@ class MixedModel(GLMMResult):
     def mor(self) -> pd.Series:
         """Median odds ratio per random-intercept term (logistic models)."""
         return mor(self)
+
+    def nominal_test(self, terms: list[str] | None = None) -> pd.DataFrame:
+        """Ordinal models: likelihood-ratio checks of the proportional-odds assumption, one
+        term at a time (``ordinal::nominal_test``); see :func:`glmm_nb.inference.nominal_test`."""
+        return nominal_test(self, terms=terms)
 
     def diagnose(self, nsim: int = 250, seed: int | None = 1):
         """DHARMa-style simulated residuals, their tests and convergence details."""
@@ -250,10 +265,13 @@ def glmm(
         ``(x || g)``, ``offset(log(t))``.
     data : pandas.DataFrame
     family : str or Family
-        ``"binomial"``, ``"poisson"``, ``"gaussian"`` (see :func:`glmm_nb.families.family_names`),
-        or a :class:`~glmm_nb.families.Family` object.
+        ``"binomial"``, ``"poisson"``, ``"gaussian"``, ``"ordinal"`` … (see
+        :func:`glmm_nb.families.family_names`), or a :class:`~glmm_nb.families.Family` object.
+        ``"ordinal"``: a cumulative-link model (``ordinal::clmm``) of an ordered Categorical or
+        integer response, logit P(Y ≤ k) = α_k − x'β − z'b; the thresholds are ``m.thresholds``.
     link : str, optional
-        binomial: "logit" (default), "probit", "cloglog"; poisson: "log"; gaussian: "identity".
+        binomial and ordinal: "logit" (default), "probit", "cloglog"; poisson: "log"; gaussian:
+        "identity".
     method : {"laplace", "agq"}
         Laplace approximation or adaptive Gauss-Hermite quadrature.
     nagq : int

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from .design import ModelSpec, check_agq_size, check_options, model_spec
 from .errors import ModelError
 from .families import Family, get_family, zero_inflated
-from .likelihood import AgqDevfun, LaplaceDevfun, LmmDevfun, glm_irls
+from .likelihood import AgqDevfun, LaplaceDevfun, LmmDevfun, OrdinalAgqDevfun, OrdinalLaplaceDevfun, glm_irls
 from .optimize import OptSummary, minimize_devfun, restart_edge
 from .request import METHODS, FitRequest, fixed_indices
 from .results import GLMMResult, build_result
@@ -83,9 +83,18 @@ def make_request(formula, data: pd.DataFrame, family: str | Family = "binomial",
 
 def make_devfun(request: FitRequest, stage: str = "final"):
     """The deviance function of a request: ``f(theta)`` (profiled) for an LMM family,
-    ``f(theta, beta)`` otherwise — Laplace, or AGQ for ``stage="final"`` of an AGQ request."""
+    ``f(theta, beta[, extras])`` otherwise — Laplace, or AGQ for ``stage="final"`` of an AGQ
+    request (ordinal families: the cumulative-link deviances, extras = the thresholds)."""
     if request.family.profiled_lmm:
         return LmmDevfun(request.spec, reml=bool(request.reml))
+    if request.family.ordinal:
+        if stage == "final" and request.uses_agq:
+            dev = OrdinalAgqDevfun(request.spec, request.family, request.nagq)
+            dev.lap.maxit = int(request.control.get("pirls_maxit", dev.lap.maxit))
+            return dev
+        dev = OrdinalLaplaceDevfun(request.spec, request.family)
+        dev.maxit = int(request.control.get("pirls_maxit", dev.maxit))
+        return dev
     if stage == "final" and request.uses_agq:
         dev = AgqDevfun(request.spec, request.family, request.nagq)
         dev.lap.maxit = int(request.control.get("pirls_maxit", dev.lap.maxit))
@@ -96,9 +105,10 @@ def make_devfun(request: FitRequest, stage: str = "final"):
 
 
 def start_values(request: FitRequest, devfun) -> np.ndarray:
-    """The request's start, or: theta at lme4's start (LMM); GLM coefficients and the better of
-    theta = 1 and 0.3 on the diagonal (lme4 starts at 1; many fitted SDs are near 0.3, where
-    the start saves a third of the iterations)."""
+    """The request's start, or: theta at lme4's start (LMM); GLM coefficients (ordinal: beta = 0
+    and the thresholds of the cumulative proportions) and the better of theta = 1 and 0.3 on the
+    diagonal (lme4 starts at 1; many fitted SDs are near 0.3, where the start saves a third of
+    the iterations)."""
     spec = request.spec
     fixed = fixed_indices(request)
     nx = request.family.n_extra(spec)
@@ -110,20 +120,28 @@ def start_values(request: FitRequest, devfun) -> np.ndarray:
         start = start[:n].copy()
     elif devfun.profiled:
         start = spec.theta_start()
+    elif request.family.ordinal:
+        beta0 = np.concatenate([np.zeros(spec.p), request.family.extra_start(devfun.y, None, devfun.pw, spec)])
+        return _better_theta_start(spec, beta0, fixed, devfun)
     else:
         fam0 = request.family.start_family.at_dispersion(1.0)
         beta0 = glm_irls(devfun.X, devfun.y, devfun.pw, devfun.off, fam0)
         if nx:  # moment estimates at the GLM means: log-dispersion, zero part
             mu0 = fam0.link.inverse(devfun.X @ beta0 + devfun.off)
             beta0 = np.concatenate([beta0, request.family.extra_start(devfun.y, mu0, devfun.pw, spec)])
-        starts = [np.concatenate([spec.theta_start() * s, beta0]) for s in (1.0, 0.3)]
-        for x in starts:
-            for i, v in fixed.items():
-                x[i] = v
-        return min(starts, key=lambda x: devfun(x))
+        return _better_theta_start(spec, beta0, fixed, devfun)
     for i, v in fixed.items():
         start[i] = v
     return start
+
+
+def _better_theta_start(spec, beta0: np.ndarray, fixed: dict, devfun) -> np.ndarray:
+    """(theta, beta0) with theta at lme4's start or 0.3 times it, whichever has the lower deviance."""
+    starts = [np.concatenate([spec.theta_start() * s, beta0]) for s in (1.0, 0.3)]
+    for x in starts:
+        for i, v in fixed.items():
+            x[i] = v
+    return min(starts, key=lambda x: devfun(x))
 
 
 def parameter_bounds(request: FitRequest, profiled: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ from .frame import model_frame, used_variables
 from .identify import check_counts, check_identifiable
 from .matrices import check_finite, drop_collinear, eval_numeric, model_matrix, rename_intercept, required_variables
 from .newdata import NewDesign, new_design
+from .ordinal import drop_intercept, read_ordinal_response
 from .random import frozen, random_terms
 from .response import read_response
 from .reterms import ReTerm
@@ -52,6 +53,9 @@ class ModelSpec:
         Rows removed for missing values.
     row_index : pandas Index
         Labels of the rows used.
+    levels : tuple of str
+        Ordinal families: the response categories in scale order (``y`` holds their codes
+        0..K−1 and ``X`` has no intercept column); empty otherwise.
     """
 
     formula: ParsedFormula
@@ -75,6 +79,7 @@ class ModelSpec:
     zi_X: np.ndarray | None = None
     zi_names: tuple[str, ...] = ()
     zi_fixed_spec: Any = None
+    levels: tuple[str, ...] = ()
 
     @property
     def nobs(self) -> int:
@@ -185,7 +190,12 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
     mf = model_frame(data, used, weights=weights, offset=offset)
     d = mf.data
 
-    y, trials, resp_name = read_response(parsed, d, family)
+    levels: tuple[str, ...] = ()
+    if family.ordinal:  # ordered categories: codes 0..K-1, the labels kept
+        y, levels, resp_name = read_ordinal_response(parsed, d)
+        trials = np.ones(len(d))
+    else:
+        y, trials, resp_name = read_response(parsed, d, family)
     family.check_response(y, trials, mf.weights is not None, resp_name)
     pw = trials * (mf.weights if mf.weights is not None else 1.0)
     check_counts(parsed, y, trials, pw, family, resp_name)
@@ -194,6 +204,8 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
         off = off + eval_numeric(o, d, "offset")
 
     X, x_names, fixed_spec, dropped_x = fixed_matrix(parsed, d)
+    if family.ordinal:  # the thresholds take the intercept's place
+        X, x_names = drop_intercept(X, x_names)
     if not np.all(np.isfinite(off)):
         raise DataError(f"the offset has non-finite values (e.g. {off[~np.isfinite(off)][0]:g})")
     if not np.all(np.isfinite(pw)):
@@ -230,5 +242,6 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
         frame=d[list(mf.columns)].copy(),
         meta={"weights_column": mf.weights_column, "offset_column": mf.offset_column,
               "weights_vector": mf.weights, "offset_vector": mf.offset, "separated": separated},
+        levels=levels,
         **zi_parts,
     )

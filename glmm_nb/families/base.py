@@ -52,6 +52,10 @@ class Family:
         Zeros are meaningful (the zero-inflation check applies).
     mean_word : str
         What the mean is called in reports ("probability", "rate", "mean").
+    ordinal : bool
+        A cumulative-link model of an ordered categorical response: the response is read as
+        ordered categories (``spec.levels``), thresholds replace the intercept and are the
+        extra parameters, predictions are category probabilities.
     """
 
     name = "family"
@@ -68,6 +72,7 @@ class Family:
     reads_cbind = False
     discrete = False
     count_like = False
+    ordinal = False
     mean_word = "mean"
 
     def __init__(self, link: str | Link | None = None):
@@ -198,6 +203,10 @@ class Family:
         """Draw responses with mean ``mu`` (broadcast to ``size``)."""
         raise NotImplementedError
 
+    def simulate_from_eta(self, rng, eta, trials, scale: float, size: tuple) -> np.ndarray:
+        """Draw responses given the linear predictor (default: :meth:`simulate` at its mean)."""
+        return self.simulate(rng, self.link.inverse(eta), trials, scale, size)
+
     def to_mean_scale(self, sims, trials):
         """Simulated responses (as :meth:`simulate` returns them) on the scale of ``spec.y``."""
         return sims
@@ -209,8 +218,8 @@ class Family:
 
     @property
     def logistic(self) -> bool:
-        """A Bernoulli/binomial model with the logit link (latent logistic scale: the median
-        odds ratio and Zeger's attenuation formula apply)."""
+        """A Bernoulli/binomial (or cumulative) model with the logit link (latent logistic
+        scale: the median odds ratio and Zeger's attenuation formula apply)."""
         return False
 
     @property

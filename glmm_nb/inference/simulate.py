@@ -73,6 +73,9 @@ def _family_for(m, zeta):
 
 
 def _check_type(m, type: str) -> None:
+    if m.request.family.ordinal and type != "link":
+        raise ModelError(f"type={type!r} is not for an ordinal model, which predicts category probabilities: use "
+                         "m.predict(type='prob') (one column per category), 'cum_prob', 'class' or 'link'")
     if type in ("conditional", "zero_prob") and not m.request.family.has_zero_part:
         raise ModelError(f"type={type!r} is for zero-inflated and hurdle models (fit with ziformula=)")
     check_choice(type, "type", ("link", "response", "conditional", "zero_prob") if m.request.family.has_zero_part
@@ -145,6 +148,11 @@ def predict_design(m, d: Design, type: str = "response", re: str = "conditional"
     """:func:`predict` on a design already built (reused across parameter draws)."""
     fam = _family_for(m, d.zeta)
     eta = linear_predictor(m, d, re)
+    if fam.ordinal:
+        _check_type(m, type)
+    if fam.ordinal and re == "marginal":
+        raise ModelError("an ordinal model has no population-averaged linear predictor; "
+                         "use m.predict(type='prob', re='marginal')")
     if re != "marginal" or type == "zero_prob" or (fam.link.name == "identity" and not fam.has_zero_part):
         return _respond(fam, eta, type)
     # population-averaged: E_b[h(eta + z'b)], z'b ~ N(0, v_i) with v_i = sum_k z_ik' S_k z_ik and
@@ -201,4 +209,4 @@ def simulate(m, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.n
             L = np.linalg.cholesky(S + 1e-14 * np.eye(q)) if np.any(S) else np.zeros((q, q))
             b = np.einsum("ab,jsb->jsa", L, rng.standard_normal((J, nsim, q)))  # (J, nsim, q)
             eta += np.einsum("nq,nsq->ns", zv, b[codes])
-    return fam.simulate(rng, fam.link.inverse(eta), d.trials, m.sigma, (n, nsim))
+    return fam.simulate_from_eta(rng, eta, d.trials, m.sigma, (n, nsim))

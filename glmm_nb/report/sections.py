@@ -196,8 +196,10 @@ def marginal_section(m, var: str | None = None, gee=None) -> dict:
         except Exception as exc:
             out["missing"].append(f"conditional vs marginal table: {exc}")
             return out
-    if gee is None:
+    if gee is None and not m.request.family.ordinal:
         out["missing"].append("GEE: not asked for (report(gee=...) adds it)")
+    if m.request.family.ordinal:  # category-probability curves and sentences: report/ordinal.py
+        return out
     frame = m.spec.frame
     if var is None:
         nums = [c for c in frame.columns if c in m.fixef.index and pd.api.types.is_numeric_dtype(frame[c])

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..design import ModelSpec, theta_to_T, tril_index
 from ..errors import ConvergenceWarning, SingularFitWarning, warn
+from ..families import threshold_names
 from ..optimize import OptSummary
 from ..request import FitRequest, fixed_indices
 from .result import GLMMResult
@@ -127,6 +128,7 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
     fam = st.family  # at the fitted extra parameters
     nd = request.family.n_dispersion
     vcov = vcov_full = None  # vcov_full: covariance of (theta, beta[, log dispersion])
+    vcov_phi = None  # covariance of all optimizer parameters, zero where on a bound or held fixed
     vcov_method = "hessian"
     disp_se = np.full(nd, np.nan)
     zi_vcov = np.full((psi.size - nd,) * 2, np.nan)
@@ -144,6 +146,8 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
             zi_vcov = V[np.ix_(zidx, zidx)]
         if free.all():
             vcov_full = V
+        vcov_phi = np.zeros((phi.size, phi.size))
+        vcov_phi[np.ix_(free, free)] = V
     if vcov is None:
         # conditional on theta: (X'WX - X'WZ~ M^-1 Z~'WX)^-1 (lme4's RX-based vcov)
         rs, X, W = devfun.rs, devfun.X, st.W
@@ -157,8 +161,27 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
     loglik = -opt.objective / 2 if request.uses_agq else -st.deviance / 2
     return _assemble(request, result_class, theta, beta, vcov, opt_full, st.u, st.fac, 1.0, msgs, ok, sing,
                      method=request.method, nagq=request.nagq, reml=None, loglik=float(loglik),
-                     deviance=lme4_dev, vcov_method=vcov_method, extras={"vcov_theta_beta": vcov_full},
-                     dispersion=_dispersion(request.family, psi[:nd], disp_se), **_zero_part(spec, psi[nd:], zi_vcov))
+                     deviance=lme4_dev, vcov_method=vcov_method,
+                     extras={"vcov_theta_beta": vcov_full, "vcov_phi": vcov_phi},
+                     dispersion=_dispersion(request.family, psi[:nd], disp_se), **_zero_part(spec, psi[nd:], zi_vcov),
+                     **_thresholds(request.family, spec, psi, vcov_phi, ntheta + p))
+
+
+def _thresholds(fam, spec, tau, vcov_phi, start: int) -> dict:
+    """Ordinal families: the thresholds α (named as clm names them) and their covariance, mapped
+    from the optimizer's τ by the delta method (exact at the optimum for this reparameterisation)."""
+    if not fam.ordinal:
+        return {}
+    names = list(threshold_names(spec.levels))
+    k = len(names)
+    V = np.full((k, k), np.nan)
+    if vcov_phi is not None:
+        Vt = vcov_phi[start : start + k, start : start + k]
+        if np.all(np.diag(Vt) > 0):
+            J = fam.threshold_jacobian(tau)
+            V = J @ Vt @ J.T
+    return {"thresholds": pd.Series(fam.thresholds(tau), index=names, name="estimate"),
+            "thresholds_vcov": pd.DataFrame(V, index=names, columns=names)}
 
 
 def _zero_part(spec, gamma, V) -> dict:

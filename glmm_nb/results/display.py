@@ -12,8 +12,9 @@ import html
 import numpy as np
 import pandas as pd
 
-__all__ = ["format_number", "format_p", "column_decimals", "format_column", "coefficient_html", "title", "fixed_effects_display", "random_effects_display", "dispersion_lines",
-           "criteria_display", "summary_text", "summary_html"]
+__all__ = ["format_number", "format_p", "column_decimals", "format_column", "coefficient_html", "title",
+           "fixed_effects_display", "random_effects_display", "dispersion_lines", "criteria_display", "summary_text",
+           "summary_html", "threshold_display", "ordinal_summary_text"]
 
 
 def format_number(x, digits: int = 4) -> str:
@@ -63,6 +64,10 @@ def title(m) -> str:
     """The first line of a summary: what was fitted and how."""
     if m.request.family.profiled_lmm:
         return "Linear mixed model fit by " + ("REML" if m.reml else "maximum likelihood")
+    if m.request.family.ordinal:  # clmm's first line
+        how = ("the Laplace approximation" if m.method == "laplace" or m.nagq == 1
+               else f"adaptive Gauss-Hermite quadrature (nAGQ = {m.nagq})")
+        return f"Cumulative Link Mixed Model fitted with {how}"
     approx = (
         "Laplace Approximation"
         if m.method == "laplace" or m.nagq == 1
@@ -137,9 +142,43 @@ def criteria_display(m) -> str:
     return crit.to_string(index=False, float_format=lambda v: f"{v:.1f}")
 
 
+def threshold_display(m) -> pd.DataFrame:
+    """clmm's threshold block: Estimate, Std. Error, z value as strings."""
+    ct = m.coef_table(part="thresholds")
+    show = pd.DataFrame({"Estimate": ct.estimate.map(lambda v: f"{v:.5g}"),
+                         "Std. Error": ct.std_error.map(lambda v: format_number(v, 5)),
+                         "z value": ct.statistic.map(lambda v: format_number(v, 4))})
+    show.index.name = None
+    return show
+
+
+def ordinal_summary_text(m) -> str:
+    """``clmm``'s summary layout: header line, random effects, coefficients, thresholds."""
+    eig = m.opt.hessian_eigenvalues
+    cond = float(eig.max() / eig.min()) if eig is not None and eig.size and eig.min() > 0 else np.nan
+    grad = m.opt.gradient
+    head = pd.DataFrame([[m.link, "flexible", m.nobs, f"{m.loglik:.2f}", f"{m.aic:.2f}",
+                          f"{m.opt.iterations}({m.opt.evaluations})",
+                          format_number(float(np.max(np.abs(grad))) if grad is not None and grad.size else np.nan, 3),
+                          format_number(cond, 2)]],
+                        columns=["link", "threshold", "nobs", "logLik", "AIC", "niter", "max.grad", "cond.H"])
+    lines = [title(m), "", f"formula: {m.formula}"]
+    if m.n_dropped:
+        lines.append(f"  ({m.n_dropped} rows with missing values dropped)")
+    lines += ["", head.to_string(index=False), "", "Random effects:", random_effects_display(m).to_string(index=False)]
+    lines.append("Number of groups:  " + ", ".join(f"{g} {n}" for g, n in m.ngroups.items()))
+    lines += ["", "Coefficients:", fixed_effects_display(m).to_string() if len(m.fixef) else "(none)"]
+    lines += ["", "Threshold coefficients:", threshold_display(m).to_string()]
+    for msg in m.messages:
+        lines += ["", msg]
+    return "\n".join(lines)
+
+
 def summary_text(m) -> str:
-    """Text summary in the spirit of lme4's ``summary()``."""
+    """Text summary in the spirit of lme4's ``summary()`` (``clmm``'s for ordinal models)."""
     fam = m.request.family
+    if fam.ordinal:
+        return ordinal_summary_text(m)
     lines = [title(m)]
     if not fam.profiled_lmm:
         lines.append(f" Family: {m.family}  ( {m.link} )")
@@ -203,5 +242,7 @@ def summary_html(m) -> str:
         f"nobs {m.nobs}, logLik {m.loglik:.3f}, AIC {m.aic:.2f}"
         + "".join(f"<br>{html.escape(x)}" for x in dispersion_lines(m)) + "</p>"
         f"<p>Random effects</p>{_html_table(random_effects_display(m), index=False)}"
-        f"<p>Fixed effects</p>{coefficient_html(m)}{zi}{msgs}</div>"
+        f"<p>Fixed effects</p>{coefficient_html(m)}{zi}"
+        + (f"<p>Threshold coefficients</p>{coefficient_html(m, 'thresholds')}" if len(m.thresholds) else "")
+        + f"{msgs}</div>"
     )

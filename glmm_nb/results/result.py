@@ -56,6 +56,11 @@ class GLMMResult:
     opt : OptSummary
     messages : tuple of str
         Convergence and singular-fit explanations in plain words.
+    thresholds : pandas.Series
+        Ordinal families: the K − 1 thresholds α ("1|2", "2|3", … as ``ordinal::clm`` names
+        them; logit P(Y ≤ k) = α_k − η); empty otherwise. ``fixef`` holds the coefficients only.
+    thresholds_vcov : pandas.DataFrame
+        Their covariance (delta method from the optimizer's scale).
     """
 
     formula: str
@@ -86,12 +91,14 @@ class GLMMResult:
     dispersion: pd.Series = field(default_factory=lambda: pd.Series(dtype=float, name="dispersion"))
     zi_fixef: pd.Series = field(default_factory=lambda: pd.Series(dtype=float, name="estimate"))
     zi_vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
+    thresholds: pd.Series = field(default_factory=lambda: pd.Series(dtype=float, name="estimate"))
+    thresholds_vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     # ------------------------------------------------------------------ sizes and criteria
     @property
     def npar(self) -> int:
         return (len(self.fixef) + len(self.theta) + len(self.residual_scale()) + len(self.dispersion)
-                + len(self.zi_fixef))
+                + len(self.zi_fixef) + len(self.thresholds))
 
     @property
     def df_resid(self) -> int:
@@ -110,14 +117,18 @@ class GLMMResult:
         """Wald table indexed by term: estimate, std_error, statistic, p_value, conf_low/high.
 
         ``part="zi"``: the zero part of a zero-inflated or hurdle model (log-odds of a
-        structural zero, or of a zero).
+        structural zero, or of a zero). ``part="thresholds"``: the thresholds of an ordinal model.
         """
         if part == "zi":
             if not len(self.zi_fixef):
                 raise ModelError("the model has no zero part (fit with ziformula=)")
             return wald_table(self.zi_fixef, np.sqrt(np.diag(self.zi_vcov.to_numpy())), conf_level)
+        if part == "thresholds":
+            if not len(self.thresholds):
+                raise ModelError("the model has no thresholds (fit with family='ordinal')")
+            return wald_table(self.thresholds, np.sqrt(np.diag(self.thresholds_vcov.to_numpy())), conf_level)
         if part != "cond":
-            raise ModelError(f"part must be 'cond' or 'zi', not {part!r}")
+            raise ModelError(f"part must be 'cond', 'zi' or 'thresholds', not {part!r}")
         return wald_table(self.fixef, np.sqrt(np.diag(self.vcov.to_numpy())), conf_level)
 
     def tidy(self, conf_int: bool = False, conf_level: float = 0.95) -> pd.DataFrame:
@@ -126,7 +137,10 @@ class GLMMResult:
 
         Fixed effects have ``effect="fixed"``; variance parameters ``effect="ran_pars"`` with
         terms ``sd__(Intercept)``, ``cor__(Intercept).x`` and, for gaussian models, group
-        ``Residual`` / term ``sd__Observation`` (broom.mixed's names).
+        ``Residual`` / term ``sd__Observation`` (broom.mixed's names). Models with a zero part
+        or thresholds gain a ``component`` column: ``cond`` for the conditional model, ``zi``
+        for the zero part, ``thresholds`` for the thresholds of an ordinal model (their
+        statistic tests α_k = 0, as ``clmm``'s summary prints it).
         """
         ct = self.coef_table(conf_level=conf_level).reset_index()
         fixed = ct.assign(effect="fixed", group=None)
@@ -148,6 +162,11 @@ class GLMMResult:
             parts[1] = ran.assign(component="cond")
             zi = self.coef_table(conf_level=conf_level, part="zi").reset_index()
             parts.append(zi.assign(effect="fixed", group=None, component="zi"))
+            cols = ["effect", "component"] + cols[1:]
+        if len(self.thresholds):  # the thresholds first, as clm's coefficient vector
+            th = self.coef_table(conf_level=conf_level, part="thresholds").reset_index()
+            parts = [th.assign(effect="fixed", group=None, component="thresholds"),
+                     parts[0].assign(component="cond"), parts[1].assign(component="cond")]
             cols = ["effect", "component"] + cols[1:]
         out = pd.concat(parts, ignore_index=True)
         if conf_int:
@@ -181,9 +200,17 @@ class GLMMResult:
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
     @property
+    def levels(self) -> tuple[str, ...]:
+        """Ordinal models: the response categories in scale order (codes 0..K−1); else empty."""
+        return tuple(self.spec.levels)
+
+    @property
     def fitted_family(self):
-        """The family at the fitted dispersion and zero part (for simulation, ICC, residuals)."""
+        """The family at the fitted dispersion, zero part or thresholds (for simulation, ICC,
+        residuals)."""
         fam = self.request.family
+        if len(self.thresholds):
+            return fam.at_thresholds(self.thresholds.to_numpy())
         x = [fam.from_dispersion(float(d)) for d in self.dispersion] + list(self.zi_fixef.to_numpy())
         return fam.at_extra(np.asarray(x, dtype=float), self.spec) if x else fam
 

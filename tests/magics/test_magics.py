@@ -96,3 +96,16 @@ def test_parsing_is_separate_from_execution():
     assert clean_body("  # c\n y ~ x  # trailing\n\n + (1 | g)\n") == "y ~ x + (1 | g)"
     with pytest.raises(ArgError, match="more than one formula"):
         clean_body("y ~ x + (1|g)\nz ~ x + (1|g)")
+
+
+def test_ordinal_family(ip, tmp_path, capsys):
+    ip.user_ns["wine"] = glmm_nb.datasets.load("wine")
+    path = tmp_path / "o.html"
+    ip.run_cell(f"%%glmm om --data wine --family ordinal --link probit --report {path}\n"
+                "rating ~ temp + contact + (1 | judge)\n")
+    m = ip.user_ns["om"]
+    assert m.family == "ordinal" and m.link == "probit" and len(m.thresholds) == 4
+    assert "Threshold coefficients" in capsys.readouterr().out and path.exists()
+    ip.run_cell("m2 = %glmm --data wine --family ordinal --method agq --nagq 7 rating ~ temp + (1 | judge)")
+    assert ip.user_ns["m2"].nagq == 7 and ip.user_ns["m2"].family == "ordinal"
+    assert "ordinal" in glmm_nb.magics.args.help_text()
