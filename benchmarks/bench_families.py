@@ -29,7 +29,9 @@ CASES = {  # case: (rows, clusters, formula, glmm_nb family, glmmTMB family, tar
     "nb2_ri_100k": (100_000, 2_000, "y ~ x1 + x2 + (1 | g)", "negative_binomial", "nbinom2", 0.1),
     "gamma_ri_100k": (100_000, 2_000, "y ~ x1 + x2 + (1 | g)", "gamma", "Gamma(link = 'log')", 0.1),
     "beta_slope_50k": (50_000, 1_000, "y ~ x1 + x2 + (1 + x1 | g)", "beta", "beta_family()", 0.2),
+    "zinb2_ri_100k": (100_000, 2_000, "y ~ x1 + x2 + (1 | g)", "negative_binomial", "nbinom2", 0.2),
 }
+ZI = {"zinb2_ri_100k": "~ x1"}  # cases with a zero-inflation part
 
 
 def simulate(case: str, seed: int = 1) -> pd.DataFrame:
@@ -38,9 +40,11 @@ def simulate(case: str, seed: int = 1) -> pd.DataFrame:
     g = rng.integers(0, J, n)
     x1, x2 = rng.normal(size=n), rng.normal(size=n)
     b0 = rng.normal(0, 0.5, J)[g]
-    if case.startswith("nb2"):
+    if case.startswith("nb2") or case.startswith("zinb2"):
         mu = np.exp(0.5 + 0.3 * x1 - 0.2 * x2 + b0)
         y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
+        if case in ZI:  # structural zeros with logit pi = -1 + 0.5 x1
+            y = np.where(rng.random(n) < 1 / (1 + np.exp(1.0 - 0.5 * x1)), 0, y)
     elif case.startswith("gamma"):
         mu = np.exp(1.0 + 0.3 * x1 - 0.2 * x2 + b0)
         y = rng.gamma(4.0, mu / 4.0)
@@ -56,7 +60,7 @@ suppressMessages(library(glmmTMB))
 d <- read.csv("{path}")
 d$g <- factor(d$g)
 t0 <- proc.time()[["elapsed"]]
-m <- glmmTMB({formula}, data = d, family = {family})
+m <- glmmTMB({formula}, data = d, family = {family}{zi})
 el <- proc.time()[["elapsed"]] - t0
 cat(sprintf('{{"time": %.4f, "loglik": %.6f, "sigma": %.6f}}\n', el, as.numeric(logLik(m)), sigma(m)))
 """
@@ -80,11 +84,12 @@ def main() -> None:
             n, J, formula, fam, r_fam, target = CASES[case]
             path = Path(tmp) / f"{case}.csv"
             simulate(case).to_csv(path, index=False)
-            res = time_glmm_nb(path, ["g"], formula, fam)
+            res = time_glmm_nb(path, ["g"], formula, fam, ziformula=ZI.get(case))
             line = (f"{case:16s} rows={n:>8,d}  glmm_nb {res['time']:6.2f} s  peak {res['peak_mb']:6.0f} MB  "
                     f"logLik {res['loglik']:.3f}")
             if use_r:
-                rout = subprocess.run(["Rscript", "-e", _R.format(path=path, formula=formula, family=r_fam)],
+                zi = f", ziformula = {ZI[case]}" if case in ZI else ""
+                rout = subprocess.run(["Rscript", "-e", _R.format(path=path, formula=formula, family=r_fam, zi=zi)],
                                       capture_output=True, text=True)
                 if rout.returncode == 0:
                     r = json.loads(rout.stdout.strip().splitlines()[-1])

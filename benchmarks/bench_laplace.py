@@ -68,7 +68,7 @@ df = pd.read_parquet({path!r}) if {path!r}.endswith('.parquet') else pd.read_csv
 for c in {factors!r}:
     df[c] = pd.Categorical(df[c])
 t0 = time.perf_counter()
-m = glmm_nb.glmm({formula!r}, df, family={family!r}, method={method!r}, nagq={nagq})
+m = glmm_nb.glmm({formula!r}, df, family={family!r}, method={method!r}, nagq={nagq}, ziformula={ziformula!r})
 el = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(dict(time=el, peak_mb=peak, loglik=m.loglik, converged=m.converged)))
@@ -88,10 +88,10 @@ cat(sprintf('{{"time": %.4f, "loglik": %.6f}}\n', median(ts), as.numeric(logLik(
 """
 
 
-def time_glmm_nb(path: Path, factors, formula: str, family: str, method="laplace", nagq=1) -> dict:
+def time_glmm_nb(path: Path, factors, formula: str, family: str, method="laplace", nagq=1, ziformula=None) -> dict:
     """Fit in a fresh process: time, peak RSS (MB), log-likelihood, convergence."""
     child = _CHILD.format(root=str(HERE.parent), path=str(path), factors=list(factors), formula=formula,
-                          family=family, method=method, nagq=nagq)
+                          family=family, method=method, nagq=nagq, ziformula=ziformula)
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr)

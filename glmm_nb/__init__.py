@@ -10,6 +10,7 @@ from .api import MixedModel, glmm
 from .design import ModelSpec
 from .inference import anova
 from .marginal import gee
+from .papertable import table
 from .pipeline import build_spec, fit, make_devfun, make_request, refit
 from .request import FitRequest
 from .errors import (
@@ -55,6 +56,7 @@ __all__ = [
     "refit",
     "register_family",
     "register_link",
+    "table",
     "parse_formula",
 ]
 

@@ -10,17 +10,20 @@ lower layers never import back.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 
+from .distributed import fit_dask, is_dask_data, predict_dask, refit_dask, wald_confint
 from .families import Family
 from .errors import ModelError
-from .inference import (bootstrap, confint, ddf_table, diagnose, emmeans, icc, mor, predict, predict_interval, r2,
-                        simulate)
+from .inference import (bootstrap, confint, ddf_table, diagnose, emmeans, icc, mor, nominal_test, predict,
+                        predict_interval, predict_ordinal, r2, simulate)
 from .marginal import average_marginal_effects, causal_checks, comparison_table, marginal_coefs
 from .pipeline import fit, make_devfun, make_request, refit
 from .results import GLMMResult
 
-__all__ = ["glmm", "make_devfun", "refit", "MixedModel"]
+__all__ = ["glmm", "make_devfun", "refit", "MixedModel", "DaskMixedModel"]
 
 
 class MixedModel(GLMMResult):
@@ -35,17 +38,26 @@ class MixedModel(GLMMResult):
         :func:`glmm_nb.pipeline.refit`."""
         return refit(self, **changes)
 
+    @property
+    def plot(self):
+        """The report's charts as Altair objects: ``m.plot.coefs()``, ``.caterpillar()``,
+        ``.effects("x")``, ``.diagnostics()``, ``.marginal()``."""
+        from .report.plots import ModelPlots  # altair loads only when a chart is asked for
+
+        return ModelPlots(self)
+
     # ------------------------------------------------------------------------- inference
-    def coef_table(self, conf_level: float = 0.95, ddf: str | None = None) -> pd.DataFrame:
+    def coef_table(self, conf_level: float = 0.95, ddf: str | None = None, part: str = "cond") -> pd.DataFrame:
         """Fixed-effect tests and intervals, indexed by term.
 
         ``ddf``: ``"satterthwaite"`` (default for linear mixed models, as lmerTest),
         ``"kenward-roger"`` (its adjusted covariance gives the SEs, as pbkrtest) or
         ``"asymptotic"`` (Wald z; the default for other families). Columns ``estimate
         std_error df statistic p_value conf_low conf_high`` (``df`` only with t tests).
+        ``part="zi"``: the zero part of a zero-inflated or hurdle model.
         """
-        if ddf is None and not self.request.family.profiled_lmm:
-            return super().coef_table(conf_level)
+        if part != "cond" or (ddf is None and not self.request.family.profiled_lmm):
+            return super().coef_table(conf_level, part=part)
         return ddf_table(self, ddf=ddf, conf_level=conf_level)
 
     def emmeans(self, specs, by=None, at: dict | None = None, type: str = "link", ddf: str | None = None,
@@ -85,21 +97,31 @@ class MixedModel(GLMMResult):
         """Parametric bootstrap; see :func:`glmm_nb.inference.bootstrap`."""
         return bootstrap(self, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress)
 
-    def predict(self, newdata=None, type: str = "response", re: str = "conditional", se_fit: bool = False,
+    def predict(self, newdata=None, type: str | None = None, re: str = "conditional", se_fit: bool = False,
                 interval: str | None = None, level: float = 0.95, ddf: str | None = "asymptotic"):
-        """Predictions; ``re`` in {"conditional", "none", "marginal"}.
+        """Predictions; ``re`` in {"conditional", "none", "marginal"}; ``type`` "response"
+        (default) or "link" (zero-inflated models also "conditional", "zero_prob").
 
         With ``se_fit=True`` or ``interval="confidence"`` (``"prediction"`` for LMMs) a frame
         ``fit se_fit lower upper`` by the delta method (``re`` "none" or "conditional"); see
         :func:`glmm_nb.inference.predict_interval`. ``re="none"`` needs no grouping columns.
+
+        Ordinal models: ``type="prob"`` (default) gives a DataFrame with one column per
+        category, ``"cum_prob"`` P(Y ≤ k), ``"class"`` the most probable category, ``"link"``
+        the linear predictor; ``re="marginal"`` averages the probabilities over the random
+        effects (population-averaged); see :func:`glmm_nb.inference.predict_ordinal`.
         """
+        if self.request.family.ordinal and not (se_fit or interval is not None):
+            return predict_ordinal(self, newdata=newdata, type=type or "prob", re=re)
+        type = type or "response"
         if se_fit or interval is not None:
             return predict_interval(self, newdata, re=re, type=type, interval=interval or "none", level=level,
                                     ddf=ddf)
         return predict(self, newdata=newdata, type=type, re=re)
 
     def simulate(self, nsim: int = 1, seed=None, newdata=None, re: str = "new"):
-        """Simulated responses (n, nsim); ``re`` in {"new", "conditional"}."""
+        """Simulated responses (n, nsim); ``re`` in {"new", "conditional"}. Ordinal models: the
+        category codes 0..K−1 (``m.levels[k]`` is the label of code k)."""
         return simulate(self, nsim=nsim, seed=seed, newdata=newdata, re=re)
 
     def icc(self) -> float:
@@ -113,6 +135,11 @@ class MixedModel(GLMMResult):
     def mor(self) -> pd.Series:
         """Median odds ratio per random-intercept term (logistic models)."""
         return mor(self)
+
+    def nominal_test(self, terms: list[str] | None = None) -> pd.DataFrame:
+        """Ordinal models: likelihood-ratio checks of the proportional-odds assumption, one
+        term at a time (``ordinal::nominal_test``); see :func:`glmm_nb.inference.nominal_test`."""
+        return nominal_test(self, terms=terms)
 
     def diagnose(self, nsim: int = 250, seed: int | None = 1):
         """DHARMa-style simulated residuals, their tests and convergence details."""
@@ -149,6 +176,70 @@ class MixedModel(GLMMResult):
                            gee_cluster=gee_cluster)
 
 
+class DaskMixedModel(MixedModel):
+    """A :class:`MixedModel` fitted on Dask data (``m.extras["dask"]``, a
+    :class:`~glmm_nb.distributed.DaskFit`). Estimates, standard errors, the log-likelihood,
+    ``ranef()`` and ``predict()`` use every row; ``spec`` holds a random sample of clusters
+    (all when there are few), which ``fitted()``, ``residuals()``, ``simulate()``,
+    ``diagnose()``, marginal effects and the report use — ``m.messages`` says how large.
+    """
+
+    def _dask(self):
+        return self.extras.get("dask")  # None for an in-memory refit of the sample, or the sample view
+
+    def sample_view(self) -> "DaskMixedModel":
+        """This record with ``ranef()``, ``predict()`` and everything else on the in-memory sample
+        of clusters (estimates and tables unchanged) — what the report is built from."""
+        extras = {k: v for k, v in self.extras.items() if k != "dask"}
+        return dataclasses.replace(self, extras={**extras, "dask_sample": True})
+
+    def refit(self, **changes) -> "MixedModel":
+        """Fit again on the Dask data with changes; see :func:`glmm_nb.distributed.refit_dask`."""
+        return refit_dask(self, **changes) if self._dask() else super().refit(**changes)
+
+    def ranef(self, condvar: bool = True) -> dict:
+        """Conditional modes of every cluster (pandas frames keyed by grouping factor)."""
+        return self._dask().ranef(condvar) if self._dask() else super().ranef(condvar)
+
+    def predict(self, newdata=None, type: str = "response", re: str = "conditional", se_fit: bool = False,
+                interval: str | None = None, level: float = 0.95, ddf: str | None = "asymptotic"):
+        """Predictions for Dask (a Dask Series) or pandas (an array) data; default: the data fitted."""
+        if not self._dask():
+            return super().predict(newdata, type, re, se_fit, interval, level, ddf)
+        if se_fit or interval is not None:
+            raise ModelError("se_fit and interval need the design in memory; a Dask fit predicts values only")
+        return predict_dask(self, newdata, type=type, re=re)
+
+    def coef_table(self, conf_level: float = 0.95, ddf: str | None = None) -> pd.DataFrame:
+        """Wald z tests (``ddf="asymptotic"``): small-sample degrees of freedom need the whole
+        design in memory, and with data this large they are the normal's."""
+        if not (self._dask() or self.extras.get("dask_sample")):
+            return super().coef_table(conf_level, ddf)
+        if ddf not in (None, "asymptotic"):
+            raise ModelError(f"ddf={ddf!r} needs the whole design in memory; a Dask fit has Wald z tests")
+        return GLMMResult.coef_table(self, conf_level)
+
+    def confint(self, method: str = "wald", level: float = 0.95, **kw) -> pd.DataFrame:
+        """Wald intervals from the whole data's curvature; see :func:`glmm_nb.distributed.wald_confint`
+        (profile and bootstrap intervals refit many times in memory)."""
+        if not self._dask():
+            return super().confint(method=method, level=level, **kw)
+        if method != "wald":
+            raise ModelError(f"method={method!r} intervals refit the model many times in memory; a Dask fit has "
+                             "method='wald'")
+        return wald_confint(self, level)
+
+    def report(self, *args, **kw):
+        """The HTML report, its data sections (caterpillars, diagnostics, marginal effects) on the
+        in-memory sample of clusters, as ``m.messages`` states."""
+        return MixedModel.report(self.sample_view() if self._dask() else self, *args, **kw)
+
+    def bootstrap(self, nsim: int = 200, seed=None, n_jobs: int = 1, progress: bool = True):
+        if self._dask():
+            raise ModelError("the parametric bootstrap refits in memory; it is not available for a Dask fit")
+        return super().bootstrap(nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress)
+
+
 def glmm(
     formula: str,
     data: pd.DataFrame,
@@ -161,6 +252,9 @@ def glmm(
     offset=None,
     control: dict | None = None,
     start=None,
+    ziformula: str | None = None,
+    hurdle: bool = False,
+    engine: str | None = None,
 ) -> MixedModel:
     """Fit a generalized linear mixed model by maximum likelihood.
 
@@ -171,10 +265,13 @@ def glmm(
         ``(x || g)``, ``offset(log(t))``.
     data : pandas.DataFrame
     family : str or Family
-        ``"binomial"``, ``"poisson"``, ``"gaussian"`` (see :func:`glmm_nb.families.family_names`),
-        or a :class:`~glmm_nb.families.Family` object.
+        ``"binomial"``, ``"poisson"``, ``"gaussian"``, ``"ordinal"`` … (see
+        :func:`glmm_nb.families.family_names`), or a :class:`~glmm_nb.families.Family` object.
+        ``"ordinal"``: a cumulative-link model (``ordinal::clmm``) of an ordered Categorical or
+        integer response, logit P(Y ≤ k) = α_k − x'β − z'b; the thresholds are ``m.thresholds``.
     link : str, optional
-        binomial: "logit" (default), "probit", "cloglog"; poisson: "log"; gaussian: "identity".
+        binomial and ordinal: "logit" (default), "probit", "cloglog"; poisson: "log"; gaussian:
+        "identity".
     method : {"laplace", "agq"}
         Laplace approximation or adaptive Gauss-Hermite quadrature.
     nagq : int
@@ -188,11 +285,30 @@ def glmm(
         iterations, default 60).
     start : array-like, optional
         Starting parameters: theta (gaussian) or theta then beta.
+    ziformula : str, optional
+        A zero part for count families (``"~ 1"``, ``"~ x"``; fixed effects only): the
+        probability of a structural zero (zero-inflation) or, with ``hurdle=True``, of a zero
+        (a logistic zero-vs-positive model with a zero-truncated count part).
+    hurdle : bool
+    engine : {None, "dask"}
+        A Dask DataFrame as ``data`` is fitted on the active Dask cluster (or Dask's local
+        scheduler) with the in-memory estimates; ``engine="dask"`` also takes a parquet path.
+        Crossed random effects are not supported there. ``control`` takes the Dask options
+        (``progress``, ``sample_clusters`` …; see :func:`glmm_nb.distributed.fit_dask`).
 
     Returns
     -------
     MixedModel
+        (a :class:`DaskMixedModel` for Dask data)
     """
+    if engine is not None or is_dask_data(data):
+        if ziformula is not None or hurdle:
+            raise ModelError("zero-inflated and hurdle models are not available on Dask data yet; "
+                             "fit them in memory (or on a sample)")
+        return fit_dask(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
+                        weights=weights, offset=offset, control=control, start=start, engine=engine,
+                        result_class=DaskMixedModel)
     request = make_request(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
-                           weights=weights, offset=offset, control=control, start=start)
+                           weights=weights, offset=offset, control=control, start=start, ziformula=ziformula,
+                           hurdle=hurdle)
     return fit(request, MixedModel)

@@ -88,6 +88,11 @@ def _fit(args) -> int:
         if col not in df.columns:
             raise DataError(f"--factor names the column '{col}', which is not in {path.name}")
         df[col] = pd.Categorical(df[col].astype(str))
+    for spec in args.ordered or []:
+        col, _, order = spec.partition("=")
+        if col not in df.columns:
+            raise DataError(f"--ordered names the column '{col}', which is not in {path.name}")
+        df[col] = ordered_column(df[col], order, col)
     m = glmm(
         args.formula, df, family=args.family, link=args.link, method=args.method, nagq=args.nagq,
         reml=not args.ml,
@@ -97,6 +102,30 @@ def _fit(args) -> int:
         path = m.report().save(args.output)
         print(f"report: {path}")
     return 0
+
+
+def ordered_column(col, order: str, name: str):
+    """A column as an ordered Categorical: categories in the order ``"a,b,c"``, or sorted
+    (numerically when the values are numbers)."""
+    import pandas as pd
+
+    from .errors import DataError
+
+    values = col.dropna()
+    if order:
+        levels = [v.strip() for v in order.split(",")]
+        if pd.api.types.is_numeric_dtype(col):  # 1.0 in the file is "1" in the order
+            text = col.map(lambda v: v if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v)))
+        else:
+            text = col.astype(str).where(col.notna())
+        unknown = sorted(set(text.dropna()) - set(levels))
+        if unknown:
+            raise DataError(f"--ordered {name}=...: the values {', '.join(unknown)} are not in the order given")
+        return pd.Categorical(text, categories=levels, ordered=True)
+    if pd.api.types.is_numeric_dtype(col):
+        return pd.Categorical(col, categories=sorted(values.unique()), ordered=True)
+    return pd.Categorical(col.astype(str).where(col.notna()), categories=sorted(values.astype(str).unique()),
+                          ordered=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--nagq", type=int, default=1)
     f.add_argument("--ml", action="store_true", help="ML instead of REML for gaussian models")
     f.add_argument("--factor", action="append", help="treat a column as categorical")
+    f.add_argument("--ordered", action="append", metavar="COL[=a,b,c]",
+                   help="treat a column as ordered categories (the response of --family ordinal), in the order given "
+                        "or sorted")
     f.add_argument("-o", "--output", help="write the HTML report to this file")
     f.add_argument("--encoding", default="utf-8", help="text encoding of the CSV file (default utf-8)")
     args = parser.parse_args(argv)

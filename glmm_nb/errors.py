@@ -41,3 +41,18 @@ class DataWarning(GLMMWarning):
 class SeparationWarning(DataWarning):
     """The binary outcome is perfectly predicted along some fixed-effect direction (complete or
     quasi-complete separation): those estimates are infinite."""
+
+
+def warn(message: str, category: type[Warning] = GLMMWarning) -> None:
+    """Warn, pointing at the first frame outside the glmm_nb package — the analyst's own line
+    (a notebook cell, a script), never the package's source."""
+    import os
+    import sys
+    import warnings
+
+    pkg = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is the caller of warn()
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg):
+        level += 1
+        frame = frame.f_back
+    warnings.warn(message, category, stacklevel=level)

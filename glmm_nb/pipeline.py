@@ -20,8 +20,8 @@ from threadpoolctl import threadpool_limits
 
 from .design import ModelSpec, check_agq_size, check_options, model_spec
 from .errors import ModelError
-from .families import Family, get_family
-from .likelihood import AgqDevfun, LaplaceDevfun, LmmDevfun, glm_irls
+from .families import Family, get_family, zero_inflated
+from .likelihood import AgqDevfun, LaplaceDevfun, LmmDevfun, OrdinalAgqDevfun, OrdinalLaplaceDevfun, glm_irls
 from .optimize import OptSummary, minimize_devfun, restart_edge
 from .request import METHODS, FitRequest, fixed_indices
 from .results import GLMMResult, build_result
@@ -56,14 +56,26 @@ def check_method(method, nagq, family: Family) -> tuple[str, int]:
     return method, nagq
 
 
+def model_family(family, link=None, ziformula=None, hurdle: bool = False) -> Family:
+    """The family object of a request: a registered family, zero-inflated or hurdle when a
+    ``ziformula`` is given."""
+    fam = get_family(family, link)
+    if not isinstance(hurdle, bool):
+        raise ModelError(f"hurdle must be True or False, not {hurdle!r}")
+    if hurdle and ziformula is None:
+        raise ModelError("hurdle=True needs ziformula= (the model for zero vs positive, e.g. '~ 1')")
+    return zero_inflated(fam, hurdle) if ziformula is not None else fam
+
+
 def make_request(formula, data: pd.DataFrame, family: str | Family = "binomial", link: str | None = None,
                  method: str = "laplace", nagq: int = 1, reml: bool = True, weights=None, offset=None,
-                 control: dict | None = None, start=None, fixed: dict | None = None) -> FitRequest:
+                 control: dict | None = None, start=None, fixed: dict | None = None, ziformula: str | None = None,
+                 hurdle: bool = False) -> FitRequest:
     """Check the arguments, build the spec, and record everything as a :class:`FitRequest`."""
-    fam = get_family(family, link)
+    fam = model_family(family, link, ziformula, hurdle)
     method, nagq = check_method(method, nagq, fam)
     reml, control, start, fixed = check_options(reml, control, start, fixed)
-    spec = model_spec(formula, data, fam, weights=weights, offset=offset)
+    spec = model_spec(formula, data, fam, weights=weights, offset=offset, ziformula=ziformula)
     check_agq_size(nagq, spec, method)
     return FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=reml, control=control, start=start,
                       fixed=fixed)
@@ -71,9 +83,18 @@ def make_request(formula, data: pd.DataFrame, family: str | Family = "binomial",
 
 def make_devfun(request: FitRequest, stage: str = "final"):
     """The deviance function of a request: ``f(theta)`` (profiled) for an LMM family,
-    ``f(theta, beta)`` otherwise — Laplace, or AGQ for ``stage="final"`` of an AGQ request."""
+    ``f(theta, beta[, extras])`` otherwise — Laplace, or AGQ for ``stage="final"`` of an AGQ
+    request (ordinal families: the cumulative-link deviances, extras = the thresholds)."""
     if request.family.profiled_lmm:
         return LmmDevfun(request.spec, reml=bool(request.reml))
+    if request.family.ordinal:
+        if stage == "final" and request.uses_agq:
+            dev = OrdinalAgqDevfun(request.spec, request.family, request.nagq)
+            dev.lap.maxit = int(request.control.get("pirls_maxit", dev.lap.maxit))
+            return dev
+        dev = OrdinalLaplaceDevfun(request.spec, request.family)
+        dev.maxit = int(request.control.get("pirls_maxit", dev.maxit))
+        return dev
     if stage == "final" and request.uses_agq:
         dev = AgqDevfun(request.spec, request.family, request.nagq)
         dev.lap.maxit = int(request.control.get("pirls_maxit", dev.lap.maxit))
@@ -84,35 +105,43 @@ def make_devfun(request: FitRequest, stage: str = "final"):
 
 
 def start_values(request: FitRequest, devfun) -> np.ndarray:
-    """The request's start, or: theta at lme4's start (LMM); GLM coefficients and the better of
-    theta = 1 and 0.3 on the diagonal (lme4 starts at 1; many fitted SDs are near 0.3, where
-    the start saves a third of the iterations)."""
+    """The request's start, or: theta at lme4's start (LMM); GLM coefficients (ordinal: beta = 0
+    and the thresholds of the cumulative proportions) and the better of theta = 1 and 0.3 on the
+    diagonal (lme4 starts at 1; many fitted SDs are near 0.3, where the start saves a third of
+    the iterations)."""
     spec = request.spec
     fixed = fixed_indices(request)
-    nd = request.family.n_dispersion
+    nx = request.family.n_extra(spec)
     if request.start is not None:
         start = np.asarray(request.start, dtype=float)
-        n = spec.ntheta if devfun.profiled else spec.ntheta + spec.p + nd
+        n = spec.ntheta if devfun.profiled else spec.ntheta + spec.p + nx
         if start.size < n:
             raise ModelError(f"start has {start.size} values; the model has {n} parameters")
         start = start[:n].copy()
     elif devfun.profiled:
         start = spec.theta_start()
+    elif request.family.ordinal:
+        beta0 = np.concatenate([np.zeros(spec.p), request.family.extra_start(devfun.y, None, devfun.pw, spec)])
+        return _better_theta_start(spec, beta0, fixed, devfun)
     else:
-        fam0 = request.family.at_dispersion(1.0)
+        fam0 = request.family.start_family.at_dispersion(1.0)
         beta0 = glm_irls(devfun.X, devfun.y, devfun.pw, devfun.off, fam0)
-        if nd:  # a moment estimate of the dispersion at the GLM means, on the log scale
+        if nx:  # moment estimates at the GLM means: log-dispersion, zero part
             mu0 = fam0.link.inverse(devfun.X @ beta0 + devfun.off)
-            d0 = request.family.start_dispersion(devfun.y, mu0, devfun.pw)
-            beta0 = np.concatenate([beta0, [request.family.from_dispersion(d0)]])
-        starts = [np.concatenate([spec.theta_start() * s, beta0]) for s in (1.0, 0.3)]
-        for x in starts:
-            for i, v in fixed.items():
-                x[i] = v
-        return min(starts, key=lambda x: devfun(x))
+            beta0 = np.concatenate([beta0, request.family.extra_start(devfun.y, mu0, devfun.pw, spec)])
+        return _better_theta_start(spec, beta0, fixed, devfun)
     for i, v in fixed.items():
         start[i] = v
     return start
+
+
+def _better_theta_start(spec, beta0: np.ndarray, fixed: dict, devfun) -> np.ndarray:
+    """(theta, beta0) with theta at lme4's start or 0.3 times it, whichever has the lower deviance."""
+    starts = [np.concatenate([spec.theta_start() * s, beta0]) for s in (1.0, 0.3)]
+    for x in starts:
+        for i, v in fixed.items():
+            x[i] = v
+    return min(starts, key=lambda x: devfun(x))
 
 
 def parameter_bounds(request: FitRequest, profiled: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +149,7 @@ def parameter_bounds(request: FitRequest, profiled: bool) -> tuple[np.ndarray, n
     spec = request.spec
     lower = spec.theta_lower()
     if not profiled:
-        lower = np.concatenate([lower, np.full(spec.p + request.family.n_dispersion, -np.inf)])
+        lower = np.concatenate([lower, np.full(spec.p + request.family.n_extra(spec), -np.inf)])
     upper = np.full(lower.size, np.inf)
     for i, v in fixed_indices(request).items():
         lower[i] = upper[i] = v
@@ -133,7 +162,7 @@ def parameter_scale(request: FitRequest, devfun) -> np.ndarray | None:
         return None
     sd = np.asarray(request.spec.X).std(axis=0)
     return np.concatenate([np.ones(request.spec.ntheta), np.where(sd > 0, sd, 1.0),
-                           np.ones(request.family.n_dispersion)])
+                           np.ones(request.family.n_extra(request.spec))])
 
 
 def minimize(request: FitRequest, devfun, start: np.ndarray, label: str = "L-BFGS-B") -> OptSummary:
@@ -225,15 +254,19 @@ def refit(m: GLMMResult, **changes) -> GLMMResult:
         given values, by name).
     """
     req = m.request
-    allowed = set(_SPEC_CHANGES) | {"y", "family", "link", "reml", "method", "nagq", "control", "start", "fixed"}
+    allowed = set(_SPEC_CHANGES) | {"y", "family", "link", "reml", "method", "nagq", "control", "start", "fixed",
+                                    "ziformula", "hurdle"}
     unknown = sorted(set(changes) - allowed)
     if unknown:
         raise ModelError(f"refit() cannot change {', '.join(map(repr, unknown))}; it takes {', '.join(sorted(allowed))}")
     fam = req.family
-    if "family" in changes or "link" in changes:
-        fam = get_family(changes.get("family", fam), changes.get("link"))
+    zi_formula = changes.get("ziformula", req.spec.zi_formula)
+    if any(k in changes for k in ("family", "link", "ziformula", "hurdle")):
+        base = fam.start_family  # the count part: a zero-inflated family keeps its zero part
+        hurdle = changes.get("hurdle", fam.hurdle if fam.has_zero_part else False)
+        fam = model_family(changes.get("family", base), changes.get("link"), zi_formula, hurdle)
     spec = req.spec
-    if any(k in changes for k in _SPEC_CHANGES) or fam.name != req.family.name:
+    if any(k in changes for k in _SPEC_CHANGES + ("ziformula",)) or fam != req.family:
         formula = changes.get("formula", spec.formula)
         data = changes.get("data", spec.frame)
         weights = changes.get("weights", spec.meta.get("weights_column"))
@@ -244,7 +277,7 @@ def refit(m: GLMMResult, **changes) -> GLMMResult:
                 weights = spec.meta["weights_vector"]
             if offset is None and spec.meta.get("offset_vector") is not None:
                 offset = spec.meta["offset_vector"]
-        spec = model_spec(formula, data, fam, weights=weights, offset=offset)
+        spec = model_spec(formula, data, fam, weights=weights, offset=offset, ziformula=zi_formula)
     if "y" in changes:
         y = np.asarray(changes["y"], dtype=float)
         if y.shape != np.asarray(spec.y).shape:

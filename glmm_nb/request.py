@@ -66,8 +66,7 @@ def parameter_names(request: FitRequest) -> list[str]:
     names = list(spec.theta_names())
     if not request.family.profiled_lmm:
         names += list(spec.x_names)
-        if request.family.n_dispersion:
-            names.append(f"log({request.family.dispersion_name})")
+        names += request.family.extra_names(spec)
     return names
 
 

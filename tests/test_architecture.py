@@ -21,10 +21,10 @@ LAYERS = {
     "optimize": 6,
     "results": 7,
     "pipeline": 8,
-    "inference": 9,
+    "inference": 9, "distributed": 9,
     "marginal": 10,
     "report": 11, "templates": 11,
-    "api": 12, "cells": 12,
+    "api": 12, "cells": 12, "papertable": 12,
     "magics": 13, "widgets": 13, "cli": 13, "demo": 13,
 }
 

@@ -208,3 +208,48 @@ def test_fast_trigamma_and_tetragamma():
     t1, t2 = _tri_tetra(x)
     np.testing.assert_allclose(t1, special.polygamma(1, x), rtol=1e-10)
     np.testing.assert_allclose(t2, special.polygamma(2, x), rtol=1e-9)
+
+
+def test_offsets_and_weights(rng):
+    df = _simulated("gamma", rng)
+    m = glmm_nb.glmm("y ~ x + (1 | g)", df, family="gamma")
+    # a constant offset log(c) moves only the intercept, by -log(c)
+    off = glmm_nb.glmm("y ~ x + offset(np.log(t)) + (1 | g)", df.assign(t=3.0), family="gamma")
+    np.testing.assert_allclose(off.fixef["(Intercept)"], m.fixef["(Intercept)"] - np.log(3.0), atol=1e-5)
+    np.testing.assert_allclose(off.loglik, m.loglik, atol=1e-6)
+    # prior weights multiply each row's log-density: weight 2 = the row twice in its cluster
+    w = glmm_nb.glmm("y ~ x + (1 | g)", df, family="gamma", weights=np.full(len(df), 2.0))
+    dup = glmm_nb.glmm("y ~ x + (1 | g)", pd.concat([df, df]).sort_values("g"), family="gamma")
+    np.testing.assert_allclose(w.fixef, dup.fixef, rtol=1e-5)
+    np.testing.assert_allclose(w.loglik, dup.loglik, rtol=1e-8)
+    np.testing.assert_allclose(w.dispersion, dup.dispersion, rtol=1e-5)
+
+
+def test_agq_with_a_vector_random_effect(rng):
+    df = _simulated("beta", rng, slope=True)
+    a = glmm_nb.glmm("y ~ x + (1 + x | g)", df, family="beta", method="agq", nagq=7)
+    b = glmm_nb.glmm("y ~ x + (1 + x | g)", df, family="beta", method="agq", nagq=12)
+    assert a.converged and b.converged
+    np.testing.assert_allclose(a.loglik, b.loglik, atol=1e-3)  # the quadrature has converged (1.5e-4 here)
+    np.testing.assert_allclose(a.fixef, b.fixef, atol=1e-3)
+    # the end point is a maximum of the exact AGQ deviance
+    from glmm_nb.pipeline import make_devfun
+
+    dev = make_devfun(b.request)
+    x = b.opt.final
+    assert np.max(np.abs(dev.exact_gradient(x))) < 1e-2
+
+
+def test_bootstrap_and_cli_with_a_dispersion_family(tmp_path, capsys):
+    from glmm_nb.cli import main
+
+    case, df = load_case("epil_nb1")
+    m = glmm_nb.glmm(case["formula"], df, family="nbinom1")
+    b = m.bootstrap(nsim=3, seed=1, progress=False)
+    assert "alpha" in b.draws.columns and (b.draws["alpha"] > 0).all()
+    path = tmp_path / "ticks.csv"
+    load_case("grouseticks_nb2")[1].to_csv(path, index=False)
+    rc = main(["fit", str(path), "TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", "--family", "negative_binomial",
+               "--factor", "YEAR", "--factor", "BROOD"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "Dispersion parameter for negative_binomial family (theta)" in out

@@ -6,6 +6,8 @@ Real (CSV files shipped with the package):
   as distributed with R's lme4 package.
 * ``sleepstudy``: reaction times under sleep deprivation, Belenky et al. (2003), via lme4.
 * ``contraception``: 1988 Bangladesh Fertility Survey, Huq & Cleland (1990), via R's mlmRev.
+* ``wine``: bitterness of wine rated 1–5 (an ordered categorical) by 9 judges, by temperature and
+  skin contact, Randall (1989), via R's ordinal package.
 
 Simulated (generated on load from a fixed seed by the functions below, so they are the same
 everywhere):
@@ -33,12 +35,16 @@ _CATEGORICAL = {
     "cbpp": {"herd": [str(i) for i in range(1, 16)], "period": ["1", "2", "3", "4"]},
     "sleepstudy": {},
     "contraception": {"livch": ["0", "1", "2", "3+"], "urban": ["N", "Y"]},
+    "wine": {"rating": ["1", "2", "3", "4", "5"], "temp": ["cold", "warm"], "contact": ["no", "yes"],
+             "bottle": [str(i) for i in range(1, 9)], "judge": [str(i) for i in range(1, 10)]},
 }
+_ORDERED = {"wine": ("rating",)}  # ordered categoricals (the response of an ordinal model)
 
 SOURCES = {
     "cbpp": "Lesnoff et al. (2004), Prev. Vet. Med.; R package lme4",
     "sleepstudy": "Belenky et al. (2003), J. Sleep Res.; R package lme4",
     "contraception": "Huq & Cleland (1990), Bangladesh Fertility Survey; R package mlmRev",
+    "wine": "Randall (1989), The analysis of sensory data by generalised linear model; R package ordinal",
     "hospitals": "simulated by glmm_nb.datasets (seed 11)",
     "repeated": "simulated by glmm_nb.datasets (seed 12)",
     "observational": "simulated by glmm_nb.datasets (seed 13)",
@@ -107,7 +113,7 @@ def load(name: str) -> pd.DataFrame:
     with resources.files(__name__).joinpath(f"{name}.csv").open("r") as fh:
         df = pd.read_csv(fh)
     for col, levels in _CATEGORICAL[name].items():
-        df[col] = pd.Categorical(df[col].astype(str), categories=levels)
+        df[col] = pd.Categorical(df[col].astype(str), categories=levels, ordered=col in _ORDERED.get(name, ()))
     if name == "sleepstudy":
         df["Subject"] = pd.Categorical(df["Subject"].astype(str))
     if name == "contraception":

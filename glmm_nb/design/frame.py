@@ -46,7 +46,7 @@ def used_variables(parsed: ParsedFormula, data: pd.DataFrame, extra: tuple[str, 
         for v in t.group_vars:
             used.setdefault(v, f"the term {t.text}")
     for v in extra:
-        used.setdefault(v, "the call")
+        used.setdefault(v, "the zero-part formula")
     resolved: dict[str, str] = {}
     for v, where in used.items():
         names = dotted_columns(v, parsed.text, data)

@@ -19,13 +19,12 @@ fit is *new* (code -1 as well, reported separately).
 from __future__ import annotations
 
 import numbers
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, DataWarning
+from ..errors import DataError, DataWarning, warn
 
 __all__ = ["Grouping", "MappedGroups", "value_label", "column_levels", "factor_codes", "grouping", "grouping_codes",
            "map_groups"]
@@ -124,11 +123,10 @@ def column_levels(col: pd.Series, name: str) -> tuple[tuple[str, ...], np.ndarra
         values = values.astype(float)
         frac = values != np.round(values)
         if np.any(frac):
-            warnings.warn(
+            warn(
                 f"grouping column '{name}' holds non-integer numbers (e.g. {values[frac][0]}); "
                 "each distinct value is treated as its own group — is that intended?",
                 DataWarning,
-                stacklevel=6,
             )
     elif col.dtype == object:
         kinds = {_value_kind(v) for v in values}

@@ -14,11 +14,10 @@
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 
-from ..errors import DataError, DataWarning
+from ..errors import DataError, DataWarning, warn
 
 __all__ = ["check_counts", "check_identifiable"]
 
@@ -40,23 +39,21 @@ def check_counts(parsed, y: np.ndarray, trials: np.ndarray, pw: np.ndarray, fami
         bad = (np.abs(k - np.round(k)) > _INT_TOL) | (np.abs(f - np.round(f)) > _INT_TOL)
         if np.any(bad):
             i = int(np.argmax(bad))
-            warnings.warn(
+            warn(
                 f"non-integer counts in a binomial model: {name} has ({k[i]:g}, {f[i]:g}) in a row; the "
                 "binomial likelihood is for whole numbers of successes and failures (R: 'non-integer "
                 "counts in a binomial glm!')",
-                DataWarning,
-                stacklevel=5,
+                DataWarning
             )
         return
     k = y * pw
     bad = np.abs(k - np.round(k)) > _INT_TOL
     if np.any(bad):
         i = int(np.argmax(bad))
-        warnings.warn(
+        warn(
             f"non-integer number of successes in a binomial model: {name} × weights gives {k[i]:g} in a row; "
             "give weights= the numbers of trials (R: 'non-integer #successes in a binomial glm!')",
-            DataWarning,
-            stacklevel=5,
+            DataWarning
         )
 
 

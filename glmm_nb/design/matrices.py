@@ -97,7 +97,7 @@ def check_finite(M: np.ndarray, names, what: str) -> None:
         raise DataError(f"{what} '{names[j]}' has non-finite values (e.g. {v:g}); remove or recode them")
 
 
-def drop_collinear(X: np.ndarray, names: tuple[str, ...], stacklevel: int = 5, tol: float = 1e-7):
+def drop_collinear(X: np.ndarray, names: tuple[str, ...], tol: float = 1e-7):
     """Drop linearly dependent columns with lme4's rule, warning with their names.
 
     lme4 (``chkRank.drop.cols``, R's ``qr`` with limited pivoting) keeps the columns in formula
@@ -107,9 +107,7 @@ def drop_collinear(X: np.ndarray, names: tuple[str, ...], stacklevel: int = 5, t
 
     Returns ``(X, names, dropped_names)``.
     """
-    import warnings
-
-    from ..errors import DataWarning
+    from ..errors import DataWarning, warn
 
     p = X.shape[1]
     if p == 0:
@@ -138,10 +136,9 @@ def drop_collinear(X: np.ndarray, names: tuple[str, ...], stacklevel: int = 5, t
         big = [(c, names[k]) for c, k in zip(coef, keep) if abs(c) > 1e-8 * max(1.0, np.abs(coef).max())]
         combo = " + ".join(f"{c:.4g}·{n}" for c, n in big[:4]) + (" + …" if len(big) > 4 else "")
         parts.append(f"{names[j]} = {combo}" if combo else names[j])
-    warnings.warn(
+    warn(
         f"fixed-effect model matrix is rank deficient; dropping {len(dropped)} column(s), each a linear "
         f"combination of earlier columns (lme4's rule): {'; '.join(parts)}",
         DataWarning,
-        stacklevel=stacklevel,
     )
     return X[:, keep], tuple(names[j] for j in keep), dropped

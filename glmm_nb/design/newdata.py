@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from formulaic.errors import DataMismatchWarning
 
-from ..errors import DataError, DataWarning
+from ..errors import DataError, DataWarning, warn
 from .checks import as_frame, numpy_dtypes
 from .grouping import map_groups, value_label
 from .matrices import eval_numeric, model_matrix, rename_intercept, required_variables
@@ -184,17 +184,15 @@ def _warn_groups(spec, missing, codes) -> None:
         if m.any():
             cols.extend(v for v in t.group_vars if v not in cols)
     if miss.any():
-        warnings.warn(
+        warn(
             f"{int(miss.sum())} row(s) of newdata have a missing value in the grouping column(s) "
             f"{', '.join(map(repr, cols))}; their random effects are set to zero (population-level "
             "prediction for those rows)",
-            DataWarning,
-            stacklevel=4,
+            DataWarning
         )
     if unseen.any():
-        warnings.warn(
+        warn(
             f"{int(unseen.sum())} row(s) belong to grouping levels not seen in the fit; their random "
             "effects are set to zero (a typical cluster)",
-            DataWarning,
-            stacklevel=4,
+            DataWarning
         )

@@ -21,11 +21,10 @@ continuous rows.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 
-from ..errors import SeparationWarning
+from ..errors import SeparationWarning, warn
 
 __all__ = ["separated_columns", "warn_separation", "separation_message"]
 
@@ -133,4 +132,4 @@ def separation_message(columns) -> str:
 
 
 def warn_separation(columns) -> None:
-    warnings.warn(separation_message(columns), SeparationWarning, stacklevel=5)
+    warn(separation_message(columns), SeparationWarning)

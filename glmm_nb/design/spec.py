@@ -18,8 +18,9 @@ from ..formula import ParsedFormula, parse_formula
 from .checks import as_frame
 from .frame import model_frame, used_variables
 from .identify import check_counts, check_identifiable
-from .matrices import check_finite, drop_collinear, eval_numeric, model_matrix, rename_intercept
+from .matrices import check_finite, drop_collinear, eval_numeric, model_matrix, rename_intercept, required_variables
 from .newdata import NewDesign, new_design
+from .ordinal import drop_intercept, read_ordinal_response
 from .random import frozen, random_terms
 from .response import read_response
 from .reterms import ReTerm
@@ -52,6 +53,9 @@ class ModelSpec:
         Rows removed for missing values.
     row_index : pandas Index
         Labels of the rows used.
+    levels : tuple of str
+        Ordinal families: the response categories in scale order (``y`` holds their codes
+        0..K−1 and ``X`` has no intercept column); empty otherwise.
     """
 
     formula: ParsedFormula
@@ -71,6 +75,11 @@ class ModelSpec:
     dropped_x: tuple[str, ...] = ()
     frame: pd.DataFrame | None = None  # the used columns of the rows used (for counterfactuals)
     meta: dict = field(default_factory=dict)
+    zi_formula: str | None = None  # the zero part's right-hand side ("~ x"), if any
+    zi_X: np.ndarray | None = None
+    zi_names: tuple[str, ...] = ()
+    zi_fixed_spec: Any = None
+    levels: tuple[str, ...] = ()
 
     @property
     def nobs(self) -> int:
@@ -129,11 +138,29 @@ def fixed_matrix(parsed: ParsedFormula, d: pd.DataFrame):
             f"the fixed part '{parsed.fixed}' has {X.shape[1]} columns but there are only {X.shape[0]} "
             "observations; simplify the fixed part or collect more data"
         )
-    X, names, dropped = drop_collinear(X, names, stacklevel=6)
+    X, names, dropped = drop_collinear(X, names)
     return X, names, Xdf.model_spec, dropped
 
 
-def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights=None, offset=None) -> ModelSpec:
+def zi_rhs(ziformula: str) -> str:
+    """The right-hand side of a zero-part formula (``"~ x"`` or ``"x"``), checked."""
+    if not isinstance(ziformula, str) or not ziformula.strip():
+        raise FormulaError(f"ziformula must be a formula such as '~ 1' or '~ x', not {ziformula!r}")
+    rhs = ziformula.strip()
+    if rhs.startswith("~"):
+        rhs = rhs[1:].strip()
+    elif "~" in rhs:
+        raise FormulaError(f"ziformula '{ziformula}' has a response; write only the right-hand side ('~ x')")
+    if "|" in rhs:
+        raise FormulaError(
+            f"ziformula '{ziformula}' has a random-effect term: the zero part takes fixed effects only "
+            "(random effects go in the count part's formula)"
+        )
+    return rhs or "1"
+
+
+def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights=None, offset=None,
+               ziformula: str | None = None) -> ModelSpec:
     """Formula + data → :class:`ModelSpec`.
 
     Parameters
@@ -157,11 +184,18 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
             f"the formula '{parsed.text}' has no random-effect term such as (1 | group); "
             "for a model without random effects use a GLM (e.g. statsmodels.formula.api.glm)"
         )
-    used = used_variables(parsed, data)
+    zi = zi_rhs(ziformula) if ziformula is not None else None
+    extra = tuple(required_variables(zi, "the zero part")) if zi else ()
+    used = used_variables(parsed, data, extra=extra)
     mf = model_frame(data, used, weights=weights, offset=offset)
     d = mf.data
 
-    y, trials, resp_name = read_response(parsed, d, family)
+    levels: tuple[str, ...] = ()
+    if family.ordinal:  # ordered categories: codes 0..K-1, the labels kept
+        y, levels, resp_name = read_ordinal_response(parsed, d)
+        trials = np.ones(len(d))
+    else:
+        y, trials, resp_name = read_response(parsed, d, family)
     family.check_response(y, trials, mf.weights is not None, resp_name)
     pw = trials * (mf.weights if mf.weights is not None else 1.0)
     check_counts(parsed, y, trials, pw, family, resp_name)
@@ -170,6 +204,8 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
         off = off + eval_numeric(o, d, "offset")
 
     X, x_names, fixed_spec, dropped_x = fixed_matrix(parsed, d)
+    if family.ordinal:  # the thresholds take the intercept's place
+        X, x_names = drop_intercept(X, x_names)
     if not np.all(np.isfinite(off)):
         raise DataError(f"the offset has non-finite values (e.g. {off[~np.isfinite(off)][0]:g})")
     if not np.all(np.isfinite(pw)):
@@ -179,6 +215,14 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
     separated = separated_columns(X, y, pw, x_names) if family.reads_cbind else ()
     if separated:
         warn_separation(separated)
+    zi_parts = {}
+    if zi is not None:
+        Zdf = model_matrix(zi, d, f"the zero part '~ {zi}'")
+        zn = rename_intercept(Zdf.columns)
+        Zx = Zdf.to_numpy(dtype=float)
+        check_finite(Zx, zn, "zero-part column")
+        Zx, zn, _dropped = drop_collinear(Zx, zn)
+        zi_parts = {"zi_formula": f"~ {zi}", "zi_X": frozen(Zx), "zi_names": zn, "zi_fixed_spec": Zdf.model_spec}
     return ModelSpec(
         formula=parsed,
         family=family.name,
@@ -198,4 +242,6 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
         frame=d[list(mf.columns)].copy(),
         meta={"weights_column": mf.weights_column, "offset_column": mf.offset_column,
               "weights_vector": mf.weights, "offset_vector": mf.offset, "separated": separated},
+        levels=levels,
+        **zi_parts,
     )

@@ -2,7 +2,9 @@
 
 :mod:`.links` (links), :mod:`.base` (the :class:`Family` interface and its generic GLM algebra),
 :mod:`.classic` (binomial, Poisson, gaussian), :mod:`.dispersion` (negative binomial NB2/NB1,
-Gamma and beta, whose dispersion parameter is estimated with the other parameters). Adding a
+Gamma and beta, whose dispersion parameter is estimated with the other parameters),
+:mod:`.ordinal` (cumulative-link models of ordered categories; cell probabilities in
+:mod:`.cumulative`). Adding a
 family is one subclass and one :func:`register_family` line.
 """
 
@@ -13,9 +15,11 @@ from .base import Family
 from .classic import Binomial, Gaussian, Poisson
 from .dispersion import BetaFamily, DispersionFamily, GammaFamily, NegativeBinomial1, NegativeBinomial2
 from .links import LINKS, Link, register_link
+from .ordinal import Ordinal, threshold_names
+from .zeroinfl import ZeroInflated, zero_inflated
 
 __all__ = ["Link", "Family", "Binomial", "Poisson", "Gaussian", "DispersionFamily", "NegativeBinomial2",
-           "NegativeBinomial1", "GammaFamily", "BetaFamily", "get_family", "register_family", "register_link",
+           "NegativeBinomial1", "GammaFamily", "BetaFamily", "Ordinal", "threshold_names", "ZeroInflated", "zero_inflated", "get_family", "register_family", "register_link",
            "family_names", "LINKS", "FAMILIES"]
 
 
@@ -36,6 +40,7 @@ register_family(NegativeBinomial2, "nbinom2", "negbin", "nb2")
 register_family(NegativeBinomial1, "nb1")
 register_family(GammaFamily)
 register_family(BetaFamily)
+register_family(Ordinal, "clmm", "cumulative")
 
 
 def family_names() -> tuple[str, ...]:

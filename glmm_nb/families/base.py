@@ -52,6 +52,10 @@ class Family:
         Zeros are meaningful (the zero-inflation check applies).
     mean_word : str
         What the mean is called in reports ("probability", "rate", "mean").
+    ordinal : bool
+        A cumulative-link model of an ordered categorical response: the response is read as
+        ordered categories (``spec.levels``), thresholds replace the intercept and are the
+        extra parameters, predictions are category probabilities.
     """
 
     name = "family"
@@ -61,13 +65,14 @@ class Family:
     dispersion_name = ""
     dispersion_meaning = ""
     links: tuple[str, ...] = ()
-    limit_of: str | None = None  # a family this one reduces to on its dispersion's boundary
+    limit_family: type | None = None  # the family this one reduces to on its dispersion's boundary
     overdispersed_alternative: str | None = None  # what to refit when residuals are overdispersed
     canonical_link: str | None = None
     profiled_lmm = False
     reads_cbind = False
     discrete = False
     count_like = False
+    ordinal = False
     mean_word = "mean"
 
     def __init__(self, link: str | Link | None = None):
@@ -100,6 +105,43 @@ class Family:
     def at_dispersion(self, d: float) -> "Family":
         """The family at a dispersion value (families without one: itself)."""
         return self
+
+    # -- parameters beyond (theta, beta): a dispersion, a zero part ---------------------------
+    def n_extra(self, spec) -> int:
+        """How many parameters the family adds after beta for this design."""
+        return 0
+
+    def extra_names(self, spec) -> list[str]:
+        return []
+
+    def at_extra(self, x, spec) -> "Family":
+        """The family at extra-parameter values ``x`` (optimizer scale)."""
+        return self
+
+    def extra_start(self, y, mu, pw, spec) -> np.ndarray:
+        return np.zeros(0)
+
+    has_zero_part = False
+
+    def nests(self, other: "Family") -> bool:
+        """``other`` is this family at the boundary of its dispersion (Poisson inside NB)."""
+        return (self.limit_family is not None and other.link.name == self.link.name
+                and type(other) is self.limit_family)
+
+    def mean(self, mu):
+        """E[y] given the count/mean part's mu (a zero part changes it)."""
+        return mu
+
+    @property
+    def start_family(self) -> "Family":
+        """The family whose GLM gives the fixed-effect start values (a zero-inflated family:
+        its count part)."""
+        return self
+
+    def extra_pieces(self, eta, y, pw):  # pragma: no cover - families without extras
+        """Per observation and extra parameter (shape ``eta.shape + (k,)``): d log-density,
+        d score, d observed weight — what the Laplace gradient needs for the extras."""
+        raise NotImplementedError
 
     # -- variance function and log-density ---------------------------------------------------
     def variance(self, mu):  # pragma: no cover - abstract
@@ -161,6 +203,10 @@ class Family:
         """Draw responses with mean ``mu`` (broadcast to ``size``)."""
         raise NotImplementedError
 
+    def simulate_from_eta(self, rng, eta, trials, scale: float, size: tuple) -> np.ndarray:
+        """Draw responses given the linear predictor (default: :meth:`simulate` at its mean)."""
+        return self.simulate(rng, self.link.inverse(eta), trials, scale, size)
+
     def to_mean_scale(self, sims, trials):
         """Simulated responses (as :meth:`simulate` returns them) on the scale of ``spec.y``."""
         return sims
@@ -172,8 +218,8 @@ class Family:
 
     @property
     def logistic(self) -> bool:
-        """A Bernoulli/binomial model with the logit link (latent logistic scale: the median
-        odds ratio and Zeger's attenuation formula apply)."""
+        """A Bernoulli/binomial (or cumulative) model with the logit link (latent logistic
+        scale: the median odds ratio and Zeger's attenuation formula apply)."""
         return False
 
     @property
@@ -199,3 +245,4 @@ class Family:
         if self.link.name not in links:
             raise ModelError(f"GEE has no {self.link.name} link")
         return links[self.link.name]()
+

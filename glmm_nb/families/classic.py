@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 from scipy import special
 
-from ..errors import DataError, DataWarning, ModelError
+from ..errors import DataError, DataWarning, ModelError, warn
 from .base import Family
 from .links import EPS, ETA_MAX
 
@@ -145,12 +144,10 @@ class Poisson(Family):
         if np.any(y < 0):
             raise DataError(f"response '{name}' has negative counts (e.g. {y[y < 0][0]:g})")
         if np.any(y != np.round(y)):
-            warnings.warn(
+            warn(
                 f"response '{name}' has non-integer counts (e.g. {y[y != np.round(y)][0]:g}) "
                 f"for the {self.name} family",
-                DataWarning,
-                stacklevel=5,
-            )
+                DataWarning)
 
     def simulate(self, rng, mu, trials, scale, size):
         return rng.poisson(np.broadcast_to(mu, size)).astype(float)

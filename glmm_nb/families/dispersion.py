@@ -33,6 +33,7 @@ from scipy import special
 
 from ..errors import DataError
 from .base import Family
+from .classic import Poisson
 from .links import EPS
 
 __all__ = ["DispersionFamily", "NegativeBinomial2", "NegativeBinomial1", "GammaFamily", "BetaFamily"]
@@ -172,6 +173,21 @@ class DispersionFamily(Family):
             lp, l1p, l2p = self.dpsi(y, mu, self._d())
         return pw * lp, pw * l1p * m1, -pw * (l2p * m1 * m1 + l1p * m2)
 
+    def n_extra(self, spec) -> int:
+        return 1
+
+    def extra_names(self, spec) -> list[str]:
+        return [f"log({self.dispersion_name})"]
+
+    def at_extra(self, x, spec) -> "DispersionFamily":
+        return self.at_dispersion(self.to_dispersion(float(np.asarray(x)[0])))
+
+    def extra_start(self, y, mu, pw, spec) -> np.ndarray:
+        return np.array([self.from_dispersion(self.start_dispersion(y, mu, pw))])
+
+    def extra_pieces(self, eta, y, pw):
+        return tuple(a[..., None] for a in self.dispersion_pieces(eta, y, pw))
+
     def to_dispersion(self, psi: float) -> float:
         return float(np.exp(psi))
 
@@ -188,7 +204,7 @@ class NegativeBinomial2(DispersionFamily):
     mean_word = "rate"
     dispersion_name = "theta"
     dispersion_meaning = "NB2 size: Var = mu + mu^2/theta (smaller theta, more overdispersion)"
-    limit_of = "poisson"  # theta -> infinity
+    limit_family = Poisson  # theta -> infinity
 
     def loglik_const(self, y, pw):
         return -pw * special.gammaln(np.asarray(y, dtype=float) + 1)
@@ -249,7 +265,7 @@ class NegativeBinomial1(NegativeBinomial2):
     name = "nbinom1"
     dispersion_name = "alpha"
     dispersion_meaning = "NB1: Var = mu (1 + alpha) (alpha = 0 is Poisson)"
-    limit_of = "poisson"  # alpha -> 0
+    limit_family = Poisson  # alpha -> 0
 
     def logpdf_kernel(self, y, mu, d):
         k = mu / d

@@ -18,13 +18,12 @@ says which applies.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import ModelError
+from ..errors import ModelError, warn
 from ..pipeline import refit
 from ..results import GLMMResult
 from .type3 import anova_type3
@@ -89,7 +88,7 @@ def mixture_sf(chisq: float, df: int, k: int) -> float:
 def _family_nested(small, big) -> bool:
     """``small``'s family is ``big``'s at the boundary of its dispersion (Poisson in NB)."""
     fs, fb = small.request.family, big.request.family
-    return fb.limit_of == fs.name and fb.link.name == fs.link.name
+    return fb.nests(fs)
 
 
 def anova(*models, ddf: str | None = None) -> pd.DataFrame:
@@ -126,7 +125,7 @@ def anova(*models, ddf: str | None = None) -> pd.DataFrame:
         # REML likelihoods of different fixed effects are not comparable: lme4 refits by ML
         ms = [refit(m, reml=False) if m.reml else m for m in ms]
         note = "refitted the REML model(s) by maximum likelihood (reml=False) to compare fixed effects"
-        warnings.warn(note, UserWarning, stacklevel=2)
+        warn(note, UserWarning)
     rows = []
     prev = None
     for m in ms:

@@ -38,6 +38,23 @@ class BootstrapResult:
         out.index.name = "term"
         return out
 
+    def summary_frame(self) -> pd.DataFrame:
+        """Per parameter: mean, SD and the 95 % percentile interval of the draws."""
+        ci = self.confint()
+        return pd.DataFrame({"mean": self.draws.mean(), "sd": self.draws.std(ddof=1),
+                             "conf_low": ci.conf_low, "conf_high": ci.conf_high})
+
+    def __repr__(self) -> str:
+        head = (f"Parametric bootstrap: {len(self.draws)} of {self.nsim} refits succeeded"
+                f"{f' ({self.n_failed} failed)' if self.n_failed else ''}, seed {self.seed}")
+        return head + "\n" + self.summary_frame().to_string(float_format=lambda v: f"{v:.4g}")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = html.escape(repr(self).splitlines()[0])
+        return f"<div><p><b>{head}</b></p>{self.summary_frame().to_html(float_format=lambda v: f'{v:.4g}')}</div>"
+
 
 def refit_chunk(m, start, ys):
     """Refit ``m`` to each response in ``ys`` (same rows) from ``start``: (draw, converged)."""
@@ -49,7 +66,7 @@ def refit_chunk(m, start, ys):
                 warnings.simplefilter("ignore")
                 r = refit(m, y=y, start=start)
             row = np.concatenate([r.fixef.to_numpy(), theta_to_sdcor(m.spec, r.theta, r.sigma, gaussian),
-                                  r.dispersion.to_numpy(dtype=float)])
+                                  r.dispersion.to_numpy(dtype=float), r.zi_fixef.to_numpy(), r.thresholds.to_numpy()])
             out.append((row, bool(r.converged)))
         except Exception:  # a refit that breaks counts as failed, as in bootMer
             out.append((None, False))
@@ -91,7 +108,8 @@ def bootstrap(m, nsim: int = 200, seed: int | None = None, n_jobs: int = 1, prog
                 bar.update(len(ch))
     if bar is not None:
         bar.close()
-    names = list(m.fixef.index) + sdcor_names(spec, m.request.family.profiled_lmm) + list(m.dispersion.index)
+    names = (list(m.fixef.index) + sdcor_names(spec, m.request.family.profiled_lmm) + list(m.dispersion.index)
+             + [f"zi~{c}" for c in m.zi_fixef.index] + list(m.thresholds.index))
     rows = [results[i][0] for i in range(nsim) if results[i][0] is not None and results[i][1]]
     failed = nsim - len(rows)
     draws = pd.DataFrame(rows, columns=names)

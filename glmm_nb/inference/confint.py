@@ -20,7 +20,8 @@ __all__ = ["confint"]
 def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, seed=None,
             n_jobs: int = 1) -> pd.DataFrame:
     """Intervals for the random-effect SDs/correlations (``sd__…``, ``cor__…``, ``sigma``) and
-    the fixed effects, indexed by term with columns ``conf_low conf_high``.
+    the fixed effects (ordinal models: and the thresholds ``1|2`` …), indexed by term with
+    columns ``conf_low conf_high``.
 
     ``wald`` intervals for the random-effect parameters come from the curvature of the
     deviance on the SD/correlation scale (clipped to [0, ∞) and [-1, 1]); they are NaN for a
@@ -32,7 +33,8 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
     note = ""
     if method == "wald":
         ct = m.coef_table(conf_level=level)[["conf_low", "conf_high"]]
-        out = pd.concat([_wald_re(m, level), ct, _wald_dispersion(m, level)])
+        out = pd.concat([_wald_re(m, level), ct, _wald_dispersion(m, level), _wald_zero_part(m, level),
+                         _wald_thresholds(m, level)])
     elif method == "profile":
         from .profile import profile_confint
 
@@ -44,7 +46,10 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
         check_int(nsim, "nsim", minimum=1)
         out = bootstrap(m, nsim=nsim, seed=seed, n_jobs=n_jobs).confint(level)
         re_names = sdcor_names(m.spec, m.request.family.profiled_lmm)
-        out = out.loc[re_names + list(m.fixef.index) + list(m.dispersion.index)]
+        out = out.loc[re_names + list(m.fixef.index) + list(m.dispersion.index) + [f"zi~{c}" for c in m.zi_fixef.index]
+                      + list(m.thresholds.index)]
+    else:
+        raise ModelError(f"method must be 'wald', 'profile' or 'bootstrap', not {method!r}")
     out.index.name = "term"
     out.attrs["note"] = note
     return out
@@ -61,6 +66,22 @@ def _wald_dispersion(m, level: float) -> pd.DataFrame:
     logd = np.log(m.dispersion.to_numpy(dtype=float))
     return pd.DataFrame({"conf_low": np.exp(logd - z * se), "conf_high": np.exp(logd + z * se)},
                         index=m.dispersion.index)
+
+
+def _wald_zero_part(m, level: float) -> pd.DataFrame:
+    """Wald intervals of the zero part's coefficients, named ``zi~term``."""
+    if not len(m.zi_fixef):
+        return pd.DataFrame(columns=["conf_low", "conf_high"], dtype=float)
+    zt = m.coef_table(conf_level=level, part="zi")[["conf_low", "conf_high"]]
+    zt.index = [f"zi~{c}" for c in zt.index]
+    return zt
+
+
+def _wald_thresholds(m, level: float) -> pd.DataFrame:
+    """Wald intervals of an ordinal model's thresholds (on their own scale, as clm's confint)."""
+    if not len(m.thresholds):
+        return pd.DataFrame(columns=["conf_low", "conf_high"], dtype=float)
+    return m.coef_table(conf_level=level, part="thresholds")[["conf_low", "conf_high"]]
 
 
 def _wald_re(m, level: float) -> pd.DataFrame:

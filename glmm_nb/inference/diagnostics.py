@@ -30,6 +30,23 @@ class Diagnostics:
     messages: tuple[str, ...]
     nsim: int
 
+    def __repr__(self) -> str:
+        r = self.residuals.to_numpy()
+        lines = [f"Simulated-residual diagnostics ({self.nsim} simulations, {len(r)} scaled residuals; "
+                 f"quartiles {np.quantile(r, 0.25):.3f} / {np.quantile(r, 0.5):.3f} / {np.quantile(r, 0.75):.3f},"
+                 " uniform: 0.25 / 0.5 / 0.75)",
+                 self.tests.to_string(float_format=lambda v: f"{v:.4g}")]
+        lines += [f"- {x}" for x in self.messages]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        msgs = "".join(f"<li>{html.escape(x)}</li>" for x in self.messages)
+        return (f"<div><p><b>Simulated-residual diagnostics</b> ({self.nsim} simulations, "
+                f"{len(self.residuals)} scaled residuals)</p>"
+                f"{self.tests.to_html(float_format=lambda v: f'{v:.4g}')}{f'<ul>{msgs}</ul>' if msgs else ''}</div>")
+
 
 def _two_sided(sim_stats: np.ndarray, obs: float) -> float:
     lo = (np.sum(sim_stats <= obs) + 1) / (len(sim_stats) + 1)
@@ -59,6 +76,31 @@ def overdispersion_advice(m, tests: pd.DataFrame, level: float = 0.05) -> tuple[
             f"AIC {nb.aic:.1f} against {m.aic:.1f} ({disp}); refit with family='{alt}'.",)
 
 
+def zero_inflation_advice(m, tests: pd.DataFrame, level: float = 0.05) -> tuple[str, ...]:
+    """When a count model without a zero part shows more zeros than it expects, refit with
+    ``ziformula="~ 1"`` and say what to do in one line."""
+    fam = m.request.family
+    if "zero-inflation" not in tests.index or fam.has_zero_part or fam.reads_cbind or not fam.count_like:
+        return ()
+    row = tests.loc["zero-inflation"]
+    if not (row.p_value < level and row.statistic > 1):
+        return ()
+    import warnings
+
+    from ..pipeline import refit
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            zi = refit(m, ziformula="~ 1", start=None)
+    except Exception as exc:
+        return (f"Zero-inflation (ratio {row.statistic:.2f}, p = {row.p_value:.2g}); the zero-inflated refit failed: {exc}",)
+    pi = float(1 / (1 + np.exp(-zi.zi_fixef.iloc[0])))
+    return (f"Zero-inflation (observed/expected zeros {row.statistic:.2f}, p = {row.p_value:.2g}): a zero-inflated "
+            f"refit (ziformula='~ 1') has AIC {zi.aic:.1f} against {m.aic:.1f} and a structural-zero probability of "
+            f"{pi:.2f}; refit with ziformula= (or hurdle=True).",)
+
+
 def diagnose(m, nsim: int = 250, seed: int | None = 1) -> Diagnostics:
     check_int(nsim, "nsim", minimum=1)
     rng = np.random.default_rng(check_seed(seed))
@@ -83,7 +125,7 @@ def diagnose(m, nsim: int = 250, seed: int | None = 1) -> Diagnostics:
         rows.append(("zero-inflation", z_obs / max(z_sim.mean(), 1e-12), _two_sided(z_sim, z_obs),
                      "ratio > 1: more zeros than the model expects"))
     tests = pd.DataFrame(rows, columns=["test", "statistic", "p_value", "reading"]).set_index("test")
-    messages = tuple(m.messages) + overdispersion_advice(m, tests)
+    messages = tuple(m.messages) + overdispersion_advice(m, tests) + zero_inflation_advice(m, tests)
     opt = m.opt
     names = parameter_names(m.request)
     grad = opt.gradient if opt.gradient is not None else np.full(len(names), np.nan)

@@ -134,6 +134,9 @@ def predict_interval(m, newdata: pd.DataFrame | None = None, re: str = "none", t
         ``fit se_fit lower upper`` (and ``df`` when small-sample df are used), indexed like
         ``newdata``.
     """
+    if m.request.family.ordinal and (type != "link" or re != "none"):
+        raise ModelError("an ordinal model has intervals for its linear predictor only (type='link', re='none'); "
+                         "its category probabilities come from m.predict(type='prob')")
     check_choice(re, "re (with se_fit or interval)", ("none", "conditional"))
     check_choice(type, "type", ("link", "response"))
     check_choice(interval, "interval", ("confidence", "prediction", "none"))

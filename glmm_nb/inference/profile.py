@@ -12,18 +12,24 @@ GLMMs: D over (SDs/correlations, beta) with the Laplace or AGQ deviance. LMMs: D
 moving it into the offset. A REML fit is profiled as lme4 profiles it: on the ML deviance of
 the model refitted with ``reml=False`` (said in a warning and ``attrs["note"]``). A binomial
 fit with separation is refused at once (its separated coefficients have no finite limits).
+
+Ordinal models: the thresholds are profiled on their own scale. The optimizer holds them as
+:math:`\tau = (\alpha_1, \log(\alpha_2 - \alpha_1), \dots)`, where :math:`\alpha_k` is not one
+coordinate; with :math:`\alpha_k = v` held, :math:`\tau_1 = v - \sum_{j=2}^{k} e^{\tau_j}` is
+eliminated and the deviance minimised over everything else (the chain rule carries the
+analytic gradient through the elimination).
 """
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
+from threadpoolctl import threadpool_limits
 
 from ..design import separation_message
-from ..errors import ModelError
+from ..errors import ModelError, warn
 from ..likelihood import LmmDevfun
 from ..pipeline import make_devfun, refit
 from .params import sdcor_bounds, sdcor_names, sdcor_to_theta, theta_to_sdcor
@@ -50,10 +56,16 @@ class ProfileProblem:
         else:
             self.names = list(m.fixef.index) + self.re_names
             # the dispersion (if any) is profiled on the log scale, the optimizer's
-            self.disp_names = list(m.dispersion.index)
-            self.log_disp = np.log(m.dispersion.to_numpy(dtype=float))
-            self.x_hat = np.concatenate([self.psi_hat, self.beta_hat, self.log_disp])
-            self.bounds = sdcor_bounds(m.spec, False) + [(None, None)] * (len(self.beta_hat) + len(self.log_disp))
+            # extras after beta, on the optimizer's scale: log-dispersion, zero-part coefficients
+            self.extra_names = list(m.dispersion.index) + [f"zi~{c}" for c in m.zi_fixef.index]
+            self.extra_hat = np.concatenate([np.log(m.dispersion.to_numpy(dtype=float)), m.zi_fixef.to_numpy()])
+            # ordinal: the thresholds by name, held as tau (the optimizer's scale)
+            self.thresholds = list(m.thresholds.index)
+            if self.thresholds:
+                self.extra_names += self.thresholds
+                self.extra_hat = np.concatenate([self.extra_hat, m.request.family.tau(m.thresholds.to_numpy())])
+            self.x_hat = np.concatenate([self.psi_hat, self.beta_hat, self.extra_hat])
+            self.bounds = sdcor_bounds(m.spec, False) + [(None, None)] * (len(self.beta_hat) + len(self.extra_hat))
         self.d_hat = self.objective(self.x_hat)
 
     def objective(self, x: np.ndarray, dev=None) -> float:
@@ -93,6 +105,8 @@ class ProfileProblem:
             res = optimize.minimize(lambda x: self.objective(x, dev), x0, method="L-BFGS-B",
                                     bounds=self.bounds, options={"ftol": 1e-13, "gtol": 1e-9})
             return float(res.fun), res.x
+        if not self.gaussian and name in self.thresholds:
+            return self._restricted_threshold(self.thresholds.index(name), v, warm)
         j = self._index(name)
         free = np.arange(len(self.x_hat)) != j
         x = (self.x_hat if warm is None else warm).copy()
@@ -113,25 +127,55 @@ class ProfileProblem:
         x[j] = v
         return float(res.fun), x.copy()
 
+    def _restricted_threshold(self, k: int, v: float, warm: np.ndarray | None):
+        """min D with threshold k (0-based) at ``v``: tau_1 eliminated (module docstring)."""
+        j0 = len(self.x_hat) - len(self.thresholds)  # position of tau_1
+        inc = np.arange(j0 + 1, j0 + k + 1)  # the log increments up to threshold k
+        free = np.arange(len(self.x_hat)) != j0
+        x = (self.x_hat if warm is None else warm).copy()
+        analytic = self.dev.analytic_gradient
+
+        def fill(z):
+            x[free] = z
+            x[j0] = v - np.sum(np.exp(x[inc]))
+            return x
+
+        def f(z):
+            fill(z)
+            if not analytic:
+                return self.objective(x)
+            val, g = self.objective_grad(x)
+            g = g.copy()
+            g[inc] -= g[j0] * np.exp(x[inc])
+            return val, g[free]
+
+        res = optimize.minimize(f, x[free], jac=analytic, method="L-BFGS-B",
+                                bounds=[b for b, keep in zip(self.bounds, free) if keep],
+                                options={"ftol": 1e-13, "gtol": 1e-9})
+        fill(res.x)
+        return float(res.fun), x.copy()
+
     def _index(self, name: str) -> int:
         if self.gaussian:
             return self.re_names.index(name)
         k = len(self.psi_hat)
         if name in self.re_names:
             return self.re_names.index(name)
-        if name in self.m.dispersion.index:
-            return len(self.x_hat) - len(self.m.dispersion) + list(self.m.dispersion.index).index(name)
+        if not self.gaussian and name in self.extra_names:
+            return len(self.x_hat) - len(self.extra_names) + self.extra_names.index(name)
         return k + list(self.m.fixef.index).index(name)
 
     def estimate(self, name: str) -> float:
         if name in self.m.fixef.index:
             return float(self.m.fixef[name])
-        if name in self.m.dispersion.index:
-            return float(np.log(self.m.dispersion[name]))
+        if not self.gaussian and name in self.thresholds:
+            return float(self.m.thresholds[name])
+        if not self.gaussian and name in self.extra_names:
+            return float(self.extra_hat[self.extra_names.index(name)])
         return float(self.psi_hat[self.re_names.index(name)])
 
     def bound(self, name: str) -> tuple[float | None, float | None]:
-        if name in self.m.fixef.index or name in self.m.dispersion.index:
+        if name in self.m.fixef.index or (not self.gaussian and name in self.extra_names):
             return (None, None)
         return sdcor_bounds(self.spec, self.gaussian)[self.re_names.index(name)]
 
@@ -173,21 +217,32 @@ def profile_confint(m, level: float = 0.95, parm: list[str] | None = None) -> pd
     if m.request.family.profiled_lmm and m.reml:
         note = ("profile intervals are computed on the ML deviance, as lme4's confint does: the REML fit was "
                 "refitted with reml=False")
-        warnings.warn(note, UserWarning, stacklevel=3)
+        warn(note, UserWarning)
         m = refit(m, reml=False)
+    # many small optimizations on small dense blocks: BLAS threads cost more than they give
+    with threadpool_limits(limits=1, user_api="blas"):
+        out = _profile_confint(m, level, parm)
+    out.attrs["note"] = note
+    return out
+
+
+def _profile_confint(m, level: float, parm: list[str] | None) -> pd.DataFrame:
     prob = ProfileProblem(m)
     z = stats.norm.ppf(0.5 + level / 2)
-    names = prob.re_names + list(m.fixef.index) + list(m.dispersion.index)
+    names = prob.re_names + list(m.fixef.index) + (prob.extra_names if not prob.gaussian else [])
     if parm is not None:
         unknown = [p for p in parm if p not in names]
         if unknown:
             raise ModelError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; choose from {', '.join(names)}")
         names = [n for n in names if n in parm]
     se = np.sqrt(np.diag(m.vcov.to_numpy()))
+    th_se = np.sqrt(np.diag(m.thresholds_vcov.to_numpy())) if len(m.thresholds) else np.zeros(0)
     rows = []
     for name in names:
         if name in m.fixef.index:
             scale = float(se[list(m.fixef.index).index(name)])
+        elif name in m.thresholds.index:
+            scale = float(th_se[list(m.thresholds.index).index(name)])
         else:
             scale = 0.25 * max(abs(prob.estimate(name)), 0.05)
             if name.startswith("cor__"):
@@ -197,5 +252,4 @@ def profile_confint(m, level: float = 0.95, parm: list[str] | None = None) -> pd
             lo, hi = float(np.exp(lo)), float(np.exp(hi))
         rows.append((name, lo, hi))
     out = pd.DataFrame(rows, columns=["term", "conf_low", "conf_high"]).set_index("term")
-    out.attrs["note"] = note
     return out

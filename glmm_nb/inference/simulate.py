@@ -31,6 +31,7 @@ class Design:
     own_codes: tuple  # per term: codes among the levels of this data (for new draws)
     own_nlev: tuple
     trials: np.ndarray
+    zeta: np.ndarray | None = None  # the zero part's linear predictor (zero-inflated/hurdle)
 
 
 def design_of(m, newdata: pd.DataFrame | None) -> Design:
@@ -40,7 +41,7 @@ def design_of(m, newdata: pd.DataFrame | None) -> Design:
         trials = np.asarray(spec.weights)
         return Design(np.asarray(spec.X), np.asarray(spec.offset), codes,
                       tuple(np.asarray(t.Zvals) for t in spec.terms), codes,
-                      tuple(t.nlevels for t in spec.terms), trials)
+                      tuple(t.nlevels for t in spec.terms), trials, zero_part(m, None))
     newdata = numpy_dtypes(as_frame(newdata, "newdata"))
     d = spec.design_for(newdata)
     own, nlev = [], []
@@ -48,7 +49,37 @@ def design_of(m, newdata: pd.DataFrame | None) -> Design:
         labels, c = grouping_codes(newdata, t.group_vars)
         own.append(c)
         nlev.append(len(labels))
-    return Design(d.X, d.offset, d.codes, d.Zvals, tuple(own), tuple(nlev), np.ones(len(newdata)))
+    return Design(d.X, d.offset, d.codes, d.Zvals, tuple(own), tuple(nlev), np.ones(len(newdata)),
+                  zero_part(m, newdata))
+
+
+def zero_part(m, newdata: pd.DataFrame | None) -> np.ndarray | None:
+    """The zero part's linear predictor (logit of pi) for the fitted rows or new data."""
+    spec = m.spec
+    if spec.zi_X is None:
+        return None
+    if newdata is None:
+        return np.asarray(spec.zi_X) @ m.zi_fixef.to_numpy()
+    from ..design import model_matrix, rename_intercept
+
+    Zdf = model_matrix("", newdata, "the zero part", spec=spec.zi_fixed_spec)
+    Zdf.columns = rename_intercept(Zdf.columns)
+    return Zdf[list(spec.zi_names)].to_numpy(dtype=float) @ m.zi_fixef.to_numpy()
+
+
+def _family_for(m, zeta):
+    fam = m.fitted_family
+    return fam.with_zeta(zeta) if fam.has_zero_part else fam
+
+
+def _check_type(m, type: str) -> None:
+    if m.request.family.ordinal and type != "link":
+        raise ModelError(f"type={type!r} is not for an ordinal model, which predicts category probabilities: use "
+                         "m.predict(type='prob') (one column per category), 'cum_prob', 'class' or 'link'")
+    if type in ("conditional", "zero_prob") and not m.request.family.has_zero_part:
+        raise ModelError(f"type={type!r} is for zero-inflated and hurdle models (fit with ziformula=)")
+    check_choice(type, "type", ("link", "response", "conditional", "zero_prob") if m.request.family.has_zero_part
+                 else ("link", "response"))
 
 
 def _re_cov(m) -> list[np.ndarray]:
@@ -81,19 +112,31 @@ def linear_predictor(m, d: Design, re: str) -> np.ndarray:
 
 
 def predict(m, newdata=None, type: str = "response", re: str = "conditional") -> np.ndarray:
-    """Predictions on the link or response scale (see the module docstring for ``re``).
+    """Predictions (see the module docstring for ``re``).
 
-    With ``re="none"`` new data need only the fixed part's columns (no grouping columns).
+    ``type``: ``"response"`` (the mean; for zero-inflated and hurdle models including the zero
+    part), ``"link"``, ``"conditional"`` (the count part's mean) or ``"zero_prob"`` (the zero
+    part's probability: of a structural zero, or of a zero for hurdle models). With
+    ``re="none"`` new data need only the fixed parts' columns (no grouping columns).
     """
-    check_choice(type, "type", ("link", "response"))
+    _check_type(m, type)
     check_choice(re, "re", ("conditional", "none", "marginal"))
     if newdata is not None:
         newdata = as_frame(newdata, "newdata")
     if re == "none" and newdata is not None:
         X, off = fixed_part(m, newdata)
-        eta = X @ m.fixef.to_numpy() + off
-        return eta if type == "link" else m.request.family.link.inverse(eta)
+        return _respond(_family_for(m, zero_part(m, newdata)), X @ m.fixef.to_numpy() + off, type)
     return predict_design(m, design_of(m, newdata), type=type, re=re)
+
+
+def _respond(fam, eta, type: str):
+    """The linear predictor on the scale asked for."""
+    if type == "link":
+        return eta
+    if type == "zero_prob":
+        return np.broadcast_to(fam.pi, np.shape(eta)).copy()
+    mu = fam.link.inverse(eta)
+    return mu if type == "conditional" else fam.mean(mu)
 
 
 def fixed_part(m, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -103,15 +146,25 @@ def fixed_part(m, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def predict_design(m, d: Design, type: str = "response", re: str = "conditional") -> np.ndarray:
     """:func:`predict` on a design already built (reused across parameter draws)."""
-    fam = m.fitted_family
+    fam = _family_for(m, d.zeta)
     eta = linear_predictor(m, d, re)
-    if re != "marginal" or fam.link.name == "identity":
-        return eta if type == "link" else fam.link.inverse(eta)
-    # population-averaged: E_b[g^{-1}(eta + z'b)], z'b ~ N(0, v_i) with v_i = sum_k z_ik' S_k z_ik
+    if fam.ordinal:
+        _check_type(m, type)
+    if fam.ordinal and re == "marginal":
+        raise ModelError("an ordinal model has no population-averaged linear predictor; "
+                         "use m.predict(type='prob', re='marginal')")
+    if re != "marginal" or type == "zero_prob" or (fam.link.name == "identity" and not fam.has_zero_part):
+        return _respond(fam, eta, type)
+    # population-averaged: E_b[h(eta + z'b)], z'b ~ N(0, v_i) with v_i = sum_k z_ik' S_k z_ik and
+    # h the mean function (with the zero part for "response")
     v = re_row_variance(d.Zvals, _re_cov(m))
     x, w = hermegauss(40)
     w = w / np.sqrt(2 * np.pi)
-    mu = fam.link.inverse(eta[:, None] + np.sqrt(v)[:, None] * x[None, :]) @ w
+    nodes = eta[:, None] + np.sqrt(v)[:, None] * x[None, :]
+    mu = fam.link.inverse(nodes)
+    if type == "response":
+        mu = fam.mean(mu)
+    mu = mu @ w
     return fam.link.link(mu) if type == "link" else mu
 
 
@@ -136,8 +189,8 @@ def simulate(m, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.n
                 "fill them"
             )
     rng = np.random.default_rng(seed)
-    fam = m.fitted_family
     d = design_of(m, newdata)
+    fam = _family_for(m, d.zeta)
     n = d.X.shape[0]
     if fam.reads_cbind:
         t = np.asarray(d.trials, dtype=float)
@@ -156,4 +209,4 @@ def simulate(m, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.n
             L = np.linalg.cholesky(S + 1e-14 * np.eye(q)) if np.any(S) else np.zeros((q, q))
             b = np.einsum("ab,jsb->jsa", L, rng.standard_normal((J, nsim, q)))  # (J, nsim, q)
             eta += np.einsum("nq,nsq->ns", zv, b[codes])
-    return fam.simulate(rng, fam.link.inverse(eta), d.trials, m.sigma, (n, nsim))
+    return fam.simulate_from_eta(rng, eta, d.trials, m.sigma, (n, nsim))

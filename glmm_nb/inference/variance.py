@@ -6,7 +6,12 @@ variance at the observed covariates; :math:`\sum_k \sigma_k^2` for random interc
 :math:`\sigma^2_d` — logit :math:`\pi^2/3`, probit 1, cloglog :math:`\pi^2/6`, Poisson-log
 :math:`\ln(1 + 1/\lambda)` with :math:`\lambda = \exp(\bar\eta + \sigma^2_{RE}/2)`
 (:math:`\bar\eta` the mean fixed-effect linear predictor; Nakagawa, Johnson & Schielzeth 2017),
-gaussian :math:`\sigma^2`:
+gaussian :math:`\sigma^2`, and for the families with a dispersion parameter the lognormal
+approximations of Nakagawa et al. (2017, Table 2) as the R package performance uses them:
+NB2 :math:`\ln(1 + 1/\lambda + 1/\theta)`, NB1 :math:`\ln(1 + (1+\alpha)/\lambda)`, Gamma (log)
+:math:`\ln(1 + \sigma^2)` (= ln(1 + 1/shape)), beta (logit) the observation-level variance on
+the logit scale by the delta method, :math:`1/(\mu(1-\mu)(1+\phi))` at the mean. Each family
+object computes its own (``latent_variance``); a zero-inflated model uses its count part's:
 
 * ICC :math:`= \sigma^2_{RE} / (\sigma^2_{RE} + \sigma^2_d)` (adjusted ICC);
 * marginal :math:`R^2 = \sigma^2_f / (\sigma^2_f + \sigma^2_{RE} + \sigma^2_d)`, conditional

@@ -1,11 +1,14 @@
-"""Deviance functions: PIRLS + Laplace, adaptive Gauss-Hermite quadrature, profiled LMM."""
+"""Deviance functions: PIRLS + Laplace, adaptive Gauss-Hermite quadrature, profiled LMM, and the
+ordinal (cumulative-link) Laplace and AGQ deviances."""
 
 from .agq import AgqDevfun, gh_rule
 from .contracts import DevianceFunction, Factorization
 from .glm import glm_irls
 from .laplace import LaplaceDevfun, PirlsState
 from .lmm import LmmDevfun, LmmState
+from .ordinal import OrdinalLaplaceDevfun, OrdinalState
+from .ordinal_agq import OrdinalAgqDevfun
 from .reops import ReStructure
 
-__all__ = ["AgqDevfun", "DevianceFunction", "Factorization", "LaplaceDevfun", "LmmDevfun", "LmmState",
+__all__ = ["AgqDevfun", "DevianceFunction", "Factorization", "LaplaceDevfun", "LmmDevfun", "LmmState", "OrdinalAgqDevfun", "OrdinalLaplaceDevfun", "OrdinalState",
            "PirlsState", "ReStructure", "gh_rule", "glm_irls"]

@@ -97,7 +97,7 @@ class AgqDevfun:
         self.half_z2 = 0.5 * np.sum(self.nodes**2, axis=1)
         self.nevals = 0
         # analytic and exact: scalar random effect, no dispersion parameter
-        self.exact_analytic = q == 1 and not self.lap.nd
+        self.exact_analytic = q == 1 and not self.lap.nx
         self._true = None  # (phi, exact gradient) cache
         self._hess = None  # (phi, Hessian) cache
 
@@ -149,11 +149,11 @@ class AgqDevfun:
             cb, ct = self._placement_terms(st, u[:, 0], L[:, 0, 0], ujk[:, :, 0], pi, r)
             g_beta = g_beta + cb
             g_theta = g_theta + ct
-        if not self.lap.nd:
+        if not self.lap.nx:
             return dev, np.concatenate([g_theta, g_beta])
-        lp = fam.dispersion_pieces(eta, y, pw)[0]  # placement-fixed part for the dispersion
-        g_psi = -2.0 * float(np.sum(pi[self.codes] * lp))
-        return dev, np.concatenate([g_theta, g_beta, [g_psi]])
+        lp = fam.extra_pieces(eta, y, pw)[0]  # (n, K, k): placement-fixed part for the extras
+        g_x = -2.0 * np.einsum("nk,nkj->j", pi[self.codes], lp)
+        return dev, np.concatenate([g_theta, g_beta, g_x])
 
     def _placement_terms(self, st, u, Lj, ujk, pi, r):
         """d(AGQ deviance)/d(phi) through u*_j and L_j = sqrt(m_j), scalar random effect.

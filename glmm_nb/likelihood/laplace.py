@@ -84,7 +84,7 @@ class LaplaceDevfun:
         self.off = np.asarray(spec.offset, dtype=float)
         self.ntheta = spec.ntheta
         self.p = spec.p
-        self.nd = family.n_dispersion
+        self.nx = family.n_extra(spec)  # parameters after beta: a dispersion, a zero part
         self.const = float(np.sum(family.loglik_const(self.y, self.pw)))
         self.tol = tol
         self.maxit = maxit
@@ -168,10 +168,10 @@ class LaplaceDevfun:
         return self.pirls(theta, beta, family=self.family_at(phi))
 
     def family_at(self, phi: np.ndarray) -> Family:
-        """The family at the dispersion in ``phi`` (its last ``n_dispersion`` entries, log scale)."""
-        if not self.nd:
+        """The family at the extra parameters in ``phi`` (after theta and beta)."""
+        if not self.nx:
             return self.family
-        return self.family.at_dispersion(self.family.to_dispersion(float(np.asarray(phi)[-1])))
+        return self.family.at_extra(np.asarray(phi, dtype=float)[self.ntheta + self.p :], self.spec)
 
     def exact_gradient(self, phi: np.ndarray) -> np.ndarray:
         return default_gradient(self, phi)
@@ -222,10 +222,11 @@ class LaplaceDevfun:
             g_theta[m] = float(
                 np.sum(za * (e * st.u[col] + 2.0 * st.W * P[:, ent.slot_b] + st.r * s[col]))
             )
-        if not self.nd:
+        if not self.nx:
             return np.concatenate([g_theta, g_beta])
-        # dispersion (log scale): direct terms, the log-determinant through W_obs, and the
-        # modes' move du*/dpsi = H^-1 Z~' dr/dpsi acting on the log-determinant (c)
-        lp, rp, Wp = st.family.dispersion_pieces(st.eta, self.y, self.pw)
-        g_psi = -2.0 * np.sum(lp) + np.sum(h * Wp) + np.sum(Zs * rp)
-        return np.concatenate([g_theta, g_beta, [g_psi]])
+        # extra parameters (a log-dispersion, zero-part coefficients) act per observation:
+        # direct terms, the log-determinant through W_obs, and the modes' move
+        # du*/dx = H^-1 Z~' dr/dx acting on the log-determinant (c)
+        lp, rp, Wp = st.family.extra_pieces(st.eta, self.y, self.pw)
+        g_x = -2.0 * lp.sum(axis=0) + h @ Wp + Zs @ rp
+        return np.concatenate([g_theta, g_beta, g_x])

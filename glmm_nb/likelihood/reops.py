@@ -11,30 +11,46 @@ definite). Two factorizations sit behind one interface:
 * :class:`BlockFactor` — one term (one grouping factor): M is block diagonal with J blocks of
   q × q, built by ``bincount`` and factored as a batch of small Cholesky factors, vectorized
   over clusters;
-* :class:`SchurFactor` — several terms (nested or crossed): the first term's block of M is
-  block diagonal and is eliminated cluster by cluster; the remaining terms' Schur complement
-  (a few hundred or thousand columns) is factored densely by LAPACK.
+* :class:`~glmm_nb.likelihood.schur.SchurFactor` — several terms (nested or crossed): the
+  first term's blocks are eliminated as a batch and the Schur complement of the remaining
+  terms is factored densely (MixedModels.jl's blocked Cholesky; why, and what it costs, in
+  :mod:`glmm_nb.likelihood.schur`). Its memory is proportional to the data plus
+  :math:`16 Q_2^2` bytes for the remaining terms' :math:`Q_2` columns; where that does not fit
+  it raises :class:`~glmm_nb.errors.ModelError` naming the terms and the memory needed.
 
-``P = rows of`` :math:`\tilde Z M^{-1}` restricted to each row's own columns, (n, s), gives the
-leverages :math:`h_i = \tilde z_i' M^{-1} \tilde z_i` and everything the analytic gradient needs.
+The factorization interface (``fac = rs.factor(vals, W)``), the same for both classes:
+
+``fac.logdet``
+    :math:`\log|M|`.
+``fac.solve(rhs)``
+    :math:`M^{-1}` rhs for rhs of shape (Q,) or (Q, p).
+``fac.P(vals)``
+    :math:`\tilde Z M^{-1}` restricted to each row's own columns, (n, s): the leverages
+    :math:`h_i = \tilde z_i' M^{-1} \tilde z_i` and everything the analytic gradients need.
+``fac.inv_blocks_term(k)``
+    Diagonal blocks of :math:`M^{-1}` for term ``k``, (J_k, q_k, q_k): the conditional
+    covariances of the spherical effects. (``BlockFactor.inv_blocks()`` is the older name for
+    ``inv_blocks_term(0)``.)
+``fac.inv_blocks_sum(k)``
+    Their sum over levels, (q_k, q_k), cheaper than the blocks themselves for several terms
+    (the LMM gradient's traces).
+``fac.chol_blocks()``
+    ``BlockFactor`` only: lower Cholesky factors of the blocks, for AGQ node placement.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from functools import cached_property
+
 import numpy as np
-import scipy.linalg as sla
-import scipy.sparse as sp
 
 from ..design import ModelSpec
 from ..design.reterms import theta_to_T, tril_index
+from .schur import CrossStructure, SchurFactor, block_chol
 
 __all__ = ["ReStructure", "BlockFactor", "SchurFactor"]
-
-DENSE_MAX_Q = 8000
-BINCOUNT_MAX_Q2 = 2000  # D by bincounts up to this many columns, by a sparse product above
-SPARSE_B_DENSITY = 0.05  # coupling block kept sparse below this fill
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,26 +121,20 @@ class ReStructure:
             out[:, j] = self.tmult(vals, v[:, j])
         return out
 
-    def factor(self, vals: np.ndarray, W: np.ndarray):
+    @cached_property
+    def cross(self) -> CrossStructure:
+        """Index structure of the first term's coupling with the others (several terms)."""
+        return CrossStructure(self)
+
+    def factor(self, vals: np.ndarray, W: np.ndarray, gram: bool = False):
+        """Factor M = I + Z~'WZ~ for these values of Z~ and weights (see the module docstring).
+
+        ``gram=True`` hints that ``inv_blocks_sum`` will be asked for (the LMM gradient), so
+        the Schur factorization forms what it needs in the same pass as S.
+        """
         if self.single:
             return BlockFactor(self, vals, W)
-        return SchurFactor(self, vals, W)
-
-
-def _block_chol(codes: np.ndarray, W: np.ndarray, vals: np.ndarray, q: int, J: int):
-    """Per-level blocks I + sum_i W_i v_i v_i' (J, q, q) of one term: Cholesky factors, log
-    determinant and inverses, batched over levels."""
-    M = np.empty((J, q, q))
-    for a in range(q):
-        for b in range(a + 1):
-            acc = np.bincount(codes, weights=W * vals[:, a] * vals[:, b], minlength=J)
-            M[:, a, b] = acc
-            M[:, b, a] = acc
-    M[:, np.arange(q), np.arange(q)] += 1.0
-    L = np.linalg.cholesky(M)
-    logdet = float(2.0 * np.sum(np.log(np.einsum("jaa->ja", L))))
-    Linv = np.linalg.inv(L)
-    return L, logdet, np.einsum("jka,jkb->jab", Linv, Linv)
+        return SchurFactor(self, vals, W, gram=gram)
 
 
 class BlockFactor:
@@ -141,7 +151,7 @@ class BlockFactor:
             self.m = m
             self.logdet = float(np.sum(np.log(m)))
             return
-        self.L, self.logdet, self.Minv = _block_chol(codes, W, vals, q, J)
+        self.L, self.logdet, self.Minv = block_chol(codes, W, vals, q, J)
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         q, J = self.q, self.J
@@ -158,9 +168,15 @@ class BlockFactor:
             return (1.0 / self.m)[:, None, None]
         return self.Minv
 
-    def inv_blocks_term(self, k: int) -> np.ndarray:
-        """Diagonal blocks of M^{-1} of term ``k`` (the only term), (J, q, q)."""
+    def inv_blocks_term(self, k: int = 0) -> np.ndarray:
+        """Diagonal blocks of M^{-1} for term ``k`` (only 0 here), (J, q, q)."""
+        if k != 0:
+            raise IndexError(f"a single-term factorization has no term {k}")
         return self.inv_blocks()
+
+    def inv_blocks_sum(self, k: int = 0) -> np.ndarray:
+        """Sum over levels of the diagonal blocks of M^{-1}, (q, q)."""
+        return self.inv_blocks_term(k).sum(axis=0)
 
     def chol_blocks(self) -> np.ndarray:
         """Lower Cholesky factors of the blocks of M, (J, q, q)."""
@@ -174,141 +190,3 @@ class BlockFactor:
         if self.q == 1:
             return vals / self.m[codes][:, None]
         return np.einsum("nab,nb->na", self.Minv[codes], vals)
-
-
-class SchurFactor:
-    """M = I + Z~'WZ~ for several terms, by block elimination of the first term.
-
-    The first term (the one with most levels, lme4's order) makes M's leading block A
-    block diagonal (J1 blocks of q1 × q1); the other terms' Q2 columns form a small dense
-    block D. With B the coupling block and G = A^{-1}B, the Schur complement
-    S = D - B'G (Q2 × Q2) is factored densely (MixedModels.jl's blocked Cholesky):
-    log|M| = log|A| + log|S|.
-    """
-
-    def __init__(self, rs: ReStructure, vals: np.ndarray, W: np.ndarray):
-        self.rs = rs
-        q1, J1 = rs.q[0], rs.nlev[0]
-        off1 = J1 * q1
-        Q2 = rs.Q - off1
-        if Q2 > DENSE_MAX_Q:
-            from ..errors import ModelError
-
-            raise ModelError(
-                f"the grouping factors after the first have {Q2} random effects in all, more "
-                f"than this version's dense limit of {DENSE_MAX_Q}"
-            )
-        self.q1, self.J1, self.off1, self.Q2 = q1, J1, off1, Q2
-        codes = rs.terms[0].codes
-        self.codes = codes
-        _LA, self.logdet_A, self.Ainv = _block_chol(codes, W, vals, q1, J1)
-        rest = slice(q1, rs.s)
-        c2 = rs.cols[:, rest] - off1
-        # coupling block B = Z1~' W Z2~: at most n non-zeros per pair of slots. Nested and
-        # sparsely crossed designs keep B and G = A^{-1} B sparse; dense crossings use arrays.
-        pairs = [(a, t) for a in range(q1) for t in range(c2.shape[1])]
-        if rs.n * len(pairs) < SPARSE_B_DENSITY * off1 * Q2:
-            B = sp.csr_matrix(
-                (np.concatenate([W * vals[:, a] * vals[:, q1 + t] for a, t in pairs]),
-                 (np.concatenate([rs.cols[:, a] for a, _ in pairs]), np.concatenate([c2[:, t] for _, t in pairs]))),
-                shape=(off1, Q2),
-            )
-            Ainv_sp = sp.bsr_matrix((self.Ainv, np.arange(J1), np.arange(J1 + 1)), shape=(off1, off1))
-            self.G = (Ainv_sp @ B).tocsr()
-        else:
-            Bd = np.zeros(off1 * Q2)
-            for a, t in pairs:
-                Bd += np.bincount(rs.cols[:, a] * Q2 + c2[:, t], weights=W * vals[:, a] * vals[:, q1 + t],
-                                  minlength=off1 * Q2)
-            B = Bd.reshape(off1, Q2)
-            self.G = np.einsum("jab,jbc->jac", self.Ainv, B.reshape(J1, q1, Q2)).reshape(off1, Q2)
-        # D = I + Z2~' W Z2~ (Q2 × Q2): pair-by-pair bincounts while Q2² is small, else sparse
-        s2 = rs.s - q1
-        if Q2 <= BINCOUNT_MAX_Q2:
-            D = np.zeros(Q2 * Q2)
-            for t in range(s2):
-                for u in range(t, s2):
-                    acc = np.bincount(c2[:, t] * Q2 + c2[:, u], weights=W * vals[:, q1 + t] * vals[:, q1 + u],
-                                      minlength=Q2 * Q2)
-                    D += acc
-                    if u != t:
-                        D += acc.reshape(Q2, Q2).T.ravel()
-            D = D.reshape(Q2, Q2)
-        else:
-            n = rs.n
-            S2 = sp.csr_matrix(
-                ((vals[:, rest] * np.sqrt(W)[:, None]).ravel(), c2.ravel(), np.arange(0, n * s2 + 1, s2)),
-                shape=(n, Q2),
-            )
-            D = (S2.T @ S2).toarray()
-        D[np.diag_indices(Q2)] += 1.0
-        BtG = B.T @ self.G
-        Schur = D - (BtG.toarray() if sp.issparse(BtG) else np.asarray(BtG))
-        self.cf = sla.cho_factor(Schur, lower=True, check_finite=False)
-        self.logdet = self.logdet_A + float(2.0 * np.sum(np.log(np.diag(self.cf[0]))))
-        self._Sinv = None
-
-    def _ainv(self, r1: np.ndarray) -> np.ndarray:
-        J1, q1 = self.J1, self.q1
-        if r1.ndim == 1:
-            return np.einsum("jab,jb->ja", self.Ainv, r1.reshape(J1, q1)).ravel()
-        p = r1.shape[1]
-        return np.einsum("jab,jbp->jap", self.Ainv, r1.reshape(J1, q1, p)).reshape(J1 * q1, p)
-
-    def solve(self, rhs: np.ndarray) -> np.ndarray:
-        r1, r2 = rhs[: self.off1], rhs[self.off1 :]
-        x2 = sla.cho_solve(self.cf, r2 - self.G.T @ r1, check_finite=False)
-        x1 = self._ainv(r1) - self.G @ x2
-        return np.concatenate([x1, x2])
-
-    @property
-    def Sinv(self) -> np.ndarray:
-        if self._Sinv is None:
-            self._Sinv = sla.cho_solve(self.cf, np.eye(self.Q2), check_finite=False)
-            self._H = np.asarray(self.G @ self._Sinv)  # -(M^{-1})_{12}
-            q1 = self.q1
-            # diagonal blocks of M^{-1} for the first term: A^{-1} + G S^{-1} G', per level
-            B11 = self.Ainv.copy()
-            for a in range(q1):
-                Ha = self._H[a::q1]
-                for b in range(q1):
-                    Gb = self.G[b::q1]
-                    prod = Gb.multiply(Ha) if sp.issparse(Gb) else Gb * Ha
-                    B11[:, a, b] += np.asarray(prod.sum(axis=1)).ravel()
-            self._B11 = B11
-        return self._Sinv
-
-    def _entries(self, c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
-        """(M^{-1})[c1, c2] for matching arrays of column indices (rows share levels)."""
-        Sinv, H, off1 = self.Sinv, self._H, self.off1
-        out = np.empty(c1.shape)
-        f1, f2 = c1 < off1, c2 < off1
-        both = f1 & f2
-        if both.any():
-            a, b = c1[both], c2[both]
-            out[both] = self._B11[a // self.q1, a % self.q1, b % self.q1]
-        m = f1 & ~f2
-        out[m] = -H[c1[m], c2[m] - off1]
-        m = ~f1 & f2
-        out[m] = -H[c2[m], c1[m] - off1]
-        m = ~f1 & ~f2
-        out[m] = Sinv[c1[m] - off1, c2[m] - off1]
-        return out
-
-    def P(self, vals: np.ndarray) -> np.ndarray:
-        cols = self.rs.cols
-        n, s = cols.shape
-        G = np.empty((n, s, s))
-        for a in range(s):
-            for b in range(a, s):
-                G[:, a, b] = self._entries(cols[:, a], cols[:, b])
-                G[:, b, a] = G[:, a, b]
-        return np.einsum("nst,ns->nt", G, vals)
-
-    def inv_blocks_term(self, k: int) -> np.ndarray:
-        rs = self.rs
-        q, J, off = rs.q[k], rs.nlev[k], rs.offsets[k]
-        idx = off + np.arange(J)[:, None] * q + np.arange(q)[None, :]
-        a = np.broadcast_to(idx[:, :, None], (J, q, q)).ravel()
-        b = np.broadcast_to(idx[:, None, :], (J, q, q)).ravel()
-        return self._entries(a, b).reshape(J, q, q)

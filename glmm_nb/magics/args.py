@@ -17,6 +17,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from ..families import family_names
+
 __all__ = ["MagicArgs", "ArgError", "parse_line", "clean_body", "expand_names", "help_text", "parser"]
 
 
@@ -57,8 +59,8 @@ def parser() -> argparse.ArgumentParser:
         "'%glmm [options] FORMULA' returns the result. Defaults come from %config GlmmMagic.*"))
     p.add_argument("name", nargs="?", help="variable to store the result in (cell magic)")
     p.add_argument("--data", help="name of the pandas DataFrame in the namespace")
-    p.add_argument("--family", help="binomial, poisson or gaussian")
-    p.add_argument("--link", help="logit, probit, cloglog, log or identity")
+    p.add_argument("--family", help=", ".join(family_names()))
+    p.add_argument("--link", help="logit, probit, cloglog (binomial, ordinal), log or identity")
     p.add_argument("--method", help="laplace or agq")
     p.add_argument("--nagq", type=int, help="quadrature nodes per random-effect dimension")
     g = p.add_mutually_exclusive_group()

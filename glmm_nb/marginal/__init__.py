@@ -4,6 +4,7 @@ from .causal import CausalChecks, causal_checks
 from .coefs import closed_form_attenuation, marginal_coefs
 from .effects import average_marginal_effects, comparison_table
 from .gee import GEEResult, gee, gee_for
+from .ordinal import ordinal_marginal_coefs
 
 __all__ = ["CausalChecks", "GEEResult", "average_marginal_effects", "causal_checks", "closed_form_attenuation",
-           "comparison_table", "gee", "gee_for", "marginal_coefs"]
+           "comparison_table", "gee", "gee_for", "marginal_coefs", "ordinal_marginal_coefs"]

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import ConvergenceWarning, ModelError
+from ..errors import ConvergenceWarning, ModelError, warn
 from ..pipeline import refit
 
 __all__ = ["CausalChecks", "causal_checks"]
@@ -44,6 +44,26 @@ class CausalChecks:
     joint_test: dict  # chisq, df, p_value
     flags: pd.DataFrame  # flag, applies, detail
     mundlak_fit: object | None
+
+    def __repr__(self) -> str:
+        on = self.flags[self.flags.applies]
+        lines = [f"Within/between checks for '{self.cluster}': "
+                 + (f"{len(on)} flag(s) raised" if len(on) else "no flag raised")]
+        lines += [f"- {name}: {r.detail}" for name, r in on.iterrows()]
+        if len(self.within_between):
+            lines.append(self.within_between[["glmm", "within", "between", "p_value"]]
+                         .to_string(float_format=lambda v: f"{v:.4g}"))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        on = self.flags[self.flags.applies]
+        items = "".join(f"<li><b>{html.escape(str(n))}</b>: {html.escape(str(r.detail))}</li>" for n, r in on.iterrows())
+        wb = (self.within_between[["glmm", "within", "between", "p_value"]].to_html(float_format=lambda v: f"{v:.4g}")
+              if len(self.within_between) else "")
+        return (f"<div><p><b>Within/between checks for '{html.escape(self.cluster)}'</b>: "
+                f"{len(on) or 'no'} flag(s)</p>{f'<ul>{items}</ul>' if items else ''}{wb}</div>")
 
 
 def _numeric_covariates(m) -> list[str]:
@@ -124,7 +144,7 @@ def mundlak_test(m, means: dict) -> tuple[pd.DataFrame, dict, object, str]:
         if not fit.converged:
             refit_note = ("the within/between refit did not converge (" + "; ".join(fit.messages)
                           + "): treat the Mundlak test with caution")
-            warnings.warn(refit_note, ConvergenceWarning, stacklevel=2)
+            warn(refit_note, ConvergenceWarning)
         b, V = fit.fixef, fit.vcov
         means = {v: xb for v, xb in means.items() if names[v] in b.index}  # collinear means were dropped
         idx = [names[v] for v in means]

@@ -29,6 +29,7 @@ from ..errors import ModelError
 from ..inference.simulate import re_row_variance
 from ..numdiff import central_diff
 from ..results import wald_table
+from .ordinal import ordinal_marginal_coefs
 
 __all__ = ["marginal_coefs", "marginal_map", "closed_form_attenuation", "parameter_covariance", "parameter_draws",
            "C_ZEGER"]
@@ -61,12 +62,14 @@ def marginal_map(m):
 
 
 def closed_form_attenuation(m) -> pd.Series | None:
-    """beta / sqrt(1 + c² sigma²) for a logistic model whose only random effect is one intercept."""
+    """beta / sqrt(1 + c² sigma²) for a logistic model whose only random effect is one intercept
+    (a cumulative logit model: its thresholds too)."""
     terms = m.spec.terms
     if not m.request.family.logistic or any(t.col_names != ("(Intercept)",) for t in terms):
         return None
     s2 = sum(float(m.covariance_matrices()[t.label].iloc[0, 0]) for t in terms)
-    return m.fixef / np.sqrt(1 + C_ZEGER**2 * s2)
+    coef = pd.concat([m.fixef, m.thresholds]) if len(m.thresholds) else m.fixef
+    return coef / np.sqrt(1 + C_ZEGER**2 * s2)
 
 
 def parameter_covariance(m) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +98,12 @@ def parameter_draws(m, nsim: int, seed) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def marginal_coefs(m, method: str = "delta", level: float = 0.95, nsim: int = 2000, seed: int | None = 1) -> pd.DataFrame:
-    """Marginal coefficients with ``estimate std_error conf_low conf_high`` (see module doc)."""
+    """Marginal coefficients with ``estimate std_error conf_low conf_high`` (see module doc).
+
+    Ordinal models: the population-averaged coefficients and thresholds
+    (:func:`glmm_nb.marginal.ordinal.ordinal_marginal_coefs`)."""
+    if m.request.family.ordinal:
+        return ordinal_marginal_coefs(m, method=method, level=level, nsim=nsim, seed=seed)
     if method not in ("delta", "simulation"):
         raise ModelError(f"method must be 'delta' or 'simulation', not {method!r}")
     beta, theta = m.fixef.to_numpy(), np.asarray(m.theta)

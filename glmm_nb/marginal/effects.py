@@ -56,6 +56,9 @@ def _scenarios(frame: pd.DataFrame, var: str, delta: float):
 def average_marginal_effects(m, var: str, delta: float = 1.0, level: float = 0.95, nsim: int = 500,
                              seed: int | None = 1) -> pd.DataFrame:
     """Mean responses, differences and ratios for ``var`` three ways, with intervals."""
+    if m.request.family.ordinal:
+        raise ModelError("average marginal effects on a mean are not defined for an ordinal response; compare "
+                         "category probabilities with m.predict(newdata, type='prob', re='marginal') instead")
     frame = m.spec.frame
     if frame is None:
         raise ModelError("this result carries no model frame")
@@ -94,15 +97,16 @@ def average_marginal_effects(m, var: str, delta: float = 1.0, level: float = 0.9
 
 def comparison_table(m, gee=None) -> pd.DataFrame:
     """term, conditional, marginal, gee, attenuation (marginal / conditional) and, for a logistic
-    random intercept, the closed-form approximation. ``gee``: a cluster column name or a
-    :func:`glmm_nb.gee` result (see :func:`glmm_nb.marginal.gee.gee_for`)."""
+    random intercept, the closed-form approximation (ordinal models: thresholds too). ``gee``: a
+    cluster column name or a :func:`glmm_nb.gee` result (see :func:`glmm_nb.marginal.gee.gee_for`)."""
     from .coefs import closed_form_attenuation, marginal_coefs
     from .gee import gee_for
 
     gee_result = gee_for(m, gee)
 
     mc = marginal_coefs(m)
-    out = pd.DataFrame({"conditional": m.fixef, "marginal": mc.estimate})
+    cond = pd.concat([m.fixef, m.thresholds]) if len(m.thresholds) else m.fixef
+    out = pd.DataFrame({"conditional": cond, "marginal": mc.estimate.reindex(cond.index)})
     out["gee"] = gee_result.params.reindex(out.index) if gee_result is not None else np.nan
     out["attenuation"] = out.marginal / out.conditional
     cf = closed_form_attenuation(m)

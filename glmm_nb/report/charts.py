@@ -12,7 +12,8 @@ import base64
 import altair as alt
 import pandas as pd
 
-__all__ = ["pairs_chart", "forest", "caterpillar", "curves", "residual_hist", "residual_qq", "to_svg_data_uri"]
+__all__ = ["pairs_chart", "forest", "caterpillar", "curves", "category_probabilities", "residual_hist", "residual_qq",
+           "to_svg_data_uri"]
 
 WIDTH = 560
 
@@ -66,6 +67,20 @@ def curves(data: pd.DataFrame, var: str, response: str) -> dict:
         .properties(width=WIDTH, height=260, title=f"Predicted {response} against {var}")
         .to_dict()
     )
+
+
+def category_probabilities(data: pd.DataFrame, var: str, numeric: bool) -> dict:
+    """Ordinal models: P(Y = k) against ``var``, one colour per category, solid for a typical
+    cluster and dashed population-averaged (columns ``x category probability curve``)."""
+    x = alt.X("x:Q" if numeric else "x:N", title=var, sort=None)
+    dash = alt.StrokeDash("curve:N", title=None, sort=None)
+    cats = list(dict.fromkeys(data["category"]))
+    color = alt.Color("category:O", title="category", sort=cats, scale=alt.Scale(scheme="viridis"))
+    base = alt.Chart(data).encode(x=x, y=alt.Y("probability:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
+                                  color=color, tooltip=["curve", "category", "x", "probability"])
+    marks = base.mark_line(point=not numeric).encode(strokeDash=dash, detail="curve:N")
+    return marks.properties(width=WIDTH, height=280, title=f"Category probabilities against {var}: "
+                            "typical cluster (solid) and population-averaged (dashed)").to_dict()
 
 
 def residual_hist(data: pd.DataFrame) -> dict:

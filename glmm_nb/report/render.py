@@ -23,6 +23,7 @@ from ..errors import DataError, GLMMError, ModelError
 from ..marginal import gee_for
 from ..results.display import format_number
 from . import charts as ch
+from . import ordinal as ordsec
 from . import sections as sec
 
 __all__ = ["Report", "make_report", "check_report_args"]
@@ -124,8 +125,10 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee=None, dia
         "caveats": sec.caveats_section(m),
         "reproduce": sec.reproduce_section(m),
         "diagnostics_nsim": diagnostics_nsim,
+        "ordinal": ordsec.ordinal_section(m, marginal) if m.request.family.ordinal else None,
     }
-    specs: list[tuple[str, dict, str]] = [("forest", ch.forest(ctx["fixed"]["rows"], ctx["fixed"]["exp_name"]), "forest plot of the fixed effects")]
+    forest_rows = ctx["fixed"]["rows"] or (ctx["ordinal"] or {}).get("thresholds", [])  # ordinal without covariates
+    specs: list[tuple[str, dict, str]] = [("forest", ch.forest(forest_rows, ctx["fixed"]["exp_name"]), "forest plot of the fixed effects")]
     emm = ctx["fixed"]["emmeans"]
     if emm is not None and emm["pairs"]:
         est = next(c for c in emm["pair_columns"] if c in ("estimate", "odds_ratio", "ratio"))
@@ -138,6 +141,10 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee=None, dia
     if ctx["marginal"]["curves"] is not None:
         resp = m.request.family.mean_word
         specs.append(("curves", ch.curves(ctx["marginal"]["curves"], ctx["marginal"]["var"], resp), "predicted response curves"))
+    if ctx["ordinal"] is not None and ctx["ordinal"]["curves"] is not None:
+        o = ctx["ordinal"]
+        specs.append(("categories", ch.category_probabilities(o["curves"], o["var"], o["numeric"]),
+                      "category probabilities against the focal covariate"))
     if ctx["diagnostics"]["hist"] is not None:
         specs.append(("hist", ch.residual_hist(ctx["diagnostics"]["hist"]), "histogram of scaled residuals"))
         specs.append(("qq", ch.residual_qq(ctx["diagnostics"]["qq"]), "QQ plot of scaled residuals"))
@@ -147,6 +154,7 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee=None, dia
                        "svg": ch.to_svg_data_uri(spec) if svg_fallback else None})
     by_name = {c["name"]: c for c in charts}
     by_name.setdefault("curves", None)
+    by_name.setdefault("categories", None)
     by_name.setdefault("pairs", None)
     by_name.setdefault("hist", None)
     by_name.setdefault("qq", None)

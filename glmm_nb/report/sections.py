@@ -18,7 +18,7 @@ from scipy import stats
 from ..inference import diagnose, emmeans, icc, mor, r2
 from ..inference.simulate import design_of, predict_design
 from ..marginal import causal_checks, comparison_table
-from ..results.display import dispersion_lines, statistic_label, title
+from ..results.display import column_decimals, dispersion_lines, format_column, format_p, statistic_label, title
 
 
 __all__ = ["model_section", "fixed_section", "random_section", "marginal_section", "diagnostics_section",
@@ -69,10 +69,58 @@ def fixed_section(m, emmeans_spec=None) -> dict:
             r["exp"] = float(np.exp(r["estimate"]))
             r["exp_low"] = float(np.exp(r["conf_low"]))
             r["exp_high"] = float(np.exp(r["conf_high"]))
+    _formatted(rows, exp_name is not None)
     has_df = "df" in ct.columns and bool(np.isfinite(ct["df"]).any())
     note = f"t tests with {ct.attrs['ddf']} degrees of freedom." if has_df and ct.attrs.get("ddf") else ""
     return {"rows": rows, "exp_name": exp_name, "statistic": statistic_label(m, ct).split()[0], "has_df": has_df,
-            "ddf_note": note, "emmeans": emmeans_section(m, emmeans_spec) if emmeans_spec else None}
+            "ddf_note": note, "emmeans": emmeans_section(m, emmeans_spec) if emmeans_spec else None,
+            "zero_part": zero_part_section(m)}
+
+
+def _formatted(rows: list[dict], with_exp: bool) -> None:
+    """Add ``fmt``: the row's numbers as text, common decimals per column group (estimate, SE
+    and CI share one count; the ratio and its CI another), p as ``< 0.001``."""
+    if not rows:
+        return
+    d = max(column_decimals([r[k] for r in rows]) for k in ("estimate", "std_error"))
+    cols = {k: format_column([r[k] for r in rows], decimals=d) for k in ("estimate", "std_error", "conf_low", "conf_high")}
+    cols["statistic"] = format_column([r["statistic"] for r in rows], decimals=2)
+    if "df" in rows[0]:
+        cols["df"] = format_column([r["df"] for r in rows], decimals=1)
+    if with_exp:
+        e = column_decimals([r["exp"] for r in rows])
+        for k in ("exp", "exp_low", "exp_high"):
+            cols[k] = format_column([r[k] for r in rows], decimals=e)
+    for i, r in enumerate(rows):
+        r["fmt"] = {k: v[i] for k, v in cols.items()}
+        r["fmt"]["p"] = format_p(r["p_value"])
+        r["fmt"]["p_exact"] = f"{r['p_value']:.3g}"
+
+
+def zero_part_section(m) -> dict | None:
+    """The zero part of a zero-inflated or hurdle model: its table (odds ratios) and sentences."""
+    if not len(m.zi_fixef):
+        return None
+    hurdle = m.request.family.hurdle
+    what = "a zero" if hurdle else "a structural zero"
+    zt = m.coef_table(part="zi")
+    rows = _records(zt)
+    sentences = []
+    for r in rows:
+        r["exp"], r["exp_low"], r["exp_high"] = (float(np.exp(r[k])) for k in ("estimate", "conf_low", "conf_high"))
+    _formatted(rows, True)
+    for r in rows:
+        if r["term"] == "(Intercept)":
+            p = 1 / (1 + np.exp(-r["estimate"]))
+            sentences.append(f"At the reference values of the zero part's covariates the probability of {what} is "
+                             f"{p:.2f}.")
+        else:
+            direction = "higher" if r["estimate"] > 0 else "lower"
+            sentences.append(f"The odds of {what} are {r['exp']:.3g} times ({r['exp_low']:.3g} to {r['exp_high']:.3g}) "
+                             f"— {direction} — per unit of {r['term']}.")
+    count = "the count part's zero-truncated counts" if hurdle else "the counts that are not structural zeros"
+    sentences.append(f"The fixed effects above describe {count}; predict(type='response') combines both parts.")
+    return {"rows": rows, "what": what, "kind": "hurdle" if hurdle else "zero-inflation", "sentences": sentences}
 
 
 def emmeans_section(m, spec, adjust: str = "tukey") -> dict:
@@ -148,8 +196,10 @@ def marginal_section(m, var: str | None = None, gee=None) -> dict:
         except Exception as exc:
             out["missing"].append(f"conditional vs marginal table: {exc}")
             return out
-    if gee is None:
+    if gee is None and not m.request.family.ordinal:
         out["missing"].append("GEE: not asked for (report(gee=...) adds it)")
+    if m.request.family.ordinal:  # category-probability curves and sentences: report/ordinal.py
+        return out
     frame = m.spec.frame
     if var is None:
         nums = [c for c in frame.columns if c in m.fixef.index and pd.api.types.is_numeric_dtype(frame[c])

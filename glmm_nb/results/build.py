@@ -8,13 +8,13 @@ did not converge at the optimum is reported too.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pandas as pd
 
 from ..design import ModelSpec, separation_message, theta_to_T, tril_index
-from ..errors import ConvergenceWarning, SingularFitWarning
+from ..errors import ConvergenceWarning, SingularFitWarning, warn
+from ..families import threshold_names
 from ..optimize import OptSummary
 from ..request import FitRequest, fixed_indices
 from .result import GLMMResult
@@ -42,10 +42,6 @@ def conditional_covariance(spec: ModelSpec, fac, theta: np.ndarray, scale2: floa
     return tuple(out)
 
 
-def _warn(msg: str, category) -> None:
-    warnings.warn(msg, category, stacklevel=5)
-
-
 def fit_messages(spec, theta, converged, opt_msgs, scgrad, eig, pirls_ok: bool = True,
                  tol: float = 2e-3) -> tuple[list[str], bool, bool]:
     """Plain-language singular-fit and convergence messages (also raised as warnings)."""
@@ -60,7 +56,7 @@ def fit_messages(spec, theta, converged, opt_msgs, scgrad, eig, pirls_ok: bool =
             "correlations as ±1). The data carry no evidence of variation there; consider "
             "simplifying the random-effect structure."
         )
-        _warn(msgs[-1], SingularFitWarning)
+        warn(msgs[-1], SingularFitWarning)
     ok = (scgrad < tol) if scgrad is not None else converged
     if not ok:
         why = "; ".join(opt_msgs)
@@ -69,7 +65,7 @@ def fit_messages(spec, theta, converged, opt_msgs, scgrad, eig, pirls_ok: bool =
             "Convergence check failed: the optimizer stopped at a point that may not be the "
             f"maximum{detail}. Optimizer said: {why}. Try rescaling covariates or a simpler model."
         )
-        _warn(msgs[-1], ConvergenceWarning)
+        warn(msgs[-1], ConvergenceWarning)
     if not pirls_ok:
         ok = False
         msgs.append(
@@ -77,14 +73,14 @@ def fit_messages(spec, theta, converged, opt_msgs, scgrad, eig, pirls_ok: bool =
             "were not found to working precision, so the Laplace log-likelihood there is "
             "approximate. Check for extreme fitted values (separation) or simplify the model."
         )
-        _warn(msgs[-1], ConvergenceWarning)
+        warn(msgs[-1], ConvergenceWarning)
     if eig is not None and eig.size and eig.min() <= 0 and not sing:
         msgs.append(
             "Hessian check failed: the log-likelihood surface is flat or curved the wrong way "
             "in some direction at the estimate, so some parameters are poorly identified; "
             "standard errors are conditional on the variance parameters."
         )
-        _warn(msgs[-1], ConvergenceWarning)
+        warn(msgs[-1], ConvergenceWarning)
     return msgs, ok, bool(sing)
 
 
@@ -132,21 +128,29 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
                          vcov_method="conditional", extras={})
     p = spec.p
     beta, psi = phi[ntheta : ntheta + p], phi[ntheta + p :]
-    fam = st.family  # at the fitted dispersion
+    fam = st.family  # at the fitted extra parameters
+    nd = request.family.n_dispersion
     vcov = vcov_full = None  # vcov_full: covariance of (theta, beta[, log dispersion])
+    vcov_phi = None  # covariance of all optimizer parameters, zero where on a bound or held fixed
     vcov_method = "hessian"
-    disp_se = np.full(psi.size, np.nan)
+    disp_se = np.full(nd, np.nan)
+    zi_vcov = np.full((psi.size - nd,) * 2, np.nan)
     if eig is not None and np.all(eig > 0):  # eig: Hessian over the free parameters
         V = 2.0 * np.linalg.inv(H[np.ix_(free, free)])
         pos = np.cumsum(free) - 1  # position of each free parameter in V
         bidx = pos[ntheta : ntheta + p]
         if free[ntheta : ntheta + p].all():
             vcov = V[np.ix_(bidx, bidx)]
-        for k in range(psi.size):
+        for k in range(nd):
             if free[ntheta + p + k]:
                 disp_se[k] = np.sqrt(V[pos[ntheta + p + k], pos[ntheta + p + k]])
+        if free[ntheta + p + nd :].all():
+            zidx = pos[ntheta + p + nd :]
+            zi_vcov = V[np.ix_(zidx, zidx)]
         if free.all():
             vcov_full = V
+        vcov_phi = np.zeros((phi.size, phi.size))
+        vcov_phi[np.ix_(free, free)] = V
     if vcov is None:
         # conditional on theta: (X'WX - X'WZ~ M^-1 Z~'WX)^-1 (lme4's RX-based vcov)
         rs, X, W = devfun.rs, devfun.X, st.W
@@ -160,8 +164,36 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
     loglik = -opt.objective / 2 if request.uses_agq else -st.deviance / 2
     return _assemble(request, result_class, theta, beta, vcov, opt_full, st.u, st.fac, 1.0, msgs, ok, sing,
                      method=request.method, nagq=request.nagq, reml=None, loglik=float(loglik),
-                     deviance=lme4_dev, vcov_method=vcov_method, extras={"vcov_theta_beta": vcov_full},
-                     dispersion=_dispersion(request.family, psi, disp_se))
+                     deviance=lme4_dev, vcov_method=vcov_method,
+                     extras={"vcov_theta_beta": vcov_full, "vcov_phi": vcov_phi},
+                     dispersion=_dispersion(request.family, psi[:nd], disp_se), **_zero_part(spec, psi[nd:], zi_vcov),
+                     **_thresholds(request.family, spec, psi, vcov_phi, ntheta + p))
+
+
+def _thresholds(fam, spec, tau, vcov_phi, start: int) -> dict:
+    """Ordinal families: the thresholds α (named as clm names them) and their covariance, mapped
+    from the optimizer's τ by the delta method (exact at the optimum for this reparameterisation)."""
+    if not fam.ordinal:
+        return {}
+    names = list(threshold_names(spec.levels))
+    k = len(names)
+    V = np.full((k, k), np.nan)
+    if vcov_phi is not None:
+        Vt = vcov_phi[start : start + k, start : start + k]
+        if np.all(np.diag(Vt) > 0):
+            J = fam.threshold_jacobian(tau)
+            V = J @ Vt @ J.T
+    return {"thresholds": pd.Series(fam.thresholds(tau), index=names, name="estimate"),
+            "thresholds_vcov": pd.DataFrame(V, index=names, columns=names)}
+
+
+def _zero_part(spec, gamma, V) -> dict:
+    """The zero part's coefficients and covariance, named by its design's columns."""
+    if spec.zi_X is None:
+        return {}
+    names = list(spec.zi_names)
+    return {"zi_fixef": pd.Series(gamma, index=names, name="estimate"),
+            "zi_vcov": pd.DataFrame(V, index=names, columns=names)}
 
 
 def _dispersion(fam, psi, se_log) -> pd.Series:

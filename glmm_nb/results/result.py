@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..design import ModelSpec, theta_to_T
+from ..errors import ModelError
 from ..optimize import OptSummary
 from ..request import FitRequest
 from . import display
@@ -55,6 +56,11 @@ class GLMMResult:
     opt : OptSummary
     messages : tuple of str
         Convergence and singular-fit explanations in plain words.
+    thresholds : pandas.Series
+        Ordinal families: the K − 1 thresholds α ("1|2", "2|3", … as ``ordinal::clm`` names
+        them; logit P(Y ≤ k) = α_k − η); empty otherwise. ``fixef`` holds the coefficients only.
+    thresholds_vcov : pandas.DataFrame
+        Their covariance (delta method from the optimizer's scale).
     """
 
     formula: str
@@ -83,11 +89,16 @@ class GLMMResult:
     vcov_method: str = "hessian"
     extras: dict = field(default_factory=dict)
     dispersion: pd.Series = field(default_factory=lambda: pd.Series(dtype=float, name="dispersion"))
+    zi_fixef: pd.Series = field(default_factory=lambda: pd.Series(dtype=float, name="estimate"))
+    zi_vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
+    thresholds: pd.Series = field(default_factory=lambda: pd.Series(dtype=float, name="estimate"))
+    thresholds_vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     # ------------------------------------------------------------------ sizes and criteria
     @property
     def npar(self) -> int:
-        return len(self.fixef) + len(self.theta) + len(self.residual_scale()) + len(self.dispersion)
+        return (len(self.fixef) + len(self.theta) + len(self.residual_scale()) + len(self.dispersion)
+                + len(self.zi_fixef) + len(self.thresholds))
 
     @property
     def df_resid(self) -> int:
@@ -102,8 +113,22 @@ class GLMMResult:
         return -2 * self.loglik + np.log(self.nobs) * self.npar
 
     # ------------------------------------------------------------------------ fixed effects
-    def coef_table(self, conf_level: float = 0.95) -> pd.DataFrame:
-        """Wald table indexed by term: estimate, std_error, statistic, p_value, conf_low/high."""
+    def coef_table(self, conf_level: float = 0.95, part: str = "cond") -> pd.DataFrame:
+        """Wald table indexed by term: estimate, std_error, statistic, p_value, conf_low/high.
+
+        ``part="zi"``: the zero part of a zero-inflated or hurdle model (log-odds of a
+        structural zero, or of a zero). ``part="thresholds"``: the thresholds of an ordinal model.
+        """
+        if part == "zi":
+            if not len(self.zi_fixef):
+                raise ModelError("the model has no zero part (fit with ziformula=)")
+            return wald_table(self.zi_fixef, np.sqrt(np.diag(self.zi_vcov.to_numpy())), conf_level)
+        if part == "thresholds":
+            if not len(self.thresholds):
+                raise ModelError("the model has no thresholds (fit with family='ordinal')")
+            return wald_table(self.thresholds, np.sqrt(np.diag(self.thresholds_vcov.to_numpy())), conf_level)
+        if part != "cond":
+            raise ModelError(f"part must be 'cond', 'zi' or 'thresholds', not {part!r}")
         return wald_table(self.fixef, np.sqrt(np.diag(self.vcov.to_numpy())), conf_level)
 
     def tidy(self, conf_int: bool = False, conf_level: float = 0.95) -> pd.DataFrame:
@@ -112,7 +137,10 @@ class GLMMResult:
 
         Fixed effects have ``effect="fixed"``; variance parameters ``effect="ran_pars"`` with
         terms ``sd__(Intercept)``, ``cor__(Intercept).x`` and, for gaussian models, group
-        ``Residual`` / term ``sd__Observation`` (broom.mixed's names).
+        ``Residual`` / term ``sd__Observation`` (broom.mixed's names). Models with a zero part
+        or thresholds gain a ``component`` column: ``cond`` for the conditional model, ``zi``
+        for the zero part, ``thresholds`` for the thresholds of an ordinal model (their
+        statistic tests α_k = 0, as ``clmm``'s summary prints it).
         """
         ct = self.coef_table(conf_level=conf_level).reset_index()
         fixed = ct.assign(effect="fixed", group=None)
@@ -127,8 +155,20 @@ class GLMMResult:
         for name, value in self.dispersion.items():  # broom.mixed's glmmTMB dispersion row
             rows.append(("dispersion", None, name, value))
         ran = pd.DataFrame(rows, columns=["effect", "group", "term", "estimate"])
-        out = pd.concat([fixed, ran], ignore_index=True)
+        parts = [fixed, ran]
         cols = ["effect", "group", "term", "estimate", "std_error", "statistic", "p_value"]
+        if len(self.zi_fixef):  # broom.mixed's glmmTMB layout: a component column
+            parts[0] = fixed.assign(component="cond")
+            parts[1] = ran.assign(component="cond")
+            zi = self.coef_table(conf_level=conf_level, part="zi").reset_index()
+            parts.append(zi.assign(effect="fixed", group=None, component="zi"))
+            cols = ["effect", "component"] + cols[1:]
+        if len(self.thresholds):  # the thresholds first, as clm's coefficient vector
+            th = self.coef_table(conf_level=conf_level, part="thresholds").reset_index()
+            parts = [th.assign(effect="fixed", group=None, component="thresholds"),
+                     parts[0].assign(component="cond"), parts[1].assign(component="cond")]
+            cols = ["effect", "component"] + cols[1:]
+        out = pd.concat(parts, ignore_index=True)
         if conf_int:
             cols += ["conf_low", "conf_high"]
         return out[cols]
@@ -160,10 +200,19 @@ class GLMMResult:
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
     @property
+    def levels(self) -> tuple[str, ...]:
+        """Ordinal models: the response categories in scale order (codes 0..K−1); else empty."""
+        return tuple(self.spec.levels)
+
+    @property
     def fitted_family(self):
-        """The family at the fitted dispersion (for simulation, ICC, residuals)."""
+        """The family at the fitted dispersion, zero part or thresholds (for simulation, ICC,
+        residuals)."""
         fam = self.request.family
-        return fam.at_dispersion(float(self.dispersion.iloc[0])) if len(self.dispersion) else fam
+        if len(self.thresholds):
+            return fam.at_thresholds(self.thresholds.to_numpy())
+        x = [fam.from_dispersion(float(d)) for d in self.dispersion] + list(self.zi_fixef.to_numpy())
+        return fam.at_extra(np.asarray(x, dtype=float), self.spec) if x else fam
 
     def residual_scale(self) -> dict[str, float]:
         """``{"Residual": sigma}`` for a profiled LMM, empty otherwise."""

@@ -112,7 +112,8 @@ def test_anova_refusals(cbpp, sleep_ml):
     np.testing.assert_allclose(tab.loglik.to_numpy(), ml.loglik.to_numpy(), rtol=1e-10)
     assert "maximum likelihood" in tab.attrs["note"]
     with pytest.raises(ModelError, match="fitted model"):
-        glmm_nb.anova()  # (one model gives its type III table)
+        glmm_nb.anova()
+    assert "chisq" in glmm_nb.anova(m).columns  # one model: type III tests (issue 15)
     with pytest.raises(ModelError, match="not a fitted glmm"):
         glmm_nb.anova(m, "m0")
 

@@ -121,3 +121,16 @@ def test_braces_backticks_and_report_folder(ip, capsys, tmp_path):
     err = capsys.readouterr().err
     assert res.error_in_exec is None and "b3" not in ip.user_ns
     assert err.strip().startswith("glmm: --report") and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ordinal_family(ip, tmp_path, capsys):
+    ip.user_ns["wine"] = glmm_nb.datasets.load("wine")
+    path = tmp_path / "o.html"
+    ip.run_cell(f"%%glmm om --data wine --family ordinal --link probit --report {path}\n"
+                "rating ~ temp + contact + (1 | judge)\n")
+    m = ip.user_ns["om"]
+    assert m.family == "ordinal" and m.link == "probit" and len(m.thresholds) == 4
+    assert "Threshold coefficients" in capsys.readouterr().out and path.exists()
+    ip.run_cell("m2 = %glmm --data wine --family ordinal --method agq --nagq 7 rating ~ temp + (1 | judge)")
+    assert ip.user_ns["m2"].nagq == 7 and ip.user_ns["m2"].family == "ordinal"
+    assert "ordinal" in glmm_nb.magics.args.help_text()

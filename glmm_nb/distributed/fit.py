@@ -1,0 +1,466 @@
+"""``fit_dask``: the fitting chain of :mod:`glmm_nb.pipeline` with every data pass distributed.
+
+plan (levels, clusters, sample; :mod:`.plan`) → build the partitions once, shuffled so each
+cluster is whole (:mod:`.engine`) → the global layout (term order, collinear columns, checks)
+→ starts (distributed IRLS) → :func:`glmm_nb.optimize.minimize_devfun` on the map-reduce
+deviance (:mod:`.devfun`) → AGQ stage → :func:`glmm_nb.results.build_result` (the same
+scaled-gradient and Hessian checks; the Hessian from the summed gradient) → the record,
+whose in-memory spec is a random sample of clusters (:class:`DaskFit` says so, and holds what
+the whole data gave: sizes, the random effects of every cluster).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from ..design import grouping_codes
+from ..errors import DataError, DataWarning, ModelError
+from ..families import get_family
+from ..likelihood import LmmDevfun
+from ..optimize import minimize_devfun
+from ..pipeline import check_method, parameter_bounds
+from ..request import FitRequest, fixed_indices
+from ..results import GLMMResult, build_result
+from .devfun import DaskGlmmDevfun, DaskLmmDevfun, EvalProgress, glm_start
+from .engine import current_client, make_engine
+from .intervals import sdcor_covariance_glmm, sdcor_covariance_lmm
+from .partition import Layout, build_partition, combine_r
+from .plan import DaskOptions, make_plan
+
+__all__ = ["DaskFit", "ReTable", "fit_dask", "refit_dask", "as_dask", "is_dask_data"]
+
+
+def is_dask_data(obj) -> bool:
+    """True for a Dask DataFrame (checked without importing dask)."""
+    return type(obj).__module__.split(".")[0] == "dask" and hasattr(obj, "npartitions")
+
+
+def as_dask(data, engine: str | None):
+    """A Dask DataFrame from ``data``: one already, a parquet path (``engine="dask"``), or a
+    pandas frame split in partitions (``engine="dask"``)."""
+    if engine not in (None, "dask"):
+        raise ModelError(f"engine must be 'dask' (or None for pandas data), not {engine!r}")
+    if is_dask_data(data):
+        if not hasattr(data, "columns"):
+            raise DataError("data must be a Dask DataFrame, not a Dask Series or array")
+        return data
+    try:
+        import dask.dataframe as dd
+    except ImportError:
+        raise ModelError("engine='dask' needs Dask: pip install 'glmm_nb[dask]'") from None
+    if isinstance(data, pd.DataFrame):
+        return dd.from_pandas(data, npartitions=max(1, min(8, len(data) // 2000 or 1)))
+    if isinstance(data, str) or hasattr(data, "__fspath__"):
+        return dd.read_parquet(str(data))
+    raise DataError(f"engine='dask' needs a Dask DataFrame, a pandas DataFrame or a parquet path, not "
+                    f"{type(data).__name__}")
+
+
+def _index_as_column(ddf):
+    """A named index (often the cluster column after ``set_index``) as an ordinary column."""
+    name = ddf.index.name
+    return ddf.reset_index() if name is not None and name not in ddf.columns else ddf
+
+
+@dataclass(frozen=True, eq=False)
+class ReTable:
+    """The conditional modes of one random-effect term for every cluster."""
+
+    label: str
+    group: str
+    group_vars: tuple[str, ...]
+    col_names: tuple[str, ...]
+    levels: pd.Index
+    b: np.ndarray  # (J, q)
+    sd: np.ndarray  # (J, q) conditional SDs
+    lhs_spec: Any
+    columns: tuple[int, ...] | None
+
+
+@dataclass(frozen=True, eq=False)
+class DaskFit:
+    """What a Dask fit knows beyond the in-memory record (``m.extras["dask"]``).
+
+    ``nobs``/``ngroups`` are the whole data's; the result's ``spec`` holds ``sample_clusters``
+    of ``n_clusters`` clusters (``sample_rows`` rows).
+    """
+
+    data: Any
+    plan: Any
+    arguments: dict
+    terms: tuple[ReTable, ...]
+    nobs: int
+    n_clusters: int
+    npartitions: int
+    sample_clusters: int
+    sample_rows: int
+    where: str
+    timings: dict = field(default_factory=dict)
+    sdcor_vcov: np.ndarray | None = None  # covariance of the sdcor parameters (Wald intervals)
+
+    def ranef(self, condvar: bool = True) -> dict[str, pd.DataFrame]:
+        """Conditional modes of every cluster, keyed by grouping factor (as ``GLMMResult.ranef``)."""
+        out: dict[str, pd.DataFrame] = {}
+        for t in self.terms:
+            df = pd.DataFrame(t.b, index=t.levels.copy(), columns=list(t.col_names))
+            if condvar:
+                for a, name in enumerate(t.col_names):
+                    df[f"condsd_{name}"] = t.sd[:, a]
+            out[t.group] = out[t.group].join(df, rsuffix=f"_{t.label}") if t.group in out else df
+        return out
+
+
+# ------------------------------------------------------------------------------- layout
+def _check_deferred(stats, fam) -> None:
+    """Re-run the response check for partitions whose response was constant (see
+    :func:`.partition.build_partition`) against a row that passed elsewhere."""
+    deferred = [s["deferred"] for s in stats if s["deferred"] is not None]
+    if not deferred:
+        return
+    s0 = stats[0]
+    valid = next((s["valid"] for s in stats if s["valid"] is not None), None)
+    for c, trials in deferred:
+        ys = np.full(len(trials), c)
+        if valid is not None:
+            ys, trials = np.r_[ys, valid[0]], np.r_[trials, valid[1]]
+        else:
+            ys = np.r_[ys, [d[0] for d in deferred]]
+            trials = np.r_[trials, [d[1][0] for d in deferred]]
+        fam.check_response(ys, trials, s0["weights_given"], s0["response_name"])
+
+
+def _moments(stats) -> tuple[int, np.ndarray]:
+    """Total rows and the columns' population SDs (Chan's pairwise combination)."""
+    n, mean, m2 = 0, None, None
+    for s in stats:
+        if mean is None:
+            n, mean, m2 = s["n"], s["mean"].copy(), s["m2"].copy()
+            continue
+        nb = s["n"]
+        delta = s["mean"] - mean
+        tot = n + nb
+        mean = mean + delta * nb / tot
+        m2 = m2 + s["m2"] + delta**2 * n * nb / tot
+        n = tot
+    return n, np.sqrt(m2 / n)
+
+
+def _collinear(R: np.ndarray, n: int, names: tuple[str, ...]):
+    """Columns to keep, as ``glmm_nb.design.drop_collinear`` decides on X (pivoted QR of R)."""
+    from scipy.linalg import qr
+
+    p = R.shape[1]
+    if p == 0:
+        return None, ()
+    _q, r, piv = qr(R, pivoting=True)
+    d = np.abs(np.diag(r))
+    tol = d.max() * max(n, p) * np.finfo(float).eps * 1e3 if d.size else 0
+    rank = int(np.sum(d > tol))
+    if rank == p:
+        return None, ()
+    keep = tuple(int(i) for i in np.sort(piv[:rank]))
+    dropped = tuple(names[i] for i in sorted(piv[rank:]))
+    warnings.warn(f"fixed-effect model matrix is rank deficient; dropping {len(dropped)} column(s): "
+                  f"{', '.join(dropped)}", DataWarning, stacklevel=4)
+    return keep, dropped
+
+
+def make_layout(stats, plan, method: str, nagq: int, control: dict):
+    """Term order (lme4's, from the global level counts), labels, kept columns and checks."""
+    parsed = plan.parsed
+    raw = []  # (group, q, text) per raw term in parse order, as the partitions built them
+    for rt, lspec in zip(parsed.random, plan.lhs_specs):
+        q = len(lspec.column_names)
+        raw += [(rt.group, q, rt.text)] if rt.correlated else [(rt.group, 1, rt.text)] * q
+    nl = np.sum([s["nlevels"] for s in stats], axis=0).astype(int)
+    n_total = int(sum(s["n"] for s in stats))
+    for (group, q, text), k in zip(raw, nl):
+        if k < 2:
+            raise DataError(f"grouping factor '{group}' has a single level; a random effect needs at least two groups")
+    order = list(range(len(raw)))
+    if np.any(np.diff(nl) > 0):  # lme4's mkReTrms: rev(order(nl))
+        order = [int(i) for i in np.argsort(nl, kind="stable")[::-1]]
+    seen: dict[str, int] = {}
+    labels = []
+    for i in order:
+        g = raw[i][0]
+        k = seen.get(g, 0)
+        seen[g] = k + 1
+        labels.append(g if k == 0 else f"{g}.{k}")
+    for i in order:
+        group, q, text = raw[i]
+        if nl[i] >= n_total and q > 1:
+            raise DataError(f"the term {text} has {nl[i]} levels for {n_total} observations: "
+                            "its random effects are not identifiable")
+    if method == "agq" and nagq > 1 and len(order) > 1:
+        groups = ", ".join(dict.fromkeys(rt.text for rt in parsed.random))
+        raise ModelError(f"method='agq' needs all random effects in one term on one grouping factor; {groups} span "
+                         "several, so the integral does not factor by cluster. Use method='laplace'.")
+    keep, dropped = _collinear(combine_r([s["R"] for s in stats]), n_total, plan.x_all)
+    x_names = plan.x_all if keep is None else tuple(plan.x_all[i] for i in keep)
+    layout = Layout(order=tuple(order), labels=tuple(labels), keep=keep, x_names=x_names, dropped_x=dropped,
+                    agq_nodes=nagq if method == "agq" else 1, pirls_maxit=int(control.get("pirls_maxit", 60)))
+    ngroups: dict[str, int] = {}
+    for i in order:
+        ngroups.setdefault(raw[i][0], int(nl[i]))
+    return layout, ngroups, n_total
+
+
+# --------------------------------------------------------------------------- the stages
+def _starts(request, dev, sample_dev, engine) -> np.ndarray:
+    """As :func:`glmm_nb.pipeline.start_values`: the request's start, or the GLM coefficients
+    (distributed IRLS), the dispersion's moment estimate on the sample, and the better of
+    theta = 1 and 0.3."""
+    spec, fam = request.spec, request.family
+    fixed = fixed_indices(request)
+    nd = fam.n_dispersion
+    if request.start is not None:
+        start = np.asarray(request.start, dtype=float)
+        n = spec.ntheta if dev.profiled else spec.ntheta + spec.p + nd
+        if start.size < n:
+            raise ModelError(f"start has {start.size} values; the model has {n} parameters")
+        start = start[:n].copy()
+        for i, v in fixed.items():
+            start[i] = v
+        return start
+    if dev.profiled:
+        start = spec.theta_start()
+        for i, v in fixed.items():
+            start[i] = v
+        return start
+    fam0 = fam.at_dispersion(1.0)
+    beta0 = glm_start(engine, fam0)
+    if nd:
+        mu0 = fam0.link.inverse(sample_dev.X @ beta0 + sample_dev.off)
+        d0 = fam.start_dispersion(sample_dev.y, mu0, sample_dev.pw)
+        beta0 = np.concatenate([beta0, [fam.from_dispersion(d0)]])
+    starts = [np.concatenate([spec.theta_start() * s, beta0]) for s in (1.0, 0.3)]
+    for x in starts:
+        for i, v in fixed.items():
+            x[i] = v
+    return min(starts, key=lambda x: dev(x))
+
+
+def agq_stage(request, dev, laplace_opt, scale):
+    """:func:`glmm_nb.pipeline.agq_stage` on the distributed AGQ deviance: L-BFGS-B from the
+    Laplace optimum, then Newton polishing with the exact gradient where needed."""
+    t0 = time.perf_counter()
+    dev.reset_modes()
+    lower, upper = parameter_bounds(request, False)
+    opt = minimize_devfun(dev.value_and_grad, laplace_opt.final, lower, scale=scale,
+                          maxiter=int(request.control.get("maxiter", 2000)), label="L-BFGS-B (AGQ)", upper=upper)
+    x = opt.final.copy()
+    fx = dev(x)
+    messages = list(opt.messages)
+    finite = np.isfinite(lower)
+    pinned = lower == upper
+    for it in range(8):
+        g = dev.exact_gradient(x)
+        free = ~(finite & (x - np.where(finite, lower, 0) < 1e-8) & (g > 0)) & ~pinned
+        H = dev.hessian(opt.final)
+        try:
+            step = np.zeros_like(x)
+            step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])
+        except np.linalg.LinAlgError:
+            break
+        if np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) < 1e-7:
+            break
+        t = 1.0
+        while t > 1e-4:
+            xn = x - t * step
+            xn = np.where(finite, np.maximum(xn, np.where(finite, lower, 0)), xn)
+            fn = dev(xn)
+            if fn < fx:
+                x, fx = xn, fn
+                break
+            t *= 0.5
+        else:
+            break
+        if it == 0:
+            messages.append("polished with the exact AGQ gradient (Newton steps)")
+    return dataclasses.replace(opt, start=laplace_opt.final, final=x, objective=float(fx), messages=tuple(messages),
+                               evaluations=opt.evaluations + laplace_opt.evaluations + dev.nevals,
+                               time=time.perf_counter() - t0 + laplace_opt.time)
+
+
+def _re_tables(finals: list[list[dict]], spec) -> tuple[ReTable, ...]:
+    """Gather the partitions' random effects per term, in lme4's level order."""
+    out = []
+    for k, t in enumerate(spec.terms):
+        parts = [f[k] for f in finals]
+        keys = pd.concat([p["keys"] for p in parts], ignore_index=True)
+        b = np.concatenate([p["b"] for p in parts])
+        sd = np.concatenate([p["sd"] for p in parts])
+        levels, codes = grouping_codes(keys, t.group_vars)
+        order = np.argsort(codes, kind="stable")
+        out.append(ReTable(label=t.label, group=t.group, group_vars=t.group_vars, col_names=t.col_names,
+                           levels=pd.Index(levels, name=t.group), b=b[order], sd=sd[order], lhs_spec=t.lhs_spec,
+                           columns=t.columns))
+    return tuple(out)
+
+
+# -------------------------------------------------------------------------------- fit
+def fit_dask(formula, data, family="binomial", link=None, method="laplace", nagq=1, reml=True, weights=None,
+             offset=None, control=None, start=None, fixed=None, engine=None, result_class: type = GLMMResult):
+    """Fit a GLMM to Dask data with the same estimates as the in-memory fit.
+
+    Parameters are those of :func:`glmm_nb.glmm`; ``data`` is a Dask DataFrame (or, with
+    ``engine="dask"``, a parquet path or a pandas frame). ``control`` also takes the Dask
+    options of :class:`~.plan.DaskOptions` (``sample_clusters``, ``sample_seed``, ``shuffle``,
+    ``npartitions``, ``progress``, ``poll``). Runs on the active ``distributed.Client``, or on
+    Dask's local scheduler without one.
+
+    Raises
+    ------
+    ModelError
+        Crossed random effects; options the Dask engine does not support.
+    DaskFitError
+        A worker died (or a partition's task failed); ``err.start`` resumes the fit.
+    """
+    t_start = time.perf_counter()
+    ddf = as_dask(data, engine)
+    frame = _index_as_column(ddf)
+    fam = get_family(family, link)
+    method, nagq = check_method(method, nagq, fam)
+    control = dict(control or {})
+    opts = DaskOptions.from_control(control)
+    arguments = {"formula": formula, "family": fam, "method": method, "nagq": nagq, "reml": bool(reml),
+                 "weights": weights, "offset": offset, "control": control, "start": start, "fixed": fixed}
+    client = current_client()
+    with threadpool_limits(limits=1, user_api="blas"):
+        plan, collection = make_plan(formula, frame, fam, weights=weights, offset=offset,
+                                     sample_clusters=opts.sample_clusters, sample_seed=opts.sample_seed,
+                                     shuffle=opts.shuffle, npartitions=opts.npartitions)
+        t_plan = time.perf_counter() - t_start
+        eng = make_engine(collection, plan, client, progress=opts.progress, poll=opts.poll,
+                          pause_timeout=opts.pause_timeout)
+        try:
+            return _fit(eng, plan, ddf, arguments, opts, result_class, {"plan": t_plan, "build": eng.build_time},
+                        t_start)
+        finally:
+            eng.close()
+
+
+def _fit(eng, plan, ddf, arguments, opts, result_class, timings, t_start):
+    fam, method, nagq, control = arguments["family"], arguments["method"], arguments["nagq"], arguments["control"]
+    stats = eng.map("stats")
+    n_dropped = int(sum(s["n_dropped"] for s in stats))
+    keep = [s["n"] > 0 for s in stats]
+    stats = [s for s in stats if s["n"]]
+    if not stats:
+        raise DataError(f"no rows left after dropping the {n_dropped} with a missing value in "
+                        f"{', '.join(plan.columns)}")
+    eng.keep(keep)
+    _check_deferred(stats, fam)
+    layout, ngroups, nobs = make_layout(stats, plan, method, nagq, control)
+    n_all, sd = _moments(stats)
+    eng.map("finalize", layout)
+
+    rows = [r for r in eng.map("sample_rows") if r is not None]
+    frame = pd.concat(rows)
+    if frame.index.is_unique:
+        frame = frame.sort_index()
+    sm = build_partition(frame, plan, keep_frame=True)
+    sm.finalize(dataclasses.replace(layout, agq_nodes=1), compact=False)
+    spec = sm.spec
+    start = arguments["start"]
+    request = FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=arguments["reml"], control=control,
+                         start=None if start is None else np.asarray(start, dtype=float),
+                         fixed=dict(arguments["fixed"] or {}))
+    progress = EvalProgress(opts.progress)
+    maxiter = int(control.get("maxiter", 2000))
+    t0 = time.perf_counter()
+    try:
+        if fam.profiled_lmm:
+            dev = DaskLmmDevfun(eng, spec, request.reml, LmmDevfun(spec, reml=request.reml), progress)
+            eng.tracker.reset("theta")
+            lower, upper = parameter_bounds(request, True)
+            opt = minimize_devfun(dev, _starts(request, dev, None, eng), lower, jac=False, maxiter=maxiter,
+                                  label="L-BFGS-B", upper=upper)
+        else:
+            dev = DaskGlmmDevfun(eng, "laplace", spec, fam, sm.lap, progress)
+            sdk = sd if layout.keep is None else sd[list(layout.keep)]
+            scale = np.concatenate([np.ones(spec.ntheta), np.where(sdk > 0, sdk, 1.0), np.ones(fam.n_dispersion)])
+            lower, upper = parameter_bounds(request, False)
+            opt = minimize_devfun(dev.value_and_grad, _starts(request, dev, sm.lap, eng), lower, scale=scale,
+                                  maxiter=maxiter, label="L-BFGS-B", upper=upper)
+            if request.uses_agq:
+                dev = DaskGlmmDevfun(eng, "agq", spec, fam, sm.lap, progress)
+                opt = agq_stage(request, dev, opt, scale)
+        timings["optimize"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        if fam.profiled_lmm:
+            beta, _rx, _pw, sigma, _dev, _ld = dev.profile_at(opt.final)
+            finals = eng.map("final_lmm", opt.final, beta, sigma)
+        else:
+            finals = eng.map("final_glmm", opt.final)
+            dev.final = {"deviance": float(sum(f["deviance"] for f in finals)),
+                         "converged": all(f["converged"] for f in finals)}
+        result = build_result(request, dev, opt, result_class)
+        if fam.profiled_lmm:
+            sdcor_vcov = sdcor_covariance_lmm(dev, spec, result.theta, result.sigma)
+        else:
+            sdcor_vcov = sdcor_covariance_glmm(spec, result.theta, result.extras.get("vcov_theta_beta"))
+        timings["final"] = time.perf_counter() - t1
+    finally:
+        progress.close()
+    terms = _re_tables([f["ranef"] for f in finals], spec)
+    timings["total"] = time.perf_counter() - t_start
+    info = DaskFit(data=ddf, plan=plan, arguments=arguments, terms=terms, nobs=nobs, n_clusters=plan.n_clusters,
+                   npartitions=eng.npartitions, sample_clusters=int(_sample_clusters(spec, plan)),
+                   sample_rows=spec.nobs, where=eng.where, timings=dict(timings, steps=eng.steps),
+                   sdcor_vcov=sdcor_vcov)
+    changes = {"nobs": nobs, "ngroups": ngroups, "n_dropped": n_dropped,
+               "messages": tuple(result.messages) + (_note(info, plan),),
+               "extras": {**result.extras, "dask": info}}
+    if not fam.profiled_lmm:
+        changes["deviance"] = float(sum(f["lme4_deviance"] for f in finals))
+        if result.vcov_method == "conditional":
+            info_mat = sum(f["info"] for f in finals)
+            names = list(spec.x_names)
+            changes["vcov"] = pd.DataFrame(np.linalg.inv(info_mat), index=names, columns=names)
+    return dataclasses.replace(result, **changes)
+
+
+def _sample_clusters(spec, plan) -> int:
+    """Clusters (levels of the partitioning column) in the in-memory sample."""
+    return len(grouping_codes(spec.frame, (plan.key,))[0])
+
+
+def _note(info: DaskFit, plan) -> str:
+    head = (f"Fitted on Dask data: {info.nobs:,} rows in {info.npartitions} partitions on {info.where}"
+            f"{' (shuffled by ' + repr(plan.key) + ')' if plan.shuffled else ''}; estimates, standard errors, "
+            "log-likelihood and ranef() use every row.")
+    if info.sample_clusters >= info.n_clusters:
+        return head + " The in-memory record holds all rows."
+    return (head + f" fitted(), residuals(), simulate(), diagnostics, marginal effects and the report's data sections "
+            f"use a random sample of {info.sample_clusters:,} of {info.n_clusters:,} clusters of {plan.key!r} "
+            f"({info.sample_rows:,} rows; seed {plan.sample_seed}).")
+
+
+_REFIT = ("formula", "data", "weights", "offset", "family", "link", "reml", "method", "nagq", "control", "start",
+          "fixed")
+
+
+def refit_dask(m, **changes):
+    """Fit a Dask model again with some things changed (as :func:`glmm_nb.pipeline.refit`; a
+    new response vector ``y`` needs the data in memory)."""
+    unknown = sorted(set(changes) - set(_REFIT))
+    if unknown:
+        raise ModelError(f"refit() of a Dask fit cannot change {', '.join(map(repr, unknown))}; it takes "
+                         f"{', '.join(_REFIT)}")
+    info = m.extras["dask"]
+    args = dict(info.arguments)
+    data = changes.pop("data", info.data)
+    if "link" in changes and "family" not in changes:
+        changes["family"] = args["family"].name
+    args.update(changes)
+    return fit_dask(data=data, result_class=type(m), **args)

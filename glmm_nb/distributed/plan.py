@@ -1,0 +1,304 @@
+"""The plan of a Dask fit: what every partition needs to build its rows the same way.
+
+One pass over the data (before any shuffle) collects, for the rows that survive the
+missing-value rule:
+
+* the levels of every variable the fixed part (or a random-effect term's left-hand side) reads
+  as a factor, and of a two-level factor response — so that each partition's model matrix has
+  the same columns in the same encoding as the in-memory fit (formulaic sorts the levels of a
+  string column; a categorical keeps its categories);
+* the distinct values of the partitioning factor in each partition — are the clusters already
+  whole in their partitions (then no shuffle is needed), and how many are there;
+* a random sample of ``k`` clusters: the ``k`` smallest hashes (seeded) of the cluster keys, a
+  uniform sample without replacement.
+
+The formulaic specs are then built once on a small frame that holds every level (a few real
+rows, repeated with each level in turn), and travel to the partitions inside the
+:class:`DaskPlan`. The partitioning factor is the grouping column every random-effect term
+contains: ``(1 | g)``, ``(1 + x | g)``, ``(x || g)`` and ``(1 | g/h)`` (whose terms are ``g``
+and ``g:h``) all keep whole clusters in one partition when the rows are split by ``g``.
+Crossed factors — ``(1 | a) + (1 | b)`` — couple every partition with every other, so the
+likelihood no longer splits into per-partition sums; they are refused with a message naming
+the limitation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..design import model_matrix, rename_intercept, used_variables
+from ..errors import DataError, FormulaError, ModelError
+from ..families import Family
+from ..formula import ParsedFormula, parse_formula
+
+__all__ = ["DaskPlan", "DaskOptions", "make_plan", "partition_key", "HEAD_ROWS"]
+
+HEAD_ROWS = 500  # real rows taken to build the formulaic specs
+
+
+@dataclass(frozen=True)
+class DaskOptions:
+    """Options of a Dask fit, read from ``control`` (they travel with the request).
+
+    Attributes
+    ----------
+    sample_clusters : int
+        Clusters in the in-memory sample that diagnostics, fitted values and the report use
+        (all clusters when there are fewer).
+    sample_seed : int
+        Seed of the cluster sample.
+    shuffle : {"auto", True}
+        Shuffle by the cluster column only when clusters span partitions ("auto"), or always.
+    npartitions : int or None
+        Partitions after a shuffle (default: as many as the input).
+    progress : bool
+        Dask's progress bar for the build pass and a running count of deviance evaluations.
+    poll : float
+        Seconds between checks that the workers holding the partitions are alive.
+    pause_timeout : float
+        Seconds a worker holding partitions may stay paused (memory above Dask's pause
+        threshold) before the fit stops with an error.
+    """
+
+    sample_clusters: int = 2000
+    sample_seed: int = 20261125
+    shuffle: Any = "auto"
+    npartitions: int | None = None
+    progress: bool = False
+    poll: float = 1.0
+    pause_timeout: float = 60.0
+
+    @classmethod
+    def from_control(cls, control: dict | None) -> "DaskOptions":
+        c = dict(control or {})
+        opts = cls(sample_clusters=int(c.get("sample_clusters", cls.sample_clusters)),
+                   sample_seed=int(c.get("sample_seed", cls.sample_seed)),
+                   shuffle=c.get("shuffle", "auto"), npartitions=c.get("npartitions"),
+                   progress=bool(c.get("progress", False)), poll=float(c.get("poll", 1.0)),
+                   pause_timeout=float(c.get("pause_timeout", 60.0)))
+        if opts.sample_clusters < 2:
+            raise ModelError(f"control['sample_clusters'] must be at least 2, not {opts.sample_clusters}")
+        if opts.shuffle not in ("auto", True):
+            raise ModelError(f"control['shuffle'] must be 'auto' or True, not {opts.shuffle!r}")
+        return opts
+
+
+@dataclass(frozen=True, eq=False)
+class DaskPlan:
+    """Everything a partition needs to build its arrays with the global encoding.
+
+    Attributes
+    ----------
+    parsed : ParsedFormula
+    family : Family
+    key : str
+        The partitioning column (contained in every random-effect term's grouping factor).
+    variables : tuple of str
+        The model frame's columns (as the in-memory ``ModelSpec.variables``).
+    columns : tuple of str
+        Columns read: the variables plus the ``weights=`` / ``offset=`` columns.
+    fixed_spec, lhs_specs
+        formulaic specs of the fixed part and of each parsed random term's left-hand side.
+    x_all : tuple of str
+        Fixed-effect columns before linearly dependent ones are dropped.
+    categories : dict
+        Column → levels for a factor response read with global levels.
+    sample_keys : pandas.Index or None
+        Cluster keys of the in-memory sample; None when the sample is every cluster.
+    n_clusters : int
+        Distinct values of ``key`` (rows with missing values excluded).
+    shuffled : bool
+        Whether the rows were shuffled by ``key``.
+    """
+
+    parsed: ParsedFormula
+    family: Family
+    key: str
+    variables: tuple[str, ...]
+    columns: tuple[str, ...]
+    weights_column: str | None
+    offset_column: str | None
+    fixed_spec: Any
+    lhs_specs: tuple
+    x_all: tuple[str, ...]
+    categories: dict = field(default_factory=dict)
+    sample_keys: Any = None
+    n_clusters: int = 0
+    shuffled: bool = False
+    sample_seed: int = 0
+    npartitions_in: int = 0
+
+
+def partition_key(parsed: ParsedFormula) -> str:
+    """The grouping column every random-effect term contains, or a ModelError naming the
+    crossed terms (the limitation of the Dask engine)."""
+    common = None
+    for rt in parsed.random:
+        common = set(rt.group_vars) if common is None else common & set(rt.group_vars)
+    if not common:
+        terms = " + ".join(dict.fromkeys(rt.text for rt in parsed.random))
+        raise ModelError(
+            f"the random-effect terms {terms} are crossed (no grouping column is common to all of them); "
+            "a Dask fit needs every term nested in one grouping factor — e.g. (1 | school/class) — "
+            "because the likelihood then splits into sums over whole clusters that live in one "
+            "partition. Fit crossed models in memory (a pandas DataFrame)."
+        )
+    first = parsed.random[0].group_vars
+    return next(v for v in first if v in common)
+
+
+def _vector_column(arg, what: str, columns) -> str | None:
+    if arg is None:
+        return None
+    if not isinstance(arg, str):
+        raise DataError(f"with Dask data, {what}= must name a column of the data, not a {type(arg).__name__}")
+    if arg not in columns:
+        raise DataError(f"{what}= names the column '{arg}', which is not in the data")
+    return arg
+
+
+def _head(ddf, columns: list[str], subset: list[str]) -> pd.DataFrame:
+    """Up to HEAD_ROWS complete rows from the first partitions that have any."""
+    got = []
+    n = 0
+    for i in range(ddf.npartitions):
+        part = ddf.partitions[i][columns].dropna(subset=subset).head(HEAD_ROWS, npartitions=1)
+        if len(part):
+            got.append(part)
+            n += len(part)
+        if n >= HEAD_ROWS:
+            break
+    if not got:
+        raise DataError(f"no rows left after dropping those with a missing value in {', '.join(subset)}")
+    return pd.concat(got).iloc[:HEAD_ROWS]
+
+
+def _spec(expr: str, frame: pd.DataFrame, where: str):
+    mm = model_matrix(expr, frame, where)
+    spec = mm.model_spec
+    if spec.transform_state:
+        names = ", ".join(map(str, spec.transform_state))
+        raise ModelError(
+            f"{where} uses transforms that learn from the data ({names}); on Dask data they would "
+            "learn from a sample only. Compute the column first (ddf.assign(...)) and use it."
+        )
+    return spec
+
+
+def _factor_variables(spec, data_vars) -> set[str]:
+    """Data columns that formulaic reads as factors (``f``, ``C(n)``, ``f:x``)."""
+    cats = {name for name, (kind, _state) in spec.encoder_state.items()
+            if str(getattr(kind, "value", kind)) == "categorical"}
+    out = set()
+    for f, vs in spec.factor_variables.items():
+        if str(f) in cats:
+            out |= {v for v in vs if v in data_vars}
+    return out
+
+
+def _partition_facts(part: pd.DataFrame, key: str, level_cols: list[str], subset: list[str]) -> dict:
+    """Distinct cluster keys and levels of ``level_cols`` among the complete rows."""
+    part = part.dropna(subset=subset)
+    return {"keys": pd.unique(part[key].to_numpy()), "levels": {c: pd.unique(part[c].to_numpy()) for c in level_cols}}
+
+
+def _sorted_levels(values) -> list:
+    try:
+        return sorted(set(values.tolist() if hasattr(values, "tolist") else values))
+    except TypeError:  # mixed types: the order formulaic would use cannot be reproduced
+        return sorted(set(values), key=str)
+
+
+def _level_frame(head: pd.DataFrame, levels: dict[str, list]) -> pd.DataFrame:
+    """The head rows, then for each factor column one row per global level."""
+    frames = [head]
+    for col, lv in levels.items():
+        idx = np.arange(len(lv)) % len(head)
+        f = head.iloc[idx].copy()
+        f[col] = list(lv)
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)
+
+
+def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_clusters: int = 2000,
+              sample_seed: int = 0, shuffle="auto", npartitions: int | None = None):
+    """Plan a Dask fit; returns ``(plan, collection)`` — the collection holds the columns read,
+    shuffled by the cluster column when clusters span partitions (or ``shuffle=True``).
+
+    Raises
+    ------
+    FormulaError, DataError, ModelError
+        Unknown columns; ``weights``/``offset`` not column names; crossed random effects;
+        data-learning transforms; no complete rows.
+    """
+    import dask
+
+    parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
+    if not parsed.random:
+        raise FormulaError(
+            f"the formula '{parsed.text}' has no random-effect term such as (1 | group); "
+            "for a model without random effects use a GLM (e.g. statsmodels.formula.api.glm)"
+        )
+    meta = ddf._meta
+    used = used_variables(parsed, meta)
+    w_col = _vector_column(weights, "weights", meta.columns)
+    o_col = _vector_column(offset, "offset", meta.columns)
+    key = partition_key(parsed)
+    variables = tuple(used)
+    columns = list(dict.fromkeys([*variables, *(c for c in (w_col, o_col) if c)]))
+    subset = columns
+    head = _head(ddf, columns, subset)
+
+    # which columns are read as factors: by dtype, and as formulaic reads the fixed part / lhs
+    provisional = [_spec(parsed.fixed, head, f"the fixed part '{parsed.fixed}'")]
+    provisional += [_spec(rt.lhs, head, f"the term {rt.text}") for rt in parsed.random]
+    factor_cols = set()
+    for sp in provisional:
+        data_vars = set(sp.variables_by_source.get("data", set()))
+        factor_cols |= _factor_variables(sp, data_vars)
+        factor_cols |= {v for v in data_vars if v in meta.columns and not (
+            pd.api.types.is_numeric_dtype(meta[v]) or pd.api.types.is_bool_dtype(meta[v]))}
+    resp = parsed.response.strip().strip("`") if parsed.cbind is None and parsed.response else None
+    factor_resp = (resp is not None and resp in meta.columns and family.reads_cbind
+                   and not (pd.api.types.is_numeric_dtype(meta[resp]) or pd.api.types.is_bool_dtype(meta[resp])))
+    known = {c for c in factor_cols | ({resp} if factor_resp else set())
+             if isinstance(meta[c].dtype, pd.CategoricalDtype) and ddf[c].cat.known}
+    level_cols = sorted((factor_cols | ({resp} if factor_resp else set())) - known)
+
+    base = ddf[columns]
+    facts = dask.compute(*[dask.delayed(_partition_facts)(p, key, level_cols, subset) for p in base.to_delayed()])
+    keys = [f["keys"] for f in facts]
+    all_keys = pd.unique(np.concatenate(keys)) if keys else np.array([])
+    n_clusters = len(all_keys)
+    if n_clusters == 0:
+        raise DataError(f"no rows left after dropping those with a missing value in {', '.join(subset)}")
+    whole = sum(len(k) for k in keys) == n_clusters
+    levels = {c: _sorted_levels(np.concatenate([f["levels"][c] for f in facts])) for c in level_cols}
+
+    spec_frame = _level_frame(head, {c: levels[c] for c in level_cols if c in factor_cols})
+    fixed_spec = _spec(parsed.fixed, spec_frame, f"the fixed part '{parsed.fixed}'")
+    x_all = rename_intercept(fixed_spec.column_names)
+    lhs_specs = tuple(_spec(rt.lhs, spec_frame, f"the term {rt.text}") for rt in parsed.random)
+    categories = {}
+    if factor_resp:
+        categories[resp] = list(meta[resp].cat.categories) if resp in known else levels[resp]
+
+    sample = None
+    if n_clusters > sample_clusters:
+        h = pd.util.hash_pandas_object(pd.Series(all_keys), index=False, hash_key=f"{sample_seed % 10**16:016d}")
+        take = np.argsort(h.to_numpy(), kind="stable")[:sample_clusters]
+        sample = pd.Index(all_keys[np.sort(take)])
+
+    collection = base
+    shuffled = bool(shuffle is True or not whole)
+    if shuffled:
+        collection = base.shuffle(on=key, npartitions=npartitions or base.npartitions)
+    plan = DaskPlan(parsed=parsed, family=family, key=key, variables=variables, columns=tuple(columns),
+                    weights_column=w_col, offset_column=o_col, fixed_spec=fixed_spec, lhs_specs=lhs_specs,
+                    x_all=tuple(x_all), categories=categories, sample_keys=sample, n_clusters=n_clusters,
+                    shuffled=shuffled, sample_seed=sample_seed, npartitions_in=base.npartitions)
+    return plan, collection

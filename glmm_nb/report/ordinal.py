@@ -1,0 +1,166 @@
+"""The report's pieces for an ordinal (cumulative-link) model, as plain data.
+
+* the thresholds table and what the coefficients mean (cumulative odds ratios for the logit link);
+* category probabilities against the focal covariate for a typical cluster (random effects 0)
+  and population-averaged (integrated over the random effects), for the chart;
+* the conditional vs population-averaged coefficients in words;
+* the proportional-odds assumption as a caveat, checked term by term by the nominal-effects
+  likelihood-ratio test (:func:`glmm_nb.inference.nominal_test`).
+
+A piece that cannot be computed is ``None`` with a reason in ``missing``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ..inference import nominal_test, predict_ordinal
+from ..inference.ordinal import nominal_terms
+from ..marginal import comparison_table
+
+__all__ = ["ordinal_section", "MAX_PO_TERMS"]
+
+MAX_PO_TERMS = 6  # nominal-effects refits in a report (one fit each)
+CURVES = ("typical cluster (random effects 0)", "population-averaged")
+
+
+def _records(df: pd.DataFrame, index_name: str) -> list[dict]:
+    out = df.reset_index().rename(columns={"index": index_name})
+    return out.replace({np.nan: None}).to_dict(orient="records")
+
+
+def _focal(m, var: str | None) -> tuple[str | None, bool]:
+    """The covariate for the probability curves: ``var``, else the first numeric one, else the
+    first factor of the fixed part; and whether it is numeric."""
+    frame = m.spec.frame
+    fixed_vars = [v for v in frame.columns if any(v in c for c in m.fixef.index)]
+    if var is None:
+        nums = [c for c in fixed_vars if pd.api.types.is_numeric_dtype(frame[c]) and frame[c].nunique() > 2]
+        var = nums[0] if nums else (fixed_vars[0] if fixed_vars else None)
+    if var is None or var not in frame.columns:
+        return None, False
+    col = frame[var]
+    return var, bool(pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col) and col.nunique() > 2)
+
+
+def category_curves(m, var: str, numeric: bool) -> pd.DataFrame:
+    """Category probabilities along ``var`` (other covariates at their mean or mode): columns
+    ``x category probability curve``."""
+    frame = m.spec.frame
+    grid = (np.linspace(*np.quantile(frame[var], [0.02, 0.98]), 30) if numeric
+            else pd.unique(frame[var].dropna()))
+    base = frame.iloc[[0] * len(grid)].copy()
+    for c in frame.columns:
+        if c == var or c == m.spec.response_name:
+            continue
+        col = frame[c]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col) and col.nunique() > 2:
+            base[c] = float(col.mean())
+        else:
+            base[c] = col.mode().iloc[0]
+    base[var] = grid if numeric else pd.Categorical(grid, categories=getattr(frame[var].dtype, "categories", None))
+    rows = []
+    for curve, re in zip(CURVES, ("none", "marginal")):
+        P = predict_ordinal(m, base, type="prob", re=re)
+        for x, (_i, probs) in zip(grid, P.iterrows()):
+            for cat, v in probs.items():
+                rows.append({"x": float(x) if numeric else str(x), "category": str(cat), "probability": float(v),
+                             "curve": curve})
+    return pd.DataFrame(rows)
+
+
+def _meaning(m) -> list[str]:
+    fam = m.request.family
+    resp = m.spec.response_name
+    levels = m.levels
+    out = [f"The model describes P({resp} ≤ k) for each category k through {len(levels) - 1} thresholds "
+           f"(the 'k|k+1' rows): {fam.link.name}(P({resp} ≤ k)) = threshold_k − (the fixed effects) − "
+           "(the random effects). A positive coefficient shifts the ratings towards the higher categories."]
+    if fam.ratio_name:
+        for term, b in m.fixef.items():
+            out.append(f"{term}: the odds of a {resp} above any given category are {np.exp(b):.3g} times as high "
+                       f"(cumulative odds ratio) for one unit more, within a cluster.")
+    return out
+
+
+def _marginal_sentences(m, tab: pd.DataFrame, var: str | None) -> list[str]:
+    if not m.request.family.ratio_name:
+        return ["The population-averaged coefficients above are on the scale of the "
+                f"{m.link} link; averaged over the clusters they shrink towards zero."]
+    out = []
+    for term in m.fixef.index:
+        r = tab.loc[term]
+        if var is not None and var not in term and len(out) >= 1:
+            continue
+        out.append(f"{term}: within one cluster the cumulative odds ratio is {np.exp(r.conditional):.3g}; across the "
+                   f"population of clusters it is {np.exp(r.marginal):.3g} — {abs(1 - r.attenuation) * 100:.1f} % "
+                   "closer to no effect on the log scale, because clusters differ (the curves below show the "
+                   "same flattening of the category probabilities).")
+    return out
+
+
+def _po_check(m) -> tuple[list[dict] | None, list[str], list[str]]:
+    """The nominal-effects LRT table, its sentences, and what was not computed."""
+    missing: list[str] = []
+    sentences = ["Proportional odds: the model gives each covariate one coefficient for every split "
+                 f"({m.spec.response_name} ≤ k vs > k). Checked term by term: a refit in which the term has its "
+                 "own effect per threshold (nominal effects, as ordinal::nominal_test) is compared by a "
+                 "likelihood-ratio test (Laplace fits)."]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            terms = [t for t, _cols, _ok in nominal_terms(m)]
+            if len(terms) > MAX_PO_TERMS:
+                missing.append(f"proportional-odds check of {', '.join(terms[MAX_PO_TERMS:])}: only the first "
+                               f"{MAX_PO_TERMS} terms are checked in a report (m.nominal_test() checks all)")
+            tab = nominal_test(m, terms=terms[:MAX_PO_TERMS])
+    except Exception as exc:  # the check is optional; say why it is missing
+        missing.append(f"proportional-odds check: {exc}")
+        return None, sentences, missing
+    tested = tab.drop(index="<none>")
+    for term, r in tested.iterrows():
+        if not np.isfinite(r.p_value):
+            sentences.append(f"{term}: not tested on its own (it is part of an interaction).")
+            continue
+        if not r.converged:
+            sentences.append(f"{term}: the nominal-effects refit did not converge (a threshold runs off to a "
+                             "boundary, e.g. a category never seen at some values of the term); read its test "
+                             "with caution.")
+        if r.p_value < 0.05:
+            sentences.append(f"{term}: its effect differs between the thresholds (LR {r.lrt:.2f} on {int(r.df)} df, "
+                             f"p = {r.p_value:.3g}); the single coefficient averages effects that are not equal — "
+                             "report the category probabilities, or model the term with nominal effects.")
+        else:
+            sentences.append(f"{term}: no evidence against proportional odds (LR {r.lrt:.2f} on {int(r.df)} df, "
+                             f"p = {r.p_value:.3g}); this does not prove the assumption, it only fails to reject it.")
+    return _records(tab, "term"), sentences, missing
+
+
+def ordinal_section(m, var: str | None = None) -> dict:
+    """Everything the report shows for an ordinal model (module docstring)."""
+    out = {"thresholds": _records(m.coef_table(part="thresholds"), "term"), "meaning": _meaning(m),
+           "curves": None, "var": None, "numeric": True, "marginal_sentences": [], "po_table": None,
+           "po_sentences": [], "missing": []}
+    var, numeric = _focal(m, var)
+    if var is None:
+        out["missing"].append("category-probability curves: no covariate to vary (report(marginal=...) picks one)")
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                out["curves"] = category_curves(m, var, numeric)
+                out["var"], out["numeric"] = var, numeric
+            except Exception as exc:
+                out["missing"].append(f"category-probability curves: {exc}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            out["marginal_sentences"] = _marginal_sentences(m, comparison_table(m), var)
+        except Exception as exc:
+            out["missing"].append(f"conditional vs population-averaged coefficients: {exc}")
+    out["po_table"], out["po_sentences"], miss = _po_check(m)
+    out["missing"] += miss
+    return out
