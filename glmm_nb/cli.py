@@ -37,9 +37,15 @@ def read_data(path: str, encoding: str = "utf-8"):
     try:
         return pd.read_csv(p, encoding=encoding)
     except UnicodeDecodeError as exc:
+        raw = p.read_bytes()
+        try:
+            raw.decode(encoding)
+            where, byte = "", exc.object[exc.start]
+        except UnicodeDecodeError as full:
+            line = raw.count(b"\n", 0, full.start) + 1
+            where, byte = f" on line {line}", raw[full.start]
         raise DataError(
-            f"{p} is not {exc.encoding} text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
-            "give its encoding, e.g. --encoding latin-1"
+            f"{p} is not {exc.encoding} text (byte 0x{byte:02x}{where}); give its encoding, e.g. --encoding latin-1"
         ) from None
     except LookupError:
         raise DataError(f"unknown encoding {encoding!r}") from None

@@ -56,10 +56,16 @@ def minimize_devfun(
     bounds = [(lo * s if np.isfinite(lo) else None, hi * s if np.isfinite(hi) else None)
               for lo, hi, s in zip(lower, upper, scale)]
     nev = [0]
+    lowest = [np.inf]
+
+    def bad() -> float:
+        # a deviance that cannot be evaluated (non-finite, or a factorization failing at an
+        # extreme trial point of the line search) is a large finite value, so that the line
+        # search's interpolation steps back instead of overflowing
+        lo = lowest[0] if np.isfinite(lowest[0]) else 0.0
+        return lo + 1e8 * max(1.0, abs(lo))
 
     def f(z):
-        # a deviance that cannot be evaluated (a factorization failing at an extreme trial point
-        # of the line search) counts as +infinity, so the optimizer steps back
         nev[0] += 1
         x = z / scale
         if jac:
@@ -68,13 +74,17 @@ def minimize_devfun(
             except np.linalg.LinAlgError:
                 v, g = np.inf, None
             if not np.isfinite(v):
-                return 1e300, np.zeros_like(z)
+                return bad(), np.zeros_like(z)
+            lowest[0] = min(lowest[0], v)
             return v, g / scale
         try:
             v = fun(x)
         except np.linalg.LinAlgError:
             v = np.inf
-        return v if np.isfinite(v) else 1e300
+        if not np.isfinite(v):
+            return bad()
+        lowest[0] = min(lowest[0], v)
+        return v
 
     t0 = time.perf_counter()
     tol = {"ftol": 1e-14, "gtol": 1e-7, "maxiter": maxiter, "maxcor": 20}

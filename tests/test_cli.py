@@ -1,5 +1,7 @@
 """The glmm-nb command: the README's demo, and fit on a CSV file."""
 
+import pytest
+
 from glmm_nb.cli import main
 from tests.conftest import FIXTURES
 
@@ -29,3 +31,46 @@ def test_fit_csv_report_and_one_line_errors(capsys, tmp_path):
     assert rc == 2 and err.strip() == "glmm-nb: unknown column 'nope' in the fixed part 'nope'"
     rc = main(["fit", str(tmp_path / "missing.csv"), "y ~ (1 | g)"])
     assert rc == 2 and "no such data file" in capsys.readouterr().err
+
+
+def test_unreadable_inputs_and_outputs_are_one_liners(capsys, tmp_path, monkeypatch):
+    """Issue 16: empty, binary, Latin-1 and folder inputs, and -o into a missing or unwritable
+    folder, end in `glmm-nb: …` with exit status 2 — the output path before any fitting."""
+    import glmm_nb.cli as cli
+
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "binary.csv").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "latin.csv").write_bytes("y,g,x\n1,caf\xe9,2\n0,th\xe9,3\n".encode("latin-1"))
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "header.csv").write_text("y,g,x\n")
+    formula = "y ~ x + (1 | g)"
+    cases = [
+        ([str(tmp_path / "empty.csv"), formula], "is empty"),
+        ([str(tmp_path / "binary.csv"), formula], "is not a text (CSV) file"),
+        ([str(tmp_path / "latin.csv"), formula], "is not utf-8 text (byte 0xe9 on line 2); give its encoding, "
+                                                 "e.g. --encoding latin-1"),
+        ([str(tmp_path / "folder.csv"), formula], "is a folder, not a CSV file"),
+        ([str(tmp_path / "header.csv"), formula], "the data frame has no rows"),
+        ([str(tmp_path / "latin.csv"), formula, "--encoding", "klingon"], "unknown encoding 'klingon'"),
+    ]
+    for argv, message in cases:
+        assert main(["fit", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("glmm-nb: ") and message in err and len(err.strip().splitlines()) == 1, err
+    # latin-1 read as such
+    with pytest.warns(UserWarning):  # two rows: separated, of course
+        assert main(["fit", str(tmp_path / "latin.csv"), formula, "--encoding", "latin-1"]) == 0
+    assert "groups:  g, 2" in capsys.readouterr().out.replace("Number of obs: 2, ", "")
+
+    calls = []
+    monkeypatch.setattr(cli, "read_data", lambda *a: calls.append(a))  # the fit must not even start
+    data = str(FIXTURES / "data" / "cbpp.csv")
+    for out, message in ((tmp_path / "missing" / "r.html", "the folder"), (tmp_path / "folder.csv", "is a folder"),
+                         (tmp_path / "empty.csv" / "r.html", "is not a folder"),
+                         ("/proc/r.html", "cannot write into '/proc'")):
+        assert main(["fit", data, "incidence ~ period + (1 | herd)", "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("glmm-nb: -o ") and message in err and len(err.strip().splitlines()) == 1, err
+    assert calls == []
+    assert main(["demo", "-o", str(tmp_path / "empty.csv" / "demo")]) == 2
+    assert "is not a folder" in capsys.readouterr().err

@@ -26,15 +26,16 @@ def test_matches_glmmtmb(case_id):
     ct = m.coef_table()
     for k, v in case["fixef"].items():
         name = r_name(k, case, df)
-        assert abs(m.fixef[name] - v) <= 2e-3 * abs(v), (name, m.fixef[name], v)
-        assert abs(ct.std_error[name] - case["se"][k]) <= 0.02 * case["se"][k], name
+        # tolerances at what the fits reach (issue 16; measured: 6e-5, 1.2e-3, 2e-5, 5e-6, 1e-8)
+        assert abs(m.fixef[name] - v) <= 5e-4 * abs(v), (name, m.fixef[name], v)
+        assert abs(ct.std_error[name] - case["se"][k]) <= 5e-3 * case["se"][k], name
     vc = m.varcorr()
     for got, ref in zip(vc.sdcor, case["varcorr"]):
-        assert abs(got - ref["sdcor"]) <= 5e-3 * max(abs(ref["sdcor"]), 0.05), (got, ref)
+        assert abs(got - ref["sdcor"]) <= 5e-4 * max(abs(ref["sdcor"]), 0.05), (got, ref)
     d = float(m.dispersion.iloc[0])
-    assert abs(d - case["dispersion"]["glmmtmb_sigma"]) <= 5e-3 * case["dispersion"]["glmmtmb_sigma"]
-    # two-sided: not below glmmTMB's optimum, and not above it by more than rounding
-    assert -1e-3 <= m.loglik - case["loglik"] <= 1e-3, (m.loglik, case["loglik"])
+    assert abs(d - case["dispersion"]["glmmtmb_sigma"]) <= 1e-4 * case["dispersion"]["glmmtmb_sigma"]
+    # two-sided: glmmTMB's log-likelihood is on the same full scale
+    assert -1e-6 <= m.loglik - case["loglik"] <= 1e-6, (m.loglik, case["loglik"])
     assert m.npar == len(m.fixef) + len(m.theta) + 1
     assert f"Dispersion parameter for {m.family}" in m.summary()
     assert m.tidy().query("effect == 'dispersion'").estimate.iloc[0] == pytest.approx(d)

@@ -8,7 +8,9 @@ nested (/) random effects. R code::
     glmer(y ~ lbase*trt + lage + V4 + (1|subject), epil, poisson, nAGQ = 10)
     glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial("probit"), nAGQ = 15)
 
-Same tolerances as the reference cases.
+Tolerances at what the fits reach (measured: fixed effects 7e-5, SDs 4e-5, log-likelihood within
+3e-5 of lme4's, standard errors 1e-4): fixed effects and SDs 5e-4, log-likelihood two-sided
+(at most 2e-4 above lme4's, 1e-4 below), standard errors 2e-3.
 """
 
 import json
@@ -29,15 +31,15 @@ def test_matches_lme4(name):
     agq = {"method": "agq", "nagq": ref["nagq"]} if "nagq" in ref else {}
     m = glmm_nb.glmm(ref["formula"], df, family=ref["family"], link=ref["link"], **agq)
     fe = np.array(ref["fixef"])
-    assert np.all(np.abs(m.fixef.to_numpy() - fe) <= 2e-3 * np.maximum(1, np.abs(fe)))
+    assert np.all(np.abs(m.fixef.to_numpy() - fe) <= 5e-4 * np.maximum(1, np.abs(fe)))
     vc = m.varcorr()
     sd = np.array(ref["sdcor"])
-    assert np.all(np.abs(vc.sdcor.to_numpy() - sd) <= 5e-3 * np.maximum(1, sd))
+    assert np.all(np.abs(vc.sdcor.to_numpy() - sd) <= 5e-4 * np.maximum(1, sd))
     assert list(vc.grp) == ref["grp"]
     if "loglik" in ref:
-        assert m.loglik >= ref["loglik"] - 1e-3
+        assert -1e-4 <= m.loglik - ref["loglik"] <= 2e-4, (m.loglik, ref["loglik"])
     if "se" in ref:
-        np.testing.assert_allclose(m.coef_table().std_error, ref["se"], rtol=0.02)
+        np.testing.assert_allclose(m.coef_table().std_error, ref["se"], rtol=2e-3)
 
 
 def test_proportions_with_weights_equal_cbind():

@@ -1,16 +1,29 @@
-"""Laplace and LMM fits against R lme4 1.1-31 on real data (tests/fixtures/cases).
+"""Laplace and LMM fits against R lme4 1.1-31 on real data (tests/fixtures/cases), and against
+glmmTMB 1.1.5 on the same GLMMs (tests/fixtures/tmb_exact.json).
 
-Tolerances (issue "Estimation core"): fixed effects 2e-3 (relative where |value| > 1),
-standard errors 2 %, random-effect SDs 5e-3 (relative where > 1), correlations 2e-2,
-log-likelihood not below lme4's by more than 1e-3; conditional modes and SDs 1e-3
-(relative where > 1).
+Tolerances are what the fits reach, measured (issue 16: a log-likelihood off by +1, standard
+errors off by 1.5 % or correlations off by 2 % must fail):
+
+* against lme4: fixed effects 1e-3 (relative where |value| > 1; reached 4e-4), random-effect
+  SDs 1e-3 (reached 2e-4), correlations 5e-4 absolute (reached 5e-5), conditional modes 1e-3
+  and conditional SDs 5e-4 (reached 4e-4, 1e-4). The log-likelihood two-sided: at most 5e-4
+  above lme4's (lme4 stops short by up to 3.9e-4) and 1e-4 below. Standard errors: exact for
+  LMMs (1e-4, reached 2e-5); for GLMMs lme4 takes them from a finite-difference Hessian whose
+  error reaches 1.3 % on cbpp, so they are checked at 1.5 % there — and tightly against
+  glmmTMB's exact (automatic-differentiation) Hessian:
+* against glmmTMB: log-likelihood 1e-6 (reached 5e-8), fixed effects 2e-4 (3e-5), standard
+  errors 2e-3 (4e-4), SDs 1e-4 (5e-6), correlations 1e-4 (1e-6).
 """
+
+import json
 
 import numpy as np
 import pytest
 
 import glmm_nb
-from tests.conftest import GLMM_CASES, load_case, r_name
+from tests.conftest import FIXTURES, GLMM_CASES, load_case, r_name
+
+TMB = {k: v for k, v in json.loads((FIXTURES / "tmb_exact.json").read_text()).items() if not k.startswith("_")}
 
 LAPLACE_CASES = [c for c in GLMM_CASES if load_case(c)[0]["method"] == "laplace"]
 
@@ -35,10 +48,13 @@ def fits():
 def test_estimates_match_lme4(fits, case_id):
     case, df, m = fits[case_id]
     names = [r_name(n, case, df) for n in case["fixef"]]
-    _close(m.fixef[names], list(case["fixef"].values()), 2e-3)
+    _close(m.fixef[names], list(case["fixef"].values()), 1e-3)
     ct = m.coef_table()
-    np.testing.assert_allclose(ct.loc[names, "std_error"], list(case["se"].values()), rtol=0.02)
-    assert m.loglik >= case["loglik"] - 1e-3
+    lmm = case["family"] == "gaussian"
+    np.testing.assert_allclose(ct.loc[names, "std_error"], list(case["se"].values()),
+                               rtol=1e-4 if lmm else (1.5e-2 if case_id == "cbpp_laplace" else 6e-3))
+    # two-sided: lme4 may stop a little short of the maximum, never beyond it
+    assert -1e-4 <= m.loglik - case["loglik"] <= (1e-6 if lmm else 5e-4), (m.loglik, case["loglik"])
     assert m.converged
     assert m.nobs == case["nobs"] and m.ngroups == case["ngroups"]
 
@@ -53,9 +69,9 @@ def test_varcorr_matches_lme4(fits, case_id):
         assert got.grp == want["grp"]
         if want["var2"] is None:
             assert got.var2 is None or got.var2 != got.var2  # None / NaN
-            _close(got.sdcor, want["sdcor"], 5e-3)
+            _close(got.sdcor, want["sdcor"], 1e-3)
         else:
-            assert abs(got.sdcor - want["sdcor"]) <= 2e-2
+            assert abs(got.sdcor - want["sdcor"]) <= 5e-4
 
 
 @pytest.mark.parametrize("case_id", LAPLACE_CASES)
@@ -73,7 +89,22 @@ def test_conditional_modes_match_lme4(fits, case_id):
         else:
             cond = cond[: len(ref["levels"])]
         got = frame[[f"condsd_{_term(t, case)}" for t in terms]].to_numpy()
-        _close(got, cond, 1e-3)
+        _close(got, cond, 5e-4)
+
+
+@pytest.mark.parametrize("case_id", sorted(TMB))
+def test_glmms_match_glmmtmb_exactly(fits, case_id):
+    """The same Laplace likelihood as glmmTMB, whose Hessian is exact: tight on everything."""
+    case, df, m = fits[case_id]
+    ref = TMB[case_id]
+    names = [r_name(n, case, df) for n in ref["fixef"]]
+    assert abs(m.loglik - ref["loglik"]) <= 1e-6, (m.loglik, ref["loglik"])
+    _close(m.fixef[names], list(ref["fixef"].values()), 2e-4)
+    np.testing.assert_allclose(m.coef_table().loc[names, "std_error"], list(ref["se"].values()), rtol=2e-3)
+    vc = m.varcorr()
+    np.testing.assert_allclose(np.sort(vc[vc.var2.isna()].sdcor.to_numpy()), np.sort(np.atleast_1d(ref["sd"])), rtol=1e-4)
+    cors = np.atleast_1d(ref["cor"]) if ref["cor"] != {} else np.array([])
+    np.testing.assert_allclose(vc[vc.var2.notna()].sdcor.to_numpy(), cors, atol=1e-4)
 
 
 def _term(name, case):

@@ -71,3 +71,14 @@ def test_reference_data_are_not_separated(case_id):
         warnings.simplefilter("error", SeparationWarning)
         req = glmm_nb.make_request(case["formula"], df, family="binomial", link=case["link"])
     assert req.spec.meta["separated"] == ()
+
+
+def test_the_summary_says_it(frame):
+    d = frame.copy()
+    d.loc[d.z == "c", "y"] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmm_nb.glmm("y ~ x + z + (1 | g)", d)
+    assert any(msg.startswith("Separation: the outcome is perfectly predicted along the fixed effect(s) 'z[T.c]'")
+               for msg in m.messages)
+    assert "Separation: the outcome is perfectly predicted" in m.summary()

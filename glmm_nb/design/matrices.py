@@ -40,6 +40,11 @@ def required_variables(expr: str, where: str) -> list[str]:
         found = set(formulaic.Formula(expr).required_variables)
     except FormulaicError as exc:
         raise formula_error(exc, where) from None
+    except SyntaxError as exc:  # Python syntax inside a term (formulaic parses terms as Python)
+        raise FormulaError(f"cannot read {where}: invalid Python in '{expr}' ({exc.msg}); names with dots, "
+                           "spaces or operators go in backticks") from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise FormulaError(f"cannot read {where}: {exc}") from None
 
     def first(v: str) -> tuple[int, str]:
         pos = expr.find(v)
@@ -57,8 +62,12 @@ def model_matrix(expr: str, data: pd.DataFrame, where: str, spec=None) -> pd.Dat
             mm = formulaic.model_matrix(expr, data, na_action="ignore")
     except FormulaicError as exc:
         raise formula_error(exc, where) from None
-    except (TypeError, ValueError, KeyError) as exc:
-        raise FormulaError(f"cannot evaluate {where}: {exc}") from None
+    except SyntaxError as exc:
+        raise FormulaError(f"cannot read {where}: invalid Python ({exc.msg}); names with dots, spaces or "
+                           "operators go in backticks") from None
+    except (TypeError, ValueError, KeyError, NameError, AttributeError, ArithmeticError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FormulaError(f"cannot evaluate {where}: {first}") from None
     return mm
 
 

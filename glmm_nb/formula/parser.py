@@ -319,6 +319,15 @@ def parse_formula(text: str) -> ParsedFormula:
             continue
         fixed_parts.append(f"{sign} {p}" if sign else p)
 
+    seen: dict[tuple, str] = {}
+    for t in random:  # a repeated term is the same variance twice: a ridge, not a model
+        key = (" ".join(t.lhs.split()), t.group_vars, t.correlated)
+        if key in seen:
+            raise FormulaError(
+                f"the random-effect term {t.text} appears twice in '{text}' (after expanding '/'); "
+                "its two variances could not be told apart — write it once"
+            )
+        seen[key] = t.text
     fixed = " ".join(fixed_parts).strip()
     if fixed.startswith("+"):
         fixed = fixed[1:].strip()

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..design import check_int, check_seed
 from ..request import parameter_names
 from .simulate import simulate
 
@@ -101,7 +102,8 @@ def zero_inflation_advice(m, tests: pd.DataFrame, level: float = 0.05) -> tuple[
 
 
 def diagnose(m, nsim: int = 250, seed: int | None = 1) -> Diagnostics:
-    rng = np.random.default_rng(seed)
+    check_int(nsim, "nsim", minimum=1)
+    rng = np.random.default_rng(check_seed(seed))
     sims = simulate(m, nsim=nsim, seed=rng.integers(2**32), re="new")
     spec = m.spec
     fam = m.fitted_family

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 
-from ..design import theta_to_T
+from ..design import check_int, check_seed, theta_to_T
 from ..errors import ModelError
 from ..inference.simulate import re_row_variance
 from ..numdiff import central_diff
@@ -91,7 +91,8 @@ def parameter_draws(m, nsim: int, seed) -> list[tuple[np.ndarray, np.ndarray]]:
     enters only through T T', folded to be non-negative."""
     phi, V = parameter_covariance(m)
     nt = len(m.theta)
-    draws = np.random.default_rng(seed).multivariate_normal(phi, V, size=nsim, method="eigh")
+    draws = np.random.default_rng(check_seed(seed)).multivariate_normal(phi, V, size=check_int(nsim, "nsim", 1),
+                                                                         method="eigh")
     lower = m.spec.theta_lower()
     return [(np.where(np.isfinite(lower), np.abs(d[:nt]), d[:nt]), d[nt:]) for d in draws]
 

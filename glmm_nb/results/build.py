@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..design import ModelSpec, theta_to_T, tril_index
+from ..design import ModelSpec, separation_message, theta_to_T, tril_index
 from ..errors import ConvergenceWarning, SingularFitWarning, warn
 from ..families import threshold_names
 from ..optimize import OptSummary
@@ -46,6 +46,9 @@ def fit_messages(spec, theta, converged, opt_msgs, scgrad, eig, pirls_ok: bool =
                  tol: float = 2e-3) -> tuple[list[str], bool, bool]:
     """Plain-language singular-fit and convergence messages (also raised as warnings)."""
     msgs = []
+    if spec.meta.get("separated"):  # warned when the design was built; said again in the summary
+        text = separation_message(spec.meta["separated"])
+        msgs.append(text[0].upper() + text[1:])
     sing = singular_terms(spec, theta)
     if sing:
         msgs.append(

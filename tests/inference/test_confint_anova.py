@@ -116,3 +116,18 @@ def test_anova_refusals(cbpp, sleep_ml):
     assert "chisq" in glmm_nb.anova(m).columns  # one model: type III tests (issue 15)
     with pytest.raises(ModelError, match="not a fitted glmm"):
         glmm_nb.anova(m, "m0")
+
+
+def test_profile_of_a_reml_fit_is_lme4s(sleep_ml):
+    """lme4's confint() on a REML fit profiles the ML deviance (lme4 #325/#838); so do we, saying so."""
+    from glmm_nb.inference.profile import profile_confint
+
+    df, _m = sleep_ml
+    m = glmm_nb.glmm(REF["sleepstudy_reml"]["formula"], df, family="gaussian")  # REML, the default
+    with pytest.warns(UserWarning, match="ML deviance, as lme4's confint does"):
+        ci = profile_confint(m, parm=["Days", "sigma"])
+    assert "reml=False" in ci.attrs["note"]
+    for term in ("Days", "sigma"):
+        lo, hi = REF["sleepstudy_reml"]["confint"][term]
+        assert abs(ci.loc[term, "conf_low"] - lo) < 2e-3 * max(1, abs(lo)), term
+        assert abs(ci.loc[term, "conf_high"] - hi) < 2e-3 * max(1, abs(hi)), term

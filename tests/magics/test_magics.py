@@ -98,6 +98,31 @@ def test_parsing_is_separate_from_execution():
         clean_body("y ~ x + (1|g)\nz ~ x + (1|g)")
 
 
+def test_braces_backticks_and_report_folder(ip, capsys, tmp_path):
+    """Issue 16: formulaic's {…} is not evaluated against the notebook; '#' inside backticks is a
+    name; --report into a missing folder is refused before the fit."""
+    from glmm_nb.magics.args import expand_names
+
+    df = ip.user_ns["df"].copy()
+    df["herd #"] = df["herd"]
+    ip.user_ns["dfh"] = df
+    ip.user_ns["size"] = 1000  # a notebook variable that must not leak into {size + 1}
+    ip.run_cell("%%glmm b1 --data dfh --family poisson --quiet\nincidence ~ {size + 1} + (1 | `herd #`)  # note")
+    m = ip.user_ns["b1"]
+    assert "size + 1" in m.fixef.index and m.ngroups == {"herd #": 15}
+    ip.run_cell("b2 = %glmm --data dfh --family poisson incidence ~ {np.log(size)} + (1 | herd)")
+    assert "np.log(size)" in ip.user_ns["b2"].fixef.index
+    assert expand_names("y ~ x + (1 | {grp}) + {x + 1} + {n}", {"grp": "herd", "n": [1]}) == \
+        "y ~ x + (1 | herd) + {x + 1} + {n}"
+    assert clean_body("y ~ x + (1 | `site #3`) # comment\n") == "y ~ x + (1 | `site #3`)"
+    ip.user_ns.pop("b3", None)
+    res = ip.run_cell(f"%%glmm b3 --data dfh --family poisson --report {tmp_path / 'no' / 'r.html'}\n"
+                      "incidence ~ period + (1 | herd)")
+    err = capsys.readouterr().err
+    assert res.error_in_exec is None and "b3" not in ip.user_ns
+    assert err.strip().startswith("glmm: --report") and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
 def test_ordinal_family(ip, tmp_path, capsys):
     ip.user_ns["wine"] = glmm_nb.datasets.load("wine")
     path = tmp_path / "o.html"
