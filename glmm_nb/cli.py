@@ -21,6 +21,9 @@ def sniff_separator(head: bytes, encoding: str) -> str:
 
     try:
         text = head.decode(encoding, errors="ignore")
+    except LookupError:  # an unknown encoding: read_csv says so in one line
+        return ","
+    try:
         return csv.Sniffer().sniff(text[: text.rfind("\n") + 1] or text, delimiters=",;\t|").delimiter
     except csv.Error:
         return ","
