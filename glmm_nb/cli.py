@@ -15,8 +15,23 @@ from pathlib import Path
 __all__ = ["main", "read_data"]
 
 
-def read_data(path: str, encoding: str = "utf-8"):
-    """A CSV file as a DataFrame; unreadable input is a DataError in one line."""
+def sniff_separator(head: bytes, encoding: str) -> str:
+    """The CSV delimiter of a file's first lines: comma, semicolon, tab or pipe (csv.Sniffer)."""
+    import csv
+
+    try:
+        text = head.decode(encoding, errors="ignore")
+    except LookupError:  # an unknown encoding: read_csv says so in one line
+        return ","
+    try:
+        return csv.Sniffer().sniff(text[: text.rfind("\n") + 1] or text, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def read_data(path: str, encoding: str = "utf-8", sep: str | None = None):
+    """A CSV file as a DataFrame (delimiter ``sep`` or sniffed); unreadable input is a
+    DataError in one line."""
     import pandas as pd
 
     from .errors import DataError
@@ -34,8 +49,9 @@ def read_data(path: str, encoding: str = "utf-8"):
         raise DataError(f"{p} is empty")
     if b"\x00" in head:
         raise DataError(f"{p} is not a text (CSV) file")
+    sep = sniff_separator(head, encoding) if sep is None else sep
     try:
-        return pd.read_csv(p, encoding=encoding)
+        return pd.read_csv(p, encoding=encoding, sep=sep)
     except UnicodeDecodeError as exc:
         raw = p.read_bytes()
         try:
@@ -83,7 +99,7 @@ def _fit(args) -> int:
     path = Path(args.data)
     if args.output:
         check_output_path(args.output, what="-o")
-    df = read_data(args.data, args.encoding)
+    df = read_data(args.data, args.encoding, args.sep)
     for col in args.factor or []:
         if col not in df.columns:
             raise DataError(f"--factor names the column '{col}', which is not in {path.name}")
@@ -97,10 +113,15 @@ def _fit(args) -> int:
         args.formula, df, family=args.family, link=args.link, method=args.method, nagq=args.nagq,
         reml=not args.ml,
     )
-    print(m.summary())
+    if args.format == "text":
+        print(m.summary())
+    elif args.format == "csv":
+        print(m.tidy(conf_int=True).to_csv(index=False), end="")
+    else:
+        print(m.tidy(conf_int=True).to_json(orient="records", indent=1))
     if args.output:
         path = m.report().save(args.output)
-        print(f"report: {path}")
+        print(f"report: {path}", file=sys.stderr if args.format != "text" else sys.stdout)
     return 0
 
 
@@ -129,17 +150,25 @@ def ordered_column(col, order: str, name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="glmm-nb", description="GLMMs with lme4 formulas")
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    from . import __version__
+    from .families import family_names
+
+    parser = argparse.ArgumentParser(
+        prog="glmm-nb", description="Maximum-likelihood mixed models with lme4 formulas.",
+        epilog='example: glmm-nb fit cbpp.csv "cbind(incidence, size - incidence) ~ period + (1 | herd)" '
+               "--factor period -o report.html")
+    parser.add_argument("--version", action="version", version=f"glmm-nb {__version__}")
+    sub = parser.add_subparsers(dest="cmd", metavar="{demo,fit}")
     d = sub.add_parser("demo", help="fit the quick-start model; with -o DIR run the quick-start notebook there")
     d.add_argument("-o", "--output", help="folder for the executed notebook and its report")
     f = sub.add_parser("fit", help="fit a model to a CSV file")
-    f.add_argument("data")
-    f.add_argument("formula")
-    f.add_argument("--family", default="binomial")
-    f.add_argument("--link", default=None)
-    f.add_argument("--method", default="laplace")
-    f.add_argument("--nagq", type=int, default=1)
+    f.add_argument("data", help="the CSV file (delimiter sniffed; see --sep)")
+    f.add_argument("formula", help='lme4 formula in quotes, e.g. "y ~ x + (1 | g)"')
+    f.add_argument("--family", default="binomial", help=f"one of {', '.join(family_names())} (default binomial)")
+    f.add_argument("--link", default=None, help="link function (default: the family's canonical one)")
+    f.add_argument("--method", default="laplace", choices=("laplace", "agq"),
+                   help="Laplace approximation or adaptive Gauss-Hermite quadrature")
+    f.add_argument("--nagq", type=int, default=1, help="quadrature nodes per dimension with --method agq")
     f.add_argument("--ml", action="store_true", help="ML instead of REML for gaussian models")
     f.add_argument("--factor", action="append", help="treat a column as categorical")
     f.add_argument("--ordered", action="append", metavar="COL[=a,b,c]",
@@ -147,11 +176,26 @@ def main(argv: list[str] | None = None) -> int:
                         "or sorted")
     f.add_argument("-o", "--output", help="write the HTML report to this file")
     f.add_argument("--encoding", default="utf-8", help="text encoding of the CSV file (default utf-8)")
+    f.add_argument("--sep", default=None, help="field delimiter of the CSV file (default: sniffed from the file)")
+    f.add_argument("--format", default="text", choices=("text", "json", "csv"),
+                   help="output: the text summary, or the tidy coefficient table as JSON or CSV")
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
+    if args.cmd is None:
+        parser.print_help()
+        return 0
     from .errors import GLMMError
 
     try:
         return _demo(args) if args.cmd == "demo" else _fit(args)
+    except BrokenPipeError:  # piped into head: end quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except GLMMError as exc:
         print(f"glmm-nb: {exc}", file=sys.stderr)
         return 2

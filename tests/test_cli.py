@@ -74,3 +74,36 @@ def test_unreadable_inputs_and_outputs_are_one_liners(capsys, tmp_path, monkeypa
     assert calls == []
     assert main(["demo", "-o", str(tmp_path / "empty.csv" / "demo")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_cli_help_version_sep_and_formats(capsys, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import glmm_nb
+
+    assert main([]) == 0 and "usage: glmm-nb" in capsys.readouterr().out
+    try:
+        main(["--version"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert capsys.readouterr().out.strip() == f"glmm-nb {glmm_nb.__version__}"
+    src = (FIXTURES / "data" / "cbpp.csv").read_text().replace(",", ";")
+    semi = tmp_path / "cbpp_semicolon.csv"
+    semi.write_text(src)
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    assert main(["fit", str(semi), formula, "--factor", "period", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["term"] for r in rows][:2] == ["(Intercept)", "period[T.2]"] and "conf_low" in rows[0]
+    assert main(["fit", str(semi), formula, "--factor", "period", "--sep", ";", "--format", "csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("effect,group,term,estimate") and len(out) == 6
+    # piping into a reader that stops early ends quietly (no BrokenPipeError traceback)
+    cmd = [sys.executable, "-m", "glmm_nb.cli", "fit", str(semi), formula, "--factor", "period"]
+    p1 = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p1.stdout.read(10)
+    p1.stdout.close()
+    err = p1.stderr.read().decode()
+    p1.wait()
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -253,3 +253,11 @@ def test_bootstrap_and_cli_with_a_dispersion_family(tmp_path, capsys):
                "--factor", "YEAR", "--factor", "BROOD"])
     out = capsys.readouterr().out
     assert rc == 0 and "Dispersion parameter for negative_binomial family (theta)" in out
+
+
+def test_poisson_counts_must_be_whole():
+    df = pd.DataFrame({"y": [1.0, 2.5, 3, 0, 4, 1.5], "g": [1, 1, 2, 2, 3, 3]})
+    with pytest.raises(DataError, match=r"non-integer counts.*2 row\(s\) do not \(e.g. 2.5\)"):
+        glmm_nb.glmm("y ~ (1 | g)", df, family="poisson")
+    with pytest.raises(DataError, match=r"negative counts.*1 row\(s\)"):
+        glmm_nb.glmm("y ~ (1 | g)", df.assign(y=[1, -2, 3, 0, 4, 1]), family="poisson")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from ..errors import DataError, DataWarning, ModelError, warn
+from ..errors import DataError, ModelError
 from .base import Family
 from .links import EPS, ETA_MAX
 
@@ -141,13 +141,13 @@ class Poisson(Family):
 
     def check_response(self, y, trials, weights_given, name):
         super().check_response(y, trials, weights_given, name)
-        if np.any(y < 0):
-            raise DataError(f"response '{name}' has negative counts (e.g. {y[y < 0][0]:g})")
-        if np.any(y != np.round(y)):
-            warn(
-                f"response '{name}' has non-integer counts (e.g. {y[y != np.round(y)][0]:g}) "
-                f"for the {self.name} family",
-                DataWarning)
+        bad = (y < 0) | (y != np.round(y))
+        if np.any(bad):
+            kind = "negative counts" if np.any(y < 0) else "non-integer counts"
+            raise DataError(
+                f"response '{name}' has {kind}: the {self.name} family needs non-negative whole counts; "
+                f"{int(bad.sum())} row(s) do not (e.g. {y[bad][0]:g})"
+            )
 
     def simulate(self, rng, mu, trials, scale, size):
         return rng.poisson(np.broadcast_to(mu, size)).astype(float)

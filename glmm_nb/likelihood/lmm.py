@@ -66,6 +66,8 @@ __all__ = ["LmmDevfun", "LmmState"]
 
 @dataclass
 class LmmState:
+    """Everything at one theta: the profiled estimates, the factorization and the deviance."""
+
     theta: np.ndarray
     beta: np.ndarray
     u: np.ndarray

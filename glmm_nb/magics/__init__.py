@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from ..errors import GLMMError
 from .args import ArgError, clean_body, expand_names, help_text, parse_line
 from .run import MagicOutput, run_magic
@@ -16,6 +14,7 @@ __all__ = ["load_ipython_extension", "make_magics_class"]
 
 
 def make_magics_class():
+    from IPython.core.error import UsageError
     from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
     from traitlets import Bool, Int, Unicode
 
@@ -46,8 +45,8 @@ def make_magics_class():
             except (GLMMError, ArgError) as exc:
                 if not self.short_errors:
                     raise
-                print(f"glmm: {exc}", file=sys.stderr)
-                return None
+                # fails the cell (Run All stops) with one line and no traceback
+                raise UsageError(f"glmm: {exc}") from None
             if cell is None:
                 return out.result
             if not args.quiet:

@@ -41,10 +41,11 @@ class MagicArgs:
     report: str | None
     quiet: bool
     marginal: str | None
+    embed: bool = False
 
 
 _VALUED = {"--data", "--family", "--link", "--method", "--nagq", "--weights", "--offset", "--report", "--marginal"}
-_FLAGS = {"--reml", "--ml", "--quiet"}
+_FLAGS = {"--reml", "--ml", "--quiet", "--embed"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", help="column holding an offset")
     p.add_argument("--report", metavar="PATH", help="write the HTML report to PATH and show it")
     p.add_argument("--quiet", action="store_true", help="store the result, display nothing")
+    p.add_argument("--embed", action="store_true", help="show the whole --report inline (default: a link to it)")
     p.add_argument("--marginal", metavar="TERM", help="covariate for the report's marginal-effect curves")
     return p
 
@@ -84,7 +86,10 @@ def parse_line(line: str, cell: bool) -> MagicArgs:
     i = 0
     opts: list[str] = []
     lead_name = None
-    if cell and tokens and not tokens[0].startswith("--"):
+    # a leading variable name: always for the cell magic; for the line magic when options follow
+    # it (``%glmm m2 --data df y ~ x + (1 | g)``) — one grammar for both
+    leads = tokens and not tokens[0].startswith("--") and (cell or (len(tokens) > 1 and tokens[1].startswith("--")))
+    if leads:
         lead_name = tokens[0]
         if not lead_name.isidentifier():
             raise ArgError(f"'{lead_name}' is not a valid variable name for the result")
@@ -126,7 +131,7 @@ def parse_line(line: str, cell: bool) -> MagicArgs:
         raise ArgError(str(exc)) from None
     return MagicArgs(name=lead_name or name or ns.name, formula=formula, data=ns.data, family=ns.family, link=ns.link,
                      method=ns.method, nagq=ns.nagq, reml=ns.reml, weights=ns.weights, offset=ns.offset,
-                     report=ns.report, quiet=ns.quiet, marginal=ns.marginal)
+                     report=ns.report, quiet=ns.quiet, marginal=ns.marginal, embed=ns.embed)
 
 
 def _strip_comment(line: str) -> str:

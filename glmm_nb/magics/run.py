@@ -23,6 +23,7 @@ class MagicOutput:
     result: object
     report_path: Path | None
     report: object | None
+    embed: bool = False
 
     def __repr__(self) -> str:
         txt = self.result.summary()
@@ -31,11 +32,14 @@ class MagicOutput:
         return txt
 
     def _repr_html_(self) -> str:
+        """The summary and a link to the saved report; the report inline only with --embed
+        (a report is ~1 MB: embedded in every run it would bloat the notebook)."""
         out = self.result._repr_html_()
         if self.report_path is not None:
             out += (f'<p>Report: <a href="{html.escape(str(self.report_path))}" target="_blank">'
-                    f"{html.escape(str(self.report_path))}</a></p>")
-            out += self.report._repr_html_()
+                    f"{html.escape(str(self.report_path))}</a> (open it in the browser; --embed shows it here)</p>")
+            if self.embed:
+                out += self.report._repr_html_()
         return out
 
 
@@ -67,4 +71,4 @@ def run_magic(args: MagicArgs, formula: str, namespace: dict, defaults: dict) ->
     if args.report:
         report = m.report(marginal=args.marginal)
         path = report.save(args.report)
-    return MagicOutput(m, path, report)
+    return MagicOutput(m, path, report, embed=args.embed)

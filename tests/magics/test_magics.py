@@ -64,10 +64,14 @@ def test_config_defaults(ip):
     ],
 )
 def test_analyst_errors_are_one_line(ip, capsys, cell, message):
+    from IPython.core.error import UsageError
+
     res = ip.run_cell(cell)
     err = capsys.readouterr().err
-    assert res.error_in_exec is None
-    assert err.strip().startswith(message) and len(err.strip().splitlines()) == 1
+    # the cell fails (Run All stops there) with one line and no traceback
+    assert isinstance(res.error_in_exec, UsageError)
+    assert err.strip().startswith("UsageError: " + message) and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
 
 
 def test_full_traceback_on_request(ip):
@@ -119,8 +123,9 @@ def test_braces_backticks_and_report_folder(ip, capsys, tmp_path):
     res = ip.run_cell(f"%%glmm b3 --data dfh --family poisson --report {tmp_path / 'no' / 'r.html'}\n"
                       "incidence ~ period + (1 | herd)")
     err = capsys.readouterr().err
-    assert res.error_in_exec is None and "b3" not in ip.user_ns
-    assert err.strip().startswith("glmm: --report") and "does not exist" in err and len(err.strip().splitlines()) == 1
+    assert res.error_in_exec is not None and "b3" not in ip.user_ns
+    assert err.strip().startswith("UsageError: glmm: --report") and "does not exist" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_ordinal_family(ip, tmp_path, capsys):
@@ -134,3 +139,21 @@ def test_ordinal_family(ip, tmp_path, capsys):
     ip.run_cell("m2 = %glmm --data wine --family ordinal --method agq --nagq 7 rating ~ temp + (1 | judge)")
     assert ip.user_ns["m2"].nagq == 7 and ip.user_ns["m2"].family == "ordinal"
     assert "ordinal" in glmm_nb.magics.args.help_text()
+
+
+def test_line_magic_takes_the_cell_grammar_and_reports_are_linked(ip, tmp_path):
+    """``%glmm m2 --data df formula`` stores m2 (one grammar for both magics); a --report is
+    shown as a link unless --embed asks for it inline."""
+    from glmm_nb.magics.run import MagicOutput
+
+    ip.user_ns.pop("m2", None)
+    res = ip.run_cell("%glmm m2 --data df --family binomial cbind(incidence, size - incidence) ~ period + (1 | herd)")
+    assert res.error_in_exec is None and "m2" in ip.user_ns
+    assert ip.user_ns["m2"].family == "binomial"
+    m = ip.user_ns["m2"]
+    rep = m.report(diagnostics_nsim=10)
+    path = rep.save(tmp_path / "r.html")
+    small = MagicOutput(m, path, rep)._repr_html_()
+    big = MagicOutput(m, path, rep, embed=True)._repr_html_()
+    assert 'href="' in small and "<iframe" not in small and len(small) < 20_000
+    assert "<iframe" in big and len(big) > 10 * len(small)
