@@ -113,7 +113,8 @@ def _merge(old: OptSummary, new: OptSummary, note: str, extra_evals: int = 0) ->
 
     return dataclasses.replace(
         new, start=old.start, evaluations=old.evaluations + new.evaluations + extra_evals, time=old.time + new.time,
-        iterations=old.iterations + new.iterations, messages=tuple(dict.fromkeys(old.messages + new.messages + (note,))))
+        iterations=old.iterations + new.iterations,
+        messages=tuple(dict.fromkeys(old.messages + new.messages + (note,))))
 
 
 def restart_edge(value, run, opt: OptSummary, lower: np.ndarray, upper: np.ndarray | None = None,

@@ -239,9 +239,11 @@ def test_dotted_names_fit_the_dotted_column(data):
 ERRORS = [  # (formula, frame mutation, kwargs, error class, message)
     ("y ~ factor(z) + (1 | g)", None, {}, FormulaError, r"factor\(z\) is C\(z\) here"),
     ("y ~ as.factor(z) + (1 | g)", None, {}, FormulaError, r"write C\(z\)"),
-    ("y ~ I(x^2) + (1 | g)", None, {}, FormulaError, r"'\^' inside a function call .* XOR, not a power: write I\(x\*\*2\)"),
+    ("y ~ I(x^2) + (1 | g)", None, {}, FormulaError,
+     r"'\^' inside a function call .* XOR, not a power: write I\(x\*\*2\)"),
     ("y ~ sqrt(x) + (1 | g)", None, {}, FormulaError, r"unknown function 'sqrt' .* use np.sqrt"),
-    ("y ~ agee + (1 | g)", lambda d: d.assign(age=d.x), {}, FormulaError, r"unknown column 'agee' in the fixed part 'agee' \(did you mean 'age'\?\)"),
+    ("y ~ agee + (1 | g)", lambda d: d.assign(age=d.x), {}, FormulaError,
+     r"unknown column 'agee' in the fixed part 'agee' \(did you mean 'age'\?\)"),
     ("y ~ x + (1 | gg)", None, {}, FormulaError, r"unknown column 'gg' in the term \(1 \| gg\) \(did you mean 'g'\?\)"),
     ("y ~ x + (1 | a-b)", None, {}, FormulaError, r"grouping factor 'a-b' must be a column name .* backticks"),
     ("y ~ x + (1 | gm)", lambda d: d.assign(gm=[1 if i % 2 else f"s{i % 5}" for i in range(len(d))]), {},

@@ -26,7 +26,8 @@ NAMES = ["y", "x", "g", "z", "w", "x.1", "site id", "Intercept", "class", "h"]
 
 @st.composite
 def columns(draw, n):
-    kind = draw(st.sampled_from(["float", "int", "bool", "text", "cat", "nullable", "string", "object", "nan", "count"]))
+    kind = draw(st.sampled_from(["float", "int", "bool", "text", "cat", "nullable", "string", "object", "nan",
+                                 "count"]))
     rng = np.random.default_rng(draw(st.integers(0, 10**6)))
     if kind == "float":
         v = rng.normal(size=n)
@@ -88,7 +89,8 @@ def frames(draw):
     return df
 
 
-TERMS = ["x", "x", "z", "z", "w", "x.1", "`site id`", "class", "Intercept", "C(z)", "x:z", "x*w", "I(x**2)", "np.log(x)",
+TERMS = ["x", "x", "z", "z", "w", "x.1", "`site id`", "class", "Intercept", "C(z)", "x:z", "x*w", "I(x**2)",
+         "np.log(x)",
          "factor(z)", "I(x^2)", "{x + 1}", "offset(w)", "nope", "0", "1", "-1", "poly(x, 2)"]
 BARS = ["(1 | g)", "(x | g)", "(x || g)", "(1 | g/h)", "(1 | g:h)", "(1 | `site id`)", "(0 + x | z)", "(1 | nope)",
         "(1 | x)", "(z | g)", "(1 + x | h)"]
@@ -111,8 +113,8 @@ def formulas(draw):
 
 @settings(max_examples=60, deadline=30_000, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(df=frames(), formula=formulas(), family=st.sampled_from(["binomial", "poisson", "gaussian"]),
-       agq=st.booleans())
+@given(df=frames(), formula=formulas(),
+       family=st.sampled_from(["binomial", "poisson", "gaussian", "nbinom2", "gamma"]), agq=st.booleans())
 def test_glmm_answers_every_input(df, formula, family, agq):
     before = df.copy(deep=True)
     kw = {"method": "agq", "nagq": 3} if agq and family != "gaussian" else {}
