@@ -59,9 +59,9 @@ def minimize_devfun(
     lowest = [np.inf]
 
     def bad() -> float:
-        # a deviance that cannot be evaluated (non-finite, or a factorization failing at an
-        # extreme trial point of the line search) is a large finite value, so that the line
-        # search's interpolation steps back instead of overflowing
+        # a deviance that cannot be evaluated (non-finite, or a factorization failing or a
+        # power overflowing at an extreme trial point of the line search) is a large finite
+        # value, so that the line search's interpolation steps back instead of overflowing
         lo = lowest[0] if np.isfinite(lowest[0]) else 0.0
         return lo + 1e8 * max(1.0, abs(lo))
 
@@ -71,7 +71,7 @@ def minimize_devfun(
         if jac:
             try:
                 v, g = fun(x)
-            except np.linalg.LinAlgError:
+            except (np.linalg.LinAlgError, ArithmeticError):
                 v, g = np.inf, None
             if not np.isfinite(v):
                 return bad(), np.zeros_like(z)
@@ -79,7 +79,7 @@ def minimize_devfun(
             return v, g / scale
         try:
             v = fun(x)
-        except np.linalg.LinAlgError:
+        except (np.linalg.LinAlgError, ArithmeticError):
             v = np.inf
         if not np.isfinite(v):
             return bad()
@@ -138,6 +138,12 @@ def restart_edge(value, run, opt: OptSummary, lower: np.ndarray, upper: np.ndarr
     def better(new, old):
         return new.objective < old.objective - 1e-10 * max(1.0, abs(old.objective))
 
+    def safe(x):
+        try:
+            return float(value(x))
+        except (np.linalg.LinAlgError, ArithmeticError):
+            return np.inf
+
     for _ in range(max_restarts):
         new = run(np.asarray(opt.final, dtype=float))
         if not better(new, opt):
@@ -148,13 +154,13 @@ def restart_edge(value, run, opt: OptSummary, lower: np.ndarray, upper: np.ndarr
         edge = (lower == 0) & (upper > lower) & (np.abs(x - lower) <= 1e-4)  # at or near the bound
         if not edge.any():
             return opt
-        f0 = value(x)
+        f0 = safe(x)
         best = None
         for i in np.nonzero(edge)[0]:
             for t in steps:
                 z = x.copy()
                 z[i] = t
-                fz = value(z)
+                fz = safe(z)
                 if np.isfinite(fz) and fz < f0 - 1e-9 * max(1.0, abs(f0)) and (best is None or fz < best[0]):
                     best = (fz, z)
         if best is None:

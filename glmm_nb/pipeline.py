@@ -229,14 +229,27 @@ def agq_stage(request: FitRequest, laplace_opt: OptSummary) -> tuple[AgqDevfun, 
 
 
 def fit(request: FitRequest, result_class: type = GLMMResult) -> GLMMResult:
-    """Run the chain for ``request``: deviance function → starts → minimise → (AGQ) → result."""
+    """Run the chain for ``request``: deviance function → starts → minimise → (AGQ) → result.
+
+    A numerical failure the chain cannot step around (a factorization or an overflow at the
+    start or at the estimate itself: data that do not identify the model) is a
+    :class:`ModelError` saying so, never a numpy traceback.
+    """
     # the core's dense algebra is on small blocks, where BLAS threads cost more than they give
-    with threadpool_limits(limits=1, user_api="blas"):
-        dev = make_devfun(request, "laplace")
-        opt = minimize(request, dev, start_values(request, dev))
-        if request.uses_agq:
-            dev, opt = agq_stage(request, opt)
-        return build_result(request, dev, opt, result_class)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            dev = make_devfun(request, "laplace")
+            opt = minimize(request, dev, start_values(request, dev))
+            if request.uses_agq:
+                dev, opt = agq_stage(request, opt)
+            return build_result(request, dev, opt, result_class)
+    except (np.linalg.LinAlgError, ArithmeticError) as exc:
+        spec = request.spec
+        raise ModelError(
+            f"the fit failed numerically ({type(exc).__name__}: {exc}); the {spec.nobs} observations do not "
+            f"identify '{spec.formula.text}' with the {request.family.name} family — simplify the random effects "
+            "or check the response"
+        ) from exc
 
 
 _SPEC_CHANGES = ("formula", "data", "weights", "offset")
