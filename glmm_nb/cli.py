@@ -150,8 +150,14 @@ def ordered_column(col, order: str, name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import __version__
+    from importlib import metadata
+
     from .families import family_names
+
+    try:
+        __version__ = metadata.version("glmm_nb")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        __version__ = "unknown"
 
     parser = argparse.ArgumentParser(
         prog="glmm-nb", description="Maximum-likelihood mixed models with lme4 formulas.",

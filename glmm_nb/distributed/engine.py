@@ -57,14 +57,10 @@ class _Tracker:
     def __init__(self):
         self.best = None
         self.value = np.inf
-        self.stage = None
 
     def record(self, phi, value) -> None:
         if np.isfinite(value) and value < self.value:
             self.best, self.value = np.array(phi, dtype=float), float(value)
-
-    def reset(self, stage: str) -> None:
-        self.stage, self.value = stage, np.inf
 
 
 class _Base:

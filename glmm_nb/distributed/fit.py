@@ -361,7 +361,7 @@ def _fit(eng, plan, ddf, arguments, opts, result_class, timings, t_start):
     eng.keep(keep)
     _check_deferred(stats, fam)
     layout, ngroups, nobs = make_layout(stats, plan, method, nagq, control)
-    n_all, sd = _moments(stats)
+    _n, sd = _moments(stats)
     eng.map("finalize", layout)
 
     rows = [r for r in eng.map("sample_rows") if r is not None]
@@ -381,7 +381,6 @@ def _fit(eng, plan, ddf, arguments, opts, result_class, timings, t_start):
     try:
         if fam.profiled_lmm:
             dev = DaskLmmDevfun(eng, spec, request.reml, LmmDevfun(spec, reml=request.reml), progress)
-            eng.tracker.reset("theta")
             lower, upper = parameter_bounds(request, True)
             opt = minimize_devfun(dev, _starts(request, dev, None, eng), lower, jac=False, maxiter=maxiter,
                                   label="L-BFGS-B", upper=upper)

@@ -87,7 +87,7 @@ def _wald_thresholds(m, level: float) -> pd.DataFrame:
 def _wald_re(m, level: float) -> pd.DataFrame:
     from scipy import stats
 
-    from ..numdiff import fd_hessian_fun
+    from ..numdiff import fd_hessian, fd_hessian_fun
     from .profile import ProfileProblem
 
     names = sdcor_names(m.spec, m.request.family.profiled_lmm)
@@ -99,7 +99,11 @@ def _wald_re(m, level: float) -> pd.DataFrame:
                          for n, v in zip(names, prob.psi_hat)])
     if not interior.all():
         return out
-    H = fd_hessian_fun(prob.objective, x, h=1e-4)
+    if prob.gaussian or not prob.dev.analytic_gradient:
+        H = fd_hessian_fun(prob.objective, x, h=1e-4)
+    else:  # differences of the analytic gradient: differences of PIRLS deviances are noisy
+        grad = lambda z: prob.objective_grad(z)[1]  # noqa: E731
+        H = fd_hessian(grad, x, grad(x))
     try:
         V = 2.0 * np.linalg.inv(H)
     except np.linalg.LinAlgError:

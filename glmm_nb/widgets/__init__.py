@@ -31,6 +31,43 @@ def _q(name: str) -> str:
     return name if name.isidentifier() and not keyword.iskeyword(name) else f"`{name}`"
 
 
+_RESPONSE_NAMES = ("y", "outcome", "response", "target", "score", "count", "rating", "use")
+
+
+def guess_response(data: pd.DataFrame, cols: list[str]) -> tuple[str | None, str]:
+    """A sensible starting response and family: a column with an outcome-like name, else the
+    first two-valued column (binomial), else the first other usable column (whole non-negative
+    numbers: poisson; other numbers: gaussian; an ordered categorical: ordinal); never an
+    id-like column (one level per row, or named like an id)."""
+    def id_like(c: str) -> bool:
+        col = data[c]
+        low = c.lower()
+        distinct = col.nunique() == len(col) and len(col) > 2 and not pd.api.types.is_float_dtype(col)
+        return low in ("id", "index") or low.endswith("_id") or distinct
+
+    def family_of(c: str) -> str | None:
+        col = data[c].dropna()
+        if col.nunique() == 2:
+            return "binomial"
+        if isinstance(col.dtype, pd.CategoricalDtype) and col.cat.ordered:
+            return "ordinal"
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            whole = bool((col >= 0).all() and (col == col.round()).all())
+            return "poisson" if whole and col.nunique() > 2 else "gaussian"
+        return None
+
+    usable = [c for c in cols if not id_like(c) and family_of(c) is not None]
+    for c in usable:
+        if c.lower() in _RESPONSE_NAMES:
+            return c, family_of(c)
+    for c in usable:
+        if family_of(c) == "binomial":
+            return c, "binomial"
+    if usable:
+        return usable[0], family_of(usable[0])
+    return (cols[0] if cols else None), "binomial"
+
+
 class ModelBuilder:
     """Build, fit and export a GLMM from a DataFrame with widgets.
 
@@ -53,13 +90,15 @@ class ModelBuilder:
         # a name with a backtick cannot be quoted in a formula: offering it would let a column
         # name (data) become formula code
         cols = [str(c) for c in data.columns if "`" not in str(c)]
-        self.response = w.Dropdown(options=cols, description="Response")
+        guess_col, guess_family = guess_response(data, cols)
+        self.response = w.Dropdown(options=cols, value=guess_col, description="Response")
         self.fixed = w.SelectMultiple(options=cols, description="Fixed", rows=min(8, len(cols)))
         self.groups = w.SelectMultiple(options=cols, description="Groups", rows=min(6, len(cols)))
         self.slopes_box = w.VBox()
         self._slopes: dict[str, tuple] = {}
-        self.family = w.Dropdown(options=list(family_names()), value="binomial", description="Family")
-        self.link = w.Dropdown(options=list(get_family("binomial").links), value="logit", description="Link")
+        self.family = w.Dropdown(options=list(family_names()), value=guess_family, description="Family")
+        self.link = w.Dropdown(options=list(get_family(guess_family).links), value=get_family(guess_family).links[0],
+                               description="Link")
         self.method = w.Dropdown(options=["laplace", "agq"], value="laplace", description="Method")
         self.nagq = w.IntSlider(value=10, min=2, max=30, description="nAGQ", disabled=True)
         self.formula_label = w.HTML()
@@ -156,7 +195,7 @@ class ModelBuilder:
         self.report = m.report()
         self.progress.value = 3
         self.status.value = f"done in {time.perf_counter() - t0:.1f} s"
-        self.output.value = f"<pre>{html.escape(m.summary())}</pre>"
+        self.output.value = m._repr_html_()  # the formatted tables, as in a notebook cell
         self.report_frame.value = self.report._repr_html_()
         self.export_button.disabled = False
         return m

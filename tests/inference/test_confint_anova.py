@@ -131,3 +131,12 @@ def test_profile_of_a_reml_fit_is_lme4s(sleep_ml):
         lo, hi = REF["sleepstudy_reml"]["confint"][term]
         assert abs(ci.loc[term, "conf_low"] - lo) < 2e-3 * max(1, abs(lo)), term
         assert abs(ci.loc[term, "conf_high"] - hi) < 2e-3 * max(1, abs(hi)), term
+
+
+def test_wald_interval_of_an_sd_uses_the_analytic_curvature(cbpp):
+    """For a random intercept the SD is theta: its Wald half-width is z * sqrt(V[theta, theta])
+    with V the (theta, beta) covariance from the analytic-gradient Hessian."""
+    _df, m = cbpp
+    ci = m.confint(method="wald").loc["sd__(Intercept)|herd"]
+    se = np.sqrt(m.extras["vcov_theta_beta"][0, 0])
+    np.testing.assert_allclose((ci.conf_high - ci.conf_low) / 2, stats.norm.ppf(0.975) * se, rtol=1e-3)

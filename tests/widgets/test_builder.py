@@ -57,3 +57,16 @@ def test_fit_error_is_shown_not_raised(builder):
     b.groups.value = ("district",)
     b.fit_button.click()
     assert b.result is None and "must lie in [0, 1]" in b.status.value
+
+
+def test_builder_guesses_a_response_and_family():
+    from glmm_nb.widgets import guess_response
+
+    contra = glmm_nb.datasets.load("contraception")
+    b = glmm_nb.ModelBuilder(contra, name="contra")
+    assert (b.response.value, b.family.value, b.link.value) == ("use", "binomial", "logit")
+    sleep = glmm_nb.datasets.load("sleepstudy")
+    assert guess_response(sleep, list(sleep.columns)) == ("Reaction", "gaussian")
+    cbpp = glmm_nb.datasets.load("cbpp")
+    col, fam = guess_response(cbpp, list(cbpp.columns))
+    assert col != "herd" and fam == "poisson"
