@@ -27,7 +27,7 @@ from .request import METHODS, FitRequest, fixed_indices
 from .results import GLMMResult, build_result
 
 __all__ = ["build_spec", "check_method", "make_request", "make_devfun", "start_values", "parameter_bounds",
-           "parameter_scale", "minimize", "agq_stage", "fit", "refit", "MAX_NAGQ"]
+           "parameter_scale", "minimize", "polish_agq", "agq_stage", "fit", "refit", "MAX_NAGQ"]
 
 MAX_NAGQ = 50
 
@@ -87,20 +87,14 @@ def make_devfun(request: FitRequest, stage: str = "final"):
     request (ordinal families: the cumulative-link deviances, extras = the thresholds)."""
     if request.family.profiled_lmm:
         return LmmDevfun(request.spec, reml=bool(request.reml))
-    if request.family.ordinal:
-        if stage == "final" and request.uses_agq:
-            dev = OrdinalAgqDevfun(request.spec, request.family, request.nagq)
-            dev.lap.maxit = int(request.control.get("pirls_maxit", dev.lap.maxit))
-            return dev
-        dev = OrdinalLaplaceDevfun(request.spec, request.family)
-        dev.maxit = int(request.control.get("pirls_maxit", dev.maxit))
-        return dev
+    fam = request.family
     if stage == "final" and request.uses_agq:
-        dev = AgqDevfun(request.spec, request.family, request.nagq)
-        dev.lap.maxit = int(request.control.get("pirls_maxit", dev.lap.maxit))
-        return dev
-    dev = LaplaceDevfun(request.spec, request.family)
-    dev.maxit = int(request.control.get("pirls_maxit", dev.maxit))
+        cls = OrdinalAgqDevfun if fam.ordinal else AgqDevfun
+        dev = cls(request.spec, fam, request.nagq)
+        inner = dev.lap  # PIRLS runs in the Laplace deviance the quadrature is placed by
+    else:
+        dev = inner = (OrdinalLaplaceDevfun if fam.ordinal else LaplaceDevfun)(request.spec, fam)
+    inner.maxit = int(request.control.get("pirls_maxit", inner.maxit))
     return dev
 
 
@@ -180,19 +174,10 @@ def minimize(request: FitRequest, devfun, start: np.ndarray, label: str = "L-BFG
     return restart_edge(devfun, run, run(start), lower, upper)
 
 
-def agq_stage(request: FitRequest, laplace_opt: OptSummary) -> tuple[AgqDevfun, OptSummary]:
-    """Optimise the AGQ deviance starting from the Laplace optimum.
-
-    L-BFGS-B runs on :meth:`AgqDevfun.value_and_grad` (exact for scalar random effects,
-    placement-fixed for vector ones). Its end point is then checked with the exact gradient;
-    where the Newton step that gradient implies is not negligible — few nodes, small clusters —
-    Newton steps with that gradient and the Hessian of the optimizer's gradient polish it.
-    """
-    t0 = time.perf_counter()
-    dev = make_devfun(request, "final")
-    dev.reset_modes()
-    opt = minimize(request.replace(start=laplace_opt.final), dev, laplace_opt.final, label="L-BFGS-B (AGQ)")
-    lower, upper = parameter_bounds(request, False)
+def polish_agq(dev, opt: OptSummary, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, float, list[str]]:
+    """Check the AGQ optimizer's end point with the exact gradient and, where the Newton step it
+    implies is not negligible (few nodes, small clusters), take Newton steps with that gradient and
+    the Hessian of the optimizer's gradient. Returns ``(x, deviance, messages)``."""
     x = opt.final.copy()
     fx = dev(x)
     messages = list(opt.messages)
@@ -222,6 +207,23 @@ def agq_stage(request: FitRequest, laplace_opt: OptSummary) -> tuple[AgqDevfun, 
             break
         if it == 0:
             messages.append("polished with the exact AGQ gradient (Newton steps)")
+    return x, fx, messages
+
+
+def agq_stage(request: FitRequest, laplace_opt: OptSummary) -> tuple[AgqDevfun, OptSummary]:
+    """Optimise the AGQ deviance starting from the Laplace optimum.
+
+    L-BFGS-B runs on :meth:`AgqDevfun.value_and_grad` (exact for scalar random effects,
+    placement-fixed for vector ones). Its end point is then checked with the exact gradient;
+    where the Newton step that gradient implies is not negligible — few nodes, small clusters —
+    Newton steps with that gradient and the Hessian of the optimizer's gradient polish it.
+    """
+    t0 = time.perf_counter()
+    dev = make_devfun(request, "final")
+    dev.reset_modes()
+    opt = minimize(request.replace(start=laplace_opt.final), dev, laplace_opt.final, label="L-BFGS-B (AGQ)")
+    lower, upper = parameter_bounds(request, False)
+    x, fx, messages = polish_agq(dev, opt, lower, upper)
     opt = dataclasses.replace(opt, start=laplace_opt.final, final=x, objective=float(fx), messages=tuple(messages),
                               evaluations=opt.evaluations + laplace_opt.evaluations + dev.nevals,
                               time=time.perf_counter() - t0 + laplace_opt.time)

@@ -26,7 +26,7 @@ from ..errors import DataError, DataWarning, ModelError
 from ..families import get_family
 from ..likelihood import LmmDevfun
 from ..optimize import minimize_devfun
-from ..pipeline import check_method, parameter_bounds
+from ..pipeline import check_method, parameter_bounds, polish_agq
 from ..request import FitRequest, fixed_indices
 from ..results import GLMMResult, build_result
 from .devfun import DaskGlmmDevfun, DaskLmmDevfun, EvalProgress, glm_start
@@ -257,35 +257,7 @@ def agq_stage(request, dev, laplace_opt, scale):
     lower, upper = parameter_bounds(request, False)
     opt = minimize_devfun(dev.value_and_grad, laplace_opt.final, lower, scale=scale,
                           maxiter=int(request.control.get("maxiter", 2000)), label="L-BFGS-B (AGQ)", upper=upper)
-    x = opt.final.copy()
-    fx = dev(x)
-    messages = list(opt.messages)
-    finite = np.isfinite(lower)
-    pinned = lower == upper
-    for it in range(8):
-        g = dev.exact_gradient(x)
-        free = ~(finite & (x - np.where(finite, lower, 0) < 1e-8) & (g > 0)) & ~pinned
-        H = dev.hessian(opt.final)
-        try:
-            step = np.zeros_like(x)
-            step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])
-        except np.linalg.LinAlgError:
-            break
-        if np.max(np.abs(step) / np.maximum(1.0, np.abs(x))) < 1e-7:
-            break
-        t = 1.0
-        while t > 1e-4:
-            xn = x - t * step
-            xn = np.where(finite, np.maximum(xn, np.where(finite, lower, 0)), xn)
-            fn = dev(xn)
-            if fn < fx:
-                x, fx = xn, fn
-                break
-            t *= 0.5
-        else:
-            break
-        if it == 0:
-            messages.append("polished with the exact AGQ gradient (Newton steps)")
+    x, fx, messages = polish_agq(dev, opt, lower, upper)
     return dataclasses.replace(opt, start=laplace_opt.final, final=x, objective=float(fx), messages=tuple(messages),
                                evaluations=opt.evaluations + laplace_opt.evaluations + dev.nevals,
                                time=time.perf_counter() - t0 + laplace_opt.time)
