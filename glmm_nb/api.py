@@ -11,6 +11,7 @@ lower layers never import back.
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pandas as pd
 
@@ -164,16 +165,22 @@ class MixedModel(GLMMResult):
         return causal_checks(self, cluster=cluster)
 
     def report(self, template_dir=None, marginal: str | None = None, gee=None, diagnostics_nsim: int = 250,
-               svg_fallback: bool = True, emmeans: str | None = None, gee_cluster: str | None = None):
-        """A self-contained HTML :class:`~glmm_nb.report.Report` (``.save(path)``); ``emmeans="A"``
-        adds the estimated marginal means of factor A and their pairwise comparisons; ``gee`` a
-        cluster column name or a :func:`glmm_nb.gee` result (as in :meth:`compare`;
-        ``gee_cluster`` is its older name)."""
+               svg_fallback: bool = True, emmeans: str | None = None, gee_cluster: str | None = None,
+               focus: str | None = None, data_source: str | None = None):
+        """A self-contained HTML :class:`~glmm_nb.report.Report` (``.save(path)``).
+
+        ``focus="x"`` picks the covariate of the effect curves and the first key finding
+        (default: the treatment when its name says so, else the first continuous covariate;
+        ``marginal`` is its older name); ``emmeans="A"`` adds the estimated marginal means of
+        factor A and their pairwise comparisons; ``gee`` a cluster column name or a
+        :func:`glmm_nb.gee` result (as in :meth:`compare`; ``gee_cluster`` is its older name);
+        ``data_source`` a CSV path or variable name for the Reproduce section (default: the
+        variable ``glmm()`` was given, when it had a name)."""
         from .report import make_report  # jinja2/altair load only when a report is asked for
 
         return make_report(self, template_dir=template_dir, marginal=marginal, gee=gee,
                            diagnostics_nsim=diagnostics_nsim, svg_fallback=svg_fallback, emmeans=emmeans,
-                           gee_cluster=gee_cluster)
+                           gee_cluster=gee_cluster, focus=focus, data_source=data_source)
 
 
 class DaskMixedModel(MixedModel):
@@ -311,4 +318,18 @@ def glmm(
     request = make_request(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
                            weights=weights, offset=offset, control=control, start=start, ziformula=ziformula,
                            hurdle=hurdle)
-    return fit(request, MixedModel)
+    m = fit(request, MixedModel)
+    name = caller_name(data, sys._getframe(1))
+    if name is not None:
+        m.extras["data_source"] = name  # the report's Reproduce section defines ``data`` from it
+    return m
+
+
+def caller_name(obj, frame) -> str | None:
+    """The name the caller's frame binds to ``obj`` (locals first, then globals; names starting
+    with an underscore, IPython's output history, are skipped), or None."""
+    for scope in (frame.f_locals, frame.f_globals):
+        for k, v in list(scope.items()):
+            if v is obj and not k.startswith("_"):
+                return k
+    return None

@@ -51,7 +51,9 @@ def read_data(path: str, encoding: str = "utf-8", sep: str | None = None):
         raise DataError(f"{p} is not a text (CSV) file")
     sep = sniff_separator(head, encoding) if sep is None else sep
     try:
-        return pd.read_csv(p, encoding=encoding, sep=sep)
+        df = pd.read_csv(p, encoding=encoding, sep=sep)
+        df.attrs["sep"] = sep
+        return df
     except UnicodeDecodeError as exc:
         raw = p.read_bytes()
         try:
@@ -113,6 +115,8 @@ def _fit(args) -> int:
         args.formula, df, family=args.family, link=args.link, method=args.method, nagq=args.nagq,
         reml=not args.ml,
     )
+    m.extras["data_source"] = str(path)  # the report's Reproduce section reads this CSV
+    m.extras["data_sep"] = df.attrs.get("sep")
     if args.format == "text":
         print(m.summary())
     elif args.format == "csv":

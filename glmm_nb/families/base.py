@@ -49,7 +49,8 @@ class Family:
     discrete : bool
         Integer-valued response (scaled residuals are randomized).
     count_like : bool
-        Zeros are meaningful (the zero-inflation check applies).
+        An unbounded count (Poisson, negative binomial): the zero-inflation test and the
+        zero-inflated / hurdle variants apply (not to binomial successes out of trials).
     mean_word : str
         What the mean is called in reports ("probability", "rate", "mean").
     ordinal : bool

@@ -19,7 +19,6 @@ class Binomial(Family):
     canonical_link = "logit"
     reads_cbind = True
     discrete = True
-    count_like = True
     mean_word = "probability"
 
     @property

@@ -54,7 +54,7 @@ class ZeroInflated(Family):
     mean_word = "rate"
 
     def __init__(self, base: Family, hurdle: bool = False, zeta=None):
-        if not base.count_like or base.reads_cbind or base.profiled_lmm:
+        if not base.count_like or base.profiled_lmm:
             raise ModelError(f"zero-inflation needs a count family (poisson, negative_binomial, nbinom1), "
                              f"not {base.name}")
         if hurdle and base.n_dispersion and base.limit_family is None:  # pragma: no cover - defensive

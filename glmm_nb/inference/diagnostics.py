@@ -80,7 +80,7 @@ def zero_inflation_advice(m, tests: pd.DataFrame, level: float = 0.05) -> tuple[
     """When a count model without a zero part shows more zeros than it expects, refit with
     ``ziformula="~ 1"`` and say what to do in one line."""
     fam = m.request.family
-    if "zero-inflation" not in tests.index or fam.has_zero_part or fam.reads_cbind or not fam.count_like:
+    if "zero-inflation" not in tests.index or fam.has_zero_part or not fam.count_like:
         return ()
     row = tests.loc["zero-inflation"]
     if not (row.p_value < level and row.statistic > 1):

@@ -44,7 +44,7 @@ class MagicArgs:
     embed: bool = False
 
 
-_VALUED = {"--data", "--family", "--link", "--method", "--nagq", "--weights", "--offset", "--report", "--marginal"}
+_VALUED = {"--data", "--family", "--link", "--method", "--nagq", "--weights", "--offset", "--report", "--marginal", "--focus"}
 _FLAGS = {"--reml", "--ml", "--quiet", "--embed"}
 
 
@@ -72,7 +72,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="PATH", help="write the HTML report to PATH and show it")
     p.add_argument("--quiet", action="store_true", help="store the result, display nothing")
     p.add_argument("--embed", action="store_true", help="show the whole --report inline (default: a link to it)")
-    p.add_argument("--marginal", metavar="TERM", help="covariate for the report's marginal-effect curves")
+    p.add_argument("--focus", "--marginal", dest="marginal", metavar="VAR",
+                   help="covariate of the report's effect curves (default: the treatment, else the first continuous one)")
     return p
 
 

@@ -65,10 +65,11 @@ def run_magic(args: MagicArgs, formula: str, namespace: dict, defaults: dict) ->
     m = glmm(formula, data, family=args.family or defaults.get("family", "binomial"),
              link=args.link or defaults.get("link") or None, method=method, nagq=nagq, reml=reml,
              weights=args.weights, offset=args.offset)
+    m.extras["data_source"] = data_name  # the report's Reproduce section: data = <this variable>
     if args.name:
         namespace[args.name] = m
     report = path = None
     if args.report:
-        report = m.report(marginal=args.marginal)
+        report = m.report(focus=args.marginal)
         path = report.save(args.report)
     return MagicOutput(m, path, report, embed=args.embed)

@@ -10,23 +10,38 @@ from __future__ import annotations
 import base64
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
-__all__ = ["pairs_chart", "forest", "caterpillar", "curves", "category_probabilities", "residual_hist", "residual_qq",
+__all__ = ["pairs_chart", "forest", "caterpillar", "caterpillar_sample", "curves", "category_probabilities", "residual_hist", "residual_qq",
            "to_svg_data_uri"]
 
 WIDTH = 560
+CATERPILLAR_MAX = 150  # levels drawn in a caterpillar plot; more are sampled (rule stated)
+CATERPILLAR_ENDS = 25  # ... always keeping this many lowest and highest
 
 
 def forest(rows: list[dict], exp_name: str | None) -> dict:
+    """Fixed effects with 95 % intervals: ratios on a log axis (1 = no effect) for log and logit
+    links, estimates (0 = no effect) otherwise; 26 px per term."""
     df = pd.DataFrame(rows)[["term", "estimate", "conf_low", "conf_high"]]
     df = df[df.term != "(Intercept)"] if len(df) > 1 else df
-    title = "Fixed effects with 95 % CI (log scale of the " + exp_name + ")" if exp_name else "Fixed effects with 95 % CI"
-    base = alt.Chart(df).encode(y=alt.Y("term:N", sort=None, title=None))
-    rule = base.mark_rule().encode(x=alt.X("conf_low:Q", title="estimate"), x2="conf_high:Q")
+    if exp_name:
+        df = df.assign(**{c: np.exp(df[c]) for c in ("estimate", "conf_low", "conf_high")})
+        lo = float(min(df["conf_low"].min(), 1.0)) / 1.15
+        hi = float(max(df["conf_high"].max(), 1.0)) * 1.15
+        axis = alt.X("conf_low:Q", title=f"{exp_name} (log scale; 1 = no effect)",
+                     scale=alt.Scale(type="log", domain=[lo, hi], nice=False))
+        ref, title = 1.0, f"Fixed effects: {exp_name}s with 95 % CI"
+    else:
+        axis = alt.X("conf_low:Q", title="estimate (0 = no effect)")
+        ref, title = 0.0, "Fixed effects with 95 % CI"
+    base = alt.Chart(df).encode(y=alt.Y("term:N", sort=None, title=None, axis=alt.Axis(labelLimit=0)))
+    rule = base.mark_rule().encode(x=axis, x2="conf_high:Q")
     point = base.mark_point(filled=True, size=60).encode(x="estimate:Q", tooltip=["term", "estimate", "conf_low", "conf_high"])
-    zero = alt.Chart(pd.DataFrame({"z": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="z:Q")
-    return (zero + rule + point).properties(width=WIDTH, title=title).to_dict()
+    zero = alt.Chart(pd.DataFrame({"z": [ref]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="z:Q")
+    height = max(40, 26 * len(df))
+    return (zero + rule + point).properties(width=WIDTH, height=height, title=title).to_dict()
 
 
 def pairs_chart(rows: list[dict], estimate: str) -> dict:
@@ -40,31 +55,69 @@ def pairs_chart(rows: list[dict], estimate: str) -> dict:
     return (zero + rule + point).properties(width=WIDTH, title="Pairwise comparisons with 95 % CI").to_dict()
 
 
+def caterpillar_sample(d: pd.DataFrame, limit: int = CATERPILLAR_MAX, ends: int = CATERPILLAR_ENDS) -> tuple[pd.DataFrame, str]:
+    """Levels sorted by their mode; above ``limit`` levels the ``ends`` lowest and highest and
+    evenly spaced ranks in between (the rule is returned as text)."""
+    d = d.sort_values("mode", kind="stable").reset_index(drop=True)
+    d["rank"] = np.arange(1, len(d) + 1)
+    n = len(d)
+    if n <= limit:
+        return d, f"all {n:,} levels, sorted"
+    middle = np.unique(np.linspace(ends, n - ends - 1, limit - 2 * ends).round().astype(int))
+    keep = np.unique(np.concatenate([np.arange(ends), middle, np.arange(n - ends, n)]))
+    return d.iloc[keep].reset_index(drop=True), (f"{keep.size} of {n:,} levels: the {ends} lowest, the {ends} highest "
+                                                 "and evenly spaced ranks in between")
+
+
 def caterpillar(data: pd.DataFrame, group: str, term: str) -> dict:
-    d = data.copy()
+    """Conditional modes ±1.96 conditional SD by rank; hundreds of levels are sampled (rule in
+    the subtitle) and the three lowest and highest levels are labelled."""
+    d, rule_text = caterpillar_sample(data)
     d["low"] = d["mode"] - 1.96 * d["sd"]
     d["high"] = d["mode"] + 1.96 * d["sd"]
-    d = d.sort_values("mode")
-    d["rank"] = range(len(d))
-    base = alt.Chart(d).encode(x=alt.X("rank:O", axis=None, title=f"levels of {group}, ordered"))
-    rule = base.mark_rule(opacity=0.6).encode(y=alt.Y("low:Q", title=f"conditional mode: {term}"), y2="high:Q")
-    pts = base.mark_circle().encode(
-        y="mode:Q", size=alt.Size("n:Q", title="cluster size"),
+    d = d[["level", "mode", "sd", "n", "low", "high", "rank"]]
+    many = len(d) > 60
+    base = alt.Chart(d).encode(x=alt.X("rank:Q", title=f"rank of the level of {group} (1 = lowest)",
+                                       scale=alt.Scale(domain=[0, int(d["rank"].max()) + 1], nice=False)))
+    rule = base.mark_rule(opacity=0.4 if many else 0.6).encode(y=alt.Y("low:Q", title=f"conditional mode: {term}"), y2="high:Q")
+    pts = base.mark_circle(opacity=0.85).encode(
+        y="mode:Q", size=alt.Size("n:Q", title="cluster size", scale=alt.Scale(range=[6, 60] if many else [10, 200])),
         color=alt.Color("n:Q", title="cluster size", scale=alt.Scale(scheme="viridis")),
         tooltip=["level", "mode", "sd", "n"],
     )
-    return (rule + pts).properties(width=WIDTH, height=220, title=f"{group}: {term} (±1.96 conditional SD; small clusters shrink more)").to_dict()
+    layers = [rule, pts]
+    if len(d) > 12:  # the extreme levels named: three at each end, or one when the ranks are crowded
+        k = 1 if many else 3
+        low, high = d.iloc[:k], d.iloc[len(d) - k:]
+        if many:  # horizontal, pointing inwards from the lowest and the highest mode
+            layers.append(alt.Chart(low).mark_text(align="left", dx=8, fontSize=10)
+                          .encode(x="rank:Q", y="mode:Q", text="level:N"))
+            layers.append(alt.Chart(high).mark_text(align="right", dx=-8, fontSize=10)
+                          .encode(x="rank:Q", y="mode:Q", text="level:N"))
+        else:  # vertical, beyond the whiskers
+            layers.append(alt.Chart(low).mark_text(angle=270, align="left", dx=3, fontSize=9)
+                          .encode(x="rank:Q", y="high:Q", text="level:N"))
+            layers.append(alt.Chart(high).mark_text(angle=270, align="right", dx=-3, fontSize=9)
+                          .encode(x="rank:Q", y="low:Q", text="level:N"))
+    title = {"text": f"{group}: {term} (±1.96 conditional SD; small clusters shrink more)", "subtitle": rule_text}
+    return alt.layer(*layers).properties(width=WIDTH, height=240, title=title).to_dict()
 
 
-def curves(data: pd.DataFrame, var: str, response: str) -> dict:
+def curves(data: pd.DataFrame, var: str, response: str, discrete: bool = False, held: str = "") -> dict:
+    """Predicted response against the focal covariate (its values when ``discrete``), the other
+    covariates held at the values ``held`` states."""
     dash = alt.condition(alt.FieldOneOfPredicate(field="curve", oneOf=["typical cluster (random effects 0)", "population-averaged"]),
                          alt.value(3), alt.value(1))
+    x = alt.X("x:N" if discrete else "x:Q", title=var, sort=None, axis=alt.Axis(labelAngle=0) if discrete else alt.Axis())
+    title = {"text": f"Predicted {response} against {var}",
+             "subtitle": f"other covariates at {held}" if held else "no other covariates"}
     return (
         alt.Chart(data)
-        .mark_line()
-        .encode(x=alt.X("x:Q", title=var), y=alt.Y("value:Q", title=response), color=alt.Color("curve:N", title=None),
+        .mark_line(point=discrete)
+        .encode(x=x, y=alt.Y("value:Q", title=response),
+                color=alt.Color("curve:N", title=None, legend=alt.Legend(labelLimit=0, orient="bottom", columns=2)),
                 strokeWidth=dash, tooltip=["curve", "x", "value"])
-        .properties(width=WIDTH, height=260, title=f"Predicted {response} against {var}")
+        .properties(width=WIDTH, height=260, title=title)
         .to_dict()
     )
 

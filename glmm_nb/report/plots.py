@@ -58,12 +58,15 @@ class ModelPlots:
         return _chart(ch.caterpillar(c["data"], c["group"], c["term"]))
 
     def effects(self, var: str | None = None):
-        """Predicted response against a numeric covariate: clusters at quantiles of the random
-        intercept, the typical cluster and the population average."""
+        """Predicted response against a covariate (default: the treatment when its name says so,
+        else the first continuous covariate; see :mod:`.focal`): clusters at quantiles of the
+        random intercept, the typical cluster and the population average, the other covariates
+        held at their means or most common values."""
         out = sec.marginal_section(self._m, var, None)
         if out["curves"] is None:
             raise ModelError("; ".join(out["missing"]) or "no prediction curves for this model")
-        return _chart(ch.curves(out["curves"], out["var"], self._m.request.family.mean_word))
+        f = out["focus"]
+        return _chart(ch.curves(out["curves"], f.var, self._m.request.family.mean_word, f.discrete, f.held_text))
 
     marginal = effects
 

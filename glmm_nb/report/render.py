@@ -8,6 +8,8 @@ every network request. Templates autoescape; chart specs travel as ``tojson`` in
 
 from __future__ import annotations
 
+import base64
+import gzip
 import html
 import time
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from ..results.display import format_number
 from . import charts as ch
 from . import ordinal as ordsec
 from . import sections as sec
+from .findings import key_findings
+from .focal import fixed_variables
 
 __all__ = ["Report", "make_report", "check_report_args"]
 
@@ -32,6 +36,15 @@ __all__ = ["Report", "make_report", "check_report_args"]
 @lru_cache(maxsize=1)
 def _bundle() -> str:
     return (Path(__file__).parent / "static" / "vega-bundle.min.js").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def packed_bundle() -> str:
+    """The Vega bundle gzip-compressed and base64-encoded (0.9 MB of JavaScript → 0.4 MB of
+    text): the page inflates it with the browser's ``DecompressionStream`` and runs it; where
+    that API is missing the static SVG renderings stay in place."""
+    raw = _bundle().encode("utf-8")
+    return base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode("ascii")
 
 
 def _environment(template_dir: str | Path | None) -> jinja2.Environment:
@@ -71,11 +84,11 @@ class Report:
         return len(self.html.encode("utf-8"))
 
 
-def check_report_args(m, marginal, emmeans, diagnostics_nsim, svg_fallback=True) -> None:
+def check_report_args(m, focus, emmeans, diagnostics_nsim, svg_fallback=True, focus_name="focus") -> None:
     """Type- and name-check the report's arguments (an unknown column is an error, not ignored)."""
     frame = m.spec.frame
     cols = [] if frame is None else list(frame.columns)
-    for name, value in (("marginal", marginal), ("emmeans", emmeans)):
+    for name, value in ((focus_name, focus), ("emmeans", emmeans)):
         if value is None:
             continue
         if not isinstance(value, str):
@@ -83,21 +96,27 @@ def check_report_args(m, marginal, emmeans, diagnostics_nsim, svg_fallback=True)
         if value not in cols:
             raise DataError(f"{name}='{value}' is not a variable of the model (it uses {', '.join(map(repr, cols))})"
                             f"{close_names(value, cols)}")
-    if marginal is not None and (not pd.api.types.is_numeric_dtype(frame[marginal])
-                                 or pd.api.types.is_bool_dtype(frame[marginal])):
-        raise DataError(f"marginal='{marginal}' is not numeric: the prediction curves vary a numeric covariate")
+    if focus is not None and focus not in fixed_variables(m):
+        raise DataError(f"{focus_name}='{focus}' is not a fixed-effect variable: the effect curves vary a covariate "
+                        f"of the fixed part ({', '.join(map(repr, fixed_variables(m))) or 'none'})")
     check_int(diagnostics_nsim, "diagnostics_nsim", minimum=1)
     check_bool(svg_fallback, "svg_fallback")
 
 
 def make_report(m, template_dir=None, marginal: str | None = None, gee=None, diagnostics_nsim: int = 250,
-                svg_fallback: bool = True, emmeans: str | None = None, gee_cluster: str | None = None) -> Report:
+                svg_fallback: bool = True, emmeans: str | None = None, gee_cluster: str | None = None,
+                focus: str | None = None, data_source: str | None = None) -> Report:
     """Build the report of a fitted model.
 
     Parameters
     ----------
-    marginal : str, optional
-        Numeric covariate for the prediction curves (default: the first numeric one).
+    focus : str, optional
+        The covariate of the effect curves and the first line of the key findings (default:
+        the treatment or exposure when its name says so, else the first continuous covariate;
+        see :mod:`glmm_nb.report.focal`). ``marginal`` is its older name.
+    data_source : str, optional
+        How the Reproduce section defines ``data``: a CSV path, or the name of the variable
+        holding the data frame (default: the name recorded when the model was fitted, if any).
     gee : str or GEEResult, optional
         A cluster column (an exchangeable GEE of the model's fixed part clustered by it) or a
         :func:`glmm_nb.gee` result, added to the comparison — as ``compare(gee=)``.
@@ -114,19 +133,26 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee=None, dia
         if gee is not None:
             raise ModelError("give gee= or its older name gee_cluster=, not both")
         gee = gee_cluster
+    if marginal is not None:
+        if focus is not None:
+            raise ModelError("give focus= or its older name marginal=, not both")
+        focus, focus_name = marginal, "marginal"
+    else:
+        focus_name = "focus"
     gee = gee_for(m, gee)
-    check_report_args(m, marginal, emmeans, diagnostics_nsim, svg_fallback)
+    check_report_args(m, focus, emmeans, diagnostics_nsim, svg_fallback, focus_name)
     ctx = {
         "model": sec.model_section(m),
         "fixed": sec.fixed_section(m, emmeans),
         "random": sec.random_section(m),
-        "marginal": sec.marginal_section(m, marginal, gee),
+        "marginal": sec.marginal_section(m, focus, gee),
         "diagnostics": sec.diagnostics_section(m, diagnostics_nsim),
         "caveats": sec.caveats_section(m),
-        "reproduce": sec.reproduce_section(m),
+        "reproduce": sec.reproduce_section(m, data_source),
         "diagnostics_nsim": diagnostics_nsim,
-        "ordinal": ordsec.ordinal_section(m, marginal) if m.request.family.ordinal else None,
+        "ordinal": ordsec.ordinal_section(m, focus) if m.request.family.ordinal else None,
     }
+    ctx["findings"] = key_findings(m, ctx)
     forest_rows = ctx["fixed"]["rows"] or (ctx["ordinal"] or {}).get("thresholds", [])  # ordinal without covariates
     specs: list[tuple[str, dict, str]] = [("forest", ch.forest(forest_rows, ctx["fixed"]["exp_name"]), "forest plot of the fixed effects")]
     emm = ctx["fixed"]["emmeans"]
@@ -140,7 +166,9 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee=None, dia
         specs.append((name, ch.caterpillar(c["data"], c["group"], c["term"]), f"caterpillar plot: {c['group']} {c['term']}"))
     if ctx["marginal"]["curves"] is not None:
         resp = m.request.family.mean_word
-        specs.append(("curves", ch.curves(ctx["marginal"]["curves"], ctx["marginal"]["var"], resp), "predicted response curves"))
+        f = ctx["marginal"]["focus"]
+        specs.append(("curves", ch.curves(ctx["marginal"]["curves"], f.var, resp, f.discrete, f.held_text),
+                      "predicted response curves"))
     if ctx["ordinal"] is not None and ctx["ordinal"]["curves"] is not None:
         o = ctx["ordinal"]
         specs.append(("categories", ch.category_probabilities(o["curves"], o["var"], o["numeric"]),
@@ -161,6 +189,6 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee=None, dia
     env = _environment(template_dir)
     page = env.get_template("report/base.html.j2").render(
         **ctx, charts=charts, charts_by_name=by_name, caterpillar_charts=[by_name[n] for n in cats],
-        vega_bundle=_bundle(),
+        vega_bundle=packed_bundle(),
     )
     return Report(html=page, seconds=time.perf_counter() - t0)

@@ -19,6 +19,8 @@ from ..inference import diagnose, emmeans, icc, mor, r2
 from ..inference.simulate import design_of, predict_design
 from ..marginal import causal_checks, comparison_table
 from ..results.display import column_decimals, dispersion_lines, format_column, format_p, statistic_label, title
+from .findings import ratio_quantity
+from .focal import choose_focus, fixed_variables, focus_frame
 
 
 __all__ = ["model_section", "fixed_section", "random_section", "marginal_section", "diagnostics_section",
@@ -186,8 +188,9 @@ def random_section(m) -> dict:
     return out
 
 
-def marginal_section(m, var: str | None = None, gee=None) -> dict:
-    out = {"table": None, "missing": [], "curves": None, "var": None, "sentences": [], "ame": None, "gee": gee is not None}
+def marginal_section(m, focus: str | None = None, gee=None) -> dict:
+    out = {"table": None, "missing": [], "curves": None, "var": None, "sentences": [], "ame": None,
+           "gee": gee is not None, "focus": None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -200,29 +203,14 @@ def marginal_section(m, var: str | None = None, gee=None) -> dict:
         out["missing"].append("GEE: not asked for (report(gee=...) adds it)")
     if m.request.family.ordinal:  # category-probability curves and sentences: report/ordinal.py
         return out
-    frame = m.spec.frame
-    if var is None:
-        nums = [c for c in frame.columns if c in m.fixef.index and pd.api.types.is_numeric_dtype(frame[c])
-                and frame[c].nunique() > 2]
-        var = nums[0] if nums else None
-    if var is None or var not in frame.columns or not pd.api.types.is_numeric_dtype(frame[var]):
-        out["missing"].append("prediction curves: no numeric covariate to vary (report(marginal=...) picks one)")
+    f = choose_focus(m, focus)
+    if f is None:
+        out["missing"].append("prediction curves: the model has no covariate to vary")
         return out
-    out["var"] = var
-    grid = np.linspace(*np.quantile(frame[var], [0.02, 0.98]), 40)
-    base = frame.iloc[[0] * len(grid)].copy()
-    for c in frame.columns:
-        if c == var:
-            continue
-        col = frame[c]
-        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-            base[c] = float(col.mean()) if col.nunique() > 2 else col.mode().iloc[0]
-        else:
-            base[c] = col.mode().iloc[0]
-    base[var] = grid
+    out["var"], out["focus"] = f.var, f
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        d = design_of(m, base)
+        d = design_of(m, focus_frame(m, f))
         typical = predict_design(m, d, re="none")
         marg = predict_design(m, d, re="marginal")
         eta = predict_design(m, d, re="none", type="link")
@@ -233,33 +221,40 @@ def marginal_section(m, var: str | None = None, gee=None) -> dict:
         if "(Intercept)" in t.col_names:
             s_int += float(m.covariance_matrices()[t.label].loc["(Intercept)", "(Intercept)"])
     rows = []
+    xs = [x if f.discrete else float(x) for x in f.grid]
     for q in (0.1, 0.25, 0.75, 0.9):
         b = stats.norm.ppf(q) * np.sqrt(s_int)
-        for x, v in zip(grid, fam.link.inverse(eta + b)):
-            rows.append({"x": float(x), "value": float(v), "curve": f"cluster at {int(q * 100)}th percentile"})
-    for x, v in zip(grid, typical):
-        rows.append({"x": float(x), "value": float(v), "curve": "typical cluster (random effects 0)"})
-    for x, v in zip(grid, marg):
-        rows.append({"x": float(x), "value": float(v), "curve": "population-averaged"})
+        for x, v in zip(xs, fam.link.inverse(eta + b)):
+            rows.append({"x": x, "value": float(v), "curve": f"cluster at {int(q * 100)}th percentile"})
+    for x, v in zip(xs, typical):
+        rows.append({"x": x, "value": float(v), "curve": "typical cluster (random effects 0)"})
+    for x, v in zip(xs, marg):
+        rows.append({"x": x, "value": float(v), "curve": "population-averaged"})
     out["curves"] = pd.DataFrame(rows)
-    tab = comparison_table(m, gee)
-    if var in tab.index:
-        r = tab.loc[var]
-        scale = fam.ratio_name
-        if scale:
-            out["sentences"] = [
-                f"Conditional (subject-specific): for a given {', '.join(m.spec.ngroups)}, one unit more of {var} "
-                f"multiplies the {scale.split()[0]} by {np.exp(r.conditional):.3g} — the number for an individual "
-                "decision about a member of one cluster.",
-                f"Marginal (population-averaged): across the population of clusters, one unit more of {var} "
-                f"multiplies the {scale.split()[0]} by {np.exp(r.marginal):.3g} — the number for a policy applied "
-                f"to everyone; it is {abs(1 - r.attenuation) * 100:.1f} % closer to no effect on the log scale.",
-            ]
-        else:
-            out["sentences"] = [
-                f"For the identity link the conditional and marginal effects of {var} coincide ({r.conditional:.4g} per unit)."
-            ]
+    out["sentences"] = _effect_sentences(m, tab, f)
     return out
+
+
+def _effect_sentences(m, tab: pd.DataFrame, f) -> list[str]:
+    """The focal covariate's conditional and marginal effect in words (when it has one coefficient)."""
+    var = f.var
+    if var not in tab.index:
+        return []
+    r = tab.loc[var]
+    scale = m.request.family.ratio_name
+    binary = f.discrete and len(f.grid) == 2
+    step = f"{var} = {f.grid[1]} rather than {f.grid[0]}" if binary else f"one unit more of {var}"
+    if not scale:
+        return [f"For the identity link the conditional and marginal effects of {var} coincide "
+                f"({r.conditional:.4g} per unit)."]
+    what = ratio_quantity(scale)
+    return [
+        f"Conditional (subject-specific): for a given {', '.join(m.spec.ngroups)}, {step} multiplies the {what} by "
+        f"{np.exp(r.conditional):.3g} — the number for an individual decision about a member of one cluster.",
+        f"Marginal (population-averaged): across the population of clusters, {step} multiplies the {what} by "
+        f"{np.exp(r.marginal):.3g} — the number for a policy applied to everyone; it is "
+        f"{abs(1 - r.attenuation) * 100:.1f} % closer to no effect on the log scale.",
+    ]
 
 
 def diagnostics_section(m, nsim: int = 250) -> dict:
@@ -272,11 +267,11 @@ def diagnostics_section(m, nsim: int = 250) -> dict:
             out["missing"].append(f"simulated residuals: {exc}")
             return out
     out["tests"] = _records(d.tests, "test")
-    out["advice"] = [x for x in d.messages if x.startswith("Overdispersion")]
+    out["advice"] = [x for x in d.messages if x.startswith(("Overdispersion", "Zero-inflation"))]
     r = np.sort(d.residuals.to_numpy())
     counts, edges = np.histogram(r, bins=20, range=(0, 1))
     out["hist"] = pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "count": counts})
-    k = min(200, len(r))
+    k = min(120, len(r))
     idx = np.linspace(0, len(r) - 1, k).astype(int)
     out["qq"] = pd.DataFrame({"expected": (idx + 0.5) / len(r), "observed": r[idx]})
     conv = d.convergence.copy()
@@ -316,15 +311,55 @@ def caveats_section(m) -> dict:
     return out
 
 
-def reproduce_section(m) -> dict:
+def _data_lines(m, source: str | None) -> list[str]:
+    """Code that defines ``data``: read the CSV (with the model's categorical columns restored as
+    they were fitted) or take the notebook variable."""
+    if source is None:
+        cols = ", ".join(map(repr, list(m.spec.frame.columns)[:8])) if m.spec.frame is not None else ""
+        return ["# data: the data frame the model was fitted to"
+                + (f" (columns {cols}, ...)" if cols else "")
+                + "; report(data_source='file.csv' or 'name') writes this line",
+                "data = pd.read_csv('data.csv')"]
+    if not source.lower().endswith((".csv", ".tsv", ".txt", ".csv.gz")):
+        return [f"data = {source}  # the data frame the model was fitted to"]
+    sep = m.extras.get("data_sep")
+    lines = [f"data = pd.read_csv({source!r}" + (f", sep={sep!r}" if sep not in (None, ",") else "") + ")"]
+    frame = m.spec.frame
+    used = set(fixed_variables(m)) | {m.spec.response_name}
+    for c in frame.columns:
+        col = frame[c]
+        if c in used and isinstance(col.dtype, pd.CategoricalDtype):
+            cats = [str(x) for x in col.cat.categories]
+            ordered = ", ordered=True" if col.cat.ordered else ""
+            lines.append(f"data[{c!r}] = pd.Categorical(data[{c!r}].astype(str), categories={cats!r}{ordered})")
+    return lines
+
+
+def reproduce_section(m, source: str | None = None) -> dict:
+    """Code that refits the model: ``data`` from the CSV path or variable name the model was fitted
+    from (``source``, else ``m.extras["data_source"]``), then the same call."""
+    source = source if source is not None else m.extras.get("data_source")
+    req = m.request
+    fam = req.family
     args = [repr(m.formula), "data", f"family={m.family!r}"]
-    if not m.request.family.is_default_link:
+    if not fam.is_default_link:
         args.append(f"link={m.link!r}")
     if m.nagq > 1:
         args += ["method='agq'", f"nagq={m.nagq}"]
-    if m.request.family.profiled_lmm and not m.reml:
+    if fam.profiled_lmm and not m.reml:
         args.append("reml=False")
-    code = "import glmm_nb\n\nm = glmm_nb.glmm(" + ", ".join(args) + ")\nprint(m.summary())\nm.report().save('report.html')"
-    return {"code": code}
-
-
+    meta = m.spec.meta
+    for name in ("weights", "offset"):
+        col = meta.get(f"{name}_column")
+        if col is not None:
+            args.append(f"{name}={col!r}")
+        elif meta.get(f"{name}_vector") is not None:
+            args.append(f"{name}=...  # the {name} vector given to glmm()")
+    if m.spec.zi_formula:
+        args.append(f"ziformula={m.spec.zi_formula!r}")
+    if fam.has_zero_part and fam.hurdle:
+        args.append("hurdle=True")
+    lines = ["import pandas as pd", "import glmm_nb", "", *_data_lines(m, source), "",
+             "m = glmm_nb.glmm(" + ", ".join(args) + ")", "print(m.summary())",
+             "# m.report().save('report.html')"]
+    return {"code": "\n".join(lines), "runnable": source is not None}

@@ -66,8 +66,11 @@ def test_plots_are_the_report_charts(two):
     spec = coefs.to_dict()
     data = next(d for d in spec["datasets"].values() if "term" in d[0])
     assert sorted(r["term"] for r in data) == ["period[T.2]", "period[T.3]", "period[T.4]"]
-    est = {r["term"]: r["estimate"] for r in data}
-    np.testing.assert_allclose(est["period[T.2]"], m1.fixef["period[T.2]"])
+    est = {r["term"]: r["estimate"] for r in data}  # odds ratios on a log axis
+    np.testing.assert_allclose(est["period[T.2]"], np.exp(m1.fixef["period[T.2]"]), rtol=1e-12)
+    layer_x = [ly["encoding"]["x"] for ly in spec["layer"] if "x" in ly.get("encoding", {})]
+    assert any(x.get("scale", {}).get("type") == "log" and "odds ratio" in x.get("title", "") for x in layer_x)
+    assert spec["height"] == 26 * 3  # the height scales with the number of terms
     cat = m1.plot.caterpillar()
     assert len(next(d for d in cat.to_dict()["datasets"].values() if "level" in d[0])) == 15
     assert isinstance(m1.plot.diagnostics(nsim=20), alt.HConcatChart)

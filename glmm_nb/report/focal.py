@@ -1,0 +1,125 @@
+"""The focal covariate of the report's effect curves and the values the others are held at.
+
+The focal covariate is the one the user names (``report(focus="x")``, ``m.plot.effects("x")``);
+otherwise the treatment or exposure when its name says so (``treat``, ``treatment``, ``trt``,
+``exposure``, ``arm``, ``intervention``, ``dose`` …), otherwise the first continuous covariate,
+otherwise the first fixed-effect variable of any kind. A focal covariate with at most
+``DISCRETE_MAX`` distinct values (a 0/1 treatment, a factor) is drawn at its values, a
+continuous one along a grid from its 2nd to its 98th percentile. Every other fixed-effect
+variable is held at its mean (continuous) or its most common value (0/1, factors), and the
+chart and the text say so.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..design import required_variables
+from ..errors import DataError
+
+__all__ = ["Focus", "fixed_variables", "choose_focus", "focus_frame", "TREATMENT_NAMES"]
+
+TREATMENT_NAMES = ("treat", "treatment", "treated", "trt", "tx", "exposure", "exposed", "expo", "arm",
+                   "intervention", "drug", "dose", "therapy", "program", "programme", "policy")
+DISCRETE_MAX = 10
+GRID = 40
+
+
+@dataclass(frozen=True)
+class Focus:
+    """The focal covariate, how it was chosen, its grid and the held-at values of the others."""
+
+    var: str
+    why: str  # "named", "treatment", "continuous", "first"
+    discrete: bool
+    grid: list
+    held: dict  # other fixed-effect variable -> (value, "mean" | "most common")
+
+    @property
+    def held_text(self) -> str:
+        """``age = 59.8 (mean), sex = F (most common)``, or "" when there is nothing to hold."""
+        parts = []
+        for v, (value, how) in self.held.items():
+            shown = f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
+            parts.append(f"{v} = {shown} ({how})")
+        return ", ".join(parts)
+
+
+def fixed_variables(m) -> list[str]:
+    """Columns of the data the fixed-effect part uses, in formula order."""
+    frame = m.spec.frame
+    if frame is None or not m.spec.formula.fixed.strip():
+        return []
+    found = required_variables(m.spec.formula.fixed, "the fixed effects")
+    response = {m.spec.response_name, *(m.spec.formula.cbind or ())}
+    return [v for v in found if v in frame.columns and v not in response]
+
+
+def _is_treatment(name: str) -> bool:
+    words = [w for w in re.split(r"[^0-9a-z]+", name.lower()) if w]
+    return any(w in TREATMENT_NAMES for w in words) or name.lower().startswith(("treat", "expos"))
+
+
+def _continuous(col: pd.Series) -> bool:
+    return (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+            and col.nunique() > DISCRETE_MAX)
+
+
+def choose_focus(m, focus: str | None = None) -> Focus | None:
+    """The focal covariate (see the module docstring); None when the model has no covariate.
+
+    Raises
+    ------
+    DataError
+        ``focus`` is not a fixed-effect variable of the model.
+    """
+    frame = m.spec.frame
+    candidates = fixed_variables(m)
+    if focus is not None:
+        if focus not in candidates:
+            have = ", ".join(map(repr, candidates)) or "none"
+            raise DataError(f"focus='{focus}' is not a fixed-effect variable of the model (those are: {have})")
+        var, why = focus, "named"
+    elif not candidates:
+        return None
+    else:
+        treat = [v for v in candidates if _is_treatment(v)]
+        cont = [v for v in candidates if _continuous(frame[v])]
+        var, why = (treat[0], "treatment") if treat else (cont[0], "continuous") if cont else (candidates[0], "first")
+    col = frame[var]
+    discrete = not _continuous(col)
+    if discrete:
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            grid = [c for c in col.cat.categories if (col == c).any()]
+        else:
+            grid = sorted(col.dropna().unique().tolist())
+    else:
+        grid = np.linspace(*np.quantile(col.astype(float), [0.02, 0.98]), GRID).tolist()
+    held = {}
+    for v in candidates:
+        if v == var:
+            continue
+        c = frame[v]
+        if _continuous(c):
+            held[v] = (float(c.mean()), "mean")
+        else:
+            held[v] = (c.mode().iloc[0], "most common")
+    return Focus(var, why, discrete, grid, held)
+
+
+def focus_frame(m, f: Focus) -> pd.DataFrame:
+    """Rows of the model frame with the focal covariate on its grid and the rest held."""
+    frame = m.spec.frame
+    base = frame.iloc[[0] * len(f.grid)].copy()
+    for v, (value, _how) in f.held.items():
+        base[v] = value
+    if isinstance(frame[f.var].dtype, pd.CategoricalDtype):
+        base[f.var] = pd.Categorical(f.grid, categories=frame[f.var].cat.categories,
+                                     ordered=frame[f.var].cat.ordered)
+    else:
+        base[f.var] = pd.array(f.grid, dtype=frame[f.var].dtype) if f.discrete else np.asarray(f.grid, dtype=float)
+    return base.reset_index(drop=True)
