@@ -146,7 +146,7 @@ def ordinal_section(m, var: str | None = None) -> dict:
            "po_sentences": [], "missing": []}
     var, numeric = _focal(m, var)
     if var is None:
-        out["missing"].append("category-probability curves: no covariate to vary (report(marginal=...) picks one)")
+        out["missing"].append("category-probability curves: no covariate to vary (report(focus=...) picks one)")
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
