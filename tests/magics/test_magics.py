@@ -1,5 +1,8 @@
 """%%glmm / %glmm through a real IPython InteractiveShell."""
 
+import html
+import re
+
 import pytest
 
 import glmm_nb
@@ -26,6 +29,11 @@ def test_cell_magic_stores_displays_and_writes_report(ip, tmp_path, capsys):
     m = ip.user_ns["fit"]
     assert isinstance(m, glmm_nb.GLMMResult) and m.nagq == 10
     assert path.exists() and "<html" in path.read_text()
+    assert "data = df  # the data frame the model was fitted to" in path.read_text()  # Reproduce runs here
+    ns = {"df": ip.user_ns["df"]}
+    code = html.unescape(re.search(r"<pre><code>(.*?)</code></pre>", path.read_text(), re.S).group(1))
+    exec(code, ns)  # noqa: S102 - the report's own code
+    assert ns["m"].loglik == pytest.approx(m.loglik, abs=1e-9) and ns["m"].nagq == 10
     out = capsys.readouterr().out
     assert "Adaptive Gauss-Hermite Quadrature, nAGQ = 10" in out and f"Report written to {path}" in out
 
