@@ -29,7 +29,7 @@ __all__ = ["as_frame", "numpy_dtypes", "check_names", "close_names", "check_bool
 RESERVED_NAMES = ("Intercept", "(Intercept)")
 MAX_AGQ_NODES = 10_000  # nagq**q product-rule nodes per cluster
 MAX_AGQ_CELLS = 50_000_000  # observations × nodes in one (n, K) array (400 MB of doubles)
-CONTROL_KEYS = ("maxiter", "pirls_maxit")
+CONTROL_KEYS = ("maxiter", "pirls_maxit", "progress")
 
 
 def as_frame(data, what: str = "data") -> pd.DataFrame:
@@ -189,6 +189,10 @@ def check_options(reml, control, start, fixed) -> tuple[bool, dict, np.ndarray |
         raise ModelError(f"unknown control setting(s) {', '.join(map(repr, unknown))}; "
                          f"the settings are {', '.join(CONTROL_KEYS)}")
     for k, v in control.items():
+        if k == "progress":  # a progress bar for a long fit: True/False, None = auto (glmm_nb.progress)
+            if v is not None:
+                check_bool(v, "control['progress']")
+            continue
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ModelError(f"control['{k}'] must be a positive integer, not {v!r}")
     if start is not None:
