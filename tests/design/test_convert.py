@@ -126,3 +126,14 @@ def test_unsupported_types_are_named(frames, bad, name):
     m = fit(frames[0])
     with pytest.raises(DataError, match=f"newdata must be a data frame .* not a {name}"):
         m.predict(bad)
+
+
+def test_dask_engine_takes_polars_and_predicts_on_it():
+    pytest.importorskip("dask.dataframe")
+    cbpp = glmm_nb.datasets.load("cbpp")
+    f = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    a = fit(cbpp, f, engine="dask")
+    b = fit(pl.from_pandas(cbpp), f, engine="dask")
+    np.testing.assert_allclose(b.fixef.to_numpy(), a.fixef.to_numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(b.predict(pl.from_pandas(cbpp.iloc[:9]))),
+                                  np.asarray(a.predict(cbpp.iloc[:9])))
