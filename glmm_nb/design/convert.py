@@ -111,9 +111,9 @@ def _from_arrow(data) -> pd.DataFrame:
     fields = []
     for f in table.schema:
         t = f.type
-        if pa.types.is_dictionary(t) and (pa.types.is_string_view(t.value_type) or pa.types.is_large_string(t.value_type)):
+        if pa.types.is_dictionary(t) and _wide_string(pa, t.value_type):
             t = pa.dictionary(t.index_type, pa.string(), t.ordered)
-        elif pa.types.is_string_view(t) or pa.types.is_large_string(t):
+        elif _wide_string(pa, t):
             t = pa.string()
         fields.append(f.with_type(t))
     schema = pa.schema(fields, metadata=table.schema.metadata)
@@ -127,6 +127,11 @@ def _from_arrow(data) -> pd.DataFrame:
                 present = col.cat.remove_unused_categories()
                 out[f.name] = present.cat.reorder_categories(sorted(present.cat.categories))
     return out
+
+
+def _wide_string(pa, t) -> bool:
+    """Arrow's string view and large string types (polars writes string views)."""
+    return pa.types.is_string_view(t) or pa.types.is_large_string(t)
 
 
 def _from_polars(data) -> pd.DataFrame:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..design import as_frame, drop_collinear, grouping_codes, model_matrix, read_response, rename_intercept, required_variables
+from ..design import (as_frame, drop_collinear, grouping_codes, model_matrix, read_response, rename_intercept,
+                      required_variables)
 from ..errors import DataError, FormulaError, ModelError
 from ..families import Family, get_family
 from ..formula import parse_formula

@@ -76,6 +76,9 @@ def test_conversion_without_pyarrow(frames, monkeypatch):
     out = convert.to_pandas(p)
     assert list(out.f.cat.categories) == ["mid", "lo", "hi"] and out.x.isna().sum() == 1
     same_fit(fit(d), fit(p))
+    table = pa.Table.from_pandas(d)  # the interchange protocol (__dataframe__) without pyarrow's reader
+    assert list(convert.to_pandas(table).f.cat.categories) == ["mid", "lo", "hi"]
+    same_fit(fit(d), fit(table))
 
 
 def test_nulls_in_text_and_integer_columns_drop_rows(frames):
