@@ -12,6 +12,7 @@ from .inference import anova
 from .marginal import gee
 from .papertable import table
 from .pipeline import build_spec, fit, make_devfun, make_request, refit
+from .progress import set_progress
 from .request import FitRequest
 from .errors import (
     ConvergenceWarning,
@@ -56,6 +57,7 @@ __all__ = [
     "refit",
     "register_family",
     "register_link",
+    "set_progress",
     "table",
     "parse_formula",
 ]

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize as sopt
 
+from .progress import counted
+
 __all__ = ["restart_edge", "OptSummary", "minimize_devfun"]
 
 
@@ -50,6 +52,7 @@ def minimize_devfun(
     ``scale`` multiplies each parameter for the optimizer (x_opt = x * scale). A parameter
     with equal lower and ``upper`` bounds is held fixed.
     """
+    fun = counted(fun)  # the fit's progress bar, if one can show (else fun itself)
     start = np.asarray(start, dtype=float)
     scale = np.ones_like(start) if scale is None else np.asarray(scale, dtype=float)
     upper = np.full(start.size, np.inf) if upper is None else np.asarray(upper, dtype=float)

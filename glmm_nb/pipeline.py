@@ -23,6 +23,7 @@ from .errors import ModelError
 from .families import Family, get_family, zero_inflated
 from .likelihood import AgqDevfun, LaplaceDevfun, LmmDevfun, OrdinalAgqDevfun, OrdinalLaplaceDevfun, glm_irls
 from .optimize import OptSummary, minimize_devfun, restart_edge
+from .progress import fit_progress
 from .request import METHODS, FitRequest, fixed_indices
 from .results import GLMMResult, build_result
 
@@ -239,7 +240,7 @@ def fit(request: FitRequest, result_class: type = GLMMResult) -> GLMMResult:
     """
     # the core's dense algebra is on small blocks, where BLAS threads cost more than they give
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"), fit_progress(request.control.get("progress")):
             dev = make_devfun(request, "laplace")
             opt = minimize(request, dev, start_values(request, dev))
             if request.uses_agq:

@@ -5,9 +5,10 @@ Every check raises a glmm_nb error (:class:`~glmm_nb.errors.DataError` for data,
 names) that names the argument or the column and says what was expected. Functions here are
 used by the design stage, the pipeline, inference, marginal effects and reports alike.
 
-Data frames: only pandas DataFrames are fitted; a polars/pyarrow frame is named with the
-conversion to use. pandas' nullable and string dtypes (``df.convert_dtypes()``) become the
-numpy dtypes formulaic reads (:func:`numpy_dtypes`); the caller's frame is never modified.
+Data frames: pandas DataFrames are fitted; polars frames, pyarrow tables and other Arrow /
+interchange-protocol tables are converted once (:mod:`glmm_nb.design.convert`). pandas'
+nullable and string dtypes (``df.convert_dtypes()``) become the numpy dtypes formulaic reads
+(:func:`numpy_dtypes`); the caller's frame is never modified.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FormulaError, ModelError
+from .convert import to_pandas
 
 __all__ = ["as_frame", "numpy_dtypes", "check_names", "close_names", "check_bool", "check_int", "check_choice",
            "check_level", "check_seed", "check_column", "check_numeric_column", "RESERVED_NAMES",
@@ -27,22 +29,14 @@ __all__ = ["as_frame", "numpy_dtypes", "check_names", "close_names", "check_bool
 RESERVED_NAMES = ("Intercept", "(Intercept)")
 MAX_AGQ_NODES = 10_000  # nagq**q product-rule nodes per cluster
 MAX_AGQ_CELLS = 50_000_000  # observations × nodes in one (n, K) array (400 MB of doubles)
-CONTROL_KEYS = ("maxiter", "pirls_maxit")
+CONTROL_KEYS = ("maxiter", "pirls_maxit", "progress")
 
 
 def as_frame(data, what: str = "data") -> pd.DataFrame:
-    """``data`` if it is a pandas DataFrame; else a :class:`DataError` naming its type (and the
-    ``.to_pandas()`` conversion for polars / pyarrow tables)."""
-    if isinstance(data, pd.DataFrame):
-        return data
-    kind = type(data)
-    module = kind.__module__.split(".")[0]
-    shown = f"{module}.{kind.__name__}" if module not in ("builtins", "__main__") else kind.__name__
-    if hasattr(data, "to_pandas"):
-        raise DataError(f"{what} must be a pandas DataFrame, not a {shown}; convert it with {what}.to_pandas()")
-    if isinstance(data, (dict, list, np.ndarray)):
-        raise DataError(f"{what} must be a pandas DataFrame, not a {shown}; wrap it with pd.DataFrame({what})")
-    raise DataError(f"{what} must be a pandas DataFrame, not a {shown}")
+    """``data`` as a pandas DataFrame: a pandas frame as it is, a polars/pyarrow/Arrow table
+    converted once (:func:`glmm_nb.design.convert.to_pandas`); else a :class:`DataError`
+    naming its type and what is accepted."""
+    return to_pandas(data, what)
 
 
 def numpy_dtypes(data: pd.DataFrame) -> pd.DataFrame:
@@ -195,6 +189,10 @@ def check_options(reml, control, start, fixed) -> tuple[bool, dict, np.ndarray |
         raise ModelError(f"unknown control setting(s) {', '.join(map(repr, unknown))}; "
                          f"the settings are {', '.join(CONTROL_KEYS)}")
     for k, v in control.items():
+        if k == "progress":  # a progress bar for a long fit: True/False, None = auto (glmm_nb.progress)
+            if v is not None:
+                check_bool(v, "control['progress']")
+            continue
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ModelError(f"control['{k}'] must be a positive integer, not {v!r}")
     if start is not None:

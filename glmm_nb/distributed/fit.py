@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ..design import grouping_codes
+from ..design import as_frame, grouping_codes
 from ..errors import DataError, DataWarning, ModelError
 from ..families import get_family
 from ..likelihood import LmmDevfun
@@ -56,12 +56,14 @@ def as_dask(data, engine: str | None):
         import dask.dataframe as dd
     except ImportError:
         raise ModelError("engine='dask' needs Dask: pip install 'glmm_nb[dask]'") from None
+    if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__dataframe__"):  # polars, pyarrow: converted once
+        data = as_frame(data)
     if isinstance(data, pd.DataFrame):
         return dd.from_pandas(data, npartitions=max(1, min(8, len(data) // 2000 or 1)))
     if isinstance(data, str) or hasattr(data, "__fspath__"):
         return dd.read_parquet(str(data))
-    raise DataError(f"engine='dask' needs a Dask DataFrame, a pandas DataFrame or a parquet path, not "
-                    f"{type(data).__name__}")
+    raise DataError(f"engine='dask' needs a Dask DataFrame, a pandas/polars DataFrame, a pyarrow Table or a parquet "
+                    f"path, not {type(data).__name__}")
 
 
 def _index_as_column(ddf):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 
-from ..design import grouping_codes, model_matrix, rename_intercept
+from ..design import as_frame, grouping_codes, model_matrix, rename_intercept
 from ..design.matrices import eval_numeric
 from ..errors import DataError, ModelError
 
@@ -105,6 +105,8 @@ def predict_dask(m, newdata=None, type: str = "response", re: str = "conditional
                      offsets=tuple(m.spec.formula.offsets), offset_column=info.plan.offset_column, terms=info.terms,
                      covs=covs, link=m.fitted_family.link, type=type, re=re, with_offset_column=newdata is None)
     data = info.data if newdata is None else newdata
+    if not hasattr(data, "map_partitions"):  # a polars/Arrow table: converted once
+        data = as_frame(data, "newdata")
     if isinstance(data, pd.DataFrame):
         return pred(data)
     if not hasattr(data, "map_partitions"):

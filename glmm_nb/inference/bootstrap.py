@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..errors import ModelError
 from ..pipeline import refit
+from ..progress import quiet
 from .params import sdcor_names, theta_to_sdcor
 from .simulate import simulate
 
@@ -62,7 +63,7 @@ def refit_chunk(m, start, ys):
     out = []
     for y in ys:
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), quiet():  # the bootstrap's bar, not one per refit
                 warnings.simplefilter("ignore")
                 r = refit(m, y=y, start=start)
             row = np.concatenate([r.fixef.to_numpy(), theta_to_sdcor(m.spec, r.theta, r.sigma, gaussian),

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
+from ..design import as_frame
 from ..errors import ModelError
 from ..families.cumulative import marginal_category_probs
 from ..likelihood import OrdinalLaplaceDevfun
@@ -45,8 +46,7 @@ def category_probabilities(m, newdata: pd.DataFrame | None = None, re: str = "co
     """(n, K) category probabilities and the row index (module docstring for ``re``)."""
     if re not in ("conditional", "none", "marginal"):
         raise ModelError(f"re must be 'conditional', 'none' or 'marginal', not {re!r}")
-    if newdata is not None and not isinstance(newdata, pd.DataFrame):
-        raise ModelError("newdata must be a pandas DataFrame")
+    newdata = None if newdata is None else as_frame(newdata, "newdata")
     fam = m.fitted_family
     beta = m.fixef.to_numpy()
     index = m.spec.row_index if newdata is None else newdata.index
@@ -78,6 +78,7 @@ def predict_ordinal(m, newdata: pd.DataFrame | None = None, type: str = "prob", 
     if type not in ORDINAL_TYPES:
         raise ModelError(f"type={type!r} is not for an ordinal model, which predicts category probabilities: use "
                          "type='prob' (one column per category), 'cum_prob', 'class' or 'link'")
+    newdata = None if newdata is None else as_frame(newdata, "newdata")
     levels = list(m.levels)
     if type == "link":
         if re == "marginal":

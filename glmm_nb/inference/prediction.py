@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..design import check_choice, check_level, new_fixed_matrix
+from ..design import as_frame, check_choice, check_level, new_fixed_matrix
 from ..design.reterms import theta_to_T
 from ..errors import ModelError
 from ..likelihood import LaplaceDevfun, LmmDevfun
@@ -145,6 +145,7 @@ def predict_interval(m, newdata: pd.DataFrame | None = None, re: str = "none", t
     if interval == "prediction" and not gaussian:
         raise ModelError("interval='prediction' is available for gaussian models only")
     beta = np.asarray(m.fixef, dtype=float)
+    newdata = None if newdata is None else as_frame(newdata, "newdata")
     index = newdata.index if newdata is not None else m.spec.row_index
     use_df = ddf not in (None, "asymptotic")
     if use_df and re != "none":

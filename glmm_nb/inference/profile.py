@@ -32,6 +32,7 @@ from ..design import separation_message
 from ..errors import ModelError, warn
 from ..likelihood import LmmDevfun
 from ..pipeline import make_devfun, refit
+from ..progress import Progress, progress_enabled
 from .params import sdcor_bounds, sdcor_names, sdcor_to_theta, theta_to_sdcor
 
 __all__ = ["profile_confint", "ProfileProblem"]
@@ -238,18 +239,29 @@ def _profile_confint(m, level: float, parm: list[str] | None) -> pd.DataFrame:
     se = np.sqrt(np.diag(m.vcov.to_numpy()))
     th_se = np.sqrt(np.diag(m.thresholds_vcov.to_numpy())) if len(m.thresholds) else np.zeros(0)
     rows = []
-    for name in names:
-        if name in m.fixef.index:
-            scale = float(se[list(m.fixef.index).index(name)])
-        elif name in m.thresholds.index:
-            scale = float(th_se[list(m.thresholds.index).index(name)])
-        else:
-            scale = 0.25 * max(abs(prob.estimate(name)), 0.05)
-            if name.startswith("cor__"):
-                scale = 0.1
-        lo, hi = _limit(prob, name, -1, z, scale), _limit(prob, name, +1, z, scale)
-        if name in m.dispersion.index:  # profiled on the log scale; intervals are invariant
-            lo, hi = float(np.exp(lo)), float(np.exp(hi))
-        rows.append((name, lo, hi))
+    bar = Progress("profile intervals", total=2 * len(names), unit="limit",
+                   enabled=progress_enabled(m.request.control.get("progress")))
+    with bar:
+        for name in names:
+            rows.append(_profile_limits(m, prob, name, z, se, th_se, bar))
     out = pd.DataFrame(rows, columns=["term", "conf_low", "conf_high"]).set_index("term")
     return out
+
+
+def _profile_limits(m, prob: ProfileProblem, name: str, z: float, se, th_se, bar: Progress) -> tuple:
+    """(name, lower, upper) of one parameter, each limit a step of the progress bar."""
+    if name in m.fixef.index:
+        scale = float(se[list(m.fixef.index).index(name)])
+    elif name in m.thresholds.index:
+        scale = float(th_se[list(m.thresholds.index).index(name)])
+    else:
+        scale = 0.25 * max(abs(prob.estimate(name)), 0.05)
+        if name.startswith("cor__"):
+            scale = 0.1
+    lo = _limit(prob, name, -1, z, scale)
+    bar.update(1, name)
+    hi = _limit(prob, name, +1, z, scale)
+    bar.update(1, name)
+    if name in m.dispersion.index:  # profiled on the log scale; intervals are invariant
+        lo, hi = float(np.exp(lo)), float(np.exp(hi))
+    return name, lo, hi

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..design import drop_collinear, grouping_codes, model_matrix, read_response, rename_intercept, required_variables
+from ..design import (as_frame, drop_collinear, grouping_codes, model_matrix, read_response, rename_intercept,
+                      required_variables)
 from ..errors import DataError, FormulaError, ModelError
 from ..families import Family, get_family
 from ..formula import parse_formula
@@ -65,8 +66,7 @@ def gee(formula: str, data: pd.DataFrame, cluster: str, family: str | Family = "
         )
     if corstr not in _CORSTR:
         raise ModelError(f"corstr must be one of {', '.join(map(repr, _CORSTR))}, not {corstr!r}")
-    if not isinstance(data, pd.DataFrame):
-        raise DataError("data must be a pandas DataFrame")
+    data = as_frame(data)
     if cluster not in data.columns:
         raise DataError(f"cluster= names the column '{cluster}', which is not in the data")
     fam = get_family(family, link)

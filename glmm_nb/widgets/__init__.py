@@ -3,8 +3,10 @@
 ``ModelBuilder(df)`` lets an analyst pick the response, fixed effects, grouping factors and
 per-factor random slopes (correlated or not), family/link, method and nagq; it shows the lme4
 formula live and the equivalent ``%%glmm`` cell, fits on "Fit" (with a progress indicator),
-shows the summary and the report, and saves the report on "Export". The fitted result is
-always available as ``.result``: the widgets never hold the only copy.
+shows the summary, the report on "Show report" and saves the report on "Export". The fitted
+result is always available as ``.result``: the widgets never hold the only copy. The report (about
+1 MB with its inlined chart library) enters the widget's state only when shown, so a notebook
+saved with widget state stays small.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ class ModelBuilder:
         self.status = w.HTML()
         self.output = w.HTML()
         self.report_frame = w.HTML()
+        self.show_report = w.ToggleButton(value=False, description="Show report", disabled=True)
         self.export_path = w.Text(value="glmm_report.html", description="Save as")
         self.export_button = w.Button(description="Export report", disabled=True)
         for wid in (self.response, self.fixed, self.family, self.link, self.method, self.nagq):
@@ -117,11 +120,12 @@ class ModelBuilder:
         self.method.observe(self._method_changed, names="value")
         self.fit_button.on_click(self.fit)
         self.export_button.on_click(self.export)
+        self.show_report.observe(self._show_report_changed, names="value")
         self.widget = w.VBox([
             w.HBox([w.VBox([self.response, self.fixed, self.groups]), w.VBox([self.family, self.link, self.method, self.nagq])]),
             self.slopes_box, self.formula_label, self.cell_area,
             w.HBox([self.fit_button, self.progress, self.status]),
-            self.output, self.report_frame, w.HBox([self.export_path, self.export_button]),
+            self.output, w.HBox([self.show_report, self.export_path, self.export_button]), self.report_frame,
         ])
         self._changed()
 
@@ -196,9 +200,15 @@ class ModelBuilder:
         self.progress.value = 3
         self.status.value = f"done in {time.perf_counter() - t0:.1f} s"
         self.output.value = m._repr_html_()  # the formatted tables, as in a notebook cell
-        self.report_frame.value = self.report._repr_html_()
+        self.show_report.disabled = False
+        self._show_report_changed()
         self.export_button.disabled = False
         return m
+
+    def _show_report_changed(self, *_):
+        """The report in its iframe while "Show report" is down (else nothing)."""
+        shown = self.show_report.value and self.report is not None
+        self.report_frame.value = self.report._repr_html_() if shown else ""
 
     def export(self, *_):
         """Save the report to the path in the 'Save as' box."""

@@ -44,7 +44,12 @@ def test_fit_and_export(builder, tmp_path):
     assert isinstance(b.result, glmm_nb.GLMMResult)
     assert b.result.formula == "use ~ age + urban + (1 | district)"
     assert b.progress.value == b.progress.max and b.status.value.startswith("done")
-    assert "Generalized linear mixed model" in b.output.value and "<iframe" in b.report_frame.value
+    assert "Generalized linear mixed model" in b.output.value
+    assert b.report_frame.value == "" and not b.show_report.disabled  # the ~1 MB report only when asked for
+    b.show_report.value = True
+    assert "<iframe" in b.report_frame.value
+    b.show_report.value = False
+    assert b.report_frame.value == ""
     path = tmp_path / "w.html"
     b.export_path.value = str(path)
     b.export_button.click()
