@@ -94,7 +94,7 @@ class MixedModel(GLMMResult):
         """Intervals (``wald``, ``profile`` or ``bootstrap``); see :func:`glmm_nb.inference.confint`."""
         return confint(self, method=method, level=level, **kw)
 
-    def bootstrap(self, nsim: int = 200, seed=None, n_jobs: int = 1, progress: bool = True):
+    def bootstrap(self, nsim: int = 200, seed=None, n_jobs: int = 1, progress: bool | None = None):
         """Parametric bootstrap; see :func:`glmm_nb.inference.bootstrap`."""
         return bootstrap(self, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress)
 
@@ -241,7 +241,7 @@ class DaskMixedModel(MixedModel):
         in-memory sample of clusters, as ``m.messages`` states."""
         return MixedModel.report(self.sample_view() if self._dask() else self, *args, **kw)
 
-    def bootstrap(self, nsim: int = 200, seed=None, n_jobs: int = 1, progress: bool = True):
+    def bootstrap(self, nsim: int = 200, seed=None, n_jobs: int = 1, progress: bool | None = None):
         if self._dask():
             raise ModelError("the parametric bootstrap refits in memory; it is not available for a Dask fit")
         return super().bootstrap(nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress)
@@ -271,6 +271,8 @@ def glmm(
         lme4 syntax: ``"y ~ x + (1 + x | g)"``, ``cbind(s, f) ~ ...``, ``(1 | a/b)``,
         ``(x || g)``, ``offset(log(t))``.
     data : pandas.DataFrame
+        (or a polars DataFrame, a pyarrow Table, anything with the Arrow PyCapsule or dataframe
+        interchange protocol: converted once to pandas; a Dask DataFrame: see ``engine``)
     family : str or Family
         ``"binomial"``, ``"poisson"``, ``"gaussian"``, ``"ordinal"`` … (see
         :func:`glmm_nb.families.family_names`), or a :class:`~glmm_nb.families.Family` object.
@@ -289,7 +291,9 @@ def glmm(
         Prior weights (binomial: trials for proportions) and a known offset.
     control : dict, optional
         ``maxiter`` (optimizer iterations, default 2000), ``pirls_maxit`` (inner PIRLS
-        iterations, default 60).
+        iterations, default 60), ``progress`` (True / False: a progress bar for a fit still
+        running after 2 s; default: :func:`glmm_nb.set_progress`, else on in notebooks and
+        terminals).
     start : array-like, optional
         Starting parameters: theta (gaussian) or theta then beta.
     ziformula : str, optional

@@ -51,7 +51,7 @@ def set_progress(enabled: bool | None = None, delay: float | None = None) -> dic
     """
     from .errors import ModelError
 
-    old = dict(_OPTIONS)
+    old = {"enabled": _OPTIONS["progress"], "delay": _OPTIONS["delay"]}
     if enabled is not None and not isinstance(enabled, bool):
         raise ModelError(f"progress must be True, False or None (auto), not {enabled!r}")
     if delay is not None:

@@ -41,7 +41,7 @@ def bars(monkeypatch):
     monkeypatch.setattr(progress, "make_bar", FakeBar)
     old = glmm_nb.set_progress(True, delay=0)
     yield FakeBar.made
-    glmm_nb.set_progress(**{"enabled": old["progress"], "delay": old["delay"]})
+    glmm_nb.set_progress(**old)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_short_fit_prints_nothing(cbpp, capsys, monkeypatch):
         monkeypatch.setattr(progress, "make_bar", lambda *a: made.append(a) or real(*a))
         glmm_nb.glmm(FORMULA, cbpp)
     finally:
-        glmm_nb.set_progress(**{"enabled": old["progress"], "delay": old["delay"]})
+        glmm_nb.set_progress(**old)
     assert made == []
     assert capsys.readouterr().err == ""
 
@@ -96,7 +96,7 @@ def test_real_bar_is_drawn_on_stderr(cbpp, capsys):
     try:
         glmm_nb.glmm(FORMULA, cbpp)
     finally:
-        glmm_nb.set_progress(**{"enabled": old["progress"], "delay": old["delay"]})
+        glmm_nb.set_progress(**old)
     err = capsys.readouterr().err
     assert "glmm_nb fit" in err and "eval" in err
 
@@ -187,7 +187,7 @@ def test_auto_setting(monkeypatch):
         monkeypatch.setenv("GLMM_NB_PROGRESS", "")
         assert progress.progress_enabled() is True
     finally:
-        glmm_nb.set_progress(**{"enabled": old["progress"], "delay": old["delay"]})
+        glmm_nb.set_progress(**old)
     with pytest.raises(ModelError, match="progress must be True, False or None"):
         glmm_nb.set_progress("on")
 
@@ -199,3 +199,18 @@ def test_no_meter_means_the_function_itself():
     assert progress.counted(f) is f
     with progress.Progress("off", enabled=False, counts_evaluations=True):
         assert progress.counted(f) is f
+
+
+def test_bootstrap_bar_follows_the_progress_setting(cbpp, capsys):
+    quiet = glmm_nb.glmm(FORMULA, cbpp, control={"progress": False})
+    capsys.readouterr()
+    quiet.bootstrap(nsim=2, seed=1)  # default: the fit's setting (off)
+    assert "bootstrap refits" not in capsys.readouterr().err
+    old = glmm_nb.set_progress(False)
+    try:
+        glmm_nb.glmm(FORMULA, cbpp).bootstrap(nsim=2, seed=1)  # the session setting (off)
+        assert "bootstrap refits" not in capsys.readouterr().err
+        quiet.bootstrap(nsim=2, seed=1, progress=True)  # asked for: a text bar on stderr
+        assert "bootstrap refits" in capsys.readouterr().err
+    finally:
+        glmm_nb.set_progress(**old)

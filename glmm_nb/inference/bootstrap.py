@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..errors import ModelError
 from ..pipeline import refit
-from ..progress import quiet
+from ..progress import progress_enabled, quiet
 from .params import sdcor_names, theta_to_sdcor
 from .simulate import simulate
 
@@ -74,8 +74,12 @@ def refit_chunk(m, start, ys):
     return out
 
 
-def bootstrap(m, nsim: int = 200, seed: int | None = None, n_jobs: int = 1, progress: bool = True) -> BootstrapResult:
-    """Parametric bootstrap of the fixed effects and random-effect SDs/correlations."""
+def bootstrap(m, nsim: int = 200, seed: int | None = None, n_jobs: int = 1,
+              progress: bool | None = None) -> BootstrapResult:
+    """Parametric bootstrap of the fixed effects and random-effect SDs/correlations.
+
+    ``progress``: a bar over the refits; None follows the fit's ``control["progress"]``, then
+    the session setting (:func:`glmm_nb.set_progress`), else on in notebooks and terminals."""
     if not isinstance(nsim, (int, np.integer)) or nsim < 1:
         raise ModelError(f"nsim must be a positive integer, not {nsim!r}")
     if n_jobs == -1:
@@ -89,7 +93,7 @@ def bootstrap(m, nsim: int = 200, seed: int | None = None, n_jobs: int = 1, prog
     chunks = [list(range(i, min(i + 4, nsim))) for i in range(0, nsim, 4)]
     results: dict[int, tuple] = {}
     bar = None
-    if progress:
+    if progress_enabled(progress if progress is not None else m.request.control.get("progress")):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=nsim, desc="bootstrap refits")

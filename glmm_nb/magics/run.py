@@ -39,7 +39,7 @@ class MagicOutput:
             out += (f'<p>Report: <a href="{html.escape(str(self.report_path))}" target="_blank">'
                     f"{html.escape(str(self.report_path))}</a> (open it in the browser; --embed shows it here)</p>")
             if self.embed:
-                out += self.report._repr_html_()
+                out += self.report.embed()._repr_html_()
         return out
 
 

@@ -12,7 +12,7 @@ import base64
 import gzip
 import html
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from . import sections as sec
 from .findings import key_findings
 from .focal import fixed_variables
 
-__all__ = ["Report", "make_report", "check_report_args"]
+__all__ = ["Report", "Embedded", "make_report", "check_report_args"]
 
 
 @lru_cache(maxsize=1)
@@ -62,16 +62,10 @@ def _environment(template_dir: str | Path | None) -> jinja2.Environment:
 
 
 @dataclass(frozen=True)
-class Report:
-    """A rendered report: ``save(path)`` writes it; notebooks show it in an isolated iframe."""
+class Embedded:
+    """The whole report in an isolated iframe (``Report.embed()``)."""
 
-    html: str
-    seconds: float
-
-    def save(self, path: str | Path) -> Path:
-        path = check_output_path(path, what="save()")
-        path.write_text(self.html, encoding="utf-8")
-        return path
+    html: str = field(repr=False)
 
     def _repr_html_(self) -> str:
         return (
@@ -79,6 +73,42 @@ class Report:
             'style="width: 100%; height: 900px; border: 1px solid #ddd;" '
             'sandbox="allow-scripts"></iframe>'
         )
+
+
+@dataclass(frozen=True)
+class Report:
+    """A rendered report: ``save(path)`` writes it. In a notebook it shows its key findings and a
+    link to the saved file (a report is ~0.7 MB: shown whole in every run it would bloat the
+    notebook); ``embed()`` shows the whole report in an isolated iframe."""
+
+    html: str = field(repr=False)
+    seconds: float
+    findings_html: str = field(default="", repr=False)
+    saved: list = field(default_factory=list, repr=False, compare=False)  # paths written by save()
+
+    def save(self, path: str | Path) -> Path:
+        path = check_output_path(path, what="save()")
+        path.write_text(self.html, encoding="utf-8")
+        self.saved.append(path)
+        return path
+
+    def embed(self) -> Embedded:
+        """The whole report, for display in a notebook (an iframe; its scripts cannot reach the page)."""
+        return Embedded(self.html)
+
+    def _repr_html_(self) -> str:
+        if self.saved:
+            where = ", ".join(f'<a href="{html.escape(str(p))}" target="_blank">{html.escape(str(p))}</a>'
+                              for p in self.saved)
+            tail = f"<p>Full report: {where} (open it in the browser; <code>.embed()</code> shows it here).</p>"
+        else:
+            tail = ("<p>Not saved yet: <code>.save('report.html')</code> writes the full report; "
+                    "<code>.embed()</code> shows it here.</p>")
+        return f'<div class="glmm-nb-report">{self.findings_html}{tail}</div>'
+
+    def __repr__(self) -> str:
+        where = f", saved to {', '.join(map(str, self.saved))}" if self.saved else ", not saved"
+        return f"<glmm_nb Report: {len(self) / 1e6:.2f} MB, built in {self.seconds:.1f} s{where}>"
 
     def __len__(self) -> int:
         return len(self.html.encode("utf-8"))
@@ -191,4 +221,5 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee=None, dia
         **ctx, charts=charts, charts_by_name=by_name, caterpillar_charts=[by_name[n] for n in cats],
         vega_bundle=packed_bundle(),
     )
-    return Report(html=page, seconds=time.perf_counter() - t0)
+    box = env.get_template("report/_findings.html.j2").render(findings=ctx["findings"], linked=False)
+    return Report(html=page, seconds=time.perf_counter() - t0, findings_html=box)

@@ -208,7 +208,7 @@ class ModelBuilder:
     def _show_report_changed(self, *_):
         """The report in its iframe while "Show report" is down (else nothing)."""
         shown = self.show_report.value and self.report is not None
-        self.report_frame.value = self.report._repr_html_() if shown else ""
+        self.report_frame.value = self.report.embed()._repr_html_() if shown else ""
 
     def export(self, *_):
         """Save the report to the path in the 'Save as' box."""

@@ -77,10 +77,17 @@ def test_save_and_iframe(tmp_path):
     r = m.report(diagnostics_nsim=60)
     out = r.save(tmp_path / "cbpp.html")
     assert out.read_text(encoding="utf-8") == r.html
-    frame = r._repr_html_()
+    frame = r.embed()._repr_html_()
     assert frame.startswith("<iframe srcdoc=") and "<script" not in frame.split('srcdoc="', 1)[1][:200]
+    # in a notebook: the key findings and a link to the saved file, never the whole report
+    compact = r._repr_html_()
+    assert "Key findings" in compact and f'href="{out}"' in compact and len(compact) < 5000
+    assert "<script" not in compact and 'href="#' not in compact  # no dead in-page links
+    assert repr(r).startswith("<glmm_nb Report: 0.") and str(out) in repr(r) and len(repr(r)) < 300
+    fresh = m.report(svg_fallback=False, diagnostics_nsim=20)
+    assert "Not saved yet" in fresh._repr_html_() and "not saved" in repr(fresh)
     assert "data:image/svg+xml;base64," in r.html  # static fallback
-    assert len(r) < 1.5e6
+    assert len(r) < 1.0e6
 
 
 def test_user_template_dir(tmp_path):
