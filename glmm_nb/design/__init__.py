@@ -10,6 +10,7 @@ terms), :mod:`.identify` (constant responses, lme4's identifiability rules),
 
 from .checks import (as_frame, check_agq_size, check_bool, check_choice, check_column, check_int, check_level,
                      check_options, check_output_path, check_seed, close_names, numpy_dtypes)
+from .convert import to_pandas
 from .frame import ModelFrame, model_frame, used_variables, vector_argument
 from .grouping import Grouping, MappedGroups, factor_codes, grouping, grouping_codes, map_groups
 from .matrices import drop_collinear, model_matrix, rename_intercept, required_variables
@@ -20,7 +21,8 @@ from .newdata import NewDesign, new_design, new_fixed_matrix
 from .separation import separated_columns, separation_message
 from .spec import ModelSpec, fixed_matrix, model_spec
 
-__all__ = ["ModelSpec", "NewDesign", "ReTerm", "ModelFrame", "model_spec", "model_frame", "used_variables",
+__all__ = [
+    "to_pandas","ModelSpec", "NewDesign", "ReTerm", "ModelFrame", "model_spec", "model_frame", "used_variables",
            "vector_argument", "factor_codes", "grouping_codes", "drop_collinear", "model_matrix",
            "rename_intercept", "required_variables", "random_terms", "read_response", "fixed_matrix",
            "theta_to_T", "tril_index", "as_frame", "check_agq_size", "check_options", "check_output_path", "check_bool", "check_choice", "check_column", "check_int",

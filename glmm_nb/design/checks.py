@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -217,7 +218,6 @@ def check_output_path(path, kind: str = "file", what: str = "the output path") -
     """
     import os
     import tempfile
-    from pathlib import Path
 
     if not isinstance(path, (str, os.PathLike)):
         raise ModelError(f"{what} must be a file path, not {path!r}")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..design import check_choice, check_int, check_level
+from ..errors import ModelError
 from .params import sdcor_names
 
 __all__ = ["confint"]

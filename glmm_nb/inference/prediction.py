@@ -31,7 +31,7 @@ from ..design.reterms import theta_to_T
 from ..errors import ModelError
 from ..likelihood import LaplaceDevfun, LmmDevfun
 from .ddf import linear_inference, t_quantile
-from .modelinfo import family_of, is_lmm, link_of
+from .modelinfo import is_lmm, link_of
 
 __all__ = ["fixed_design", "predict_interval"]
 

@@ -6,14 +6,12 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from ..api import glmm
-from ..design import check_output_path
+from ..design import check_output_path, to_pandas
 from ..errors import DataError, ModelError
 from .args import MagicArgs
 
-__all__ = ["MagicOutput", "run_magic", "cell_text"]
+__all__ = ["MagicOutput", "run_magic"]
 
 
 @dataclass(frozen=True)
@@ -52,9 +50,7 @@ def run_magic(args: MagicArgs, formula: str, namespace: dict, defaults: dict) ->
         raise DataError("no data: give --data NAME (a pandas DataFrame in the notebook)")
     if data_name not in namespace:
         raise DataError(f"unknown data frame '{data_name}': no such variable in the notebook")
-    data = namespace[data_name]
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"'{data_name}' is a {type(data).__name__}, not a pandas DataFrame")
+    data = to_pandas(namespace[data_name], what=f"--data {data_name}")  # polars / Arrow tables too
     if args.report:
         check_output_path(args.report, what="--report")  # before the fit, not after it
     reml = defaults.get("reml", True) if args.reml is None else args.reml

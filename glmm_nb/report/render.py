@@ -18,7 +18,6 @@ from pathlib import Path
 
 import jinja2
 
-import pandas as pd
 
 from ..design import check_bool, check_int, check_output_path, close_names
 from ..errors import DataError, GLMMError, ModelError

@@ -17,6 +17,7 @@ import time
 
 import pandas as pd
 
+from ..design import to_pandas
 from ..errors import GLMMError
 from ..api import glmm
 from ..cells import cell_text
@@ -83,8 +84,7 @@ class ModelBuilder:
     def __init__(self, data: pd.DataFrame, name: str = "df"):
         import ipywidgets as w
 
-        if not isinstance(data, pd.DataFrame):
-            raise GLMMError("ModelBuilder needs a pandas DataFrame")
+        data = to_pandas(data, what="ModelBuilder's data")  # polars / Arrow tables too, converted once
         self.data = data
         self.name = name
         self.result = None

@@ -9,7 +9,6 @@ import signal
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 
 dd = pytest.importorskip("dask.dataframe")

@@ -165,3 +165,15 @@ def test_line_magic_takes_the_cell_grammar_and_reports_are_linked(ip, tmp_path):
     big = MagicOutput(m, path, rep, embed=True)._repr_html_()
     assert 'href="' in small and "<iframe" not in small and len(small) < 20_000
     assert "<iframe" in big and len(big) > 10 * len(small)
+
+
+def test_polars_data_in_the_magic_and_the_builder(ip):
+    pl = pytest.importorskip("polars")
+    df = ip.user_ns["df"]
+    ip.user_ns["pdf"] = pl.from_pandas(df)
+    ip.run_cell("%%glmm pm --data pdf --quiet\ncbind(incidence, size - incidence) ~ period + (1 | herd)")
+    ref = glmm_nb.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", df)
+    assert ip.user_ns["pm"].loglik == pytest.approx(ref.loglik, abs=1e-10)
+    from glmm_nb.widgets import ModelBuilder
+
+    assert list(ModelBuilder(pl.from_pandas(df)).data.columns) == list(df.columns)
