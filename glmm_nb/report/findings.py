@@ -14,9 +14,12 @@ Built only from the other sections' data (:mod:`.sections`), so it repeats nothi
 
 from __future__ import annotations
 
-import numpy as np
+import re
 
-__all__ = ["key_findings", "ratio_quantity", "MAX_EFFECTS"]
+import numpy as np
+import pandas as pd
+
+__all__ = ["key_findings", "ratio_quantity", "term_label", "MAX_EFFECTS"]
 
 MAX_EFFECTS = 8
 LEVEL = 0.05
@@ -35,6 +38,19 @@ def _effect_line(r: dict, exp_name: str | None) -> str:
         return f"{exp_name} {f['exp'].strip()} (95 % CI {f['exp_low'].strip()} to {f['exp_high'].strip()}), p {_p(f['p'])}"
     return (f"{f['estimate'].strip()} per unit (95 % CI {f['conf_low'].strip()} to {f['conf_high'].strip()}), "
             f"p {_p(f['p'])}")
+
+
+def term_label(m, term: str) -> str:
+    """``temp[T.warm]`` → ``temp warm (vs cold)``: a factor's coefficient against its reference."""
+    hit = re.fullmatch(r"(.+)\[T\.(.+)\]", term)
+    frame = m.spec.frame
+    if hit is None or frame is None or hit.group(1) not in frame.columns:
+        return term
+    var, level = hit.groups()
+    col = frame[var]
+    if isinstance(col.dtype, pd.CategoricalDtype) and len(col.cat.categories):
+        return f"{var} {level} (vs {col.cat.categories[0]})"
+    return f"{var} {level}"
 
 
 def _p(text: str) -> str:
@@ -56,7 +72,7 @@ def _effects(m, ctx: dict) -> tuple[list[dict], int]:
     marg = {r["term"]: r for r in (marginal.get("table") or [])}
     out = []
     for r in rows[:MAX_EFFECTS]:
-        item = {"term": r["term"], "text": _effect_line(r, exp_name), "notes": []}
+        item = {"term": term_label(m, r["term"]), "text": _effect_line(r, exp_name), "notes": []}
         if focus is not None and r["term"] == focus.var and r["term"] in marg and exp_name:
             pa = marg[r["term"]].get("marginal")
             if pa is not None and np.isfinite(pa):
@@ -112,9 +128,10 @@ def key_findings(m, ctx: dict) -> dict:
     effects, more = _effects(m, ctx)
     exp_name = ctx["fixed"]["exp_name"]
     if exp_name:
-        scale = (f"Effects as {exp_name}s per unit of each covariate (above 1: higher {ratio_quantity(exp_name)}, "
-                 "below 1: lower), conditional on the cluster: two members of the same cluster, one unit of the "
-                 "covariate apart.")
+        scale = (f"Effects as {exp_name}s per unit of each covariate, or against a factor's reference level "
+                 f"(above 1: higher {ratio_quantity(exp_name)}, below 1: lower), conditional on the cluster: two "
+                 "members of the same cluster that differ only in that covariate.")
     else:
-        scale = "Effects per unit of each covariate on the response scale."
+        scale = ("Effects on the response scale per unit of each covariate, or against a factor's reference "
+                 "level.")
     return {"effects": effects, "more": more, "flags": _flags(m, ctx), "scale": scale}

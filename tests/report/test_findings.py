@@ -193,3 +193,13 @@ def test_reproduce_code_runs(tmp_path, monkeypatch):
         exec(code, ns)  # noqa: S102
     assert ns["m"].loglik == pytest.approx(m.loglik, abs=1e-9)
     assert ns["m"].fixef.index.tolist() == m.fixef.index.tolist()
+
+
+def test_factor_effects_are_named_against_their_reference():
+    cbpp = glmm_nb.datasets.load("cbpp")
+    m = _fit("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp)
+    box = _text(m.report(svg_fallback=False, diagnostics_nsim=20).findings_html)
+    or2 = np.exp(m.fixef["period[T.2]"])
+    hit = re.search(r"<b>period 2 \(vs 1\)</b>: odds ratio ([\d.]+)", box)
+    assert hit and float(hit.group(1)) == round(or2, len(hit.group(1).split(".")[1]))
+    assert box.index("period 2 (vs 1)") < box.index("period 3 (vs 1)") < box.index("period 4 (vs 1)")
