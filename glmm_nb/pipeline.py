@@ -99,12 +99,17 @@ def make_devfun(request: FitRequest, stage: str = "final"):
     return dev
 
 
-def start_values(request: FitRequest, devfun) -> np.ndarray:
+def start_values(request: FitRequest, devfun, glm=None, sample=None) -> np.ndarray:
     """The request's start, or: theta at lme4's start (LMM); GLM coefficients (ordinal: beta = 0
     and the thresholds of the cumulative proportions) and the better of theta = 1 and 0.3 on the
     diagonal (lme4 starts at 1; many fitted SDs are near 0.3, where the start saves a third of
-    the iterations)."""
+    the iterations).
+
+    ``glm(family) -> beta`` computes the GLM coefficients elsewhere (the Dask fit's distributed
+    IRLS) and ``sample`` is the in-memory deviance function whose rows give the moment starts of
+    the extra parameters (default: ``devfun``'s own rows, by IRLS)."""
     spec = request.spec
+    data = devfun if sample is None else sample
     fixed = fixed_indices(request)
     nx = request.family.n_extra(spec)
     if request.start is not None:
@@ -116,14 +121,14 @@ def start_values(request: FitRequest, devfun) -> np.ndarray:
     elif devfun.profiled:
         start = spec.theta_start()
     elif request.family.ordinal:
-        beta0 = np.concatenate([np.zeros(spec.p), request.family.extra_start(devfun.y, None, devfun.pw, spec)])
+        beta0 = np.concatenate([np.zeros(spec.p), request.family.extra_start(data.y, None, data.pw, spec)])
         return _better_theta_start(spec, beta0, fixed, devfun)
     else:
         fam0 = request.family.start_family.at_dispersion(1.0)
-        beta0 = glm_irls(devfun.X, devfun.y, devfun.pw, devfun.off, fam0)
+        beta0 = glm_irls(data.X, data.y, data.pw, data.off, fam0) if glm is None else np.asarray(glm(fam0))
         if nx:  # moment estimates at the GLM means: log-dispersion, zero part
-            mu0 = fam0.link.inverse(devfun.X @ beta0 + devfun.off)
-            beta0 = np.concatenate([beta0, request.family.extra_start(devfun.y, mu0, devfun.pw, spec)])
+            mu0 = fam0.link.inverse(data.X @ beta0 + data.off)
+            beta0 = np.concatenate([beta0, request.family.extra_start(data.y, mu0, data.pw, spec)])
         return _better_theta_start(spec, beta0, fixed, devfun)
     for i, v in fixed.items():
         start[i] = v

@@ -26,8 +26,8 @@ from ..errors import DataError, DataWarning, ModelError
 from ..families import get_family
 from ..likelihood import LmmDevfun
 from ..optimize import minimize_devfun
-from ..pipeline import check_method, parameter_bounds, polish_agq
-from ..request import FitRequest, fixed_indices
+from ..pipeline import check_method, parameter_bounds, polish_agq, start_values
+from ..request import FitRequest
 from ..results import GLMMResult, build_result
 from .devfun import DaskGlmmDevfun, DaskLmmDevfun, EvalProgress, glm_start
 from .engine import current_client, make_engine
@@ -217,40 +217,6 @@ def make_layout(stats, plan, method: str, nagq: int, control: dict):
 
 
 # --------------------------------------------------------------------------- the stages
-def _starts(request, dev, sample_dev, engine) -> np.ndarray:
-    """As :func:`glmm_nb.pipeline.start_values`: the request's start, or the GLM coefficients
-    (distributed IRLS), the dispersion's moment estimate on the sample, and the better of
-    theta = 1 and 0.3."""
-    spec, fam = request.spec, request.family
-    fixed = fixed_indices(request)
-    nd = fam.n_dispersion
-    if request.start is not None:
-        start = np.asarray(request.start, dtype=float)
-        n = spec.ntheta if dev.profiled else spec.ntheta + spec.p + nd
-        if start.size < n:
-            raise ModelError(f"start has {start.size} values; the model has {n} parameters")
-        start = start[:n].copy()
-        for i, v in fixed.items():
-            start[i] = v
-        return start
-    if dev.profiled:
-        start = spec.theta_start()
-        for i, v in fixed.items():
-            start[i] = v
-        return start
-    fam0 = fam.at_dispersion(1.0)
-    beta0 = glm_start(engine, fam0)
-    if nd:
-        mu0 = fam0.link.inverse(sample_dev.X @ beta0 + sample_dev.off)
-        d0 = fam.start_dispersion(sample_dev.y, mu0, sample_dev.pw)
-        beta0 = np.concatenate([beta0, [fam.from_dispersion(d0)]])
-    starts = [np.concatenate([spec.theta_start() * s, beta0]) for s in (1.0, 0.3)]
-    for x in starts:
-        for i, v in fixed.items():
-            x[i] = v
-    return min(starts, key=lambda x: dev(x))
-
-
 def agq_stage(request, dev, laplace_opt, scale):
     """:func:`glmm_nb.pipeline.agq_stage` on the distributed AGQ deviance: L-BFGS-B from the
     Laplace optimum, then Newton polishing with the exact gradient where needed."""
@@ -356,14 +322,14 @@ def _fit(eng, plan, ddf, arguments, opts, result_class, timings, t_start):
         if fam.profiled_lmm:
             dev = DaskLmmDevfun(eng, spec, request.reml, LmmDevfun(spec, reml=request.reml), progress)
             lower, upper = parameter_bounds(request, True)
-            opt = minimize_devfun(dev, _starts(request, dev, None, eng), lower, jac=False, maxiter=maxiter,
+            opt = minimize_devfun(dev, start_values(request, dev), lower, jac=False, maxiter=maxiter,
                                   label="L-BFGS-B", upper=upper)
         else:
             dev = DaskGlmmDevfun(eng, "laplace", spec, fam, sm.lap, progress)
             sdk = sd if layout.keep is None else sd[list(layout.keep)]
             scale = np.concatenate([np.ones(spec.ntheta), np.where(sdk > 0, sdk, 1.0), np.ones(fam.n_dispersion)])
             lower, upper = parameter_bounds(request, False)
-            opt = minimize_devfun(dev.value_and_grad, _starts(request, dev, sm.lap, eng), lower, scale=scale,
+            opt = minimize_devfun(dev.value_and_grad, start_values(request, dev, glm=lambda fam0: glm_start(eng, fam0), sample=sm.lap), lower, scale=scale,
                                   maxiter=maxiter, label="L-BFGS-B", upper=upper)
             if request.uses_agq:
                 dev = DaskGlmmDevfun(eng, "agq", spec, fam, sm.lap, progress)
