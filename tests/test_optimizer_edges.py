@@ -74,3 +74,24 @@ def test_failed_factorization_is_a_large_deviance():
 
     opt = minimize_devfun(fg, np.array([4.5]), np.array([-np.inf]), scale=np.array([0.01]))
     assert opt.final[0] == pytest.approx(2.0, abs=1e-5)
+
+
+def test_refit_with_every_parameter_held_is_an_evaluation():
+    """refit(fixed=) of every optimizer parameter at the estimates returns the same fit, without
+    calling the optimizer (scipy's L-BFGS-B has no free variable to move)."""
+    import warnings
+
+    import glmm_nb
+    from glmm_nb.request import parameter_names
+
+    cbpp = glmm_nb.datasets.load("cbpp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmm_nb.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp)
+        held = dict(zip(parameter_names(m.request), list(m.theta) + list(m.fixef)))
+        r = m.refit(fixed=held)
+        off = m.refit(fixed={**held, "period[T.2]": held["period[T.2]"] + 0.5})
+    assert r.loglik == m.loglik and r.opt.iterations == 0 and r.converged
+    assert "held fixed" in r.opt.messages[0]
+    assert off.loglik < m.loglik - 0.01  # a different point: a lower log-likelihood, as evaluated
+    assert off.fixef["period[T.2]"] == held["period[T.2]"] + 0.5
