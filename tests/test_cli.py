@@ -107,3 +107,33 @@ def test_cli_help_version_sep_and_formats(capsys, tmp_path):
     err = p1.stderr.read().decode()
     p1.wait()
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_cli_report_reproduce_reads_the_csv(capsys, tmp_path):
+    """The report written by ``glmm-nb fit -o`` holds code that reads the same CSV (its
+    separator, the --factor column as a factor) and refits the same model."""
+    import html
+    import re
+    import warnings
+
+    import glmm_nb
+
+    src = (FIXTURES / "data" / "cbpp.csv").read_text().replace(",", ";")
+    semi = tmp_path / "cbpp_semicolon.csv"
+    semi.write_text(src)
+    out = tmp_path / "r.html"
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    assert main(["fit", str(semi), formula, "--factor", "period", "-o", str(out)]) == 0
+    code = html.unescape(re.search(r"<pre><code>(.*?)</code></pre>", out.read_text(), re.S).group(1))
+    assert f"pd.read_csv({str(semi)!r}, sep=';')" in code
+    ns = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exec(code, ns)  # noqa: S102 - the report's own code
+        import pandas as pd
+
+        d = pd.read_csv(semi, sep=";")
+        d["period"] = pd.Categorical(d["period"].astype(str))
+        ref = glmm_nb.glmm(formula, d)
+    assert ns["m"].loglik == pytest.approx(ref.loglik, abs=1e-9)
+    assert list(ns["m"].fixef.index) == list(ref.fixef.index)
