@@ -24,7 +24,7 @@ from .marginal import average_marginal_effects, causal_checks, comparison_table,
 from .pipeline import fit, make_devfun, make_request, refit
 from .results import GLMMResult
 
-__all__ = ["glmm", "make_devfun", "refit", "MixedModel", "DaskMixedModel"]
+__all__ = ["glmm", "make_devfun", "refit", "with_data_source", "MixedModel", "DaskMixedModel"]
 
 
 class MixedModel(GLMMResult):
@@ -324,9 +324,16 @@ def glmm(
                            hurdle=hurdle)
     m = fit(request, MixedModel)
     name = caller_name(data, sys._getframe(1))
-    if name is not None:
-        m.extras["data_source"] = name  # the report's Reproduce section defines ``data`` from it
-    return m
+    return m if name is None else with_data_source(m, name)
+
+
+def with_data_source(m: MixedModel, source: str, sep: str | None = None) -> MixedModel:
+    """A copy of ``m`` that records where its data came from (a variable name or a CSV path and
+    its separator), for the report's Reproduce section (``m.extras["data_source"]``)."""
+    extras = {**m.extras, "data_source": source}
+    if sep is not None:
+        extras["data_sep"] = sep
+    return dataclasses.replace(m, extras=extras)
 
 
 def caller_name(obj, frame) -> str | None:

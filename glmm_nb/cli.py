@@ -94,7 +94,7 @@ def _demo(args) -> int:
 def _fit(args) -> int:
     import pandas as pd
 
-    from .api import glmm
+    from .api import glmm, with_data_source
     from .design import check_output_path
     from .errors import DataError
 
@@ -115,8 +115,7 @@ def _fit(args) -> int:
         args.formula, df, family=args.family, link=args.link, method=args.method, nagq=args.nagq,
         reml=not args.ml,
     )
-    m.extras["data_source"] = str(path)  # the report's Reproduce section reads this CSV
-    m.extras["data_sep"] = df.attrs.get("sep")
+    m = with_data_source(m, str(path), df.attrs.get("sep"))  # the report's Reproduce section reads this CSV
     if args.format == "text":
         print(m.summary())
     elif args.format == "csv":

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize as sopt
 
+from .errors import ModelError
 from .progress import counted
 
 __all__ = ["restart_edge", "OptSummary", "minimize_devfun"]
@@ -92,12 +93,18 @@ def minimize_devfun(
     t0 = time.perf_counter()
     tol = {"ftol": 1e-14, "gtol": 1e-7, "maxiter": maxiter, "maxcor": 20}
     if np.all(lower == upper):  # every parameter held: the deviance there is the whole answer
-        out = f(start * scale)
-        value = float(out[0] if jac else out)
+        try:
+            out = fun(start)
+            value = float(out[0] if jac else out)
+        except (np.linalg.LinAlgError, ArithmeticError):
+            value = np.inf
+        if not np.isfinite(value):
+            raise ModelError("every parameter is held fixed (fixed=) at values where the deviance cannot be "
+                             f"evaluated: {', '.join(f'{v:g}' for v in start)}")
         return OptSummary(optimizer=label, start=start, final=start.copy(), objective=value, iterations=0,
-                          evaluations=nev[0], time=time.perf_counter() - t0,
+                          evaluations=1, time=time.perf_counter() - t0,
                           messages=("every parameter held fixed: evaluated, not optimized",),
-                          converged=bool(np.isfinite(value) and value < bad()), tolerances=tol)
+                          converged=True, tolerances=tol)
     res = sopt.minimize(f, start * scale, jac=jac, method="L-BFGS-B", bounds=bounds, options=tol)
     elapsed = time.perf_counter() - t0
     msg = res.message if isinstance(res.message, str) else res.message.decode()

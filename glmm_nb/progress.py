@@ -33,14 +33,17 @@ _OPTIONS = {"progress": None, "delay": DEFAULT_DELAY}
 _ACTIVE: contextvars.ContextVar = contextvars.ContextVar("glmm_nb_progress", default=None)
 
 
-def set_progress(enabled: bool | None = None, delay: float | None = None) -> dict:
+_KEEP = object()  # set_progress(delay=5) leaves the on/off setting as it is
+
+
+def set_progress(enabled=_KEEP, delay: float | None = None) -> dict:
     """Session-wide progress setting.
 
     Parameters
     ----------
     enabled : bool or None
         True: always show bars for long work; False: never; None: auto (a Jupyter kernel or a
-        terminal on stderr).
+        terminal on stderr). Not given: unchanged.
     delay : float, optional
         Seconds a fit or profile must run before its bar appears (default 2).
 
@@ -52,13 +55,14 @@ def set_progress(enabled: bool | None = None, delay: float | None = None) -> dic
     from .errors import ModelError
 
     old = {"enabled": _OPTIONS["progress"], "delay": _OPTIONS["delay"]}
-    if enabled is not None and not isinstance(enabled, bool):
+    if enabled is not _KEEP and enabled is not None and not isinstance(enabled, bool):
         raise ModelError(f"progress must be True, False or None (auto), not {enabled!r}")
     if delay is not None:
         if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay >= 0:
             raise ModelError(f"the progress delay must be a number of seconds ≥ 0, not {delay!r}")
         _OPTIONS["delay"] = float(delay)
-    _OPTIONS["progress"] = enabled
+    if enabled is not _KEEP:
+        _OPTIONS["progress"] = enabled
     return old
 
 

@@ -214,3 +214,13 @@ def test_bootstrap_bar_follows_the_progress_setting(cbpp, capsys):
         assert "bootstrap refits" in capsys.readouterr().err
     finally:
         glmm_nb.set_progress(**old)
+
+
+def test_set_progress_delay_alone_keeps_the_switch():
+    old = glmm_nb.set_progress(False)
+    try:
+        glmm_nb.set_progress(delay=5)
+        assert glmm_nb.progress.progress_enabled() is False
+        assert glmm_nb.set_progress(None) == {"enabled": False, "delay": 5.0}
+    finally:
+        glmm_nb.set_progress(**old)

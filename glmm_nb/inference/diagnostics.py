@@ -4,7 +4,8 @@ Scaled residuals: for each observation, where the observed response falls in the
 of responses simulated from the fitted model (randomised for discrete responses, so they are
 uniform on (0, 1) when the model is right). Tests: Kolmogorov-Smirnov uniformity; dispersion
 (variance of observed vs simulated raw residuals, two-sided simulation p-value); zero-inflation
-(observed vs simulated number of zeros) for binomial and count responses.
+(observed vs simulated number of zeros) for count responses (Poisson, negative binomial; not
+binomial successes out of trials, whose zeros the binomial already describes).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..api import glmm
+from ..api import glmm, with_data_source
 from ..design import check_output_path, to_pandas
 from ..errors import DataError, ModelError
 from .args import MagicArgs
@@ -61,7 +61,7 @@ def run_magic(args: MagicArgs, formula: str, namespace: dict, defaults: dict) ->
     m = glmm(formula, data, family=args.family or defaults.get("family", "binomial"),
              link=args.link or defaults.get("link") or None, method=method, nagq=nagq, reml=reml,
              weights=args.weights, offset=args.offset)
-    m.extras["data_source"] = data_name  # the report's Reproduce section: data = <this variable>
+    m = with_data_source(m, data_name)  # the report's Reproduce section: data = <this variable>
     if args.name:
         namespace[args.name] = m
     report = path = None

@@ -21,27 +21,45 @@ CATERPILLAR_MAX = 150  # levels drawn in a caterpillar plot; more are sampled (r
 CATERPILLAR_ENDS = 25  # ... always keeping this many lowest and highest
 
 
-def forest(rows: list[dict], exp_name: str | None) -> dict:
+def forest(rows: list[dict], exp_name: str | None, effects: bool = True) -> dict:
     """Fixed effects with 95 % intervals: ratios on a log axis (1 = no effect) for log and logit
-    links, estimates (0 = no effect) otherwise; 26 px per term."""
+    links, estimates (0 = no effect) otherwise; an intercept (or an ordinal model's thresholds)
+    alone on the link scale. Terms that are not estimable (infinite) are left out and named in
+    the subtitle; 26 px per term."""
     df = pd.DataFrame(rows)[["term", "estimate", "conf_low", "conf_high"]]
-    df = df[df.term != "(Intercept)"] if len(df) > 1 else df
+    effects = df[df.term != "(Intercept)"] if effects else df.iloc[:0]  # effects=False: thresholds
+    if len(effects):
+        df = effects
+    else:
+        exp_name = None  # an intercept or thresholds are not ratios
     if exp_name:
-        df = df.assign(**{c: np.exp(df[c]) for c in ("estimate", "conf_low", "conf_high")})
-        lo = float(min(df["conf_low"].min(), 1.0)) / 1.15
-        hi = float(max(df["conf_high"].max(), 1.0)) * 1.15
+        df = df.assign(**{c: np.exp(df[c].astype(float)) for c in ("estimate", "conf_low", "conf_high")})
+    vals = df[["estimate", "conf_low", "conf_high"]].astype(float).to_numpy()
+    ok = np.isfinite(vals).all(axis=1) & ((vals > 0).all(axis=1) if exp_name else True)
+    dropped = list(df.term[~ok])
+    df = df[ok]
+    if exp_name:
+        lo = float(min(df["conf_low"].min(), 1.0)) / 1.15 if len(df) else 0.5
+        hi = float(max(df["conf_high"].max(), 1.0)) * 1.15 if len(df) else 2.0
         axis = alt.X("conf_low:Q", title=f"{exp_name} (log scale; 1 = no effect)",
                      scale=alt.Scale(type="log", domain=[lo, hi], nice=False))
         ref, title = 1.0, f"Fixed effects: {exp_name}s with 95 % CI"
-    else:
+    elif len(effects):
         axis = alt.X("conf_low:Q", title="estimate (0 = no effect)")
         ref, title = 0.0, "Fixed effects with 95 % CI"
+    else:
+        axis = alt.X("conf_low:Q", title="estimate (link scale)")
+        ref, title = None, "Intercept / thresholds with 95 % CI (link scale)"
+    if dropped:
+        title = {"text": title, "subtitle": "not shown (not estimable): " + ", ".join(dropped)}
     base = alt.Chart(df).encode(y=alt.Y("term:N", sort=None, title=None, axis=alt.Axis(labelLimit=0)))
     rule = base.mark_rule().encode(x=axis, x2="conf_high:Q")
     point = base.mark_point(filled=True, size=60).encode(x="estimate:Q", tooltip=["term", "estimate", "conf_low", "conf_high"])
-    zero = alt.Chart(pd.DataFrame({"z": [ref]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="z:Q")
+    layers = [rule, point]
+    if ref is not None:
+        layers.insert(0, alt.Chart(pd.DataFrame({"z": [ref]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="z:Q"))
     height = max(40, 26 * len(df))
-    return (zero + rule + point).properties(width=WIDTH, height=height, title=title).to_dict()
+    return alt.layer(*layers).properties(width=WIDTH, height=height, title=title).to_dict()
 
 
 def pairs_chart(rows: list[dict], estimate: str) -> dict:
@@ -122,7 +140,7 @@ def curves(data: pd.DataFrame, var: str, response: str, discrete: bool = False, 
     )
 
 
-def category_probabilities(data: pd.DataFrame, var: str, numeric: bool) -> dict:
+def category_probabilities(data: pd.DataFrame, var: str, numeric: bool, held: str = "") -> dict:
     """Ordinal models: P(Y = k) against ``var``, one colour per category, solid for a typical
     cluster and dashed population-averaged (columns ``x category probability curve``)."""
     x = alt.X("x:Q" if numeric else "x:N", title=var, sort=None)
@@ -132,8 +150,9 @@ def category_probabilities(data: pd.DataFrame, var: str, numeric: bool) -> dict:
     base = alt.Chart(data).encode(x=x, y=alt.Y("probability:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
                                   color=color, tooltip=["curve", "category", "x", "probability"])
     marks = base.mark_line(point=not numeric).encode(strokeDash=dash, detail="curve:N")
-    return marks.properties(width=WIDTH, height=280, title=f"Category probabilities against {var}: "
-                            "typical cluster (solid) and population-averaged (dashed)").to_dict()
+    title = {"text": f"Category probabilities against {var}: typical cluster (solid) and population-averaged (dashed)",
+             "subtitle": f"other covariates at {held}" if held else "no other covariates"}
+    return marks.properties(width=WIDTH, height=280, title=title).to_dict()
 
 
 def residual_hist(data: pd.DataFrame) -> dict:

@@ -19,10 +19,14 @@ import re
 import numpy as np
 import pandas as pd
 
-__all__ = ["key_findings", "ratio_quantity", "term_label", "MAX_EFFECTS"]
+from .focal import other_terms
+
+__all__ = ["key_findings", "ratio_quantity", "ratio_plural", "term_label", "MAX_EFFECTS"]
 
 MAX_EFFECTS = 8
+INFORMATIONAL = ("Fitted on Dask data",)  # messages that describe the fit and flag nothing
 LEVEL = 0.05
+_PLURAL = {"ratio of means": "ratios of means"}
 _QUANTITY = {"odds ratio": "odds", "rate ratio": "rate", "ratio of means": "mean",
              "cumulative odds ratio": "odds of a higher category"}
 
@@ -32,12 +36,20 @@ def ratio_quantity(ratio_name: str) -> str:
     return _QUANTITY.get(ratio_name, ratio_name.split()[0])
 
 
-def _effect_line(r: dict, exp_name: str | None) -> str:
+def _effect_line(r: dict, exp_name: str | None, link: str, factor: bool) -> str:
     f = r["fmt"]
     if exp_name:
         return f"{exp_name} {f['exp'].strip()} (95 % CI {f['exp_low'].strip()} to {f['exp_high'].strip()}), p {_p(f['p'])}"
-    return (f"{f['estimate'].strip()} per unit (95 % CI {f['conf_low'].strip()} to {f['conf_high'].strip()}), "
-            f"p {_p(f['p'])}")
+    ci = f"(95 % CI {f['conf_low'].strip()} to {f['conf_high'].strip()}), p {_p(f['p'])}"
+    est = f['estimate'].strip()
+    if link == "identity":
+        return f"difference {est} {ci}" if factor else f"{est} per unit {ci}"
+    return f"{link}-scale coefficient {est} {ci}"
+
+
+def ratio_plural(ratio_name: str) -> str:
+    """"odds ratio" → "odds ratios", "ratio of means" → "ratios of means"."""
+    return _PLURAL.get(ratio_name, ratio_name + "s")
 
 
 def term_label(m, term: str) -> str:
@@ -48,9 +60,11 @@ def term_label(m, term: str) -> str:
         return term
     var, level = hit.groups()
     col = frame[var]
-    if isinstance(col.dtype, pd.CategoricalDtype) and len(col.cat.categories):
-        return f"{var} {level} (vs {col.cat.categories[0]})"
-    return f"{var} {level}"
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        levels = list(col.cat.categories)
+    else:  # strings and booleans: formulaic's reference is the first sorted value
+        levels = sorted(col.dropna().unique().tolist(), key=str)
+    return f"{var} {level} (vs {levels[0]})" if levels and str(levels[0]) != level else f"{var} {level}"
 
 
 def _p(text: str) -> str:
@@ -62,7 +76,7 @@ def _effects(m, ctx: dict) -> tuple[list[dict], int]:
     fixed, marginal, caveats = ctx["fixed"], ctx["marginal"], ctx["caveats"]
     exp_name = fixed["exp_name"]
     rows = [r for r in fixed["rows"] if r["term"] != "(Intercept)"]
-    focus = marginal.get("focus")
+    focus = marginal.get("focus") or (ctx.get("ordinal") or {}).get("focus")
     if focus is not None:
         rows.sort(key=lambda r: 0 if r["term"] == focus.var or r["term"].startswith(focus.var + "[") else 1)
     wb = {}
@@ -70,14 +84,28 @@ def _effects(m, ctx: dict) -> tuple[list[dict], int]:
     if checks:
         wb = {r["covariate"]: r for r in checks["within_between"]}
     marg = {r["term"]: r for r in (marginal.get("table") or [])}
+    separated = set(m.spec.meta.get("separated") or ())
+    link = m.request.family.link.name
     out = []
     for r in rows[:MAX_EFFECTS]:
-        item = {"term": term_label(m, r["term"]), "text": _effect_line(r, exp_name), "notes": []}
-        if focus is not None and r["term"] == focus.var and r["term"] in marg and exp_name:
+        label = term_label(m, r["term"])
+        finite = all(r[k] is not None and np.isfinite(r[k]) for k in ("estimate", "conf_low", "conf_high"))
+        if r["term"] in separated or not finite or (exp_name and not np.isfinite(r.get("exp_high", np.inf))):
+            why = ("the data separate the outcome on this term" if r["term"] in separated
+                   else "its interval is infinite (the fit is separated or did not converge)")
+            out.append({"term": label, "text": f"not estimable: {why} (section 1)", "notes": []})
+            continue
+        item = {"term": label, "text": _effect_line(r, exp_name, link, label != r["term"]), "notes": []}
+        var = r["term"].split("[")[0]
+        shared = other_terms(m, var) if var in m.spec.frame.columns else []
+        if shared:
+            item["notes"].append(f"{var} also enters {', '.join(shared)}: this coefficient alone is not its effect "
+                                 "(the effect curves show it)")
+        elif focus is not None and r["term"] == focus.var and r["term"] in marg and exp_name:
             pa = marg[r["term"]].get("marginal")
             if pa is not None and np.isfinite(pa):
                 item["notes"].append(f"conditional on the cluster; averaged over the population of clusters the "
-                                     f"{exp_name} is {np.exp(pa):.3g} (section 4)")
+                                     f"{exp_name} is {np.exp(pa):.4g} (section 4)")
         w = wb.get(r["term"])
         if w is not None and w.get("p_value") is not None and w["p_value"] < LEVEL:
             within = np.exp(w["within"]) if exp_name else w["within"]
@@ -102,7 +130,7 @@ def _flags(m, ctx: dict) -> list[dict]:
     if m.singular:
         add(ctx["model"]["singular"], "3. Random effects", "random")
     for msg in m.messages:
-        if msg.startswith("Singular") and m.singular:
+        if (msg.startswith("Singular") and m.singular) or msg.startswith(INFORMATIONAL):
             continue
         add(msg, "1. Model", "model")
     checks = ctx["caveats"].get("checks")
@@ -123,15 +151,43 @@ def _flags(m, ctx: dict) -> list[dict]:
     return flags
 
 
+def _checked(ctx: dict) -> list[str]:
+    """The checks whose silence "no flags" reports."""
+    out = ["convergence", "variance components on their boundary"]
+    tests = ctx["diagnostics"].get("tests")
+    if tests:
+        out.append("simulated-residual tests (" + ", ".join(t["test"] for t in tests) + ")")
+    checks = ctx["caveats"].get("checks")
+    if checks:
+        out.append("few clusters")
+        wb = [r["covariate"] for r in checks["within_between"]]
+        if wb:
+            out.append("within vs between cluster effects of " + ", ".join(wb))
+    return out
+
+
+def _scale(m, exp_name: str | None) -> str:
+    fam = m.request.family
+    link = fam.link.name
+    if exp_name:
+        text = (f"Effects as {ratio_plural(exp_name)} per unit of each covariate, or against a factor's reference "
+                f"level (above 1: higher {ratio_quantity(exp_name)}, below 1: lower), conditional on the cluster: "
+                "two members of the same cluster that differ only in that covariate.")
+    elif link == "identity":
+        text = ("Effects on the response scale: per unit of each covariate, or the difference from a factor's "
+                "reference level.")
+    else:
+        text = (f"Coefficients on the {link} link scale, per unit of each covariate or against a factor's "
+                f"reference level — not differences in the {fam.mean_word}"
+                + (" (inverse link: a positive coefficient means a lower mean)." if link == "inverse" else "."))
+    if fam.has_zero_part:
+        text += " These are the count part's; the zero part's odds ratios are in section 2."
+    return text
+
+
 def key_findings(m, ctx: dict) -> dict:
     """The key-findings box from the report's section data (``ctx``, as built by make_report)."""
     effects, more = _effects(m, ctx)
     exp_name = ctx["fixed"]["exp_name"]
-    if exp_name:
-        scale = (f"Effects as {exp_name}s per unit of each covariate, or against a factor's reference level "
-                 f"(above 1: higher {ratio_quantity(exp_name)}, below 1: lower), conditional on the cluster: two "
-                 "members of the same cluster that differ only in that covariate.")
-    else:
-        scale = ("Effects on the response scale per unit of each covariate, or against a factor's reference "
-                 "level.")
-    return {"effects": effects, "more": more, "flags": _flags(m, ctx), "scale": scale}
+    return {"effects": effects, "more": more, "flags": _flags(m, ctx), "scale": _scale(m, exp_name),
+            "checked": _checked(ctx)}

@@ -6,8 +6,9 @@ otherwise the treatment or exposure when its name says so (``treat``, ``treatmen
 otherwise the first fixed-effect variable of any kind. A focal covariate with at most
 ``DISCRETE_MAX`` distinct values (a 0/1 treatment, a factor) is drawn at its values, a
 continuous one along a grid from its 2nd to its 98th percentile. Every other fixed-effect
-variable is held at its mean (continuous) or its most common value (0/1, factors), and the
-chart and the text say so.
+variable is held at its mean (continuous) or its most common value (0/1, factors), the
+variables of ``offset(...)`` terms at their means and an ``offset=`` vector at 0 (per unit of
+exposure), and the chart and the text say so.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import pandas as pd
 from ..design import required_variables
 from ..errors import DataError
 
-__all__ = ["Focus", "fixed_variables", "choose_focus", "focus_frame", "TREATMENT_NAMES"]
+__all__ = ["Focus", "fixed_variables", "offset_variables", "other_terms", "choose_focus", "focus_frame",
+           "TREATMENT_NAMES"]
 
 TREATMENT_NAMES = ("treat", "treatment", "treated", "trt", "tx", "exposure", "exposed", "expo", "arm",
                    "intervention", "drug", "dose", "therapy", "program", "programme", "policy")
@@ -37,7 +39,8 @@ class Focus:
     why: str  # "named", "treatment", "continuous", "first"
     discrete: bool
     grid: list
-    held: dict  # other fixed-effect variable -> (value, "mean" | "most common")
+    held: dict  # other fixed-effect variable -> (value, "mean" | "most common" | "mean, in the offset")
+    offset_vector: bool = False  # an offset= vector: the curves are at offset 0 (per unit of exposure)
 
     @property
     def held_text(self) -> str:
@@ -46,6 +49,8 @@ class Focus:
         for v, (value, how) in self.held.items():
             shown = f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
             parts.append(f"{v} = {shown} ({how})")
+        if self.offset_vector:
+            parts.append("the offset= vector at 0 (per unit of exposure)")
         return ", ".join(parts)
 
 
@@ -57,6 +62,22 @@ def fixed_variables(m) -> list[str]:
     found = required_variables(m.spec.formula.fixed, "the fixed effects")
     response = {m.spec.response_name, *(m.spec.formula.cbind or ())}
     return [v for v in found if v in frame.columns and v not in response]
+
+
+def offset_variables(m) -> list[str]:
+    """Columns the formula's ``offset(...)`` terms use."""
+    frame = m.spec.frame
+    out: list[str] = []
+    for o in m.spec.formula.offsets:
+        out += [v for v in required_variables(f"0 + I({o})", f"offset({o})") if v in frame.columns and v not in out]
+    return out
+
+
+def other_terms(m, var: str) -> list[str]:
+    """Fixed-effect coefficients other than ``var`` itself that involve it (interactions,
+    ``I(var ** 2)``, ``log(var)``): when there are any, no single coefficient is var's effect."""
+    pattern = re.compile(rf"(?<![\w.]){re.escape(var)}(?![\w])")
+    return [c for c in m.fixef.index if c != var and not c.startswith(var + "[") and pattern.search(c)]
 
 
 def _is_treatment(name: str) -> bool:
@@ -108,7 +129,10 @@ def choose_focus(m, focus: str | None = None) -> Focus | None:
             held[v] = (float(c.mean()), "mean")
         else:
             held[v] = (c.mode().iloc[0], "most common")
-    return Focus(var, why, discrete, grid, held)
+    for v in offset_variables(m):
+        if v != var and v not in held:
+            held[v] = (float(frame[v].mean()), "mean, in the offset")
+    return Focus(var, why, discrete, grid, held, offset_vector=m.spec.meta.get("offset_vector") is not None)
 
 
 def focus_frame(m, f: Focus) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import pandas as pd
 from ..inference import nominal_test, predict_ordinal
 from ..inference.ordinal import nominal_terms
 from ..marginal import comparison_table
+from .focal import Focus, choose_focus, focus_frame
 
 __all__ = ["ordinal_section", "MAX_PO_TERMS"]
 
@@ -32,42 +33,16 @@ def _records(df: pd.DataFrame, index_name: str) -> list[dict]:
     return out.replace({np.nan: None}).to_dict(orient="records")
 
 
-def _focal(m, var: str | None) -> tuple[str | None, bool]:
-    """The covariate for the probability curves: ``var``, else the first numeric one, else the
-    first factor of the fixed part; and whether it is numeric."""
-    frame = m.spec.frame
-    fixed_vars = [v for v in frame.columns if any(v in c for c in m.fixef.index)]
-    if var is None:
-        nums = [c for c in fixed_vars if pd.api.types.is_numeric_dtype(frame[c]) and frame[c].nunique() > 2]
-        var = nums[0] if nums else (fixed_vars[0] if fixed_vars else None)
-    if var is None or var not in frame.columns:
-        return None, False
-    col = frame[var]
-    return var, bool(pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col) and col.nunique() > 2)
-
-
-def category_curves(m, var: str, numeric: bool) -> pd.DataFrame:
-    """Category probabilities along ``var`` (other covariates at their mean or mode): columns
-    ``x category probability curve``."""
-    frame = m.spec.frame
-    grid = (np.linspace(*np.quantile(frame[var], [0.02, 0.98]), 30) if numeric
-            else pd.unique(frame[var].dropna()))
-    base = frame.iloc[[0] * len(grid)].copy()
-    for c in frame.columns:
-        if c == var or c == m.spec.response_name:
-            continue
-        col = frame[c]
-        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col) and col.nunique() > 2:
-            base[c] = float(col.mean())
-        else:
-            base[c] = col.mode().iloc[0]
-    base[var] = grid if numeric else pd.Categorical(grid, categories=getattr(frame[var].dtype, "categories", None))
+def category_curves(m, f: Focus) -> pd.DataFrame:
+    """Category probabilities along the focal covariate ``f`` (the others held as ``f.held``
+    states): columns ``x category probability curve``."""
+    base = focus_frame(m, f)
     rows = []
     for curve, re in zip(CURVES, ("none", "marginal")):
         P = predict_ordinal(m, base, type="prob", re=re)
-        for x, (_i, probs) in zip(grid, P.iterrows()):
+        for x, (_i, probs) in zip(f.grid, P.iterrows()):
             for cat, v in probs.items():
-                rows.append({"x": float(x) if numeric else str(x), "category": str(cat), "probability": float(v),
+                rows.append({"x": str(x) if f.discrete else float(x), "category": str(cat), "probability": float(v),
                              "curve": curve})
     return pd.DataFrame(rows)
 
@@ -143,16 +118,17 @@ def ordinal_section(m, var: str | None = None) -> dict:
     """Everything the report shows for an ordinal model (module docstring)."""
     out = {"thresholds": _records(m.coef_table(part="thresholds"), "term"), "meaning": _meaning(m),
            "curves": None, "var": None, "numeric": True, "marginal_sentences": [], "po_table": None,
-           "po_sentences": [], "missing": []}
-    var, numeric = _focal(m, var)
-    if var is None:
-        out["missing"].append("category-probability curves: no covariate to vary (report(focus=...) picks one)")
+           "po_sentences": [], "missing": [], "focus": None}
+    f = choose_focus(m, var)
+    var = None if f is None else f.var
+    if f is None:
+        out["missing"].append("category-probability curves: the model has no covariate to vary")
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                out["curves"] = category_curves(m, var, numeric)
-                out["var"], out["numeric"] = var, numeric
+                out["curves"] = category_curves(m, f)
+                out["var"], out["numeric"], out["focus"] = f.var, not f.discrete, f
             except Exception as exc:
                 out["missing"].append(f"category-probability curves: {exc}")
     with warnings.catch_warnings():

@@ -74,11 +74,12 @@ class Embedded:
         )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Report:
     """A rendered report: ``save(path)`` writes it. In a notebook it shows its key findings and a
     link to the saved file (a report is ~0.7 MB: shown whole in every run it would bloat the
-    notebook); ``embed()`` shows the whole report in an isolated iframe."""
+    notebook); ``embed()`` shows the whole report in an isolated iframe. Not frozen: it
+    remembers where it was saved (``saved``)."""
 
     html: str = field(repr=False)
     seconds: float
@@ -183,7 +184,8 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee=None, dia
     }
     ctx["findings"] = key_findings(m, ctx)
     forest_rows = ctx["fixed"]["rows"] or (ctx["ordinal"] or {}).get("thresholds", [])  # ordinal without covariates
-    specs: list[tuple[str, dict, str]] = [("forest", ch.forest(forest_rows, ctx["fixed"]["exp_name"]), "forest plot of the fixed effects")]
+    specs: list[tuple[str, dict, str]] = [("forest", ch.forest(forest_rows, ctx["fixed"]["exp_name"], effects=bool(ctx["fixed"]["rows"])),
+                                                   "forest plot of the fixed effects")]
     emm = ctx["fixed"]["emmeans"]
     if emm is not None and emm["pairs"]:
         est = next(c for c in emm["pair_columns"] if c in ("estimate", "odds_ratio", "ratio"))
@@ -200,7 +202,7 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee=None, dia
                       "predicted response curves"))
     if ctx["ordinal"] is not None and ctx["ordinal"]["curves"] is not None:
         o = ctx["ordinal"]
-        specs.append(("categories", ch.category_probabilities(o["curves"], o["var"], o["numeric"]),
+        specs.append(("categories", ch.category_probabilities(o["curves"], o["var"], o["numeric"], o["focus"].held_text),
                       "category probabilities against the focal covariate"))
     if ctx["diagnostics"]["hist"] is not None:
         specs.append(("hist", ch.residual_hist(ctx["diagnostics"]["hist"]), "histogram of scaled residuals"))

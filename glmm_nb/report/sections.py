@@ -20,7 +20,7 @@ from ..inference.simulate import design_of, predict_design
 from ..marginal import causal_checks, comparison_table
 from ..results.display import column_decimals, dispersion_lines, format_column, format_p, statistic_label, title
 from .findings import ratio_quantity
-from .focal import choose_focus, fixed_variables, focus_frame
+from .focal import choose_focus, fixed_variables, focus_frame, other_terms
 
 
 __all__ = ["model_section", "fixed_section", "random_section", "marginal_section", "diagnostics_section",
@@ -236,23 +236,34 @@ def marginal_section(m, focus: str | None = None, gee=None) -> dict:
 
 
 def _effect_sentences(m, tab: pd.DataFrame, f) -> list[str]:
-    """The focal covariate's conditional and marginal effect in words (when it has one coefficient)."""
+    """The focal covariate's conditional and marginal effect in words (when one coefficient is its
+    whole effect and it is estimable)."""
     var = f.var
     if var not in tab.index:
         return []
+    shared = other_terms(m, var)
+    if shared:
+        return [f"The effect of {var} runs through {len(shared) + 1} coefficients ({var}, {', '.join(shared)}): "
+                "no single number is its effect; the curves below show it."]
     r = tab.loc[var]
+    if not (np.isfinite(r.conditional) and np.isfinite(r.marginal)):
+        return [f"The effect of {var} is not estimable (section 1)."]
+    link = m.request.family.link.name
     scale = m.request.family.ratio_name
     binary = f.discrete and len(f.grid) == 2
     step = f"{var} = {f.grid[1]} rather than {f.grid[0]}" if binary else f"one unit more of {var}"
-    if not scale:
+    if link == "identity":
         return [f"For the identity link the conditional and marginal effects of {var} coincide "
                 f"({r.conditional:.4g} per unit)."]
+    if not scale:
+        return [f"On the {link} scale the coefficient of {var} is {r.conditional:.4g} within a cluster and "
+                f"{r.marginal:.4g} averaged over the population of clusters (attenuation {r.attenuation:.3f})."]
     what = ratio_quantity(scale)
     return [
         f"Conditional (subject-specific): for a given {', '.join(m.spec.ngroups)}, {step} multiplies the {what} by "
-        f"{np.exp(r.conditional):.3g} — the number for an individual decision about a member of one cluster.",
+        f"{np.exp(r.conditional):.4g} — the number for an individual decision about a member of one cluster.",
         f"Marginal (population-averaged): across the population of clusters, {step} multiplies the {what} by "
-        f"{np.exp(r.marginal):.3g} — the number for a policy applied to everyone; it is "
+        f"{np.exp(r.marginal):.4g} — the number for a policy applied to everyone; it is "
         f"{abs(1 - r.attenuation) * 100:.1f} % closer to no effect on the log scale.",
     ]
 
@@ -341,7 +352,8 @@ def reproduce_section(m, source: str | None = None) -> dict:
     source = source if source is not None else m.extras.get("data_source")
     req = m.request
     fam = req.family
-    args = [repr(m.formula), "data", f"family={m.family!r}"]
+    family = fam.base.name if fam.has_zero_part else fam.name
+    args = [repr(m.formula), "data", f"family={family!r}"]
     if not fam.is_default_link:
         args.append(f"link={m.link!r}")
     if m.nagq > 1:
@@ -349,17 +361,19 @@ def reproduce_section(m, source: str | None = None) -> dict:
     if fam.profiled_lmm and not m.reml:
         args.append("reml=False")
     meta = m.spec.meta
+    vectors = []
     for name in ("weights", "offset"):
         col = meta.get(f"{name}_column")
         if col is not None:
             args.append(f"{name}={col!r}")
         elif meta.get(f"{name}_vector") is not None:
-            args.append(f"{name}=...  # the {name} vector given to glmm()")
+            args.append(f"{name}={name}")
+            vectors.append(f"{name} = ...  # the {name}= vector given to glmm() (one value per row of data)")
     if m.spec.zi_formula:
         args.append(f"ziformula={m.spec.zi_formula!r}")
     if fam.has_zero_part and fam.hurdle:
         args.append("hurdle=True")
-    lines = ["import pandas as pd", "import glmm_nb", "", *_data_lines(m, source), "",
+    lines = ["import pandas as pd", "import glmm_nb", "", *_data_lines(m, source), *vectors, "",
              "m = glmm_nb.glmm(" + ", ".join(args) + ")", "print(m.summary())",
              "# m.report().save('report.html')"]
-    return {"code": "\n".join(lines), "runnable": source is not None}
+    return {"code": "\n".join(lines), "runnable": source is not None and not vectors}

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..design import to_pandas
 from ..errors import GLMMError
-from ..api import glmm
+from ..api import glmm, with_data_source
 from ..cells import cell_text
 from ..families import family_names, get_family
 
@@ -193,6 +193,7 @@ class ModelBuilder:
             self.progress.value = 0
             self.status.value = f"<span style='color:#a94442'>{html.escape(str(exc))}</span>"
             return None
+        m = with_data_source(m, self.name)  # the report's Reproduce code: data = <the builder's name>
         self.result = m
         self.progress.value = 2
         self.status.value = "building the report…"

@@ -12,6 +12,7 @@ import pytest
 import glmm_nb
 from glmm_nb.cli import main
 from glmm_nb.families import family_names
+from glmm_nb.report.focal import choose_focus
 from glmm_nb.report.ordinal import category_curves
 
 
@@ -47,7 +48,9 @@ def test_report_of_an_ordinal_model(wine_fits):
 
 def test_category_curves_data(wine_fits, sim):
     _case, m, _ = wine_fits
-    d = category_curves(m, "temp", numeric=False)
+    f = choose_focus(m, "temp")
+    assert f.discrete and f.held == {"contact": (m.spec.frame["contact"].mode().iloc[0], "most common")}
+    d = category_curves(m, f)
     assert set(d.curve) == {"typical cluster (random effects 0)", "population-averaged"}
     sums = d.groupby(["curve", "x"]).probability.sum()
     np.testing.assert_allclose(sums, 1.0, atol=1e-12)

@@ -60,7 +60,7 @@ def test_key_findings_come_first_with_effects_and_every_flag(confounded, confoun
     for text, want in zip(got, np.exp([tr.estimate, tr.conf_low, tr.conf_high])):
         assert float(text) == round(want, len(text.split(".")[1]))  # exactly the rounded value
     marg = m.compare().loc["treatment", "marginal"]
-    assert f"the odds ratio is {np.exp(marg):.3g} (section 4)" in box
+    assert f"the odds ratio is {np.exp(marg):.4g} (section 4)" in box
     # age's between effect differs: its line carries the caveat, and the flag list names the test
     age_line = box[box.index("<b>age</b>"):box.index("</li>", box.index("<b>age</b>"))]
     checks = m.causal_checks()
