@@ -81,6 +81,7 @@ CHUNK_ENTRIES = 4_000_000  # dense scratch per chunk in the scipy fallback of H
 SPARSE_MIN_Q2 = 1500  # a sparse LDL' of S is considered from this many columns on
 SPARSE_MAX_FILL = 0.05  # ... and used while its factor holds less than this share of Q2²/2
 SPARSE_MAX_PAIRS = 0.25  # not tried when the levels meet more than this × Q2² column pairs
+PAIRMAP_MAX_PAIRS = 20_000_000  # pairs of pairs up to which S is formed by the pair map (12 B each)
 
 
 def available_memory() -> int:
@@ -198,6 +199,16 @@ class CrossStructure:
         ldl.diagpos = ldl.positions(diag)[0]
         return ldl
 
+    @cached_property
+    def pairmap(self):
+        """A :class:`~glmm_nb.likelihood.pairmap.PairMap` for the dense path below the compiled
+        kernels' threshold (when its index arrays stay small), else None."""
+        from .pairmap import PairMap, pair_count
+
+        if self.work >= NUMBA_MIN_WORK or pair_count(self.jptr) > PAIRMAP_MAX_PAIRS:
+            return None
+        return PairMap(self.jptr, self.pair_col, self.Q2)
+
     def csr(self, v: np.ndarray) -> sp.csr_matrix:
         """A (J1 q1 × Q2) CSR matrix with values ``v`` (q1, nnzB) at B's pattern."""
         data = v[0] if self.csr_perm is None else v.ravel()[self.csr_perm]
@@ -263,6 +274,7 @@ class SchurFactor:
         else:
             self._factor_dense(Bv, Gv, Dv, gram)
         self._Sinv = None
+        self._Slow = None
         self._H = None
         self._B11 = None
 
@@ -283,6 +295,8 @@ class SchurFactor:
 
             with KERNEL_LOCK:
                 schur_lower(S, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, Bv, Gv)
+        elif cs.pairmap is not None:  # G'G per target for the trace, in the same pass
+            self._K = cs.pairmap.subtract_lower(S, Bv, Gv, gram=gram and self.q1 == 1)
         else:
             BtG = (cs.csr(Bv).T @ self.G).tocoo()
             low = BtG.row >= BtG.col
@@ -339,8 +353,8 @@ class SchurFactor:
 
     def _s_entries(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """S^{-1}[r, c] for matching index arrays."""
-        if self.ldl is None:
-            return self.Sinv[r, c]
+        if self.ldl is None:  # from the lower triangle: no need to mirror S^{-1}
+            return self.Slow[np.maximum(r, c), np.minimum(r, c)]
         from .sparse_ldl import sel_entries
 
         Zx, Zd = self.Z
@@ -372,16 +386,23 @@ class SchurFactor:
 
     # --------------------------------------------------------------- selected inverse
     @property
-    def Sinv(self) -> np.ndarray:
-        """S^{-1}, dense and symmetric (Q2 × Q2)."""
-        if self._Sinv is None:
-            Q2 = self.Q2
+    def Slow(self) -> np.ndarray:
+        """S^{-1} with a valid lower triangle (C-ordered; the upper triangle holds leftovers
+        until :attr:`Sinv` mirrors it in place): all the traces and entries need."""
+        if self._Slow is None:
             C = np.array(self.U, order="F", copy=True)
-            with _threads(Q2):
+            with _threads(self.Q2):
                 Ci, info = lapack.dpotri(C, lower=0, overwrite_c=1)
             if info != 0:  # pragma: no cover - U came from a successful dpotrf
                 raise np.linalg.LinAlgError("dpotri failed")
-            Sinv = Ci.T  # C-ordered, lower triangle valid, upper triangle zero
+            self._Slow = Ci.T  # C-ordered, lower triangle valid
+        return self._Slow
+
+    @property
+    def Sinv(self) -> np.ndarray:
+        """S^{-1}, dense and symmetric (Q2 × Q2): :attr:`Slow` mirrored in place."""
+        if self._Sinv is None:
+            Q2, Sinv = self.Q2, self.Slow
             bs = 512
             for i in range(0, Q2, bs):  # mirror the lower triangle blockwise (no Q2² temporary)
                 Sinv[:i, i : i + bs] = Sinv[i : i + bs, :i].T
@@ -444,7 +465,18 @@ class SchurFactor:
             return self.inv_blocks_term(k).sum(axis=0)
         if self._B11 is not None or self.ldl is not None:
             return self.B11.sum(axis=0)
-        cs, q1, Sinv = self.cs, self.q1, self.Sinv
+        cs, q1, Sinv = self.cs, self.q1, self.Slow
+        if cs.pairmap is not None:
+            out = self.Ainv.sum(axis=0)
+            if self._K is not None:
+                out += cs.pairmap.trace_gram(Sinv, self._K)
+                self._K = None
+                return out
+            for a in range(q1):
+                for b in range(a + 1):
+                    out[a, b] += cs.pairmap.trace(Sinv, self.Gv[a], self.Gv[b])
+                    out[b, a] = out[a, b]
+            return out
         if self._K is not None:
             low, strict = _tril_dot(Sinv, self._K)
             self._K = None
@@ -471,7 +503,7 @@ class SchurFactor:
         for a in range(q1):
             for b in range(a + 1):
                 K = (Gk[a].T @ Gk[b]).tocoo()
-                out[a, b] += float(np.sum(Sinv[K.row, K.col] * K.data))
+                out[a, b] += float(np.sum(self.Sinv[K.row, K.col] * K.data))
                 out[b, a] = out[a, b]
         return out
 
