@@ -114,11 +114,16 @@ class LmmDevfun:
         self.sum_log_w = float(np.sum(np.log(self.w[pos])))
         self.n_eff = int(pos.sum())
         self.nevals = 0
+        # (key, deviance, gradient, state or None) of the last and of the lowest evaluation
+        self._last = self._best = None
 
     def state(self, theta: np.ndarray, gram: bool = False) -> LmmState:
-        """Everything at theta; ``gram`` prepares the factorization for the trace gradient."""
+        """Everything at theta; ``gram`` prepares the factorization for the trace gradient.
+        A state kept by :meth:`value_and_grad` at this theta is returned as it is."""
         rs, w = self.rs, self.w
         theta = np.asarray(theta, dtype=float)
+        if not gram and (hit := self._cached_state(theta)) is not None:
+            return hit
         vals = rs.vals(theta)
         fac = rs.factor(vals, w, gram=gram)
         ZtWX = rs.tmult(vals, w[:, None] * self.X)
@@ -161,12 +166,39 @@ class LmmDevfun:
         return default_hessian(self, theta)
 
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """The profiled deviance and its analytic gradient in theta."""
+        """The profiled deviance and its analytic gradient in theta.
+
+        The last result and the one with the lowest deviance are kept (a cache only: values do
+        not depend on it): the optimizer's restart from its end point, the exact gradient and
+        the Hessian's base point at the optimum ask for the same theta again, and the result
+        builder asks for the state there after the Hessian's probes.
+        """
         self.nevals += 1
         theta = np.asarray(theta, dtype=float)
         method = self._grad_method(self.rs.Ts(theta))
+        key = (theta.tobytes(), method)
+        for hit in (self._last, self._best):
+            if hit is not None and hit[0] == key:
+                return hit[1], hit[2].copy()
         st = self.state(theta, gram=method == "trace")
-        return st.deviance, self.gradient(st, method)
+        g = self.gradient(st, method)
+        self._last = entry = (key, st.deviance, g.copy(), st if self._keep_state(st) else None)
+        if self._best is None or st.deviance <= self._best[1]:
+            self._best = entry
+        return st.deviance, g
+
+    STATE_CACHE_BYTES = 2**28  # states are kept while their dense Schur block is this small
+
+    def _keep_state(self, st: LmmState) -> bool:
+        Q2 = getattr(st.fac, "Q2", 0)
+        return 16.0 * Q2 * Q2 <= self.STATE_CACHE_BYTES
+
+    def _cached_state(self, theta: np.ndarray) -> LmmState | None:
+        key = theta.tobytes()
+        for hit in (self._last, self._best):
+            if hit is not None and hit[3] is not None and hit[0][0] == key:
+                return hit[3]
+        return None
 
     def _grad_method(self, Ts: list) -> str:
         if self.grad_method != "auto":
