@@ -71,7 +71,7 @@ from ..errors import ModelError
 __all__ = ["CrossStructure", "SchurFactor", "block_chol", "available_memory"]
 
 NUMBA_MIN_WORK = 20_000_000  # sum_j n_j^2 q1^2 above which the compiled kernels are used
-THREADED_MIN_Q2 = 3000  # dense blocks at least this large use every core (LAPACK)
+THREADED_MIN_Q2 = 1000  # dense blocks at least this large use every core (LAPACK; measured below)
 MEMORY_FRACTION = 0.8  # of the memory available, for the dense block and its inverse
 MEMORY_LIMIT: int | None = None  # bytes; overrides the measured limit (tests)
 # numba's default (workqueue) threading layer aborts the process when two Python threads run
