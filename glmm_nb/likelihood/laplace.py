@@ -90,8 +90,8 @@ class LaplaceDevfun:
         self.maxit = maxit
         self._u = np.zeros(self.rs.Q)
         self.nevals = 0
-        # (phi key, deviance, gradient, state or None) of the last and of the lowest evaluation
-        self._last = self._best = None
+        # (phi key, deviance, state) and (phi key, deviance, gradient): the last and the lowest
+        self._states = self._grads = (None, None)
 
     # ------------------------------------------------------------------------------ PIRLS
     def _loglik(self, eta: np.ndarray, fam: Family) -> float:
@@ -162,25 +162,27 @@ class LaplaceDevfun:
     def reset_modes(self) -> None:
         """Start the next PIRLS run from u = 0 (and forget the kept evaluations)."""
         self._u = np.zeros(self.rs.Q)
-        self._last = self._best = None
+        self._states = self._grads = (None, None)
 
     # --------------------------------------------------------------------------- deviance
     def state(self, phi: np.ndarray) -> PirlsState:
         """The PIRLS state (conditional modes, factorization) at ``phi``."""
-        hit = self._cached_state(np.asarray(phi, dtype=float))
-        if hit is not None:
-            return hit
+        phi = np.asarray(phi, dtype=float)
+        key = phi.tobytes()
+        for hit in self._states:
+            if hit is not None and hit[0] == key:
+                return hit[2]
         theta, beta = self.split(phi)
-        return self.pirls(theta, beta, family=self.family_at(phi))
+        st = self.pirls(theta, beta, family=self.family_at(phi))
+        if 16.0 * getattr(st.fac, "Q2", 0) ** 2 <= self.STATE_CACHE_BYTES:
+            last, best = self._states
+            entry = (key, st.deviance, st)
+            if best is None or (np.isfinite(st.deviance) and st.deviance <= best[1]):
+                best = entry
+            self._states = (entry, best)
+        return st
 
     STATE_CACHE_BYTES = 2**28  # states are kept while their dense Schur block is this small
-
-    def _cached_state(self, phi: np.ndarray) -> PirlsState | None:
-        key = phi.tobytes()
-        for hit in (self._last, self._best):
-            if hit is not None and hit[3] is not None and hit[0] == key:
-                return hit[3]
-        return None
 
     def family_at(self, phi: np.ndarray) -> Family:
         """The family at the extra parameters in ``phi`` (after theta and beta)."""
@@ -207,13 +209,14 @@ class LaplaceDevfun:
             return np.inf
 
     def value_and_grad(self, phi: np.ndarray) -> tuple[float, np.ndarray]:
-        """The Laplace deviance and its gradient. The last evaluation and the lowest one are
-        kept (a cache only): the exact gradient, the Hessian's base point and the result
-        builder's state at the optimum are not recomputed."""
+        """The Laplace deviance and its gradient. The last and the lowest gradients and PIRLS
+        states are kept (a cache only; states while their dense block is small): the chosen
+        start, the exact gradient, the Hessian's base point and the result builder's state at
+        the optimum are not recomputed."""
         self.nevals += 1
         phi = np.asarray(phi, dtype=float)
         key = phi.tobytes()
-        for hit in (self._last, self._best):
+        for hit in self._grads:
             if hit is not None and hit[0] == key:
                 return hit[1], hit[2].copy()
         try:
@@ -221,10 +224,11 @@ class LaplaceDevfun:
         except np.linalg.LinAlgError:
             return np.inf, np.zeros(phi.size)
         g = self.gradient(st)
-        keep = 16.0 * getattr(st.fac, "Q2", 0) ** 2 <= self.STATE_CACHE_BYTES
-        self._last = entry = (key, st.deviance, g.copy(), st if keep else None)
-        if np.isfinite(st.deviance) and (self._best is None or st.deviance <= self._best[1]):
-            self._best = entry
+        last, best = self._grads
+        entry = (key, st.deviance, g.copy())
+        if best is None or (np.isfinite(st.deviance) and st.deviance <= best[1]):
+            best = entry
+        self._grads = (entry, best)
         return st.deviance, g
 
     def gradient(self, st: PirlsState) -> np.ndarray:
