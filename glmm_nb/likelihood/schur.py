@@ -80,7 +80,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ..errors import ModelError
 
@@ -246,10 +246,16 @@ class CrossStructure:
             )
 
 
+_CONTROLLER = None
+
+
 def _threads(Q2: int):
     """All cores for LAPACK on a large dense block; otherwise leave the caller's setting."""
+    global _CONTROLLER
     if Q2 >= THREADED_MIN_Q2:
-        return threadpool_limits(limits=os.cpu_count() or 1, user_api="blas")
+        if _CONTROLLER is None:  # finding the BLAS libraries costs 3 ms: once per process
+            _CONTROLLER = ThreadpoolController()
+        return _CONTROLLER.limit(limits=os.cpu_count() or 1, user_api="blas")
     return nullcontext()
 
 
