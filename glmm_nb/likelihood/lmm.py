@@ -129,7 +129,7 @@ class LmmDevfun:
         if not gram and (hit := self._cached_state(theta)) is not None:
             return hit
         vals = rs.vals(theta)
-        fac = rs.factor(vals, w, gram=gram)
+        fac = rs.factor(vals, w, gram=gram, theta=theta)
         ZtWX = rs.tmult(vals, w[:, None] * self.X)
         ZtWy = rs.tmult(vals, w * self.y)
         MiX = fac.solve(ZtWX)

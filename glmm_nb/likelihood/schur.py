@@ -97,6 +97,7 @@ CHUNK_ENTRIES = 4_000_000  # dense scratch per chunk in the scipy fallback of H
 SPARSE_MIN_Q2 = 1500  # a sparse LDL' of S is considered from this many columns on
 SPARSE_MAX_FILL = 0.05  # ... and used while its factor holds less than this share of Q2²/2
 SPARSE_MAX_PAIRS = 0.25  # not tried when the levels meet more than this × Q2² column pairs
+SCALAR_PLAN = True  # LMMs with scalar terms: the pair map's sums precomputed up to theta
 PAIRMAP_MAX_PAIRS = 12_000_000  # pairs of pairs up to which S is formed by the pair map (16 B each)
 
 
@@ -192,6 +193,7 @@ class CrossStructure:
             self.csr_perm = perm
             self.csr_indices = cols[perm]
             self.csr_indptr = _ptr(rows, self.off1)
+        self._plan = None  # (weights, ScalarPlan or None)
         first = rs.terms[0].text
         rest = list(dict.fromkeys(t.text for t in rs.terms[1:]))
         self.first_text, self.rest_text = first, rest
@@ -224,6 +226,26 @@ class CrossStructure:
         if self.work >= NUMBA_MIN_WORK or pair_count(self.jptr) > PAIRMAP_MAX_PAIRS:
             return None
         return PairMap(self.jptr, self.pair_col, self.Q2)
+
+    def scalar_plan(self, rs, W: np.ndarray):
+        """A :class:`~glmm_nb.likelihood.pairmap.ScalarPlan` for these (fixed) weights where every
+        term is scalar and the plan is smaller than the pair map, else None (kept for ``W``)."""
+        if self._plan is not None and self._plan[0] is W:
+            return self._plan[1]
+        plan = None
+        pm = self.pairmap
+        if SCALAR_PLAN and pm is not None and all(q == 1 for q in rs.q):
+            from .pairmap import ScalarPlan
+
+            z = [np.asarray(rs.Zv[k][:, 0], dtype=float) for k in range(len(rs.q))]
+            a_lev = np.bincount(self.codes, weights=W * z[0] ** 2, minlength=self.J1)
+            wz = (W * z[0])[:, None] * np.column_stack(z[1:])
+            Np = np.bincount(self.bp.ravel(), weights=wz.ravel(), minlength=self.nnzB)
+            col_term = np.repeat(np.arange(len(rs.q) - 1), rs.nlev[1:])
+            if np.unique(a_lev).size * 4 < self.J1:  # levels share their a_j: P is small
+                plan = ScalarPlan(pm, self.pair_lev, a_lev, Np, col_term, self.Q2)
+        self._plan = (W, plan)
+        return plan
 
     def csr(self, v: np.ndarray) -> sp.csr_matrix:
         """A (J1 q1 × Q2) CSR matrix with values ``v`` (q1, nnzB) at B's pattern."""
@@ -268,7 +290,7 @@ class SchurFactor:
         log|M|.
     """
 
-    def __init__(self, rs, vals: np.ndarray, W: np.ndarray, gram: bool = False):
+    def __init__(self, rs, vals: np.ndarray, W: np.ndarray, gram: bool = False, theta: np.ndarray | None = None):
         cs = rs.cross
         self._K = None
         self.rs, self.cs = rs, cs
@@ -294,13 +316,13 @@ class SchurFactor:
         if self.ldl is not None:
             self._factor_sparse(Bv, Gv, Dv)
         else:
-            self._factor_dense(Bv, Gv, Dv, gram)
+            self._factor_dense(Bv, Gv, Dv, gram, theta, W)
         self._Sinv = None
         self._Slow = None
         self._H = None
         self._B11 = None
 
-    def _factor_dense(self, Bv, Gv, Dv, gram: bool = False) -> None:
+    def _factor_dense(self, Bv, Gv, Dv, gram: bool = False, theta=None, W=None) -> None:
         cs, Q2 = self.cs, self.Q2
         cs.check_memory()
         S = np.zeros((Q2, Q2))
@@ -318,7 +340,13 @@ class SchurFactor:
             with KERNEL_LOCK:
                 schur_lower(S, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, Bv, Gv)
         elif cs.pairmap is not None:  # G'G per target for the trace, in the same pass
-            self._K = cs.pairmap.subtract_lower(S, Bv, Gv, gram=gram and self.q1 == 1)
+            plan = cs.scalar_plan(self.rs, W) if theta is not None else None
+            if plan is not None:  # fixed weights, scalar terms: sums precomputed up to theta
+                th = np.array([T[0, 0] for T in self.rs.Ts(theta)])
+                BtG, self._K = plan.sums(th[0], th[1:], gram)
+                S.reshape(-1)[cs.pairmap.tkey] -= BtG
+            else:
+                self._K = cs.pairmap.subtract_lower(S, Bv, Gv, gram=gram and self.q1 == 1)
         else:
             BtG = (cs.csr(Bv).T @ self.G).tocoo()
             low = BtG.row >= BtG.col

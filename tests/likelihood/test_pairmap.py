@@ -160,3 +160,44 @@ def test_laplace_predicted_modes_are_closer_and_change_nothing():
     assert np.linalg.norm(u_pred - cold.u) < 0.1 * np.linalg.norm(st0.u - cold.u)
     assert st1.deviance == pytest.approx(cold.deviance, abs=1e-6)
     assert st1.iterations <= cold.iterations
+
+
+def test_scalar_plan_equals_the_pair_map():
+    """Sums precomputed up to theta (scalar terms, fixed weights) against the pair map's."""
+    from glmm_nb.likelihood.pairmap import ScalarPlan
+
+    rng = np.random.default_rng(8)
+    J, Q2 = 40, 25
+    jptr, col, lev = _pattern(rng, J, Q2)
+    pm = PairMap(jptr, col, Q2)
+    a_lev = rng.integers(1, 5, J).astype(float)  # levels share their a_j
+    Np = rng.uniform(0.5, 2.0, col.size)
+    col_term = (np.arange(Q2) >= 20).astype(np.int64)  # two further terms: 20 and 5 columns
+    plan = ScalarPlan(pm, lev, a_lev, Np, col_term, Q2)
+    th1, th_rest = 0.7, np.array([0.4, 1.3])
+    Bv = (th1 * th_rest[col_term[col]] * Np)[None, :]
+    Gv = Bv / (1.0 + th1**2 * a_lev[lev])
+    S = np.zeros((Q2, Q2))
+    K = pm.subtract_lower(S, Bv, Gv, gram=True)
+    BtG, K2 = plan.sums(th1, th_rest, True)
+    np.testing.assert_allclose(-BtG, S.reshape(-1)[pm.tkey], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(K2, K, rtol=1e-12, atol=1e-13)
+    assert plan.sums(th1, th_rest, False)[1] is None
+
+
+@pytest.mark.parametrize("weights", [False, True])
+def test_lmm_with_and_without_the_scalar_plan(weights, monkeypatch):
+    df = _crossed()
+    df["c"] = pd.Categorical(np.arange(len(df)) % 6)
+    df["w"] = 1.0 + (df.a.cat.codes.to_numpy() % 2) if weights else 1.0  # levels still share a_j
+    spec = build_spec("y ~ x + (1 | a) + (1 | b) + (1 | c)", df, "gaussian", weights="w")
+    theta = np.array([0.6, 0.4, 0.3])
+    dev = LmmDevfun(spec)
+    f, g = dev.value_and_grad(theta)
+    assert dev.rs.cross.scalar_plan(dev.rs, dev.w) is not None
+    monkeypatch.setattr(SC, "SCALAR_PLAN", False)
+    ref = LmmDevfun(spec)
+    f0, g0 = ref.value_and_grad(theta)
+    assert ref.rs.cross.scalar_plan(ref.rs, ref.w) is None
+    assert f == pytest.approx(f0, rel=1e-13, abs=1e-10)
+    np.testing.assert_allclose(g, g0, rtol=1e-10, atol=1e-10)
