@@ -127,7 +127,7 @@ class LaplaceDevfun:
             u = np.zeros(rs.Q)
         eta = eta_f + rs.mult(vals, u)
         pdev = -2.0 * self._loglik(eta, fam) + u @ u
-        if u0 is None and self._prev is not None:  # the last modes moved to first order
+        if u0 is None and self._prev is not None and self._moved(theta, beta):  # last modes moved
             u_p = self._predict(vals, beta, eta - self.off)
             if u_p is not None:
                 eta_p = eta_f + rs.mult(vals, u_p)
@@ -182,8 +182,18 @@ class LaplaceDevfun:
         dev = -2.0 * ll + float(u @ u) + fac.logdet
         self._u = u
         small = 16.0 * getattr(fac, "Q2", 0) ** 2 <= self.STATE_CACHE_BYTES
-        self._prev = (vals, beta, u, W, r, fac) if small and np.isfinite(dev) else None
+        self._prev = (vals, beta, u, W, r, fac, np.concatenate([theta, beta])) if small and np.isfinite(dev) else None
         return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam)
+
+    PREDICT_MIN_STEP = 1e-4
+
+    def _moved(self, theta: np.ndarray, beta: np.ndarray) -> bool:
+        """Whether (theta, beta) moved more than ``PREDICT_MIN_STEP`` (relative) from the last
+        PIRLS run: closer (the Hessian's probes), the last modes are already within Newton's
+        quadratic range and a predicted start only changes where PIRLS stops."""
+        phi0 = self._prev[6]
+        phi = np.concatenate([theta, beta])
+        return bool(np.any(np.abs(phi - phi0) > self.PREDICT_MIN_STEP * np.maximum(1.0, np.abs(phi0))))
 
     def _predict(self, vals: np.ndarray, beta: np.ndarray, eta_new: np.ndarray) -> np.ndarray | None:
         """The last modes moved to (theta, beta) to first order (module docstring), or None.
@@ -191,7 +201,7 @@ class LaplaceDevfun:
         ``eta_new`` is the new linear predictor at the last modes (without the offset).
         """
         rs = self.rs
-        vals0, beta0, u0, W0, r0, fac0 = self._prev
+        vals0, beta0, u0, W0, r0, fac0, _phi0 = self._prev
         deta = eta_new - (self.X @ beta0 + rs.mult(vals0, u0))
         rhs = rs.tmult(vals - vals0, r0) - rs.tmult(vals0, W0 * deta)
         try:
