@@ -42,17 +42,19 @@ map (:mod:`glmm_nb.likelihood.pairmap`: numpy gathers and ``bincount``) and neve
 numba; scipy's sparse products remain the fallback where the map's index arrays would be large
 (``PAIRMAP_MAX_PAIRS``). Measured on InstEval (:math:`1.8\cdot10^6` pairs of pairs): 15–30 ms
 per evaluation for ``S`` and :math:`G'G` together, against 18–24 ms for ``S`` alone by scipy's
-``B'G`` plus about 20 ms for the trace's ``G'G``; importing numba and loading its cached kernels
-costs 0.47 s, more than a whole InstEval fit spends forming ``S``. Larger designs use the
-compiled loops (numba, cached on disk).
+``B'G`` plus about 20 ms for the trace's ``G'G``, and 4.7 ms where an LMM's terms are all
+scalar (the map's sums precomputed up to theta, ``SCALAR_PLAN``); importing numba and loading
+its cached kernels costs 0.47 s, more than a whole InstEval fit spends forming ``S``. Larger
+designs use the compiled loops (numba, cached on disk).
 
 Threads. The core runs single-threaded BLAS (small blocks); ``dpotrf``/``dpotri`` of a dense
 block with at least ``THREADED_MIN_Q2`` columns run on every core. Measured (quiet machine,
 2 cores, OpenBLAS): InstEval's 1,156-column block takes 51–57 ms for factor and inverse on one
 thread and 31–34 ms on two; 3,706 columns take 0.97–1.08 s and 0.62–0.74 s. OpenBLAS's idle
-workers spin after each call, so CPU time rises (InstEval's fit: about 2.9 s of CPU on one thread,
-5 s on two, for 2.5 s of wall time) and on a loaded machine the threaded calls can be slower
-than one thread.
+workers spin after each call, so CPU time rises (InstEval's whole fit: 1.8–2.0 s of wall time and
+3.5–3.7 s of CPU on two threads; 2.7–2.8 s of wall and 2.9 s of CPU on one, measured before the
+scalar plan of :mod:`glmm_nb.likelihood.pairmap`), and on a loaded machine the threaded calls can
+be slower than one thread.
 
 Selected inverse. The Laplace gradient, the LMM gradient and the conditional covariances
 need :math:`M^{-1}` only at the pattern of the data: :math:`S^{-1}` (dense, ``dpotri``, read
