@@ -22,6 +22,22 @@ Gradient (total derivative, :math:`u^*` moving with the parameters). With
 
 for :math:`\theta_m` the (a, b) entry of a term's T, where :math:`P = \tilde Z M^{-1}` at each
 row's own columns. Both are single passes over the rows — no loop over clusters.
+
+Warm starts. Each PIRLS run needs one factorization of M per Newton step plus one at the mode
+(its log-determinant), and for large crossed designs a factorization is most of the cost
+(forming and factoring the dense Schur complement, :mod:`glmm_nb.likelihood.schur`). A run
+starts from the last modes :math:`u_0` moved to first order, with the last factor
+:math:`H_0` and the working residuals :math:`r_0` and weights :math:`W_0` at :math:`u_0`:
+
+.. math:: u = u_0 + H_0^{-1}\big[(\tilde Z - \tilde Z_0)' r_0 - \tilde Z_0' W_0\,
+   (\eta(u_0) - \eta_0(u_0))\big],
+
+one Newton step for the new (theta, beta) taken with the old factor (:math:`\tilde Z` is linear
+in theta, so the change of the linear predictor at :math:`u_0` is exact); it is used where its
+penalized deviance is lower than the last modes'. On a MovieLens-1M-shaped logistic fit this cut
+the PIRLS factorizations from 64 to 53 (most runs now take the minimum of two). The last and the
+lowest PIRLS states and gradients are kept (a cache only), so the chosen start, the exact
+gradient, the Hessian's base point and the result's state at the optimum are not recomputed.
 """
 
 from __future__ import annotations
@@ -90,6 +106,9 @@ class LaplaceDevfun:
         self.maxit = maxit
         self._u = np.zeros(self.rs.Q)
         self.nevals = 0
+        # (phi key, deviance, state) and (phi key, deviance, gradient): the last and the lowest
+        self._states = self._grads = (None, None)
+        self._prev = None  # (vals, beta, u, W, r, factor) of the last PIRLS run: its modes' move
 
     # ------------------------------------------------------------------------------ PIRLS
     def _loglik(self, eta: np.ndarray, fam: Family) -> float:
@@ -108,6 +127,13 @@ class LaplaceDevfun:
             u = np.zeros(rs.Q)
         eta = eta_f + rs.mult(vals, u)
         pdev = -2.0 * self._loglik(eta, fam) + u @ u
+        if u0 is None and self._prev is not None and self._moved(theta, beta):  # last modes moved
+            u_p = self._predict(vals, beta, eta - self.off)
+            if u_p is not None:
+                eta_p = eta_f + rs.mult(vals, u_p)
+                pdev_p = -2.0 * self._loglik(eta_p, fam) + u_p @ u_p
+                if pdev_p < pdev:
+                    u, eta, pdev = u_p, eta_p, pdev_p
         pdev0 = -2.0 * self._loglik(eta_f, fam)
         if not np.isfinite(pdev) or pdev0 < pdev:  # the warm start is worse than u = 0
             u = np.zeros(rs.Q)
@@ -155,17 +181,60 @@ class LaplaceDevfun:
         ll = -0.5 * (pdev - float(u @ u))
         dev = -2.0 * ll + float(u @ u) + fac.logdet
         self._u = u
+        small = 16.0 * getattr(fac, "Q2", 0) ** 2 <= self.STATE_CACHE_BYTES
+        self._prev = (vals, beta, u, W, r, fac, np.concatenate([theta, beta])) if small and np.isfinite(dev) else None
         return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam)
 
+    PREDICT_MIN_STEP = 1e-4
+
+    def _moved(self, theta: np.ndarray, beta: np.ndarray) -> bool:
+        """Whether (theta, beta) moved more than ``PREDICT_MIN_STEP`` (relative) from the last
+        PIRLS run: closer (the Hessian's probes), the last modes are already within Newton's
+        quadratic range and a predicted start only changes where PIRLS stops."""
+        phi0 = self._prev[6]
+        phi = np.concatenate([theta, beta])
+        return bool(np.any(np.abs(phi - phi0) > self.PREDICT_MIN_STEP * np.maximum(1.0, np.abs(phi0))))
+
+    def _predict(self, vals: np.ndarray, beta: np.ndarray, eta_new: np.ndarray) -> np.ndarray | None:
+        """The last modes moved to (theta, beta) to first order (module docstring), or None.
+
+        ``eta_new`` is the new linear predictor at the last modes (without the offset).
+        """
+        rs = self.rs
+        vals0, beta0, u0, W0, r0, fac0, _phi0 = self._prev
+        deta = eta_new - (self.X @ beta0 + rs.mult(vals0, u0))
+        rhs = rs.tmult(vals - vals0, r0) - rs.tmult(vals0, W0 * deta)
+        try:
+            u = u0 + fac0.solve(rhs)
+        except (np.linalg.LinAlgError, ValueError):  # pragma: no cover - a factor that solved before
+            return None
+        return u if np.all(np.isfinite(u)) else None
+
     def reset_modes(self) -> None:
-        """Start the next PIRLS run from u = 0."""
+        """Start the next PIRLS run from u = 0 (and forget the kept evaluations)."""
         self._u = np.zeros(self.rs.Q)
+        self._states = self._grads = (None, None)
+        self._prev = None  # (vals, beta, u, W, r, factor) of the last PIRLS run: its modes' move
 
     # --------------------------------------------------------------------------- deviance
     def state(self, phi: np.ndarray) -> PirlsState:
         """The PIRLS state (conditional modes, factorization) at ``phi``."""
+        phi = np.asarray(phi, dtype=float)
+        key = phi.tobytes()
+        for hit in self._states:
+            if hit is not None and hit[0] == key:
+                return hit[2]
         theta, beta = self.split(phi)
-        return self.pirls(theta, beta, family=self.family_at(phi))
+        st = self.pirls(theta, beta, family=self.family_at(phi))
+        if 16.0 * getattr(st.fac, "Q2", 0) ** 2 <= self.STATE_CACHE_BYTES:
+            last, best = self._states
+            entry = (key, st.deviance, st)
+            if best is None or (np.isfinite(st.deviance) and st.deviance <= best[1]):
+                best = entry
+            self._states = (entry, best)
+        return st
+
+    STATE_CACHE_BYTES = 2**28  # states are kept while their dense Schur block is this small
 
     def family_at(self, phi: np.ndarray) -> Family:
         """The family at the extra parameters in ``phi`` (after theta and beta)."""
@@ -192,12 +261,27 @@ class LaplaceDevfun:
             return np.inf
 
     def value_and_grad(self, phi: np.ndarray) -> tuple[float, np.ndarray]:
+        """The Laplace deviance and its gradient. The last and the lowest gradients and PIRLS
+        states are kept (a cache only; states while their dense block is small): the chosen
+        start, the exact gradient, the Hessian's base point and the result builder's state at
+        the optimum are not recomputed."""
         self.nevals += 1
+        phi = np.asarray(phi, dtype=float)
+        key = phi.tobytes()
+        for hit in self._grads:
+            if hit is not None and hit[0] == key:
+                return hit[1], hit[2].copy()
         try:
             st = self.state(phi)
         except np.linalg.LinAlgError:
-            return np.inf, np.zeros(np.asarray(phi).size)
-        return st.deviance, self.gradient(st)
+            return np.inf, np.zeros(phi.size)
+        g = self.gradient(st)
+        last, best = self._grads
+        entry = (key, st.deviance, g.copy())
+        if best is None or (np.isfinite(st.deviance) and st.deviance <= best[1]):
+            best = entry
+        self._grads = (entry, best)
+        return st.deviance, g
 
     def gradient(self, st: PirlsState) -> np.ndarray:
         rs = self.rs

@@ -126,15 +126,17 @@ class ReStructure:
         """Index structure of the first term's coupling with the others (several terms)."""
         return CrossStructure(self)
 
-    def factor(self, vals: np.ndarray, W: np.ndarray, gram: bool = False):
+    def factor(self, vals: np.ndarray, W: np.ndarray, gram: bool = False, theta: np.ndarray | None = None):
         """Factor M = I + Z~'WZ~ for these values of Z~ and weights (see the module docstring).
 
         ``gram=True`` hints that ``inv_blocks_sum`` will be asked for (the LMM gradient), so
-        the Schur factorization forms what it needs in the same pass as S.
+        the Schur factorization forms what it needs in the same pass as S. ``theta`` (with
+        ``vals = self.vals(theta)`` and weights fixed between calls: the LMM) lets it use sums
+        precomputed up to theta.
         """
         if self.single:
             return BlockFactor(self, vals, W)
-        return SchurFactor(self, vals, W, gram=gram)
+        return SchurFactor(self, vals, W, gram=gram, theta=theta)
 
 
 class BlockFactor:

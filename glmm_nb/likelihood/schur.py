@@ -36,11 +36,29 @@ matrix; LAPACK factors ``S`` in 0.45 s. lme4 (CHOLMOD) took 827 s of CPU for the
 and arm64 (scikit-sparse needs a system SuiteSparse; cvxopt/kvxopt bundle it under the GPL),
 and scipy's SuperLU is an LU without selected inversion (used here only for its ordering).
 
-Small designs (``sum_j n_j^2`` below ``NUMBA_MIN_WORK``, e.g. InstEval) use scipy's sparse
-products and never import numba; larger ones use the compiled loops (numba, cached on disk).
+Designs with ``sum_j n_j^2`` below ``NUMBA_MIN_WORK`` (e.g. InstEval) form ``S`` — and, for
+the LMM gradient, the sums of :math:`G'G` its trace needs — in one pass of a precomputed pair
+map (:mod:`glmm_nb.likelihood.pairmap`: numpy gathers and ``bincount``) and never import
+numba; scipy's sparse products remain the fallback where the map's index arrays would be large
+(``PAIRMAP_MAX_PAIRS``). Measured on InstEval (:math:`1.8\cdot10^6` pairs of pairs): 15–30 ms
+per evaluation for ``S`` and :math:`G'G` together, against 18–24 ms for ``S`` alone by scipy's
+``B'G`` plus about 20 ms for the trace's ``G'G``, and 4.7 ms where an LMM's terms are all
+scalar (the map's sums precomputed up to theta, ``SCALAR_PLAN``); importing numba and loading
+its cached kernels costs 0.47 s, more than a whole InstEval fit spends forming ``S``. Larger
+designs use the compiled loops (numba, cached on disk).
+
+Threads. The core runs single-threaded BLAS (small blocks); ``dpotrf``/``dpotri`` of a dense
+block with at least ``THREADED_MIN_Q2`` columns run on every core. Measured (quiet machine,
+2 cores, OpenBLAS): InstEval's 1,156-column block takes 51–57 ms for factor and inverse on one
+thread and 31–34 ms on two; 3,706 columns take 0.97–1.08 s and 0.62–0.74 s. OpenBLAS's idle
+workers spin after each call, so CPU time rises (InstEval's whole fit: 1.8–2.0 s of wall time and
+3.5–3.7 s of CPU on two threads; 2.7–2.8 s of wall and 2.9 s of CPU on one, measured before the
+scalar plan of :mod:`glmm_nb.likelihood.pairmap`), and on a loaded machine the threaded calls can
+be slower than one thread.
 
 Selected inverse. The Laplace gradient, the LMM gradient and the conditional covariances
-need :math:`M^{-1}` only at the pattern of the data: :math:`S^{-1}` (dense, ``dpotri``, or the
+need :math:`M^{-1}` only at the pattern of the data: :math:`S^{-1}` (dense, ``dpotri``, read
+from its lower triangle and mirrored only where whole rows are needed, or the
 sparse selected inverse), :math:`H = GS^{-1}` at the pairs of ``B`` (one dot product of length
 :math:`n_j` per pair, :math:`\sum_j n_j^2` work in all, the same as forming ``S``), and the
 first factor's diagonal blocks :math:`A_j^{-1} + \sum_{p \in j} G_p H_p'`. The LMM gradient
@@ -64,14 +82,14 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ..errors import ModelError
 
 __all__ = ["CrossStructure", "SchurFactor", "block_chol", "available_memory"]
 
 NUMBA_MIN_WORK = 20_000_000  # sum_j n_j^2 q1^2 above which the compiled kernels are used
-THREADED_MIN_Q2 = 3000  # dense blocks at least this large use every core (LAPACK)
+THREADED_MIN_Q2 = 1000  # dense blocks at least this large use every core (LAPACK; measured below)
 MEMORY_FRACTION = 0.8  # of the memory available, for the dense block and its inverse
 MEMORY_LIMIT: int | None = None  # bytes; overrides the measured limit (tests)
 # numba's default (workqueue) threading layer aborts the process when two Python threads run
@@ -81,6 +99,8 @@ CHUNK_ENTRIES = 4_000_000  # dense scratch per chunk in the scipy fallback of H
 SPARSE_MIN_Q2 = 1500  # a sparse LDL' of S is considered from this many columns on
 SPARSE_MAX_FILL = 0.05  # ... and used while its factor holds less than this share of Q2²/2
 SPARSE_MAX_PAIRS = 0.25  # not tried when the levels meet more than this × Q2² column pairs
+SCALAR_PLAN = True  # LMMs with scalar terms: the pair map's sums precomputed up to theta
+PAIRMAP_MAX_PAIRS = 12_000_000  # pairs of pairs up to which S is formed by the pair map (16 B each)
 
 
 def available_memory() -> int:
@@ -175,6 +195,7 @@ class CrossStructure:
             self.csr_perm = perm
             self.csr_indices = cols[perm]
             self.csr_indptr = _ptr(rows, self.off1)
+        self._plan = None  # (weights, ScalarPlan or None)
         first = rs.terms[0].text
         rest = list(dict.fromkeys(t.text for t in rs.terms[1:]))
         self.first_text, self.rest_text = first, rest
@@ -198,6 +219,36 @@ class CrossStructure:
         ldl.diagpos = ldl.positions(diag)[0]
         return ldl
 
+    @cached_property
+    def pairmap(self):
+        """A :class:`~glmm_nb.likelihood.pairmap.PairMap` for the dense path below the compiled
+        kernels' threshold (when its index arrays stay small), else None."""
+        from .pairmap import PairMap, pair_count
+
+        if self.work >= NUMBA_MIN_WORK or pair_count(self.jptr) > PAIRMAP_MAX_PAIRS:
+            return None
+        return PairMap(self.jptr, self.pair_col, self.Q2)
+
+    def scalar_plan(self, rs, W: np.ndarray):
+        """A :class:`~glmm_nb.likelihood.pairmap.ScalarPlan` for these (fixed) weights where every
+        term is scalar and the plan is smaller than the pair map, else None (kept for ``W``)."""
+        if self._plan is not None and self._plan[0] is W:
+            return self._plan[1]
+        plan = None
+        pm = self.pairmap
+        if SCALAR_PLAN and pm is not None and all(q == 1 for q in rs.q):
+            from .pairmap import ScalarPlan
+
+            z = [np.asarray(rs.Zv[k][:, 0], dtype=float) for k in range(len(rs.q))]
+            a_lev = np.bincount(self.codes, weights=W * z[0] ** 2, minlength=self.J1)
+            wz = (W * z[0])[:, None] * np.column_stack(z[1:])
+            Np = np.bincount(self.bp.ravel(), weights=wz.ravel(), minlength=self.nnzB)
+            col_term = np.repeat(np.arange(len(rs.q) - 1), rs.nlev[1:])
+            if np.unique(a_lev).size * 4 < self.J1:  # levels share their a_j: P is small
+                plan = ScalarPlan(pm, self.pair_lev, a_lev, Np, col_term, self.Q2)
+        self._plan = (W, plan)
+        return plan
+
     def csr(self, v: np.ndarray) -> sp.csr_matrix:
         """A (J1 q1 × Q2) CSR matrix with values ``v`` (q1, nnzB) at B's pattern."""
         data = v[0] if self.csr_perm is None else v.ravel()[self.csr_perm]
@@ -219,10 +270,16 @@ class CrossStructure:
             )
 
 
+_CONTROLLER = None
+
+
 def _threads(Q2: int):
     """All cores for LAPACK on a large dense block; otherwise leave the caller's setting."""
+    global _CONTROLLER
     if Q2 >= THREADED_MIN_Q2:
-        return threadpool_limits(limits=os.cpu_count() or 1, user_api="blas")
+        if _CONTROLLER is None:  # finding the BLAS libraries costs 3 ms: once per process
+            _CONTROLLER = ThreadpoolController()
+        return _CONTROLLER.limit(limits=os.cpu_count() or 1, user_api="blas")
     return nullcontext()
 
 
@@ -235,7 +292,7 @@ class SchurFactor:
         log|M|.
     """
 
-    def __init__(self, rs, vals: np.ndarray, W: np.ndarray, gram: bool = False):
+    def __init__(self, rs, vals: np.ndarray, W: np.ndarray, gram: bool = False, theta: np.ndarray | None = None):
         cs = rs.cross
         self._K = None
         self.rs, self.cs = rs, cs
@@ -261,12 +318,13 @@ class SchurFactor:
         if self.ldl is not None:
             self._factor_sparse(Bv, Gv, Dv)
         else:
-            self._factor_dense(Bv, Gv, Dv, gram)
+            self._factor_dense(Bv, Gv, Dv, gram, theta, W)
         self._Sinv = None
+        self._Slow = None
         self._H = None
         self._B11 = None
 
-    def _factor_dense(self, Bv, Gv, Dv, gram: bool = False) -> None:
+    def _factor_dense(self, Bv, Gv, Dv, gram: bool = False, theta=None, W=None) -> None:
         cs, Q2 = self.cs, self.Q2
         cs.check_memory()
         S = np.zeros((Q2, Q2))
@@ -283,6 +341,14 @@ class SchurFactor:
 
             with KERNEL_LOCK:
                 schur_lower(S, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, Bv, Gv)
+        elif cs.pairmap is not None:  # G'G per target for the trace, in the same pass
+            plan = cs.scalar_plan(self.rs, W) if theta is not None else None
+            if plan is not None:  # fixed weights, scalar terms: sums precomputed up to theta
+                th = np.array([T[0, 0] for T in self.rs.Ts(theta)])
+                BtG, self._K = plan.sums(th[0], th[1:], gram)
+                S.reshape(-1)[cs.pairmap.tkey] -= BtG
+            else:
+                self._K = cs.pairmap.subtract_lower(S, Bv, Gv, gram=gram and self.q1 == 1)
         else:
             BtG = (cs.csr(Bv).T @ self.G).tocoo()
             low = BtG.row >= BtG.col
@@ -339,8 +405,8 @@ class SchurFactor:
 
     def _s_entries(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """S^{-1}[r, c] for matching index arrays."""
-        if self.ldl is None:
-            return self.Sinv[r, c]
+        if self.ldl is None:  # from the lower triangle: no need to mirror S^{-1}
+            return self.Slow[np.maximum(r, c), np.minimum(r, c)]
         from .sparse_ldl import sel_entries
 
         Zx, Zd = self.Z
@@ -372,16 +438,23 @@ class SchurFactor:
 
     # --------------------------------------------------------------- selected inverse
     @property
-    def Sinv(self) -> np.ndarray:
-        """S^{-1}, dense and symmetric (Q2 × Q2)."""
-        if self._Sinv is None:
-            Q2 = self.Q2
+    def Slow(self) -> np.ndarray:
+        """S^{-1} with a valid lower triangle (C-ordered; the upper triangle holds leftovers
+        until :attr:`Sinv` mirrors it in place): all the traces and entries need."""
+        if self._Slow is None:
             C = np.array(self.U, order="F", copy=True)
-            with _threads(Q2):
+            with _threads(self.Q2):
                 Ci, info = lapack.dpotri(C, lower=0, overwrite_c=1)
             if info != 0:  # pragma: no cover - U came from a successful dpotrf
                 raise np.linalg.LinAlgError("dpotri failed")
-            Sinv = Ci.T  # C-ordered, lower triangle valid, upper triangle zero
+            self._Slow = Ci.T  # C-ordered, lower triangle valid
+        return self._Slow
+
+    @property
+    def Sinv(self) -> np.ndarray:
+        """S^{-1}, dense and symmetric (Q2 × Q2): :attr:`Slow` mirrored in place."""
+        if self._Sinv is None:
+            Q2, Sinv = self.Q2, self.Slow
             bs = 512
             for i in range(0, Q2, bs):  # mirror the lower triangle blockwise (no Q2² temporary)
                 Sinv[:i, i : i + bs] = Sinv[i : i + bs, :i].T
@@ -444,7 +517,18 @@ class SchurFactor:
             return self.inv_blocks_term(k).sum(axis=0)
         if self._B11 is not None or self.ldl is not None:
             return self.B11.sum(axis=0)
-        cs, q1, Sinv = self.cs, self.q1, self.Sinv
+        cs, q1, Sinv = self.cs, self.q1, self.Slow
+        if cs.pairmap is not None:
+            out = self.Ainv.sum(axis=0)
+            if self._K is not None:
+                out += cs.pairmap.trace_gram(Sinv, self._K)
+                self._K = None
+                return out
+            for a in range(q1):
+                for b in range(a + 1):
+                    out[a, b] += cs.pairmap.trace(Sinv, self.Gv[a], self.Gv[b])
+                    out[b, a] = out[a, b]
+            return out
         if self._K is not None:
             low, strict = _tril_dot(Sinv, self._K)
             self._K = None
@@ -471,7 +555,7 @@ class SchurFactor:
         for a in range(q1):
             for b in range(a + 1):
                 K = (Gk[a].T @ Gk[b]).tocoo()
-                out[a, b] += float(np.sum(Sinv[K.row, K.col] * K.data))
+                out[a, b] += float(np.sum(self.Sinv[K.row, K.col] * K.data))
                 out[b, a] = out[a, b]
         return out
 

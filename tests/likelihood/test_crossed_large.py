@@ -12,7 +12,9 @@ from glmm_nb.errors import ModelError
 from glmm_nb.likelihood import LaplaceDevfun, LmmDevfun
 
 PATHS = {
-    "dense, scipy products": {},
+    "dense, pair map": {},
+    "dense, pair map without the scalar plan": {"SCALAR_PLAN": False},
+    "dense, scipy products": {"PAIRMAP_MAX_PAIRS": -1},
     "dense, compiled kernels": {"NUMBA_MIN_WORK": 0},
     "sparse LDL'": {"SPARSE_MIN_Q2": 0, "SPARSE_MAX_FILL": 1.0, "SPARSE_MAX_PAIRS": 1e9},
 }

@@ -45,7 +45,8 @@ def _fd(dev, theta, h=1e-6):
     return np.array([(dev(theta + e) - dev(theta - e)) / (2 * h) for e in np.eye(theta.size) * h])
 
 
-RUNS = [(c, reml, "scipy", m) for c in CASES for reml in (True, False) for m in ("trace", "rows")]
+RUNS = [(c, reml, "pairmap", m) for c in CASES for reml in (True, False) for m in ("trace", "rows")]
+RUNS += [(c, True, "scipy", "trace") for c in CASES if c != "sleepstudy slope"]
 RUNS += [(c, True, "compiled", m) for c in CASES if c != "sleepstudy slope"  # one factor: no kernels
          for m in ("trace", "rows")]
 
@@ -54,6 +55,8 @@ RUNS += [(c, True, "compiled", m) for c in CASES if c != "sleepstudy slope"  # o
 def test_gradient_matches_central_differences(case, reml, kernels, method, monkeypatch):
     if kernels == "compiled":
         monkeypatch.setattr(SC, "NUMBA_MIN_WORK", 0)
+    if kernels == "scipy":
+        monkeypatch.setattr(SC, "PAIRMAP_MAX_PAIRS", -1)
     monkeypatch.setattr(LmmDevfun, "grad_method", method)
     make, formula, kw = CASES[case]
     spec = build_spec(formula, make(), "gaussian", **kw)

@@ -25,8 +25,10 @@ def _dense(rs, vals, W):
         ("contraception_slope", None, "binomial"),  # one term: block factor
     ],
 )
-@pytest.mark.parametrize("branches", ["default", "forced", "sparse"])
+@pytest.mark.parametrize("branches", ["default", "scipy", "forced", "sparse"])
 def test_factor_matches_dense(case_id, formula, family, branches, monkeypatch):
+    if branches == "scipy":  # scipy's sparse products instead of the pair map
+        monkeypatch.setattr(SC, "PAIRMAP_MAX_PAIRS", -1)
     if branches == "forced":  # the compiled pattern kernels instead of scipy's sparse products
         monkeypatch.setattr(SC, "NUMBA_MIN_WORK", 0)
     if branches == "sparse":  # sparse LDL' and selected inverse of the Schur complement
