@@ -16,7 +16,10 @@ same run, printing the ratio of times and the difference of log-likelihoods.
 The machine's load average is printed before and after: on a shared 2-core machine wall times
 vary with the other jobs, CPU times much less.
 
-    python benchmarks/bench_crossed.py [--cases insteval,ml1m_lmm] [--no-r] [--r-reps 1]
+    python benchmarks/bench_crossed.py [--cases insteval,ml1m_lmm] [--no-r] [--r-reps 1] [--reps 1]
+
+On a shared 2-core machine single timings vary by ±15 %; ``--reps 3 --r-reps 3`` compares
+medians.
 """
 
 from __future__ import annotations
@@ -59,14 +62,18 @@ sys.path.insert(0, {root!r})
 import pandas as pd
 import glmm_nb
 df = pd.read_pickle({path!r})
-t0, c0 = time.perf_counter(), time.process_time()
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    m = glmm_nb.glmm({formula!r}, df, family={family!r})
-el, cpu = time.perf_counter() - t0, time.process_time() - c0
+ts, cs = [], []
+for _ in range({reps}):  # the median of the repetitions, as for lme4 (--reps)
+    t0, c0 = time.perf_counter(), time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = glmm_nb.glmm({formula!r}, df, family={family!r})
+    ts.append(time.perf_counter() - t0)
+    cs.append(time.process_time() - c0)
+el, cpu = sorted(ts)[len(ts) // 2], sorted(cs)[len(cs) // 2]
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(dict(time=el, cpu=cpu, peak_mb=peak, loglik=m.loglik, converged=m.converged,
-                      evals=m.opt.evaluations, theta=list(map(float, m.theta)))))
+                      evals=m.opt.evaluations, theta=list(map(float, m.theta)), times=ts)))
 """
 
 _R = r"""
@@ -123,7 +130,7 @@ def case_data(case: str, tmp: Path, use_r: bool) -> tuple[pd.DataFrame, str]:
     return df, f"MovieLens-{shape.upper()}-shaped"
 
 
-def run_case(case: str, tmp: Path, use_r: bool, r_reps: int) -> dict:
+def run_case(case: str, tmp: Path, use_r: bool, r_reps: int, reps: int = 1) -> dict:
     formula, family, factors = SPEC[case]
     df, source = case_data(case, tmp, use_r)
     df = df.copy()
@@ -131,7 +138,7 @@ def run_case(case: str, tmp: Path, use_r: bool, r_reps: int) -> dict:
         df[c] = pd.Categorical(df[c].astype(str) if case == "insteval" else df[c])
     pkl = tmp / f"{case}.pkl"
     df.to_pickle(pkl)
-    child = _CHILD.format(root=str(HERE.parent), path=str(pkl), formula=formula, family=family)
+    child = _CHILD.format(root=str(HERE.parent), path=str(pkl), formula=formula, family=family, reps=reps)
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
     if out.returncode:
         return {"case": case, "rows": len(df), "source": source, "error": out.stderr.strip().splitlines()[-1]}
@@ -181,7 +188,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--no-r", action="store_true")
-    ap.add_argument("--r-reps", type=int, default=1)
+    ap.add_argument("--r-reps", type=int, default=1, help="lme4 fits per case (median time)")
+    ap.add_argument("--reps", type=int, default=1, help="glmm_nb fits per case (median time)")
     ap.add_argument("--data-dir", default=None, help="keep simulated data here between runs")
     args = ap.parse_args()
     use_r = not args.no_r and r_available()
@@ -192,7 +200,7 @@ def main() -> None:
         tmp = Path(args.data_dir) if args.data_dir else Path(t)
         tmp.mkdir(parents=True, exist_ok=True)
         for case in args.cases.split(","):
-            report(run_case(case, tmp, use_r, args.r_reps))
+            report(run_case(case, tmp, use_r, args.r_reps, args.reps))
     if any(c.startswith("ml10m") for c in args.cases.split(",")):
         print("lme4 on MovieLens-10M is not run: its CHOLMOD factor of the 80,555 × 80,555 system has "
               "a dense 10,677 × 10,677 trailing block (0.9 GB) refactored at every one of its "

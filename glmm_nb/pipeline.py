@@ -21,7 +21,8 @@ from threadpoolctl import threadpool_limits
 from .design import ModelSpec, check_agq_size, check_options, model_spec
 from .errors import ModelError
 from .families import Family, get_family, zero_inflated
-from .likelihood import AgqDevfun, LaplaceDevfun, LmmDevfun, OrdinalAgqDevfun, OrdinalLaplaceDevfun, glm_irls
+from .likelihood import (AgqDevfun, LaplaceDevfun, LmmDevfun, OrdinalAgqDevfun, OrdinalLaplaceDevfun, anova_theta_start,
+                         glm_irls)
 from .optimize import OptSummary, minimize_devfun, restart_edge
 from .progress import fit_progress
 from .request import METHODS, FitRequest, fixed_indices
@@ -118,8 +119,9 @@ def start_values(request: FitRequest, devfun, glm=None, sample=None) -> np.ndarr
         if start.size < n:
             raise ModelError(f"start has {start.size} values; the model has {n} parameters")
         start = start[:n].copy()
-    elif devfun.profiled:
-        start = spec.theta_start()
+    elif devfun.profiled:  # random intercepts only: their ANOVA estimates (in memory), else lme4's start
+        moments = anova_theta_start(spec, data.y, data.X, data.w) if isinstance(data, LmmDevfun) else None
+        start = spec.theta_start() if moments is None else moments
     elif request.family.ordinal:
         beta0 = np.concatenate([np.zeros(spec.p), request.family.extra_start(data.y, None, data.pw, spec)])
         return _better_theta_start(spec, beta0, fixed, devfun)

@@ -5,10 +5,10 @@ from .agq import AgqDevfun, gh_rule
 from .contracts import DevianceFunction, Factorization
 from .glm import glm_irls
 from .laplace import LaplaceDevfun, PirlsState
-from .lmm import LmmDevfun, LmmState
+from .lmm import LmmDevfun, LmmState, anova_theta_start
 from .ordinal import OrdinalLaplaceDevfun, OrdinalState
 from .ordinal_agq import OrdinalAgqDevfun
 from .reops import ReStructure
 
-__all__ = ["AgqDevfun", "DevianceFunction", "Factorization", "LaplaceDevfun", "LmmDevfun", "LmmState", "OrdinalAgqDevfun", "OrdinalLaplaceDevfun", "OrdinalState",
+__all__ = ["anova_theta_start", "AgqDevfun", "DevianceFunction", "Factorization", "LaplaceDevfun", "LmmDevfun", "LmmState", "OrdinalAgqDevfun", "OrdinalLaplaceDevfun", "OrdinalState",
            "PirlsState", "ReStructure", "gh_rule", "glm_irls"]
