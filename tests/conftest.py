@@ -3,7 +3,10 @@ glmmTMB 1.1.5 (tests/fixtures/cases_tmb)."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,20 @@ import pytest
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES = sorted(p.stem for p in (FIXTURES / "cases").glob("*.json"))
 GLMM_CASES = [c for c in CASES if not c.startswith("gee")]
+
+
+def reproduce_code(page: str) -> str:
+    """The code of a report page's Reproduce section, unescaped."""
+    return html.unescape(re.search(r"<pre><code>(.*?)</code></pre>", page, re.S).group(1))
+
+
+def run_reproduce(code: str, namespace: dict | None = None) -> dict:
+    """Execute a report's Reproduce code (its warnings silenced) in ``namespace``; return it."""
+    ns = {} if namespace is None else namespace
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exec(code, ns)  # noqa: S102 - the report's own code
+    return ns
 
 
 def load_case(case_id: str) -> tuple[dict, pd.DataFrame]:

@@ -3,7 +3,7 @@
 import pytest
 
 from glmm_nb.cli import main
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, reproduce_code, run_reproduce
 
 
 def test_demo_without_output_writes_nothing(capsys, tmp_path, monkeypatch):
@@ -112,8 +112,6 @@ def test_cli_help_version_sep_and_formats(capsys, tmp_path):
 def test_cli_report_reproduce_reads_the_csv(capsys, tmp_path):
     """The report written by ``glmm-nb fit -o`` holds code that reads the same CSV (its
     separator, the --factor column as a factor) and refits the same model."""
-    import html
-    import re
     import warnings
 
     import glmm_nb
@@ -124,12 +122,11 @@ def test_cli_report_reproduce_reads_the_csv(capsys, tmp_path):
     out = tmp_path / "r.html"
     formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
     assert main(["fit", str(semi), formula, "--factor", "period", "-o", str(out)]) == 0
-    code = html.unescape(re.search(r"<pre><code>(.*?)</code></pre>", out.read_text(), re.S).group(1))
+    code = reproduce_code(out.read_text())
     assert f"pd.read_csv({str(semi)!r}, sep=';')" in code
-    ns = {}
+    ns = run_reproduce(code)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        exec(code, ns)  # noqa: S102 - the report's own code
         import pandas as pd
 
         d = pd.read_csv(semi, sep=";")

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..inference.params import sdcor_names, sdcor_to_theta, theta_to_sdcor
+from ..inference.params import clip_sdcor_limits, sdcor_names, sdcor_to_theta, theta_to_sdcor
 from ..numdiff import fd_hessian_fun
 
 __all__ = ["sdcor_covariance_glmm", "sdcor_covariance_lmm", "wald_confint"]
@@ -75,13 +75,7 @@ def wald_confint(m, level: float = 0.95) -> pd.DataFrame:
     if V is not None and _interior(names, psi):
         d = np.diag(V)
         se = np.sqrt(np.where(d > 0, d, np.nan))
-        lo, hi = psi - z * se, psi + z * se
-        for i, n in enumerate(names):
-            if n.startswith("cor__"):
-                lo[i], hi[i] = max(lo[i], -1.0), min(hi[i], 1.0)
-            else:
-                lo[i] = max(lo[i], 0.0)
-        re["conf_low"], re["conf_high"] = lo, hi
+        re["conf_low"], re["conf_high"] = clip_sdcor_limits(names, psi - z * se, psi + z * se)
     fixed = m.coef_table(conf_level=level)[["conf_low", "conf_high"]]
     disp = pd.DataFrame(columns=["conf_low", "conf_high"], dtype=float)
     if len(m.dispersion):

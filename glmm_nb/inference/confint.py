@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..design import check_choice, check_int, check_level
 from ..errors import ModelError
-from .params import sdcor_names
+from .params import clip_sdcor_limits, sdcor_names
 
 __all__ = ["confint"]
 
@@ -111,13 +111,7 @@ def _wald_re(m, level: float) -> pd.DataFrame:
         return out
     se = np.sqrt(np.where(np.diag(V)[:k] > 0, np.diag(V)[:k], np.nan))
     z = stats.norm.ppf(0.5 + level / 2)
-    lo, hi = prob.psi_hat - z * se, prob.psi_hat + z * se
-    for i, n in enumerate(names):
-        if n.startswith("cor__"):
-            lo[i], hi[i] = max(lo[i], -1.0), min(hi[i], 1.0)
-        else:
-            lo[i] = max(lo[i], 0.0)
-    out["conf_low"], out["conf_high"] = lo, hi
+    out["conf_low"], out["conf_high"] = clip_sdcor_limits(names, prob.psi_hat - z * se, prob.psi_hat + z * se)
     return out
 
 

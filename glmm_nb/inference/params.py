@@ -13,7 +13,7 @@ import numpy as np
 from ..design import ModelSpec
 from ..design.reterms import theta_to_T, tril_index
 
-__all__ = ["sdcor_names", "theta_to_sdcor", "sdcor_to_theta", "sdcor_bounds"]
+__all__ = ["sdcor_names", "theta_to_sdcor", "sdcor_to_theta", "sdcor_bounds", "clip_sdcor_limits"]
 
 
 def _pairs(q: int) -> list[tuple[int, int]]:
@@ -77,3 +77,12 @@ def sdcor_bounds(spec: ModelSpec, gaussian: bool) -> list[tuple[float | None, fl
     if gaussian:
         out.append((1e-8, None))
     return out
+
+
+def clip_sdcor_limits(names: list[str], lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Wald limits of SDs and correlations kept in their ranges: SDs ≥ 0, correlations in [-1, 1]."""
+    lo, hi = np.array(lo, dtype=float), np.array(hi, dtype=float)
+    cor = np.array([n.startswith("cor__") for n in names], dtype=bool)
+    lo = np.where(cor, np.maximum(lo, -1.0), np.maximum(lo, 0.0))
+    hi = np.where(cor, np.minimum(hi, 1.0), hi)
+    return lo, hi

@@ -28,6 +28,7 @@ __all__ = ["Factorization", "DevianceFunction", "default_gradient", "default_hes
 @runtime_checkable
 class Factorization(Protocol):
     logdet: float
+    dense_block: int  # columns of its dense (Schur) block, 0 when it has none
 
     def solve(self, rhs: np.ndarray) -> np.ndarray: ...
 

@@ -50,7 +50,8 @@ from ..design import ModelSpec
 from ..errors import ModelError
 from ..families import Family
 from .contracts import default_gradient, default_hessian
-from .reops import ReStructure
+from .pirls import halving_step
+from .reops import ReStructure, keeps_states
 
 __all__ = ["PirlsState", "LaplaceDevfun"]
 
@@ -159,20 +160,15 @@ class LaplaceDevfun:
             if dec < self.tol and (it > 1 or dec < 1e-20):
                 converged = True
                 break
-            step = 1.0
-            while True:
-                u_new = u + step * delta
+            def penalized(u_new):
                 eta_new = eta_f + rs.mult(vals, u_new)
-                pdev_new = -2.0 * self._loglik(eta_new, fam) + u_new @ u_new
-                if pdev_new <= pdev + 1e-12 * abs(pdev):
-                    break
-                step *= 0.5
-                if step < 1e-10:
-                    break
-            if step < 1e-10:
+                return -2.0 * self._loglik(eta_new, fam) + u_new @ u_new, eta_new
+
+            accepted = halving_step(u, delta, pdev, penalized)
+            if accepted is None:
                 converged = dec < 1e-6
                 break
-            u, eta, pdev = u_new, eta_new, pdev_new
+            u, pdev, eta = accepted
             mu, r, W, Wobs, dW = fam.working(eta, self.y, self.pw)
         if not fam.canonical:
             # the Laplace log-determinant: Fisher weights (lme4's families) or the observed
@@ -181,8 +177,8 @@ class LaplaceDevfun:
         ll = -0.5 * (pdev - float(u @ u))
         dev = -2.0 * ll + float(u @ u) + fac.logdet
         self._u = u
-        small = 16.0 * getattr(fac, "Q2", 0) ** 2 <= self.STATE_CACHE_BYTES
-        self._prev = (vals, beta, u, W, r, fac, np.concatenate([theta, beta])) if small and np.isfinite(dev) else None
+        keep = keeps_states(fac) and np.isfinite(dev)
+        self._prev = (vals, beta, u, W, r, fac, np.concatenate([theta, beta])) if keep else None
         return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam)
 
     PREDICT_MIN_STEP = 1e-4
@@ -226,7 +222,7 @@ class LaplaceDevfun:
                 return hit[2]
         theta, beta = self.split(phi)
         st = self.pirls(theta, beta, family=self.family_at(phi))
-        if 16.0 * getattr(st.fac, "Q2", 0) ** 2 <= self.STATE_CACHE_BYTES:
+        if keeps_states(st.fac):
             last, best = self._states
             entry = (key, st.deviance, st)
             if best is None or (np.isfinite(st.deviance) and st.deviance <= best[1]):
@@ -234,7 +230,6 @@ class LaplaceDevfun:
             self._states = (entry, best)
         return st
 
-    STATE_CACHE_BYTES = 2**28  # states are kept while their dense Schur block is this small
 
     def family_at(self, phi: np.ndarray) -> Family:
         """The family at the extra parameters in ``phi`` (after theta and beta)."""

@@ -63,7 +63,7 @@ import numpy as np
 
 from ..design import ModelSpec
 from .contracts import default_gradient, default_hessian
-from .reops import ReStructure
+from .reops import ReStructure, keeps_states
 
 __all__ = ["LmmDevfun", "LmmState", "anova_theta_start"]
 
@@ -226,11 +226,8 @@ class LmmDevfun:
             self._best = entry
         return st.deviance, g
 
-    STATE_CACHE_BYTES = 2**28  # states are kept while their dense Schur block is this small
-
     def _keep_state(self, st: LmmState) -> bool:
-        Q2 = getattr(st.fac, "Q2", 0)
-        return 16.0 * Q2 * Q2 <= self.STATE_CACHE_BYTES
+        return keeps_states(st.fac)
 
     def _cached_state(self, theta: np.ndarray) -> LmmState | None:
         key = theta.tobytes()

@@ -54,6 +54,7 @@ from ..errors import ModelError
 from ..families import Family
 from ..families.cumulative import Cells, cell_terms, row_thresholds, threshold_jacobian, thresholds_from_tau
 from .contracts import default_hessian
+from .pirls import halving_step
 from .reops import ReStructure
 
 __all__ = ["OrdinalState", "OrdinalLaplaceDevfun"]
@@ -220,21 +221,16 @@ class OrdinalLaplaceDevfun:
             if dec < self.tol and (it > 1 or dec < 1e-20):
                 converged = True
                 break
-            step = 1.0
-            while True:  # candidates get the score and weights at once: a full step is the rule
-                u_new = u + step * delta
+            def penalized(u_new):  # candidates get the score and weights at once: a full step is the rule
                 eta_new = eta_f + rs.mult(vals, u_new)
                 cl_new = cell_terms(self.link, alpha, self.yi, eta_new, self.pw, 1)
-                pdev_new = -2.0 * float(np.sum(cl_new.logp)) + u_new @ u_new
-                if pdev_new <= pdev + 1e-12 * abs(pdev):
-                    break
-                step *= 0.5
-                if step < 1e-10:
-                    break
-            if step < 1e-10:
+                return -2.0 * float(np.sum(cl_new.logp)) + u_new @ u_new, (eta_new, cl_new)
+
+            accepted = halving_step(u, delta, pdev, penalized)
+            if accepted is None:
                 converged = dec < 1e-6
                 break
-            u, eta, pdev, cl = u_new, eta_new, pdev_new, cl_new
+            u, pdev, (eta, cl) = accepted
         if not converged:  # the factor must belong to the final u
             fac = rs.factor(vals, np.maximum(cl.W, 0.0))
         if order >= 2:

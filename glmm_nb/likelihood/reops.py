@@ -50,7 +50,7 @@ from ..design import ModelSpec
 from ..design.reterms import theta_to_T, tril_index
 from .schur import CrossStructure, SchurFactor, block_chol
 
-__all__ = ["ReStructure", "BlockFactor", "SchurFactor"]
+__all__ = ["ReStructure", "BlockFactor", "SchurFactor", "keeps_states", "STATE_CACHE_BYTES"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,8 +139,19 @@ class ReStructure:
         return SchurFactor(self, vals, W, gram=gram, theta=theta)
 
 
+STATE_CACHE_BYTES = 2**28  # deviance functions keep states while two dense Schur blocks fit this
+
+
+def keeps_states(fac) -> bool:
+    """Whether a deviance function may keep this factorization's states (last and lowest):
+    two copies of its dense block within ``STATE_CACHE_BYTES``."""
+    return 16.0 * fac.dense_block**2 <= STATE_CACHE_BYTES
+
+
 class BlockFactor:
     """M = I + Z~'WZ~ for one term: J blocks of q × q, handled as a batch."""
+
+    dense_block = 0  # columns of a dense block: none
 
     def __init__(self, rs: ReStructure, vals: np.ndarray, W: np.ndarray):
         q, J = rs.q[0], rs.nlev[0]

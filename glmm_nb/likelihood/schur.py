@@ -298,6 +298,7 @@ class SchurFactor:
         self.rs, self.cs = rs, cs
         q1, Q2, nnzB = cs.q1, cs.Q2, cs.nnzB
         self.q1, self.J1, self.off1, self.Q2 = q1, cs.J1, cs.off1, Q2
+        self.dense_block = Q2  # the Factorization contract's size of the (Schur) block
         _L1, self.logdet_A, self.Ainv = block_chol(cs.codes, W, vals, q1, cs.J1)
         rest = vals[:, q1:]
         Bv = np.empty((q1, nnzB))

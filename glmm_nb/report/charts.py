@@ -27,9 +27,9 @@ def forest(rows: list[dict], exp_name: str | None, effects: bool = True) -> dict
     alone on the link scale. Terms that are not estimable (infinite) are left out and named in
     the subtitle; 26 px per term."""
     df = pd.DataFrame(rows)[["term", "estimate", "conf_low", "conf_high"]]
-    effects = df[df.term != "(Intercept)"] if effects else df.iloc[:0]  # effects=False: thresholds
-    if len(effects):
-        df = effects
+    slopes = df[df.term != "(Intercept)"] if effects else df.iloc[:0]  # effects=False: thresholds
+    if len(slopes):
+        df = slopes
     else:
         exp_name = None  # an intercept or thresholds are not ratios
     if exp_name:
@@ -44,7 +44,7 @@ def forest(rows: list[dict], exp_name: str | None, effects: bool = True) -> dict
         axis = alt.X("conf_low:Q", title=f"{exp_name} (log scale; 1 = no effect)",
                      scale=alt.Scale(type="log", domain=[lo, hi], nice=False))
         ref, title = 1.0, f"Fixed effects: {exp_name}s with 95 % CI"
-    elif len(effects):
+    elif len(slopes):
         axis = alt.X("conf_low:Q", title="estimate (0 = no effect)")
         ref, title = 0.0, "Fixed effects with 95 % CI"
     else:

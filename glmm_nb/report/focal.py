@@ -22,7 +22,7 @@ import pandas as pd
 from ..design import required_variables
 from ..errors import DataError
 
-__all__ = ["Focus", "fixed_variables", "offset_variables", "other_terms", "choose_focus", "focus_frame",
+__all__ = ["Focus", "check_focus", "fixed_variables", "offset_variables", "other_terms", "choose_focus", "focus_frame",
            "TREATMENT_NAMES"]
 
 TREATMENT_NAMES = ("treat", "treatment", "treated", "trt", "tx", "exposure", "exposed", "expo", "arm",
@@ -64,6 +64,16 @@ def fixed_variables(m) -> list[str]:
     return [v for v in found if v in frame.columns and v not in response]
 
 
+def check_focus(m, focus: str | None, name: str = "focus") -> list[str]:
+    """The fixed-effect variables (:func:`fixed_variables`); a DataError naming ``name`` when
+    ``focus`` is given and is not one of them."""
+    candidates = fixed_variables(m)
+    if focus is not None and focus not in candidates:
+        raise DataError(f"{name}='{focus}' is not a fixed-effect variable: the effect curves vary a covariate of "
+                        f"the fixed part ({', '.join(map(repr, candidates)) or 'none'})")
+    return candidates
+
+
 def offset_variables(m) -> list[str]:
     """Columns the formula's ``offset(...)`` terms use."""
     frame = m.spec.frame
@@ -99,11 +109,8 @@ def choose_focus(m, focus: str | None = None) -> Focus | None:
         ``focus`` is not a fixed-effect variable of the model.
     """
     frame = m.spec.frame
-    candidates = fixed_variables(m)
+    candidates = check_focus(m, focus)
     if focus is not None:
-        if focus not in candidates:
-            have = ", ".join(map(repr, candidates)) or "none"
-            raise DataError(f"focus='{focus}' is not a fixed-effect variable of the model (those are: {have})")
         var, why = focus, "named"
     elif not candidates:
         return None

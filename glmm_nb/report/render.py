@@ -27,7 +27,7 @@ from . import charts as ch
 from . import ordinal as ordsec
 from . import sections as sec
 from .findings import key_findings
-from .focal import fixed_variables
+from .focal import check_focus
 
 __all__ = ["Report", "Embedded", "make_report", "check_report_args"]
 
@@ -126,9 +126,7 @@ def check_report_args(m, focus, emmeans, diagnostics_nsim, svg_fallback=True, fo
         if value not in cols:
             raise DataError(f"{name}='{value}' is not a variable of the model (it uses {', '.join(map(repr, cols))})"
                             f"{close_names(value, cols)}")
-    if focus is not None and focus not in fixed_variables(m):
-        raise DataError(f"{focus_name}='{focus}' is not a fixed-effect variable: the effect curves vary a covariate "
-                        f"of the fixed part ({', '.join(map(repr, fixed_variables(m))) or 'none'})")
+    check_focus(m, focus, focus_name)
     check_int(diagnostics_nsim, "diagnostics_nsim", minimum=1)
     check_bool(svg_fallback, "svg_fallback")
 

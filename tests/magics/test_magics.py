@@ -1,12 +1,10 @@
 """%%glmm / %glmm through a real IPython InteractiveShell."""
 
-import html
-import re
-
 import pytest
 
 import glmm_nb
 from glmm_nb.magics.args import ArgError, clean_body, parse_line
+from tests.conftest import reproduce_code, run_reproduce
 
 IPython = pytest.importorskip("IPython")
 
@@ -30,9 +28,7 @@ def test_cell_magic_stores_displays_and_writes_report(ip, tmp_path, capsys):
     assert isinstance(m, glmm_nb.GLMMResult) and m.nagq == 10
     assert path.exists() and "<html" in path.read_text()
     assert "data = df  # the data frame the model was fitted to" in path.read_text()  # Reproduce runs here
-    ns = {"df": ip.user_ns["df"]}
-    code = html.unescape(re.search(r"<pre><code>(.*?)</code></pre>", path.read_text(), re.S).group(1))
-    exec(code, ns)  # noqa: S102 - the report's own code
+    ns = run_reproduce(reproduce_code(path.read_text()), {"df": ip.user_ns["df"]})
     assert ns["m"].loglik == pytest.approx(m.loglik, abs=1e-9) and ns["m"].nagq == 10
     out = capsys.readouterr().out
     assert "Adaptive Gauss-Hermite Quadrature, nAGQ = 10" in out and f"Report written to {path}" in out

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import glmm_nb
+from tests.conftest import reproduce_code, run_reproduce
 
 
 def _fit(formula, df, **kw):
@@ -103,9 +104,8 @@ def test_offsets_are_held_and_stated():
     v = _fit("y ~ x + (1 | g)", d, family="poisson", offset=np.log(expo))
     spec = next(s for s in _specs(_report(v).html) if "Predicted rate" in str(s.get("title")))
     assert spec["title"]["subtitle"] == "other covariates at the offset= vector at 0 (per unit of exposure)"
-    code = re.search(r"<pre><code>(.*?)</code></pre>", _report(v).html, re.S).group(1)
-    compile(code.replace("&#39;", "'").replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&"),
-            "reproduce", "exec")  # valid Python, with the offset vector as its own line
+    code = reproduce_code(_report(v).html)
+    compile(code, "reproduce", "exec")  # valid Python, with the offset vector as its own line
     assert "offset=offset" in code and "offset = ...  # the offset= vector" in code
 
 
@@ -174,13 +174,8 @@ def test_zero_part_models_reproduce(hurdle, tmp_path, monkeypatch):
     html = _report(m).html
     box = _text(m.report(svg_fallback=False, diagnostics_nsim=20).findings_html)
     assert "count part" in box
-    import html as h
-
-    code = h.unescape(re.search(r"<pre><code>(.*?)</code></pre>", html, re.S).group(1))
+    code = reproduce_code(html)
     assert "family='poisson'" in code and "ziformula='~ 1'" in code and ("hurdle=True" in code) == hurdle
-    ns = {"counts": counts}
     monkeypatch.chdir(tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        exec(code, ns)  # noqa: S102 - the report's own code
+    ns = run_reproduce(code, {"counts": counts})
     assert ns["m"].loglik == pytest.approx(m.loglik, abs=1e-9)
