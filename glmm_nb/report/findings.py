@@ -143,7 +143,7 @@ def _flags(m, ctx: dict) -> list[dict]:
         add(a, "5. Diagnostics", "diagnostics")
     for t in diag.get("tests") or []:
         if t["p_value"] is not None and t["p_value"] < LEVEL and not any(
-                a.lower().startswith(t["test"].split()[0].lower()) for a in diag.get("advice", [])):
+                t["test"].split()[0].lower() in a.lower() for a in diag.get("advice", [])):  # said once
             add(f"Diagnostics: the {t['test']} test fails (statistic {t['statistic']:.3g}, p = {t['p_value']:.2g}; "
                 f"{t['reading']}).", "5. Diagnostics", "diagnostics")
     if m.n_dropped:

@@ -10,6 +10,7 @@ import pytest
 
 import glmm_nb
 from glmm_nb.report.charts import CATERPILLAR_ENDS, CATERPILLAR_MAX, caterpillar_sample
+from tests.conftest import reproduce_code, run_reproduce
 
 
 def _text(html):
@@ -101,6 +102,7 @@ def test_overdispersion_and_zero_inflation_are_flagged_for_counts_only():
     html = _text(p.report(svg_fallback=False, diagnostics_nsim=60).html)
     box = html[html.index('id="findings"'):html.index('id="model"')]
     assert "Overdispersion" in box and 'href="#diagnostics"' in box
+    assert "the dispersion test fails" not in box  # the advice says it; no second flag for the same test
     assert "<td class=\"l\">zero-inflation</td>" in html
     b = _fit("recovered ~ treat + age + (1 | hospital)", glmm_nb.datasets.load("hospitals"), family="binomial")
     assert "zero-inflation" not in b.diagnose(nsim=30).tests.index
@@ -168,29 +170,17 @@ def test_reproduce_code_runs(tmp_path, monkeypatch):
     hospitals["ward"] = pd.Categorical(np.where(hospitals.age > 60, "old", "young"), categories=["young", "old"])
     m = glmm_nb.glmm("recovered ~ treat + ward + (1 | hospital)", hospitals, family="binomial")
     assert m.extras["data_source"] == "hospitals"  # the caller's variable name
-    code = re.search(r"<pre><code>(.*?)</code></pre>", m.report(svg_fallback=False, diagnostics_nsim=20).html,
-                     re.S).group(1)
-    import html as h
-
-    code = h.unescape(code)
+    code = reproduce_code(m.report(svg_fallback=False, diagnostics_nsim=20).html)
     assert "data = hospitals" in code
-    ns = {"hospitals": hospitals}
     monkeypatch.chdir(tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        exec(code, ns)  # noqa: S102 - the report's own code
+    ns = run_reproduce(code, {"hospitals": hospitals})
     assert ns["m"].loglik == pytest.approx(m.loglik, abs=1e-9)
     # from a CSV: the categorical column comes back with its level order (reference level kept)
     path = tmp_path / "h.csv"
     hospitals.to_csv(path, index=False)
-    code = h.unescape(re.search(r"<pre><code>(.*?)</code></pre>",
-                                m.report(data_source=str(path), svg_fallback=False, diagnostics_nsim=20).html,
-                                re.S).group(1))
+    code = reproduce_code(m.report(data_source=str(path), svg_fallback=False, diagnostics_nsim=20).html)
     assert f"pd.read_csv({str(path)!r})" in code and "categories=['young', 'old']" in code
-    ns = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        exec(code, ns)  # noqa: S102
+    ns = run_reproduce(code)
     assert ns["m"].loglik == pytest.approx(m.loglik, abs=1e-9)
     assert ns["m"].fixef.index.tolist() == m.fixef.index.tolist()
 
