@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FormulaError
-from ..formula import ParsedFormula
+from ..formula import ParsedFormula, position_columns
 from .checks import check_names, check_numeric_column, close_names, numpy_dtypes
 from .matrices import required_variables
 
@@ -41,7 +41,8 @@ def used_variables(parsed: ParsedFormula, data: pd.DataFrame, extra: tuple[str, 
         for v in required_variables(f"0 + I({o})", f"offset({o})"):
             used.setdefault(v, f"offset({o})")
     for t in parsed.random:
-        for v in required_variables(t.lhs, t.text):
+        coords = position_columns(t.lhs, t.text)
+        for v in coords if coords is not None else required_variables(t.lhs, t.text):
             used.setdefault(v, f"the term {t.text}")
         for v in t.group_vars:
             used.setdefault(v, f"the term {t.text}")

@@ -72,7 +72,9 @@ def check_identifiable(terms, nobs: int, p: int, family) -> None:
         )
     for t in terms:
         nre = t.nlevels * t.q
-        if nobs <= nre:
+        # a structure with one SD for all its columns (ar1, ou, exp, gau, mat) is told apart from the
+        # residual by its correlations, as in glmmTMB; per-column SDs (us, diag, cs, toep) are not
+        if nobs <= nre and t.structure.n_sd != 1:
             raise DataError(
                 f"the number of observations ({nobs}) is not larger than the number of random effects "
                 f"({nre}) of the term {t.text}: its variance parameters and the residual variance are "

@@ -25,6 +25,7 @@ from formulaic.errors import DataMismatchWarning
 from ..errors import DataError, DataWarning, warn
 from .checks import as_frame, numpy_dtypes
 from .grouping import map_groups, value_label
+from .positions import PositionSpec
 from .matrices import eval_numeric, model_matrix, rename_intercept, required_variables
 
 __all__ = ["NewDesign", "new_fixed_matrix", "new_design", "check_new_levels", "design_variables"]
@@ -165,7 +166,10 @@ def new_design(spec, newdata, offset=None) -> NewDesign:
         codes.append(mg.codes)
         missing.append(mg.missing)
         new.append(mg.new_levels)
-        zm = _matrix(t.lhs_spec, newdata, t.text).to_numpy(dtype=float)
+        if isinstance(t.lhs_spec, PositionSpec):
+            zm = t.lhs_spec.matrix(newdata, f"the term {t.text}").to_numpy(dtype=float)
+        else:
+            zm = _matrix(t.lhs_spec, newdata, t.text).to_numpy(dtype=float)
         if t.columns is not None:
             zm = zm[:, list(t.columns)]
         zvals.append(zm)

@@ -8,7 +8,9 @@ The covariance of the term's random effects is :math:`\sigma^2 T T'` with ``T`` 
 triangular (q × q). ``theta`` holds ``T``'s lower triangle column by column (lme4's order:
 ``T11, T21, ..., Tq1, T22, ...``), diagonal entries bounded below by 0. For the whole model
 :math:`\Lambda = \mathrm{blockdiag}_k(I_{J_k} \otimes T_k)` and :math:`b = \Lambda u`,
-:math:`u \sim N(0, \sigma^2 I)` (σ = 1 outside the gaussian family).
+:math:`u \sim N(0, \sigma^2 I)` (σ = 1 outside the gaussian family). A structured term
+(``ar1(...)``, ``cs(...)``, …) has its own theta → T map (:mod:`.covstruct`); :meth:`ReTerm.T`
+is the one way from a term's theta block to its T.
 """
 
 from __future__ import annotations
@@ -18,21 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from .covstruct import Structure, tril_index
+
 __all__ = ["ReTerm", "theta_to_T", "tril_index"]
 
 
-def tril_index(q: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of a q × q lower triangle in lme4's column-major order."""
-    rows, cols = [], []
-    for c in range(q):
-        for r in range(c, q):
-            rows.append(r)
-            cols.append(c)
-    return np.array(rows, dtype=int), np.array(cols, dtype=int)
-
-
 def theta_to_T(theta_block: np.ndarray, q: int) -> np.ndarray:
-    """The lower-triangular factor ``T`` from one term's ``theta`` block."""
+    """The lower-triangular factor ``T`` of an unstructured term from its ``theta`` block."""
     T = np.zeros((q, q))
     r, c = tril_index(q)
     T[r, c] = theta_block
@@ -69,6 +63,9 @@ class ReTerm:
         Per grouping column, its levels in the fit (maps new data by codes).
     level_codes : ndarray of int, shape (J, len(group_vars))
         Per group, the codes of its columns' levels.
+    structure : Structure
+        The covariance structure (:mod:`.covstruct`; ``us`` unless the term was written
+        ``diag(...)``, ``ar1(...)``, …).
     """
 
     group: str
@@ -83,10 +80,24 @@ class ReTerm:
     text: str
     var_levels: tuple[tuple[str, ...], ...] = ()
     level_codes: np.ndarray | None = None
+    structure: Structure | None = None
+
+    def __post_init__(self):
+        if self.structure is None:
+            object.__setattr__(self, "structure", Structure("us", len(self.col_names)))
 
     @property
     def q(self) -> int:
         return len(self.col_names)
+
+    @property
+    def structured(self) -> bool:
+        """True for a term with a covariance structure other than lme4's unstructured one."""
+        return not self.structure.linear
+
+    def T(self, theta_block: np.ndarray) -> np.ndarray:
+        """The term's lower-triangular relative covariance factor at its theta block."""
+        return self.structure.T(theta_block)
 
     @property
     def nlevels(self) -> int:
@@ -94,22 +105,13 @@ class ReTerm:
 
     @property
     def ntheta(self) -> int:
-        return self.q * (self.q + 1) // 2
+        return self.structure.ntheta
 
     def theta_lower(self) -> np.ndarray:
-        r, c = tril_index(self.q)
-        return np.where(r == c, 0.0, -np.inf)
+        return self.structure.lower()
 
     def theta_start(self) -> np.ndarray:
-        r, c = tril_index(self.q)
-        return np.where(r == c, 1.0, 0.0)
+        return self.structure.start()
 
     def theta_names(self) -> list[str]:
-        r, c = tril_index(self.q)
-        names = []
-        for a, b in zip(r, c):
-            if a == b:
-                names.append(f"{self.label}.{self.col_names[a]}")
-            else:
-                names.append(f"{self.label}.{self.col_names[a]}.{self.col_names[b]}")
-        return names
+        return [f"{self.label}.{n}" for n in self.structure.param_names(self.col_names)]

@@ -34,7 +34,6 @@ import pandas as pd
 
 from ..design import ModelSpec, ReTerm, grouping, model_frame, model_matrix, read_response, rename_intercept
 from ..design.matrices import check_finite, eval_numeric
-from ..design.reterms import theta_to_T
 from ..errors import DataError
 from ..likelihood import AgqDevfun, LaplaceDevfun, ReStructure
 
@@ -239,7 +238,7 @@ class PartitionModel:
         """Per term: the level keys, b = T u (J, q) and the conditional SDs (J, q)."""
         out, start = [], 0
         for k, (t, sl) in enumerate(zip(self.spec.terms, self.spec.theta_slices())):
-            T = theta_to_T(theta[sl], t.q)
+            T = t.T(theta[sl])
             uk = u[start : start + t.nlevels * t.q].reshape(t.nlevels, t.q)
             start += t.nlevels * t.q
             cov = scale2 * np.einsum("ab,jbc,dc->jad", T, fac.inv_blocks_term(k), T)

@@ -12,6 +12,10 @@ Grammar handled here (lme4's, see ``lme4::findbars`` / ``expandDoubleVerts``):
 * ``(lhs || g)``: uncorrelated, expanded later to one term per model-matrix column;
 * ``g`` may be ``a:b`` (interaction of grouping columns) or ``a/b`` (nesting), which expands to
   ``(lhs | a) + (lhs | a:b)``;
+* ``diag(lhs | g)``, ``cs(...)``, ``ar1(...)``, ``toep(...)``, ``ou(...)``, ``exp(...)``,
+  ``gau(...)``, ``mat(...)``: glmmTMB's covariance structures (``us(...)`` is the plain bar);
+  the spatial ones take coordinates ``pos(x, y) + 0`` (glmmTMB's ``numFactor(x, y)`` reads the
+  same) on the left of the bar;
 * ``offset(expr)`` summands are taken out of the fixed part;
 * the response may be ``cbind(successes, failures)``.
 """
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 
 from ..errors import FormulaError
 
-__all__ = ["ParsedFormula", "RandomTerm", "parse_formula", "split_top_level"]
+__all__ = ["ParsedFormula", "RandomTerm", "STRUCTURE_NAMES", "parse_formula", "position_columns", "split_top_level"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class RandomTerm:
         The grouping columns whose interaction defines the levels.
     correlated : bool
         False for ``||`` terms.
+    structure : str
+        The covariance structure: ``"us"`` (unstructured, lme4's) or one of glmmTMB's
+        ``diag cs ar1 toep ou exp gau mat``.
     text : str
         The term as lme4 would print it, for messages.
     """
@@ -48,11 +55,13 @@ class RandomTerm:
     group: str
     group_vars: tuple[str, ...]
     correlated: bool = True
+    structure: str = "us"
 
     @property
     def text(self) -> str:
         bar = "|" if self.correlated else "||"
-        return f"({self.lhs} {bar} {self.group})"
+        inner = f"{self.lhs} {bar} {self.group}"
+        return f"{self.structure}({inner})" if self.structure != "us" else f"({inner})"
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,55 @@ def _call_args(s: str, name: str) -> list[str] | None:
     if _strip_outer_parens("(" + inner + ")") is None:
         return None
     return [piece.strip() for _, piece in split_top_level(inner, ",")]
+
+
+STRUCTURE_NAMES = ("us", "diag", "cs", "ar1", "toep", "ou", "exp", "gau", "mat")
+
+
+def _structured_bar(p: str) -> tuple[str, str] | None:
+    """``(structure, inside)`` when ``p`` is a call such as ``ar1(timef + 0 | id)`` whose
+    argument holds a bar; None otherwise (``exp(x)`` in the fixed part stays a function)."""
+    m = _CALL.match(p)
+    if not m or _strip_outer_parens("(" + m.group(2) + ")") is None or _find_bar(m.group(2)) is None:
+        return None
+    name = m.group(1)
+    if name not in STRUCTURE_NAMES:
+        raise FormulaError(
+            f"unknown covariance structure '{name}' in '{p}'; write one of {', '.join(STRUCTURE_NAMES)} "
+            "(glmmTMB's names), or (lhs | g) for an unstructured term"
+        )
+    return name, m.group(2)
+
+
+def position_columns(lhs: str, text: str) -> tuple[str, ...] | None:
+    """The coordinate columns of a left side ``pos(x, y) + 0`` (or ``numFactor(x, y) + 0``,
+    ``0 + pos(t)``); None when the left side has no ``pos``/``numFactor`` call.
+
+    Raises
+    ------
+    FormulaError
+        When ``pos()`` is combined with other columns or an intercept.
+    """
+    parts = [p.strip() for _, p in split_top_level(lhs, "+")]
+    calls = [p for p in parts if re.match(r"^\s*(pos|numFactor)\s*\(", p)]
+    if not calls:
+        return None
+    rest = [p for p in parts if p not in calls]
+    if len(calls) != 1 or rest != ["0"]:
+        raise FormulaError(
+            f"the term {text}: write its coordinates alone and without an intercept, as "
+            "pos(x) + 0 or pos(x, y) + 0 (glmmTMB's numFactor(x, y) + 0)"
+        )
+    name = "pos" if _call_args(calls[0], "pos") is not None else "numFactor"
+    args = _call_args(calls[0], name)
+    if args is None or not all(args):
+        raise FormulaError(f"the term {text}: {calls[0]} needs one or more numeric coordinate columns")
+    out = []
+    for a in args:
+        if not (_is_name(a) or _is_quoted(a)):
+            raise FormulaError(f"the term {text}: coordinate '{a}' must be a column name")
+        out.append(a[1:-1] if _is_quoted(a) else a)
+    return tuple(out)
 
 
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
@@ -294,6 +352,9 @@ def parse_formula(text: str) -> ParsedFormula:
                 raise FormulaError(f"the formula '{text}' has an empty term next to '{sign}'")
             continue
         inner = _strip_outer_parens(p)
+        structure = "us"
+        if inner is None and (sb := _structured_bar(p)) is not None:
+            structure, inner = sb
         bar = _find_bar(inner) if inner is not None else None
         if bar is not None:
             if sign == "-":
@@ -302,8 +363,11 @@ def parse_formula(text: str) -> ParsedFormula:
             re_lhs, re_grp = inner[:pos].strip(), inner[pos + width :].strip()
             if not re_lhs:
                 raise FormulaError(f"random-effect term {p} has nothing left of the bar")
+            if structure != "us" and width == 2:
+                raise FormulaError(f"'{p}': a covariance structure takes a single bar '|' ('||' is lme4's "
+                                   "uncorrelated shorthand; write diag(...) for independent effects)")
             for name, vars_ in _grouping(p, re_grp):
-                random.append(RandomTerm(re_lhs, name, vars_, correlated=(width == 1)))
+                random.append(RandomTerm(re_lhs, name, vars_, correlated=(width == 1), structure=structure))
             continue
         if "|" in p and inner is None:
             raise FormulaError(
@@ -321,7 +385,7 @@ def parse_formula(text: str) -> ParsedFormula:
 
     seen: dict[tuple, str] = {}
     for t in random:  # a repeated term is the same variance twice: a ridge, not a model
-        key = (" ".join(t.lhs.split()), t.group_vars, t.correlated)
+        key = (" ".join(t.lhs.split()), t.group_vars, t.correlated, t.structure)
         if key in seen:
             raise FormulaError(
                 f"the random-effect term {t.text} appears twice in '{text}' (after expanding '/'); "

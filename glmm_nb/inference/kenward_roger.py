@@ -50,7 +50,7 @@ import numpy as np
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
-from ..design.reterms import theta_to_T, tril_index
+from ..design.reterms import tril_index
 from ..errors import ModelError
 from .modelinfo import cache_get, cache_put, is_lmm
 
@@ -168,7 +168,7 @@ class _Blocks:
             [(offsets[k] + np.asarray(t.codes)[keep] * t.q)[:, None] + np.arange(t.q)[None, :]
              for k, t in enumerate(terms)], axis=1)
         theta = np.asarray(m.theta, dtype=float)
-        Ts = [theta_to_T(theta[sl], t.q) for sl, t in zip(spec.theta_slices(), terms)]
+        Ts = [t.T(theta[sl]) for sl, t in zip(spec.theta_slices(), terms)]
         if len(terms) == 1:
             self.J, self.d = terms[0].nlevels, q[0]
             self.Lam = Ts[0][None]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..design import ModelSpec
-from ..design.reterms import theta_to_T, tril_index
+from ..design.reterms import tril_index
 
 __all__ = ["sdcor_names", "theta_to_sdcor", "sdcor_to_theta", "sdcor_bounds", "clip_sdcor_limits"]
 
@@ -34,7 +34,7 @@ def sdcor_names(spec: ModelSpec, gaussian: bool) -> list[str]:
 def theta_to_sdcor(spec: ModelSpec, theta: np.ndarray, sigma: float, gaussian: bool) -> np.ndarray:
     out = []
     for t, sl in zip(spec.terms, spec.theta_slices()):
-        T = theta_to_T(theta[sl], t.q) * sigma
+        T = t.T(theta[sl]) * sigma
         S = T @ T.T
         sd = np.sqrt(np.diag(S))
         out += list(sd)

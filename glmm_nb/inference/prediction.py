@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from ..design import as_frame, check_choice, check_level, new_fixed_matrix
-from ..design.reterms import theta_to_T
 from ..errors import ModelError
 from ..likelihood import LaplaceDevfun, LmmDevfun
 from .ddf import linear_inference, t_quantile
@@ -57,7 +56,7 @@ def _conditional_parts(m, newdata):
     """(X, offset, Zt (n, s) values of Z~, global columns (n, s), known mask) for the rows."""
     spec = m.spec
     theta = np.asarray(m.theta, dtype=float)
-    Ts = [theta_to_T(theta[sl], t.q) for sl, t in zip(spec.theta_slices(), spec.terms)]
+    Ts = [t.T(theta[sl]) for sl, t in zip(spec.theta_slices(), spec.terms)]
     offsets = np.cumsum([0] + [t.q * t.nlevels for t in spec.terms])
     if newdata is None:
         X, off = np.asarray(spec.X, dtype=float), np.asarray(spec.offset, dtype=float)

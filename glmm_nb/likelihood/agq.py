@@ -140,7 +140,7 @@ class AgqDevfun:
         _mu, r, *_ = fam.working(eta, y, pw)
         R = pi[self.codes] * r  # (n, K)
         g_beta = -2.0 * (self.X.T @ R.sum(axis=1))
-        g_theta = np.empty(self.ntheta)
+        g_theta = np.empty(self.rs.ntau)
         U = ujk[self.codes]  # (n, K, q)
         for m, ent in enumerate(self.rs.entries):
             za = self.rs.Zv[0][:, ent.a]
@@ -149,6 +149,7 @@ class AgqDevfun:
             cb, ct = self._placement_terms(st, u[:, 0], L[:, 0, 0], ujk[:, :, 0], pi, r)
             g_beta = g_beta + cb
             g_theta = g_theta + ct
+        g_theta = self.rs.theta_grad(st.theta, g_theta)  # T's entries, chained to theta
         if not self.lap.nx:
             return dev, np.concatenate([g_theta, g_beta])
         lp = fam.extra_pieces(eta, y, pw)[0]  # (n, K, k): placement-fixed part for the extras

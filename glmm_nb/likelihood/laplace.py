@@ -294,13 +294,8 @@ class LaplaceDevfun:
         Zs = rs.mult(vals, s)
         e = -2.0 * st.r + c - st.Wobs * Zs
         g_beta = self.X.T @ e
-        g_theta = np.empty(self.ntheta)
-        for m, ent in enumerate(rs.entries):
-            col = rs.cols[:, ent.slot_b]
-            za = rs.Zv[ent.term][:, ent.a]
-            g_theta[m] = float(
-                np.sum(za * (e * st.u[col] + 2.0 * st.W * P[:, ent.slot_b] + st.r * s[col]))
-            )
+        H = e[:, None] * st.u[rs.cols] + 2.0 * st.W[:, None] * P + st.r[:, None] * s[rs.cols]
+        g_theta = rs.theta_grad(st.theta, rs.row_grad(H))  # T's entries, chained to theta
         if not self.nx:
             return np.concatenate([g_theta, g_beta])
         # extra parameters (a log-dispersion, zero-part coefficients) act per observation:

@@ -248,17 +248,15 @@ class LmmDevfun:
         rs, w = self.rs, self.w
         nu = self.n_eff - (self.p if self.reml else 0)
         we = w * st.resid * (nu / st.pwrss)
-        g = np.empty(self.ntheta)
-        for m, ent in enumerate(rs.entries):  # the residual sum of squares' part
-            col = rs.cols[:, ent.slot_b]
-            g[m] = -2.0 * float((we * rs.Zv[ent.term][:, ent.a]) @ st.u[col])
+        g = rs.row_grad(-2.0 * we[:, None] * st.u[rs.cols])  # the residual sum of squares' part
         Ts = rs.Ts(st.theta)
         method = method or self._grad_method(Ts)
-        return g + (self._logdet_grad_trace(st, Ts) if method == "trace" else self._logdet_grad_rows(st))
+        g = g + (self._logdet_grad_trace(st, Ts) if method == "trace" else self._logdet_grad_rows(st))
+        return rs.theta_grad(st.theta, g)  # from T's entries to the terms' parameters
 
     def _logdet_grad_trace(self, st: LmmState, Ts: list) -> np.ndarray:
         rs = self.rs
-        out = np.empty(self.ntheta)
+        out = np.empty(rs.ntau)
         Rinv = np.linalg.inv(st.RX2) if self.reml else None
         K = []
         for k, T in enumerate(Ts):
@@ -287,7 +285,4 @@ class LmmDevfun:
             Y = np.linalg.solve(st.RX2, (self.X - Fz).T).T  # (n, p)
             for t in range(rs.s):
                 Pt[:, t] -= np.einsum("np,np->n", F[rs.cols[:, t]], Y)
-        out = np.empty(self.ntheta)
-        for m, ent in enumerate(rs.entries):
-            out[m] = 2.0 * float((w * rs.Zv[ent.term][:, ent.a]) @ Pt[:, ent.slot_b])
-        return out
+        return rs.row_grad(2.0 * w[:, None] * Pt)

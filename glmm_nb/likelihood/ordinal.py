@@ -293,11 +293,8 @@ class OrdinalLaplaceDevfun:
         lo = -2.0 * cl.l_lo + h * cl.w_lo + Zs * cl.r_lo
         g_alpha = self.alpha_sum(up, lo)
         g_tau = threshold_jacobian(st.tau).T @ g_alpha
-        g_theta = np.empty(self.ntheta)
-        for m, ent in enumerate(rs.entries):
-            col = rs.cols[:, ent.slot_b]
-            za = rs.Zv[ent.term][:, ent.a]
-            g_theta[m] = float(np.sum(za * (e * st.u[col] + 2.0 * W * P[:, ent.slot_b] + cl.r * s[col])))
+        H = e[:, None] * st.u[rs.cols] + 2.0 * W[:, None] * P + cl.r[:, None] * s[rs.cols]
+        g_theta = rs.theta_grad(st.theta, rs.row_grad(H))  # T's entries, chained to theta
         parts = [g_theta, g_beta, g_tau]
         if gamma is not None:
             g_gamma = np.stack([self.alpha_sum(up * self.Xn[:, j], lo * self.Xn[:, j]) for j in range(self.r)])

@@ -36,6 +36,12 @@ The factorization interface (``fac = rs.factor(vals, W)``), the same for both cl
     (the LMM gradient's traces).
 ``fac.chol_blocks()``
     ``BlockFactor`` only: lower Cholesky factors of the blocks, for AGQ node placement.
+
+Gradients. The deviance functions differentiate with respect to the entries of each T_k (the
+``entries`` below: lme4's theta for unstructured terms); :meth:`ReStructure.theta_grad` chains
+those to the term's own parameters (:meth:`glmm_nb.design.covstruct.Structure.chain`), the
+identity for unstructured terms. :meth:`ReStructure.row_grad` forms the per-entry sums
+:math:`\sum_i z_{ia} H_{i,b}` for all entries of a term at once (one product per term).
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from functools import cached_property
 import numpy as np
 
 from ..design import ModelSpec
-from ..design.reterms import theta_to_T, tril_index
+from ..design.reterms import tril_index
 from .schur import CrossStructure, SchurFactor, block_chol
 
 __all__ = ["ReStructure", "BlockFactor", "SchurFactor", "keeps_states", "STATE_CACHE_BYTES"]
@@ -90,11 +96,43 @@ class ReStructure:
             for a, b in zip(r, c):
                 entries.append(ThetaEntry(k, int(a), int(b), int(self.slot0[k] + b)))
         self.entries = entries
+        self.ntau = len(entries)
         self.slices = spec.theta_slices()
+        self.structured = any(t.structured for t in spec.terms)
 
     # ---------------------------------------------------------------------------- theta
     def Ts(self, theta: np.ndarray) -> list[np.ndarray]:
-        return [theta_to_T(theta[sl], q) for sl, q in zip(self.slices, self.q)]
+        return [t.T(theta[sl]) for sl, t in zip(self.slices, self.terms)]
+
+    def theta_grad(self, theta: np.ndarray, g_tau: np.ndarray) -> np.ndarray:
+        """Gradient in theta from the gradient ``g_tau`` in the T entries (``entries`` order)."""
+        if not self.structured:
+            return g_tau
+        out, start = [], 0
+        for t, sl in zip(self.terms, self.slices):
+            r, c = tril_index(t.q)
+            G = np.zeros((t.q, t.q))
+            G[r, c] = g_tau[start : start + r.size]
+            start += r.size
+            out.append(t.structure.chain(theta[sl], G))
+        return np.concatenate(out)
+
+    def row_grad(self, H: np.ndarray) -> np.ndarray:
+        r"""Per entry (a, b) of term k: :math:`\sum_i z_{ia} H_{i, slot_b}`, (ntau,).
+
+        Small terms sum entry by entry (numpy's pairwise sum: the result does not depend on the
+        arrays' memory alignment, so two fits of the same data agree to the last bit); a term with
+        many entries (a spatial term) takes one matrix product.
+        """
+        out = []
+        for k, t in enumerate(self.terms):
+            r, c = tril_index(t.q)
+            if r.size <= 64:
+                Zk, s0 = self.Zv[k], self.slot0[k]
+                out.append(np.array([np.sum(Zk[:, a] * H[:, s0 + b]) for a, b in zip(r, c)]))
+            else:
+                out.append((self.Zv[k].T @ H[:, self.slot0[k] : self.slot0[k + 1]])[r, c])
+        return np.concatenate(out)
 
     def vals(self, theta: np.ndarray) -> np.ndarray:
         """Non-zeros of Z~ = Z Lambda (n, s)."""

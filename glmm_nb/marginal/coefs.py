@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 
-from ..design import check_int, check_seed, theta_to_T
+from ..design import check_int, check_seed
 from ..errors import ModelError
 from ..inference.simulate import re_row_variance
 from ..numdiff import central_diff
@@ -40,7 +40,7 @@ _W = _W / np.sqrt(2 * np.pi)
 
 
 def _re_variance(spec, theta: np.ndarray) -> np.ndarray:
-    Ts = [theta_to_T(theta[sl], t.q) for t, sl in zip(spec.terms, spec.theta_slices())]
+    Ts = [t.T(theta[sl]) for t, sl in zip(spec.terms, spec.theta_slices())]
     return re_row_variance([t.Zvals for t in spec.terms], [T @ T.T for T in Ts])
 
 

@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 
-from ..design import theta_to_T
 from ..errors import ModelError
 from ..inference.simulate import re_row_variance
 from ..numdiff import central_diff
@@ -55,7 +54,7 @@ def ordinal_marginal_map(m):
 
     def f(phi: np.ndarray) -> np.ndarray:
         theta, beta, tau = phi[:nt], phi[nt : nt + p], phi[nt + p :]
-        Ts = [theta_to_T(theta[sl], t.q) for t, sl in zip(spec.terms, spec.theta_slices())]
+        Ts = [t.T(theta[sl]) for t, sl in zip(spec.terms, spec.theta_slices())]
         sd = np.sqrt(re_row_variance([t.Zvals for t in spec.terms], [T @ T.T for T in Ts]))
         alpha = fam.thresholds(tau)
         eta = X @ beta + off

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..design import ModelSpec, separation_message, theta_to_T, tril_index
+from ..design import ModelSpec, separation_message
 from ..errors import ConvergenceWarning, SingularFitWarning, warn
 from ..families import threshold_names
 from ..optimize import OptSummary
@@ -23,12 +23,11 @@ __all__ = ["build_result", "singular_terms", "conditional_covariance"]
 
 
 def singular_terms(spec: ModelSpec, theta: np.ndarray, tol: float = 1e-4) -> list[str]:
-    """Terms with a theta diagonal entry below ``tol`` (lme4's ``isSingular``)."""
+    """Terms with a theta diagonal entry below ``tol`` (lme4's ``isSingular``; a structured term:
+    an SD below ``tol``)."""
     out = []
     for t, sl in zip(spec.terms, spec.theta_slices()):
-        r, c = tril_index(t.q)
-        diag = theta[sl][r == c]
-        if np.any(np.abs(diag) < tol):
+        if t.structure.singular(theta[sl], tol):
             out.append(t.text if t.label == t.group else f"{t.text} ({t.label})")
     return out
 
@@ -37,7 +36,7 @@ def conditional_covariance(spec: ModelSpec, fac, theta: np.ndarray, scale2: floa
     """Per term (J, q, q): conditional covariance of b = Lambda u (× sigma² for LMMs)."""
     out = []
     for k, (t, sl) in enumerate(zip(spec.terms, spec.theta_slices())):
-        T = theta_to_T(theta[sl], t.q)
+        T = t.T(theta[sl])
         out.append(scale2 * np.einsum("ab,jbc,dc->jad", T, fac.inv_blocks_term(k), T))
     return tuple(out)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..design import ModelSpec, theta_to_T
+from ..design import ModelSpec
 from ..errors import ModelError
 from ..optimize import OptSummary
 from ..request import FitRequest
@@ -178,7 +178,7 @@ class GLMMResult:
         """Covariance matrix of each term's random effects, keyed by term label."""
         out = {}
         for t, sl in zip(self.spec.terms, self.spec.theta_slices()):
-            T = theta_to_T(self.theta[sl], t.q)
+            T = t.T(self.theta[sl])
             S = self.sigma**2 * T @ T.T
             out[t.label] = pd.DataFrame(S, index=list(t.col_names), columns=list(t.col_names))
         return out
@@ -224,7 +224,7 @@ class GLMMResult:
         for t, sl in zip(self.spec.terms, self.spec.theta_slices()):
             u = self.u[start : start + t.nlevels * t.q].reshape(t.nlevels, t.q)
             start += t.nlevels * t.q
-            out.append(u @ theta_to_T(self.theta[sl], t.q).T)
+            out.append(u @ t.T(self.theta[sl]).T)
         return out
 
     def ranef(self, condvar: bool = True) -> dict[str, pd.DataFrame]:

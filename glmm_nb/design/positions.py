@@ -1,0 +1,96 @@
+"""Coordinates of a spatial or continuous-time term: ``pos(x, y) + 0`` (glmmTMB's ``numFactor``).
+
+As in glmmTMB, each distinct position is one column of the term (an indicator), and the term's
+covariance between two columns is a function of the distance between their positions
+(:mod:`.covstruct`). The term is dense in its positions: ``J`` groups × ``q`` positions hold
+``J q²`` covariance entries, so :data:`MAX_POSITIONS` and :data:`MAX_BYTES` bound it (an
+approximate large-``q`` path, e.g. a nearest-neighbour or SPDE field, is future work).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, ModelError
+
+__all__ = ["PositionSpec", "position_spec", "MAX_POSITIONS", "MAX_BYTES"]
+
+MAX_POSITIONS = 4000
+MAX_BYTES = 2.0e9
+
+
+def _label(row) -> str:
+    return "(" + ",".join(f"{v:.10g}" for v in row) + ")"
+
+
+class PositionSpec:
+    """Rebuilds a position term's indicator columns for new data (the fitted positions only).
+
+    Attributes
+    ----------
+    columns : tuple of str
+        The coordinate columns.
+    coords : ndarray (q, dim)
+        The distinct positions of the fit, sorted.
+    """
+
+    def __init__(self, columns: tuple[str, ...], coords: np.ndarray):
+        self.columns = tuple(columns)
+        self.coords = coords
+        self.variables_by_source = {"data": set(columns)}
+        self.col_names = tuple(_label(r) for r in coords)
+        self._index = {tuple(r): i for i, r in enumerate(coords)}
+
+    def matrix(self, data: pd.DataFrame, where: str) -> pd.DataFrame:
+        """Indicator columns of the fitted positions; a position the fit did not see is refused."""
+        xy = _coordinates(data, self.columns, where)
+        idx = np.full(len(data), -1, dtype=np.int64)
+        ok = np.all(np.isfinite(xy), axis=1)
+        for i in np.nonzero(ok)[0]:  # new data: a dictionary lookup per row, outside any likelihood
+            idx[i] = self._index.get(tuple(xy[i]), -2)
+        if np.any(idx == -2):
+            bad = xy[np.nonzero(idx == -2)[0][0]]
+            raise DataError(
+                f"newdata has a position {_label(bad)} of {where} that the fit did not see; predictions "
+                "at new positions (kriging) are not implemented yet — predict with re='none' there"
+            )
+        Z = np.zeros((len(data), len(self.coords)))
+        rows = np.nonzero(idx >= 0)[0]
+        Z[rows, idx[rows]] = 1.0
+        Z[~ok] = np.nan
+        return pd.DataFrame(Z, columns=list(self.col_names), index=data.index)
+
+
+def _coordinates(data: pd.DataFrame, columns, where: str) -> np.ndarray:
+    for c in columns:
+        col = data[c]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            raise DataError(f"coordinate column '{c}' of {where} must be numeric, not {col.dtype}")
+    xy = data[list(columns)].to_numpy(dtype=float)
+    if np.any(np.isinf(xy)):
+        raise DataError(f"a coordinate column of {where} has infinite values")
+    return xy
+
+
+def position_spec(data: pd.DataFrame, columns: tuple[str, ...], where: str, ngroups: int) -> tuple[PositionSpec, np.ndarray]:
+    """The spec and the (n, q) indicator matrix of a position term fitted on ``data``.
+
+    Raises :class:`ModelError` naming the number of positions and the memory when the dense
+    term would not fit (``ngroups`` × q² covariance entries, several copies).
+    """
+    xy = _coordinates(data, columns, where)
+    coords, inv = np.unique(xy, axis=0, return_inverse=True)
+    q = len(coords)
+    need = 8.0 * (4.0 * ngroups * q * q + 3.0 * len(data) * q)
+    if q > MAX_POSITIONS or need > MAX_BYTES:
+        raise ModelError(
+            f"{where} has n = {q} distinct positions in {ngroups} group(s): the exact (dense) covariance needs "
+            f"about {need / 1e9:.1f} GB and {q}³ operations per evaluation; the exact path handles up to "
+            f"{MAX_POSITIONS} positions within {MAX_BYTES / 1e9:.0f} GB (round or aggregate the coordinates; an "
+            "approximate large-n spatial path is not implemented)"
+        )
+    spec = PositionSpec(columns, coords)
+    Z = np.zeros((len(data), q))
+    Z[np.arange(len(data)), inv.ravel()] = 1.0
+    return spec, Z
