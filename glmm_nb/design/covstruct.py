@@ -271,6 +271,24 @@ class Structure:
                 out["smoothness"] = float(np.exp(c[1]))
         return out
 
+    def correlation_at(self, theta: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """The correlation at lags (ar1, cs, toep, diag: integers 0..q-1) or distances (ou, exp, gau,
+        mat: any values ≥ 0); not for ``us``."""
+        theta = np.asarray(theta, dtype=float)
+        c, d = theta[self.n_sd :], np.asarray(d, dtype=float)
+        if self.name in ("ar1", "cs", "toep", "diag"):
+            first_row = self.corr(c)[:, 0] if self.name != "diag" else np.eye(self.q)[:, 0]
+            return first_row[d.astype(int)]
+        if self.name == "ou":
+            return np.exp(-np.exp(c[0]) * d)
+        if self.name == "exp":
+            return np.exp(-d / np.exp(c[0]))
+        if self.name == "gau":
+            return np.exp(-(d**2) / np.exp(2.0 * c[0]))
+        if self.name == "mat":
+            return matern(d, float(np.exp(c[0])), float(np.exp(c[1])))
+        raise ValueError("an unstructured term has no correlation function")
+
     def compact(self, theta: np.ndarray) -> str:
         """glmmTMB's compact correlation text: ``0.748 (ar1)``, ``2.48 (exp: range)``."""
         p = self.parameters(theta)

@@ -54,7 +54,7 @@ import numpy as np
 
 from ..design import ModelSpec
 from ..design.reterms import tril_index
-from .schur import CrossStructure, SchurFactor, block_chol
+from .schur import BINCOUNT_MAX_Q, CrossStructure, SchurFactor, block_chol, padded_rows, unpad_rows
 
 __all__ = ["ReStructure", "BlockFactor", "SchurFactor", "keeps_states", "STATE_CACHE_BYTES"]
 
@@ -240,4 +240,7 @@ class BlockFactor:
         codes = self.rs.codes0
         if self.q == 1:
             return vals / self.m[codes][:, None]
+        if self.q > BINCOUNT_MAX_Q:  # never form (n, q, q): one batched product per level
+            V = padded_rows(codes, self.J, vals)
+            return unpad_rows(codes, self.J, np.matmul(V, self.Minv))
         return np.einsum("nab,nb->na", self.Minv[codes], vals)

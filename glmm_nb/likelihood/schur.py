@@ -86,7 +86,7 @@ from threadpoolctl import ThreadpoolController
 
 from ..errors import ModelError
 
-__all__ = ["CrossStructure", "SchurFactor", "block_chol", "available_memory"]
+__all__ = ["CrossStructure", "SchurFactor", "block_chol", "available_memory", "padded_rows", "unpad_rows"]
 
 NUMBA_MIN_WORK = 20_000_000  # sum_j n_j^2 q1^2 above which the compiled kernels are used
 THREADED_MIN_Q2 = 1000  # dense blocks at least this large use every core (LAPACK; measured below)
@@ -118,12 +118,17 @@ def available_memory() -> int:
 def block_chol(codes: np.ndarray, W: np.ndarray, vals: np.ndarray, q: int, J: int):
     """Per-level blocks ``I + sum_i W_i v_i v_i'`` (J, q, q) of one term: Cholesky factors,
     log-determinant and inverses, batched over levels."""
-    M = np.empty((J, q, q))
-    for a in range(q):
-        for b in range(a + 1):
-            acc = np.bincount(codes, weights=W * vals[:, a] * vals[:, b], minlength=J)
-            M[:, a, b] = acc
-            M[:, b, a] = acc
+    if q <= BINCOUNT_MAX_Q:
+        M = np.empty((J, q, q))
+        for a in range(q):
+            for b in range(a + 1):
+                acc = np.bincount(codes, weights=W * vals[:, a] * vals[:, b], minlength=J)
+                M[:, a, b] = acc
+                M[:, b, a] = acc
+    else:  # many columns (a spatial term): rows padded per level, one batched product
+        V = padded_rows(codes, J, vals)
+        Vw = padded_rows(codes, J, vals * W[:, None])
+        M = np.matmul(Vw.transpose(0, 2, 1), V)
     M[:, np.arange(q), np.arange(q)] += 1.0
     if q == 1:
         if not np.all(M > 0):  # as Cholesky would: negative weights made a block indefinite
@@ -133,7 +138,37 @@ def block_chol(codes: np.ndarray, W: np.ndarray, vals: np.ndarray, q: int, J: in
     L = np.linalg.cholesky(M)
     logdet = float(2.0 * np.sum(np.log(np.einsum("jaa->ja", L))))
     Linv = np.linalg.inv(L)
-    return L, logdet, np.einsum("jka,jkb->jab", Linv, Linv)
+    if q <= BINCOUNT_MAX_Q:
+        return L, logdet, np.einsum("jka,jkb->jab", Linv, Linv)
+    return L, logdet, np.matmul(Linv.transpose(0, 2, 1), Linv)
+
+
+BINCOUNT_MAX_Q = 16  # larger blocks are summed by a batched product of padded rows
+
+
+def padded_rows(codes: np.ndarray, J: int, A: np.ndarray) -> np.ndarray:
+    """Rows of ``A`` (n, k) grouped by level into a zero-padded (J, n_max, k) array, in row order
+    within each level (a scatter, no loop over levels); :func:`unpad_rows` inverts it."""
+    order, slot, nmax = _pad_index(codes, J)
+    out = np.zeros((J, nmax, A.shape[1]))
+    out[codes[order], slot] = A[order]
+    return out
+
+
+def unpad_rows(codes: np.ndarray, J: int, P: np.ndarray) -> np.ndarray:
+    """The (n, k) rows of a padded (J, n_max, k) array, back in data order."""
+    order, slot, _ = _pad_index(codes, J)
+    out = np.empty((codes.size, P.shape[2]))
+    out[order] = P[codes[order], slot]
+    return out
+
+
+def _pad_index(codes: np.ndarray, J: int):
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes, minlength=J)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    slot = np.arange(codes.size) - starts[codes[order]]
+    return order, slot, int(counts.max()) if counts.size else 0
 
 
 def _ptr(keys: np.ndarray, m: int) -> np.ndarray:

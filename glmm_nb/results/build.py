@@ -37,7 +37,7 @@ def conditional_covariance(spec: ModelSpec, fac, theta: np.ndarray, scale2: floa
     out = []
     for k, (t, sl) in enumerate(zip(spec.terms, spec.theta_slices())):
         T = t.T(theta[sl])
-        out.append(scale2 * np.einsum("ab,jbc,dc->jad", T, fac.inv_blocks_term(k), T))
+        out.append(scale2 * np.matmul(np.matmul(T, fac.inv_blocks_term(k)), T.T))  # T M⁻¹ T' per level
     return tuple(out)
 
 

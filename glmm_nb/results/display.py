@@ -103,9 +103,16 @@ def random_effects_display(m) -> pd.DataFrame:
     """lme4's ``VarCorr`` print: Groups, Name, Variance, Std.Dev. (and Corr when any)."""
     vc = m.varcorr()
     rows = []
+    compact = m.structure_text()
     for t in m.spec.terms:
         sub = vc[(vc.grp == t.label) & vc.var2.isna()]
         cors = vc[(vc.grp == t.label) & vc.var2.notna()]
+        if t.label in compact:  # glmmTMB's compact line for a structured term: "0.748 (ar1)"
+            for i, (_, r) in enumerate(sub.iloc[: 3 if t.q > 8 else t.q].iterrows()):
+                rows.append([t.label if i == 0 else "", r.var1, r.vcov, r.sdcor, compact[t.label] if i == 0 else ""])
+            if t.q > 8:
+                rows.append(["", f"… ({t.q} columns)", np.nan, np.nan, ""])
+            continue
         for i, (_, r) in enumerate(sub.iterrows()):
             corr = ""
             if i > 0:

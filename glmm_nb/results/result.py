@@ -183,6 +183,44 @@ class GLMMResult:
             out[t.label] = pd.DataFrame(S, index=list(t.col_names), columns=list(t.col_names))
         return out
 
+    def structure_parameters(self) -> dict[str, dict[str, float]]:
+        """Per structured term (``ar1(...)``, ``exp(...)``, …): its parameters on glmmTMB's scale —
+        SDs (absolute), ``rho`` (cs, ar1; lag-one correlation), ``rho1…`` (toep), ``rate`` and
+        ``rho_unit`` (ou: correlation at unit distance), ``range`` (exp, gau, mat), ``smoothness``
+        (mat). Unstructured terms are not listed (see :meth:`varcorr`)."""
+        return {t.label: t.structure.parameters(self.theta[sl], self.sigma)
+                for t, sl in zip(self.spec.terms, self.spec.theta_slices()) if t.structured}
+
+    def structure_text(self) -> dict[str, str]:
+        """glmmTMB's compact text of each structured term's correlation (``0.748 (ar1)``)."""
+        return {t.label: t.structure.compact(self.theta[sl])
+                for t, sl in zip(self.spec.terms, self.spec.theta_slices()) if t.structured}
+
+    def covariance_structure(self, points: int = 41) -> pd.DataFrame:
+        """The estimated correlation against lag or distance, per structured term — what a plot of
+        the structure draws.
+
+        Columns ``term structure lag distance correlation``: for ar1, cs, toep and diag one row
+        per lag 0..q−1 (``distance`` = lag); for ou, exp, gau and mat ``points`` distances from 0
+        to the largest distance between the term's positions (``lag`` missing).
+        """
+        rows = []
+        for t, sl in zip(self.spec.terms, self.spec.theta_slices()):
+            if not t.structured:
+                continue
+            st = t.structure
+            if st.coords is None:
+                lag = np.arange(t.q)
+                d, lagcol = lag.astype(float), lag.astype(float)
+            else:
+                d = np.linspace(0.0, float(st.dist.max()), points)
+                lagcol = np.full(points, np.nan)
+            rho = st.correlation_at(self.theta[sl], d)
+            rows.append(pd.DataFrame({"term": t.label, "structure": st.name, "lag": lagcol, "distance": d,
+                                      "correlation": rho}))
+        cols = ["term", "structure", "lag", "distance", "correlation"]
+        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
+
     def varcorr(self) -> pd.DataFrame:
         """lme4's ``as.data.frame(VarCorr(m))``: grp, var1, var2, vcov, sdcor."""
         rows = []
