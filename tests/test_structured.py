@@ -258,7 +258,9 @@ def test_covariance_structure_frame(fits):
 def test_ranef_predict_simulate(fits):
     case, m = fits["epil_ar1_pois"]
     re_ = m.ranef()["subject"]
-    assert re_.shape == (59, 8) and list(re_.columns[:4]) == ["periodf[p1]", "periodf[p2]", "periodf[p3]", "periodf[p4]"] or re_.shape[0] == 59
+    assert re_.shape == (59, 8) and list(re_.columns[:4]) == ["periodf[p1]", "periodf[p2]", "periodf[p3]", "periodf[p4]"]
+    # conditional SDs: T M^-1 T' per subject, below the marginal SD
+    assert np.all(re_.iloc[:, 4:].to_numpy() < np.sqrt(m.covariance_matrices()["subject"].iloc[0, 0]))
     _, d = load("epil_ar1_pois")
     np.testing.assert_allclose(m.predict(d, type="link"), m.predict(type="link"), rtol=1e-10)
     # each row's linear predictor: fixed part + its period's random effect of its subject
@@ -266,10 +268,22 @@ def test_ranef_predict_simulate(fits):
     b = re_.iloc[:, :4].to_numpy()
     rows = pd.Categorical(d["subject"], categories=list(re_.index)).codes
     np.testing.assert_allclose(m.predict(type="link"), eta + b[rows, d["period"].to_numpy() - 1], rtol=1e-10)
-    sims = m.simulate(nsim=2, seed=1)
-    assert np.asarray(sims).shape[0] in (2, len(d))
+    sims = np.asarray(m.simulate(nsim=400, seed=1))
+    assert sims.shape == (len(d), 400)
+    # marginal mean of a count: exp(eta_fixed + sigma^2 / 2); over 400 x 236 draws within 5 %
+    mu = np.exp(eta + m.covariance_matrices()["subject"].iloc[0, 0] / 2)
+    assert sims.mean() == pytest.approx(mu.mean(), rel=0.05)
     co, dd = load("ou_pois")
     new = dd.iloc[:3].copy()
     new["t"] = [0.25, 1.0, 2.0]
     with pytest.raises(DataError, match=r"position \(0.25\)"):
         fits["ou_pois"][1].predict(new)
+
+
+def test_intervals_refused_or_fixed_only(fits):
+    m = fits["epil_ar1_pois"][1]
+    with pytest.raises(ModelError, match=r"structured covariance term .*ar1\(periodf \+ 0 \| subject\)"):
+        m.confint(method="profile")
+    ci = m.confint(method="wald")
+    assert list(ci.index) == list(m.fixef.index)
+    np.testing.assert_allclose(ci["conf_low"], m.fixef - 1.959964 * m.coef_table()["std_error"], rtol=1e-6)

@@ -32,9 +32,18 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
     check_level(level)
     check_choice(method, "method", ("wald", "profile", "bootstrap"))
     note = ""
+    structured = [t.text for t in m.spec.terms if t.structured]
+    if structured and method != "wald":
+        raise ModelError(
+            f"{method} intervals are not available for a model with a structured covariance term "
+            f"({', '.join(structured)}) yet; use method='wald' (fixed effects) — see m.structure_parameters()"
+        )
     if method == "wald":
         ct = m.coef_table(conf_level=level)[["conf_low", "conf_high"]]
-        out = pd.concat([_wald_re(m, level), ct, _wald_dispersion(m, level), _wald_zero_part(m, level),
+        re_part = _wald_re(m, level) if not structured else pd.DataFrame(columns=["conf_low", "conf_high"], dtype=float)
+        if structured:
+            note = "no intervals for the structured covariance terms' parameters yet"
+        out = pd.concat([re_part, ct, _wald_dispersion(m, level), _wald_zero_part(m, level),
                          _wald_thresholds(m, level)])
     elif method == "profile":
         from .profile import profile_confint
