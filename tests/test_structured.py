@@ -273,11 +273,28 @@ def test_ranef_predict_simulate(fits):
     # marginal mean of a count: exp(eta_fixed + sigma^2 / 2); over 400 x 236 draws within 5 %
     mu = np.exp(eta + m.covariance_matrices()["subject"].iloc[0, 0] / 2)
     assert sims.mean() == pytest.approx(mu.mean(), rel=0.05)
-    co, dd = load("ou_pois")
-    new = dd.iloc[:3].copy()
-    new["t"] = [0.25, 1.0, 2.0]
+
+
+def test_kriging_new_times(fits):
+    """ou: a new time of a fitted subject is predicted by kriging, b(t0) = c0' Σ⁻¹ b̂ over the
+    term's positions (the BLUP given the fitted effects), written out here independently."""
+    case, m = fits["ou_pois"]
+    _, d = load("ou_pois")
+    sub = d["id"].iloc[0]
+    new = pd.DataFrame({"id": [sub, sub, sub], "t": [0.25, 3.3, d["t"].iloc[0]], "x": [0.0, 0.5, 1.0]})
+    got = m.predict(new, type="link")
+    S = m.covariance_matrices()["id"]
+    t_fit = np.array([_coords(c)[0] for c in S.columns])
+    rate = m.structure_parameters()["id"]["rate"]
+    b = m.ranef(condvar=False)["id"].loc[sub].to_numpy()
+    c0 = S.iloc[0, 0] * np.exp(-rate * np.abs(new["t"].to_numpy()[:, None] - t_fit[None, :]))
+    want = m.fixef["(Intercept)"] + m.fixef["x"] * new["x"].to_numpy() + c0 @ np.linalg.solve(S.to_numpy(), b)
+    np.testing.assert_allclose(got, want, rtol=1e-8)
+    assert want[2] == pytest.approx(m.fixef["(Intercept)"] + m.fixef["x"] + b[list(t_fit).index(new["t"].iloc[2])])
+    pi = m.predict(new, type="link", se_fit=True)
+    assert np.all(np.isfinite(pi["se_fit"])) and pi["se_fit"].iloc[0] > pi["se_fit"].iloc[2]
     with pytest.raises(DataError, match=r"position \(0.25\)"):
-        fits["ou_pois"][1].predict(new)
+        m.simulate(newdata=new, nsim=1, seed=1)
 
 
 def test_intervals_refused_or_fixed_only(fits):

@@ -289,6 +289,25 @@ class Structure:
             return matern(d, float(np.exp(c[0])), float(np.exp(c[1])))
         raise ValueError("an unstructured term has no correlation function")
 
+    def kriging(self, theta: np.ndarray, new_coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r"""Kriging of the term at new positions (ou, exp, gau, mat).
+
+        With :math:`r_0` the correlations of a new position with the fitted ones and R theirs,
+        :math:`E[b(s_0) \mid b(S)] = w'b(S)` with :math:`w = R^{-1} r_0`, and
+        :math:`\mathrm{Var}[b(s_0) \mid b(S)] = sd^2 (1 - r_0'R^{-1}r_0)` (relative to σ²). Returns
+        ``(w (m, q), var (m,))``: a new position's row of Z is ``w``, so predictions use the
+        conditional modes at the fitted positions.
+        """
+        theta = np.asarray(theta, dtype=float)
+        new = np.asarray(new_coords, dtype=float)
+        d0 = np.sqrt(np.sum((new[:, None, :] - self.coords[None, :, :]) ** 2, axis=2))  # (m, q)
+        r0 = self.correlation_at(theta, d0)
+        L = self._factor(theta)[1]
+        A = np.linalg.solve(L, r0.T)  # L^-1 r0
+        w = np.linalg.solve(L.T, A).T
+        var = self.sd(theta)[0] ** 2 * np.maximum(1.0 - np.sum(A * A, axis=0), 0.0)
+        return w, var
+
     def compact(self, theta: np.ndarray) -> str:
         """glmmTMB's compact correlation text: ``0.748 (ar1)``, ``2.48 (exp: range)``."""
         p = self.parameters(theta)

@@ -45,6 +45,7 @@ class NewDesign:
     Zvals: tuple[np.ndarray, ...]
     new_levels: tuple[tuple[str, ...], ...]
     missing: tuple[np.ndarray, ...] = ()
+    krige_var: tuple[np.ndarray, ...] = ()  # per term: kriging variance (relative) of new positions
 
 
 _CALL_ARG = re.compile(r"^\s*C\(\s*`?([^,`]+?)`?\s*(,.*)?\)\s*$")
@@ -150,8 +151,12 @@ def design_variables(spec) -> list[str]:
     return sorted(needed)
 
 
-def new_design(spec, newdata, offset=None) -> NewDesign:
-    """Rebuild X and the Z blocks for ``newdata`` with ``spec``'s encoding (see module doc)."""
+def new_design(spec, newdata, offset=None, theta=None) -> NewDesign:
+    """Rebuild X and the Z blocks for ``newdata`` with ``spec``'s encoding (see module doc).
+
+    With ``theta`` (a fit's), rows at positions a spatial/continuous-time term did not see are
+    kriged (:meth:`glmm_nb.design.covstruct.Structure.kriging`); without it they are refused.
+    """
     newdata = numpy_dtypes(as_frame(newdata, "newdata"))
     needed = design_variables(spec)
     lacking = sorted(v for v in needed if v not in newdata.columns)
@@ -160,21 +165,25 @@ def new_design(spec, newdata, offset=None) -> NewDesign:
     X, off = new_fixed_matrix(spec, newdata)
     if offset is not None:
         off = off + np.asarray(offset, dtype=float)
-    codes, zvals, new, missing = [], [], [], []
-    for t in spec.terms:
+    codes, zvals, new, missing, kvar = [], [], [], [], []
+    for t, sl in zip(spec.terms, spec.theta_slices()):
         mg = map_groups(newdata, t.group_vars, t.var_levels, t.level_codes)
         codes.append(mg.codes)
         missing.append(mg.missing)
         new.append(mg.new_levels)
+        kv = np.zeros(len(newdata))
         if isinstance(t.lhs_spec, PositionSpec):
-            zm = t.lhs_spec.matrix(newdata, f"the term {t.text}").to_numpy(dtype=float)
+            krig = None if theta is None else (lambda xy, t=t, sl=sl: t.structure.kriging(np.asarray(theta)[sl], xy))
+            zf, kv = t.lhs_spec.matrix(newdata, f"the term {t.text}", kriging=krig)
+            zm = zf.to_numpy(dtype=float)
         else:
             zm = _matrix(t.lhs_spec, newdata, t.text).to_numpy(dtype=float)
+        kvar.append(np.where(mg.codes >= 0, kv, 0.0))
         if t.columns is not None:
             zm = zm[:, list(t.columns)]
         zvals.append(zm)
     _warn_groups(spec, missing, codes)
-    return NewDesign(X, off, tuple(codes), tuple(zvals), tuple(new), tuple(missing))
+    return NewDesign(X, off, tuple(codes), tuple(zvals), tuple(new), tuple(missing), tuple(kvar))
 
 
 def _warn_groups(spec, missing, codes) -> None:

@@ -42,24 +42,33 @@ class PositionSpec:
         self.col_names = tuple(_label(r) for r in coords)
         self._index = {tuple(r): i for i, r in enumerate(coords)}
 
-    def matrix(self, data: pd.DataFrame, where: str) -> pd.DataFrame:
-        """Indicator columns of the fitted positions; a position the fit did not see is refused."""
+    def matrix(self, data: pd.DataFrame, where: str, kriging=None) -> tuple[pd.DataFrame, np.ndarray]:
+        """Indicator columns of the fitted positions, and the conditional variance each row adds.
+
+        A position the fit did not see gets the kriging weights ``w`` (its row of Z, so that its
+        effect is predicted as ``w'b`` from the fitted positions' effects) and the kriging variance,
+        from ``kriging(coords) -> (w, var)``; without ``kriging`` (simulation of new effects) it is
+        refused.
+        """
         xy = _coordinates(data, self.columns, where)
         idx = np.full(len(data), -1, dtype=np.int64)
         ok = np.all(np.isfinite(xy), axis=1)
         for i in np.nonzero(ok)[0]:  # new data: a dictionary lookup per row, outside any likelihood
             idx[i] = self._index.get(tuple(xy[i]), -2)
-        if np.any(idx == -2):
-            bad = xy[np.nonzero(idx == -2)[0][0]]
-            raise DataError(
-                f"newdata has a position {_label(bad)} of {where} that the fit did not see; predictions "
-                "at new positions (kriging) are not implemented yet — predict with re='none' there"
-            )
         Z = np.zeros((len(data), len(self.coords)))
+        var = np.zeros(len(data))
+        new = np.nonzero(idx == -2)[0]
+        if new.size:
+            if kriging is None:
+                raise DataError(
+                    f"newdata has a position {_label(xy[new[0]])} of {where} that the fit did not see; "
+                    "simulating new random effects there is not implemented (predict() krigs them)"
+                )
+            Z[new], var[new] = kriging(xy[new])
         rows = np.nonzero(idx >= 0)[0]
         Z[rows, idx[rows]] = 1.0
         Z[~ok] = np.nan
-        return pd.DataFrame(Z, columns=list(self.col_names), index=data.index)
+        return pd.DataFrame(Z, columns=list(self.col_names), index=data.index), var
 
 
 def _coordinates(data: pd.DataFrame, columns, where: str) -> np.ndarray:

@@ -121,10 +121,10 @@ class ModelSpec:
         """True when all random effects hang on one grouping factor in one term."""
         return len(self.terms) == 1
 
-    def design_for(self, newdata: pd.DataFrame, offset=None) -> NewDesign:
-        """Rebuild X and the Z blocks for ``newdata`` with this model's encoding; see
-        :func:`glmm_nb.design.newdata.new_design`."""
-        return new_design(self, newdata, offset=offset)
+    def design_for(self, newdata: pd.DataFrame, offset=None, theta=None) -> NewDesign:
+        """Rebuild X and the Z blocks for ``newdata`` with this model's encoding (``theta``: krig
+        new positions); see :func:`glmm_nb.design.newdata.new_design`."""
+        return new_design(self, newdata, offset=offset, theta=theta)
 
 
 def fixed_matrix(parsed: ParsedFormula, d: pd.DataFrame):

@@ -53,7 +53,8 @@ def fixed_design(m, newdata: pd.DataFrame, offsets: bool = True) -> tuple[np.nda
 
 
 def _conditional_parts(m, newdata):
-    """(X, offset, Zt (n, s) values of Z~, global columns (n, s), known mask) for the rows."""
+    """(X, offset, Zt (n, s) values of Z~, global columns (n, s), kriging variance (n,)) for the
+    rows (the kriging variance, relative to σ², of new positions of spatial terms; else 0)."""
     spec = m.spec
     theta = np.asarray(m.theta, dtype=float)
     Ts = [t.T(theta[sl]) for sl, t in zip(spec.theta_slices(), spec.terms)]
@@ -62,8 +63,10 @@ def _conditional_parts(m, newdata):
         X, off = np.asarray(spec.X, dtype=float), np.asarray(spec.offset, dtype=float)
         codes = [np.asarray(t.codes) for t in spec.terms]
         zv = [np.asarray(t.Zvals, dtype=float) for t in spec.terms]
+        kvar = np.zeros(len(X))
     else:
-        d = spec.design_for(newdata)
+        d = spec.design_for(newdata, theta=theta)
+        kvar = np.sum(d.krige_var, axis=0) if d.krige_var else np.zeros(len(d.X))
         X, off = np.asarray(d.X, dtype=float), np.asarray(d.offset, dtype=float)
         codes = [np.asarray(c) for c in d.codes]
         zv = [np.asarray(z, dtype=float) for z in d.Zvals]
@@ -74,7 +77,7 @@ def _conditional_parts(m, newdata):
         c = offsets[k] + np.where(known, codes[k], 0)[:, None] * t.q + np.arange(t.q)[None, :]
         vals.append(v)
         cols.append(c)
-    return X, off, np.concatenate(vals, axis=1), np.concatenate(cols, axis=1)
+    return X, off, np.concatenate(vals, axis=1), np.concatenate(cols, axis=1), kvar
 
 
 def _conditional_var(m, X, vals, cols) -> np.ndarray:
@@ -158,10 +161,10 @@ def predict_interval(m, newdata: pd.DataFrame | None = None, re: str = "none", t
         eta = X @ beta + off
         var = se**2
     else:
-        X, off, vals, cols = _conditional_parts(m, newdata)
+        X, off, vals, cols, kvar = _conditional_parts(m, newdata)
         u_b = np.asarray(m.u, dtype=float)
         eta = X @ beta + off + np.einsum("is,is->i", vals, u_b[cols])
-        var = _conditional_var(m, X, vals, cols)
+        var = _conditional_var(m, X, vals, cols) + kvar * (float(m.sigma) ** 2 if gaussian else 1.0)
         df = np.full(len(eta), np.inf)
     if interval == "prediction":
         w = np.asarray(m.spec.weights, dtype=float) if newdata is None else np.ones(len(eta))

@@ -34,7 +34,9 @@ class Design:
     zeta: np.ndarray | None = None  # the zero part's linear predictor (zero-inflated/hurdle)
 
 
-def design_of(m, newdata: pd.DataFrame | None) -> Design:
+def design_of(m, newdata: pd.DataFrame | None, krige: bool = False) -> Design:
+    """The design of the fitted rows or of ``newdata`` (``krige``: new positions of a spatial term
+    get their kriging weights — for predictions at the conditional modes, not for new draws)."""
     spec = m.spec
     if newdata is None:
         codes = tuple(np.asarray(t.codes) for t in spec.terms)
@@ -43,7 +45,7 @@ def design_of(m, newdata: pd.DataFrame | None) -> Design:
                       tuple(np.asarray(t.Zvals) for t in spec.terms), codes,
                       tuple(t.nlevels for t in spec.terms), trials, zero_part(m, None))
     newdata = numpy_dtypes(as_frame(newdata, "newdata"))
-    d = spec.design_for(newdata)
+    d = spec.design_for(newdata, theta=m.theta if krige else None)
     own, nlev = [], []
     for t in spec.terms:
         labels, c = grouping_codes(newdata, t.group_vars)
@@ -126,7 +128,7 @@ def predict(m, newdata=None, type: str = "response", re: str = "conditional") ->
     if re == "none" and newdata is not None:
         X, off = fixed_part(m, newdata)
         return _respond(_family_for(m, zero_part(m, newdata)), X @ m.fixef.to_numpy() + off, type)
-    return predict_design(m, design_of(m, newdata), type=type, re=re)
+    return predict_design(m, design_of(m, newdata, krige=re == "conditional"), type=type, re=re)
 
 
 def _respond(fam, eta, type: str):
