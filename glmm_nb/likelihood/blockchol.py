@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["block_factor"]
+__all__ = ["block_factor", "rows_times_blocks"]
 
 
 @njit(cache=True)
@@ -74,3 +74,23 @@ def block_factor(codes: np.ndarray, W: np.ndarray, vals: np.ndarray, q: int, J: 
     if bad.any():
         raise np.linalg.LinAlgError("M is not positive definite")
     return L, float(np.sum(logdets)), Minv
+
+
+@njit(cache=True)
+def _rows_times_blocks(codes, Minv, vals):  # pragma: no cover - compiled
+    n, q = vals.shape
+    out = np.zeros((n, q))
+    for i in range(n):
+        j = codes[i]
+        for a in range(q):
+            t = 0.0
+            for b in range(q):
+                t += Minv[j, a, b] * vals[i, b]
+            out[i, a] = t
+    return out
+
+
+def rows_times_blocks(codes: np.ndarray, Minv: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """Row i of the result is ``Minv[codes[i]] @ vals[i]`` (n, q), without forming (n, q, q)."""
+    return _rows_times_blocks(np.ascontiguousarray(codes, dtype=np.int64), np.ascontiguousarray(Minv, dtype=float),
+                              np.ascontiguousarray(vals, dtype=float))

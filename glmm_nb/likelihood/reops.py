@@ -54,6 +54,7 @@ import numpy as np
 
 from ..design import ModelSpec
 from ..design.reterms import tril_index
+from .blockchol import rows_times_blocks
 from .schur import BINCOUNT_MAX_Q, CrossStructure, SchurFactor, block_chol, padded_rows, unpad_rows
 
 __all__ = ["ReStructure", "BlockFactor", "SchurFactor", "keeps_states", "STATE_CACHE_BYTES"]
@@ -120,14 +121,14 @@ class ReStructure:
     def row_grad(self, H: np.ndarray) -> np.ndarray:
         r"""Per entry (a, b) of term k: :math:`\sum_i z_{ia} H_{i, slot_b}`, (ntau,).
 
-        Small terms sum entry by entry (numpy's pairwise sum: the result does not depend on the
-        arrays' memory alignment, so two fits of the same data agree to the last bit); a term with
-        many entries (a spatial term) takes one matrix product.
+        A scalar term sums by numpy's pairwise sum (the result does not depend on the arrays'
+        memory alignment, so two fits of the same data agree to the last bit); a vector term takes
+        one matrix product.
         """
         out = []
         for k, t in enumerate(self.terms):
             r, c = tril_index(t.q)
-            if r.size <= 64:
+            if r.size == 1:
                 Zk, s0 = self.Zv[k], self.slot0[k]
                 out.append(np.array([np.sum(Zk[:, a] * H[:, s0 + b]) for a, b in zip(r, c)]))
             else:
@@ -243,4 +244,4 @@ class BlockFactor:
         if self.q > BINCOUNT_MAX_Q:  # never form (n, q, q): one batched product per level
             V = padded_rows(codes, self.J, vals)
             return unpad_rows(codes, self.J, np.matmul(V, self.Minv))
-        return np.einsum("nab,nb->na", self.Minv[codes], vals)
+        return rows_times_blocks(codes, self.Minv, vals)

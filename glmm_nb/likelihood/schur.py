@@ -84,6 +84,8 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 from threadpoolctl import ThreadpoolController
 
+from .blockchol import block_factor
+
 from ..errors import ModelError
 
 __all__ = ["CrossStructure", "SchurFactor", "block_chol", "available_memory", "padded_rows", "unpad_rows"]
@@ -118,6 +120,8 @@ def available_memory() -> int:
 def block_chol(codes: np.ndarray, W: np.ndarray, vals: np.ndarray, q: int, J: int):
     """Per-level blocks ``I + sum_i W_i v_i v_i'`` (J, q, q) of one term: Cholesky factors,
     log-determinant and inverses, batched over levels."""
+    if 2 <= q <= BINCOUNT_MAX_Q:  # many small blocks: compiled, without numpy's per-block overhead
+        return block_factor(codes, W, vals, q, J)
     if q <= BINCOUNT_MAX_Q:
         M = np.empty((J, q, q))
         for a in range(q):
