@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["block_factor", "rows_times_blocks"]
+__all__ = ["block_factor", "rows_times_blocks", "scatter_add"]
 
 
 @njit(cache=True)
@@ -30,6 +30,7 @@ def _factor(codes, W, vals, J, q):  # pragma: no cover - compiled
     Minv = np.zeros((J, q, q))
     logdets = np.zeros(J)
     bad = np.zeros(J, dtype=np.bool_)
+    Li = np.zeros((q, q))  # scratch: L_j^{-1}
     for j in range(J):
         for a in range(q):
             s = M[j, a, a] + 1.0
@@ -48,8 +49,7 @@ def _factor(codes, W, vals, J, q):  # pragma: no cover - compiled
                 L[j, b, a] = t / d
         if bad[j]:
             continue
-        Li = np.zeros((q, q))  # L^{-1}, lower triangular, by forward substitution
-        for c in range(q):
+        for c in range(q):  # L^{-1}, lower triangular, by forward substitution
             Li[c, c] = 1.0 / L[j, c, c]
             for a in range(c + 1, q):
                 t = 0.0
@@ -94,3 +94,19 @@ def rows_times_blocks(codes: np.ndarray, Minv: np.ndarray, vals: np.ndarray) -> 
     """Row i of the result is ``Minv[codes[i]] @ vals[i]`` (n, q), without forming (n, q, q)."""
     return _rows_times_blocks(np.ascontiguousarray(codes, dtype=np.int64), np.ascontiguousarray(Minv, dtype=float),
                               np.ascontiguousarray(vals, dtype=float))
+
+
+@njit(cache=True)
+def _scatter_add(cols, vals, v, Q):  # pragma: no cover - compiled
+    out = np.zeros(Q)
+    n, s = cols.shape
+    for i in range(n):
+        for k in range(s):
+            out[cols[i, k]] += vals[i, k] * v[i]
+    return out
+
+
+def scatter_add(cols: np.ndarray, vals: np.ndarray, v: np.ndarray, Q: int) -> np.ndarray:
+    """:math:`\tilde Z'v`: ``out[cols[i, k]] += vals[i, k] v[i]`` in row-major order — the sum
+    ``np.bincount(cols.ravel(), (vals * v[:, None]).ravel())`` forms, in the same order."""
+    return _scatter_add(cols, np.ascontiguousarray(vals, dtype=float), np.ascontiguousarray(v, dtype=float), int(Q))

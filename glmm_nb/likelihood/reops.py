@@ -54,7 +54,7 @@ import numpy as np
 
 from ..design import ModelSpec
 from ..design.reterms import tril_index
-from .blockchol import rows_times_blocks
+from .blockchol import rows_times_blocks, scatter_add
 from .schur import BINCOUNT_MAX_Q, CrossStructure, SchurFactor, block_chol, padded_rows, unpad_rows
 
 __all__ = ["ReStructure", "BlockFactor", "SchurFactor", "keeps_states", "STATE_CACHE_BYTES"]
@@ -151,10 +151,8 @@ class ReStructure:
 
     def tmult(self, vals: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Z~' v for v of shape (n,) → (Q,), or (n, p) → (Q, p)."""
-        if v.ndim == 1:
-            return np.bincount(
-                self.cols.ravel(), weights=(vals * v[:, None]).ravel(), minlength=self.Q
-            )
+        if v.ndim == 1:  # compiled: the bincount of (vals * v)'s rows without the temporaries
+            return scatter_add(self.cols, vals, v, self.Q)
         out = np.empty((self.Q, v.shape[1]))
         for j in range(v.shape[1]):
             out[:, j] = self.tmult(vals, v[:, j])
