@@ -304,3 +304,29 @@ def test_intervals_refused_or_fixed_only(fits):
     ci = m.confint(method="wald")
     assert list(ci.index) == list(m.fixef.index)
     np.testing.assert_allclose(ci["conf_low"], m.fixef - 1.959964 * m.coef_table()["std_error"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("cid", ["epil_ar1_pois", "epil_cs_pois"])
+def test_structure_table_against_glmmtmb_theta_se(fits, cid):
+    """SEs of the SDs and the correlation against glmmTMB's SEs of its own parameters (log SD,
+    and c with ρ = c/√(1+c²) for ar1, ρ = (1+α) logit⁻¹(c) − α for cs), mapped by the delta
+    method written out here: 2e-3 relative (reached 3e-4)."""
+    case, m = fits[cid]
+    tab = m.structure_table()
+    th, se = np.array(case["theta"]), np.array(case["theta_se"])
+    sd = np.exp(th[:-1])
+    c = th[-1]
+    if cid == "epil_ar1_pois":
+        drho = (1 + c**2) ** -1.5
+        sd_names = ["sd"]
+    else:
+        a = 1 / 3
+        p = 1 / (1 + np.exp(-c))
+        drho = (1 + a) * p * (1 - p)
+        sd_names = ["sd1", "sd2", "sd3", "sd4"]
+    got = tab.loc["subject"]
+    np.testing.assert_allclose(got.loc[sd_names, "estimate"], sd, rtol=1e-4)
+    np.testing.assert_allclose(got.loc[sd_names, "std_error"], se[:-1] * sd, rtol=2e-3)
+    assert got.loc["rho", "std_error"] == pytest.approx(se[-1] * drho, rel=2e-3)
+    lo, hi = got.loc["rho", ["conf_low", "conf_high"]]
+    assert -1 < lo < got.loc["rho", "estimate"] < hi < 1

@@ -21,7 +21,7 @@ from ..errors import ModelError
 from ..optimize import OptSummary
 from ..request import FitRequest
 from . import display
-from .tables import wald_table
+from .tables import check_level, wald_table
 
 __all__ = ["GLMMResult"]
 
@@ -190,6 +190,51 @@ class GLMMResult:
         (mat). Unstructured terms are not listed (see :meth:`varcorr`)."""
         return {t.label: t.structure.parameters(self.theta[sl], self.sigma)
                 for t, sl in zip(self.spec.terms, self.spec.theta_slices()) if t.structured}
+
+    def structure_table(self, conf_level: float = 0.95) -> pd.DataFrame:
+        """Wald table of the structured terms' parameters (:meth:`structure_parameters`), indexed
+        by ``term`` and ``parameter``: ``estimate std_error conf_low conf_high``.
+
+        Standard errors by the delta method from the inverse Hessian of the Laplace deviance in
+        the optimizer's parameters (GLMMs; NaN for a profiled LMM, whose variance parameters
+        have no joint covariance here, or where a parameter is on a bound). Intervals are Wald
+        intervals on the log scale for SDs, rates, ranges and smoothness, and on Fisher's z
+        (atanh) scale for correlations, mapped back — so they stay in range.
+        """
+        from scipy import stats
+
+        z = stats.norm.ppf(0.5 + check_level(conf_level) / 2)
+        V = self.extras.get("vcov_phi")
+        rows = []
+        for t, sl in zip(self.spec.terms, self.spec.theta_slices()):
+            if not t.structured:
+                continue
+            th = np.asarray(self.theta[sl], dtype=float)
+            names = list(t.structure.parameters(th, self.sigma))
+            est = np.array([t.structure.parameters(th, self.sigma)[k] for k in names])
+            J = np.empty((len(names), th.size))
+            for j in range(th.size):  # central differences of a smooth map
+                h = 1e-6 * max(1.0, abs(th[j]))
+                e = np.zeros_like(th)
+                e[j] = h
+                hi = t.structure.parameters(th + e, self.sigma)
+                lo = t.structure.parameters(th - e, self.sigma)
+                J[:, j] = [(hi[k] - lo[k]) / (2 * h) for k in names]
+            Vt = V[sl, sl] if V is not None else np.full((th.size, th.size), np.nan)
+            if V is not None and np.any(np.diag(Vt) <= 0):
+                Vt = np.full_like(Vt, np.nan)
+            se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", J, Vt, J), 0.0))
+            for k, e_, s_ in zip(names, est, se):
+                if k.startswith("rho"):
+                    c = np.arctanh(np.clip(e_, -1 + 1e-12, 1 - 1e-12))
+                    w = z * s_ / (1 - e_**2)
+                    lo_, hi_ = np.tanh(c - w), np.tanh(c + w)
+                else:
+                    w = z * s_ / e_ if e_ > 0 else np.nan
+                    lo_, hi_ = e_ * np.exp(-w), e_ * np.exp(w)
+                rows.append((t.label, k, e_, s_, lo_, hi_))
+        out = pd.DataFrame(rows, columns=["term", "parameter", "estimate", "std_error", "conf_low", "conf_high"])
+        return out.set_index(["term", "parameter"])
 
     def structure_text(self) -> dict[str, str]:
         """glmmTMB's compact text of each structured term's correlation (``0.748 (ar1)``)."""
