@@ -254,6 +254,10 @@ def kenward_roger_info(m) -> KenwardRogerInfo:
     """
     if not is_lmm(m):
         raise ModelError(f"Kenward-Roger applies to linear mixed models (family 'gaussian'), not '{m.family}'")
+    structured = [t.text for t in m.spec.terms if t.structured]
+    if structured:  # its variance parameters are the entries of each Σ_k: unstructured terms only
+        raise ModelError(f"Kenward-Roger is not available with a structured covariance term ({', '.join(structured)}); "
+                         "use ddf='satterthwaite'")
     if not m.reml:
         raise ModelError("Kenward-Roger's method is only available for REML fits; refit with reml=True")
     hit = cache_get(_CACHE, m)
