@@ -395,3 +395,10 @@ def test_lmm_reml_and_small_sample_inference(fits):
         glmm_nb.glmm(case["formula"], d, family="gaussian").coef_table(ddf="kenward-roger")
     ct = fits["ar1_gauss"][1].coef_table(ddf="satterthwaite")
     assert np.all(ct["df"] > 10)
+
+
+def test_dask_engine_refuses_structured_terms():
+    pytest.importorskip("dask.dataframe")
+    case, d = load("cs_pois")
+    with pytest.raises(ModelError, match=r"engine='dask' does not fit structured .*cs\(cond \+ 0 \| g\)"):
+        glmm_nb.glmm(case["formula"], d, family="poisson", engine="dask")

@@ -238,6 +238,10 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
     import dask
 
     parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
+    structured = [rt.text for rt in parsed.random if rt.structure != "us"]
+    if structured:  # its partitions build unstructured terms: refuse rather than fit another model
+        raise ModelError(f"engine='dask' does not fit structured covariance terms yet ({', '.join(structured)}); "
+                         "fit in memory (the default engine)")
     if not parsed.random:
         raise FormulaError(
             f"the formula '{parsed.text}' has no random-effect term such as (1 | group); "
