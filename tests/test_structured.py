@@ -402,3 +402,22 @@ def test_dask_engine_refuses_structured_terms():
     case, d = load("cs_pois")
     with pytest.raises(ModelError, match=r"engine='dask' does not fit structured .*cs\(cond \+ 0 \| g\)"):
         glmm_nb.glmm(case["formula"], d, family="poisson", engine="dask")
+
+
+@pytest.mark.parametrize("rows_per_level", [4, 40])
+def test_many_column_blocks_against_dense(rows_per_level):
+    """Blocks I + V_j'W_jV_j of a 30-column term: the Woodbury path (4 rows per level) and the
+    padded dense path (40 rows) against blocks summed row by row: log-determinant and inverse."""
+    from glmm_nb.likelihood.schur import block_chol
+
+    rng = np.random.default_rng(0)
+    J, q = 5, 30
+    codes = np.repeat(np.arange(J), rows_per_level)[rng.permutation(J * rows_per_level)]
+    n = codes.size
+    W, vals = rng.uniform(0.2, 2, n), rng.normal(size=(n, q))
+    _L, logdet, Minv = block_chol(codes, W, vals, q, J)
+    M = np.repeat(np.eye(q)[None], J, axis=0)
+    for i in range(n):
+        M[codes[i]] += W[i] * np.outer(vals[i], vals[i])
+    assert logdet == pytest.approx(np.linalg.slogdet(M)[1].sum(), abs=1e-9)
+    np.testing.assert_allclose(Minv, np.linalg.inv(M), atol=1e-12)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import special
+from scipy.linalg import solve_triangular
 
 from ..errors import FormulaError
 
@@ -217,7 +218,8 @@ class Structure:
         sd = self.sd(theta)
         for j in range(self.n_c):
             dR = self._dcorr(c, j)
-            X = np.linalg.solve(L, np.linalg.solve(L, dR).T)  # L^-1 dR L^-T (symmetric)
+            A = solve_triangular(L, dR, lower=True)
+            X = solve_triangular(L, A.T, lower=True)  # L^-1 dR L^-T (symmetric)
             Phi = np.tril(X)
             Phi[np.diag_indices(q)] *= 0.5
             out[self.n_sd + j] = sd[:, None] * (L @ Phi)
@@ -303,8 +305,8 @@ class Structure:
         d0 = np.sqrt(np.sum((new[:, None, :] - self.coords[None, :, :]) ** 2, axis=2))  # (m, q)
         r0 = self.correlation_at(theta, d0)
         L = self._factor(theta)[1]
-        A = np.linalg.solve(L, r0.T)  # L^-1 r0
-        w = np.linalg.solve(L.T, A).T
+        A = solve_triangular(L, r0.T, lower=True)  # L^-1 r0
+        w = solve_triangular(L.T, A, lower=False).T
         var = self.sd(theta)[0] ** 2 * np.maximum(1.0 - np.sum(A * A, axis=0), 0.0)
         return w, var
 

@@ -207,6 +207,10 @@ class BlockFactor:
         q, J = self.q, self.J
         if q == 1:
             return rhs / (self.m if rhs.ndim == 1 else self.m[:, None])
+        if q > BINCOUNT_MAX_Q:  # large blocks: batched BLAS products
+            if rhs.ndim == 1:
+                return np.matmul(self.Minv, rhs.reshape(J, q, 1)).ravel()
+            return np.matmul(self.Minv, rhs.reshape(J, q, -1)).reshape(J * q, -1)
         if rhs.ndim == 1:
             return np.einsum("jab,jb->ja", self.Minv, rhs.reshape(J, q)).ravel()
         p = rhs.shape[1]
@@ -232,6 +236,8 @@ class BlockFactor:
         """Lower Cholesky factors of the blocks of M, (J, q, q)."""
         if self.q == 1:
             return np.sqrt(self.m)[:, None, None]
+        if self.L is None:  # blocks factored on their low-rank side (schur._low_rank_blocks)
+            self.L = np.linalg.cholesky(np.linalg.inv(self.Minv))
         return self.L
 
     def P(self, vals: np.ndarray) -> np.ndarray:

@@ -132,6 +132,8 @@ def block_chol(codes: np.ndarray, W: np.ndarray, vals: np.ndarray, q: int, J: in
     else:  # many columns (a spatial term): rows padded per level, one batched product
         V = padded_rows(codes, J, vals)
         Vw = padded_rows(codes, J, vals * W[:, None])
+        if 2 * V.shape[1] <= q:  # few rows per level: Woodbury on the n_j × n_j side
+            return _low_rank_blocks(V, Vw, q)
         M = np.matmul(Vw.transpose(0, 2, 1), V)
     M[:, np.arange(q), np.arange(q)] += 1.0
     if q == 1:
@@ -148,6 +150,23 @@ def block_chol(codes: np.ndarray, W: np.ndarray, vals: np.ndarray, q: int, J: in
 
 
 BINCOUNT_MAX_Q = 16  # larger blocks are summed by a batched product of padded rows
+
+
+def _low_rank_blocks(V: np.ndarray, Vw: np.ndarray, q: int):
+    r"""``(None, logdet, Minv)`` of blocks :math:`M_j = I_q + V_j'W_jV_j` whose levels have at most
+    half as many rows as columns (an ou() term over many time points, few per subject), by
+    Woodbury and Sylvester on the small side, :math:`K_j = I + W_jV_jV_j'` (n_max × n_max; padded
+    rows are zero and give identity rows): :math:`M_j^{-1} = I - V_j'K_j^{-1}W_jV_j`,
+    :math:`|M_j| = |K_j|`. No Cholesky factor of M is formed (None: AGQ never meets such a term)."""
+    K = np.matmul(Vw, V.transpose(0, 2, 1))
+    K[:, np.arange(K.shape[1]), np.arange(K.shape[1])] += 1.0
+    sign, logdets = np.linalg.slogdet(K)
+    if not np.all(sign > 0):
+        raise np.linalg.LinAlgError("M is not positive definite")
+    X = np.linalg.solve(K, Vw)  # (J, n_max, q)
+    Minv = -np.matmul(V.transpose(0, 2, 1), X)
+    Minv[:, np.arange(q), np.arange(q)] += 1.0
+    return None, float(np.sum(logdets)), 0.5 * (Minv + Minv.transpose(0, 2, 1))
 
 
 def padded_rows(codes: np.ndarray, J: int, A: np.ndarray) -> np.ndarray:
