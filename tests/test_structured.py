@@ -240,6 +240,10 @@ def test_lrt_ar1_toep_us_and_summary(fits):
     np.testing.assert_allclose(chisq[1:], [2 * (ll["epil_toep_pois"] - ll["epil_ar1_pois"]),
                                            2 * (ll["epil_us_pois"] - ll["epil_toep_pois"])], atol=1e-5)
     np.testing.assert_array_equal(a["df"].to_numpy(dtype=float)[1:], [5, 3])
+    from scipy import stats
+
+    np.testing.assert_allclose(a["p_value"].to_numpy(dtype=float)[1:], stats.chi2.sf(chisq[1:], [5, 3]), rtol=1e-10)
+    assert all("interior" in t for t in a["test"].iloc[1:])  # no boundary: plain chi-square
     text = fits["epil_ar1_pois"][1].summary()
     rho = fits["epil_ar1_pois"][1].covariance_structure()
     assert re.search(r"0\.\d{3} \(ar1\)", text)

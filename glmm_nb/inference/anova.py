@@ -3,7 +3,8 @@ r"""Likelihood-ratio tests of nested models (lme4's ``anova(m0, m1)``).
 When the larger model adds variances, their null value 0 sits on the boundary of the parameter
 space and the LR statistic is not chi-square(df). Only a new *variance* is on the boundary: an
 added correlation (``(x || g)`` → ``(x | g)``) or covariance is interior, and adding only those
-is an ordinary chi-square(df) test. With k new variances and df parameters added in all, the
+is an ordinary chi-square(df) test — as is a nested covariance structure on the same columns
+(ar1 ⊂ toep ⊂ us, cs ⊂ us, diag ⊂ us), whose null is interior. With k new variances and df parameters added in all, the
 null distribution is the chi-bar-square mixture
 
 .. math:: \sum_{j=0}^{k} \binom{k}{j} 2^{-k}\, \chi^2_{df-k+j}
@@ -156,6 +157,10 @@ def anova(*models, ddf: str | None = None) -> pd.DataFrame:
                                    "Self & Liang 1987): use p_value_boundary"
                                    + ("" if separate else " — approximate: the new variances share a correlated "
                                       "term; p_value is conservative"))
+            elif added > 0 and any(t.structured for t in (*prev.spec.terms, *m.spec.terms)):
+                row["test"] = ("chi-square: the smaller covariance structure is interior to the larger (ar1 ⊂ toep "
+                               "⊂ us, cs ⊂ us, diag ⊂ us: equalities among SDs and correlations, none on a "
+                               "boundary): use p_value")
             elif added > 0:
                 row["test"] = ("chi-square: only correlations/covariances are added, which are not on a boundary: "
                                "use p_value")
