@@ -89,6 +89,9 @@ class ReStructure:
                 cols[:, self.slot0[k] + b] = base + b
         self.cols = cols
         self.Zv = [np.asarray(t.Zvals, dtype=float) for t in spec.terms]
+        # position terms (pos()): one indicator per row — Z~ is a row gather of T, Z~'H a scatter
+        self.pos_idx = [np.argmax(z, axis=1) if t.structure.coords is not None else None
+                        for z, t in zip(self.Zv, spec.terms)]
         self.single = len(spec.terms) == 1
         self.codes0 = spec.terms[0].codes if self.single else None
         entries = []
@@ -128,7 +131,11 @@ class ReStructure:
         out = []
         for k, t in enumerate(self.terms):
             r, c = tril_index(t.q)
-            if r.size == 1:
+            if self.pos_idx[k] is not None:  # indicator rows: Z'H by a sort-free scatter of rows
+                G = np.zeros((t.q, t.q))
+                np.add.at(G, self.pos_idx[k], H[:, self.slot0[k] : self.slot0[k + 1]])
+                out.append(G[r, c])
+            elif r.size == 1:
                 Zk, s0 = self.Zv[k], self.slot0[k]
                 out.append(np.array([np.sum(Zk[:, a] * H[:, s0 + b]) for a, b in zip(r, c)]))
             else:
@@ -139,7 +146,10 @@ class ReStructure:
         """Non-zeros of Z~ = Z Lambda (n, s)."""
         out = np.empty((self.n, self.s))
         for k, T in enumerate(self.Ts(theta)):
-            out[:, self.slot0[k] : self.slot0[k + 1]] = self.Zv[k] @ T
+            if self.pos_idx[k] is not None:  # indicator rows: a gather of T's rows
+                out[:, self.slot0[k] : self.slot0[k + 1]] = T[self.pos_idx[k]]
+            else:
+                out[:, self.slot0[k] : self.slot0[k + 1]] = self.Zv[k] @ T
         return out
 
     # ----------------------------------------------------------------------- products
