@@ -427,3 +427,17 @@ def test_many_column_blocks_against_dense(rows_per_level):
         M[codes[i]] += W[i] * np.outer(vals[i], vals[i])
     assert logdet == pytest.approx(np.linalg.slogdet(M)[1].sum(), abs=1e-9)
     np.testing.assert_allclose(Minv, np.linalg.inv(M), atol=1e-12)
+
+
+def test_one_large_block_against_dense():
+    """A single many-row block (a spatial field, J = 1): LAPACK's inverse from the Cholesky factor."""
+    from glmm_nb.likelihood.schur import block_chol
+
+    rng = np.random.default_rng(2)
+    n, q = 60, 25
+    codes = np.zeros(n, dtype=np.int64)
+    W, vals = rng.uniform(0.2, 2, n), rng.normal(size=(n, q))
+    _L, logdet, Minv = block_chol(codes, W, vals, q, 1)
+    M = np.eye(q) + (vals * W[:, None]).T @ vals
+    assert logdet == pytest.approx(np.linalg.slogdet(M)[1], abs=1e-9)
+    np.testing.assert_allclose(Minv[0], np.linalg.inv(M), atol=1e-12)

@@ -143,6 +143,12 @@ def block_chol(codes: np.ndarray, W: np.ndarray, vals: np.ndarray, q: int, J: in
         return L, float(np.sum(np.log(M[:, 0, 0]))), 1.0 / M
     L = np.linalg.cholesky(M)
     logdet = float(2.0 * np.sum(np.log(np.einsum("jaa->ja", L))))
+    if J == 1 and q > BINCOUNT_MAX_Q:  # one large block (a spatial field): LAPACK's inverse from L
+        Mi, info = lapack.dpotri(L[0], lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("M is not positive definite")
+        Mi = np.tril(Mi) + np.tril(Mi, -1).T
+        return L, logdet, Mi[None]
     Linv = np.linalg.inv(L)
     if q <= BINCOUNT_MAX_Q:
         return L, logdet, np.einsum("jka,jkb->jab", Linv, Linv)
