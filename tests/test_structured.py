@@ -441,3 +441,15 @@ def test_one_large_block_against_dense():
     M = np.eye(q) + (vals * W[:, None]).T @ vals
     assert logdet == pytest.approx(np.linalg.slogdet(M)[1], abs=1e-9)
     np.testing.assert_allclose(Minv[0], np.linalg.inv(M), atol=1e-12)
+
+
+def test_plain_fits_do_not_load_numba():
+    """The compiled block kernels serve structured terms only: an unstructured vector term fits
+    with numpy alone (numba is not imported), as before."""
+    import subprocess
+    import sys
+
+    code = ("import sys, glmm_nb\nd = glmm_nb.datasets.load('contraception')\n"
+            "glmm_nb.glmm('use ~ age + (1 + age | district)', d)\nprint('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"

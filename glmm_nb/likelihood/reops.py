@@ -54,7 +54,6 @@ import numpy as np
 
 from ..design import ModelSpec
 from ..design.reterms import tril_index
-from .blockchol import rows_times_blocks, scatter_add
 from .schur import BINCOUNT_MAX_Q, CrossStructure, SchurFactor, block_chol, padded_rows, unpad_rows
 
 __all__ = ["ReStructure", "BlockFactor", "SchurFactor", "keeps_states", "STATE_CACHE_BYTES"]
@@ -161,8 +160,14 @@ class ReStructure:
 
     def tmult(self, vals: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Z~' v for v of shape (n,) → (Q,), or (n, p) → (Q, p)."""
-        if v.ndim == 1:  # compiled: the bincount of (vals * v)'s rows without the temporaries
+        if v.ndim == 1 and self.structured:  # compiled: the same sums as the bincount, no temporaries
+            from .blockchol import scatter_add
+
             return scatter_add(self.cols, vals, v, self.Q)
+        if v.ndim == 1:
+            return np.bincount(
+                self.cols.ravel(), weights=(vals * v[:, None]).ravel(), minlength=self.Q
+            )
         out = np.empty((self.Q, v.shape[1]))
         for j in range(v.shape[1]):
             out[:, j] = self.tmult(vals, v[:, j])
@@ -211,7 +216,7 @@ class BlockFactor:
             self.m = m
             self.logdet = float(np.sum(np.log(m)))
             return
-        self.L, self.logdet, self.Minv = block_chol(codes, W, vals, q, J)
+        self.L, self.logdet, self.Minv = block_chol(codes, W, vals, q, J, compiled=rs.structured)
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         q, J = self.q, self.J
@@ -258,4 +263,8 @@ class BlockFactor:
         if self.q > BINCOUNT_MAX_Q:  # never form (n, q, q): one batched product per level
             V = padded_rows(codes, self.J, vals)
             return unpad_rows(codes, self.J, np.matmul(V, self.Minv))
-        return rows_times_blocks(codes, self.Minv, vals)
+        if self.rs.structured:
+            from .blockchol import rows_times_blocks
+
+            return rows_times_blocks(codes, self.Minv, vals)
+        return np.einsum("nab,nb->na", self.Minv[codes], vals)

@@ -84,8 +84,6 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 from threadpoolctl import ThreadpoolController
 
-from .blockchol import block_factor
-
 from ..errors import ModelError
 
 __all__ = ["CrossStructure", "SchurFactor", "block_chol", "available_memory", "padded_rows", "unpad_rows"]
@@ -117,10 +115,13 @@ def available_memory() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))  # pragma: no cover
 
 
-def block_chol(codes: np.ndarray, W: np.ndarray, vals: np.ndarray, q: int, J: int):
+def block_chol(codes: np.ndarray, W: np.ndarray, vals: np.ndarray, q: int, J: int, compiled: bool = False):
     """Per-level blocks ``I + sum_i W_i v_i v_i'`` (J, q, q) of one term: Cholesky factors,
-    log-determinant and inverses, batched over levels."""
-    if 2 <= q <= BINCOUNT_MAX_Q:  # many small blocks: compiled, without numpy's per-block overhead
+    log-determinant and inverses, batched over levels. ``compiled`` (structured terms): small
+    blocks through :mod:`.blockchol` (numba, loaded only then: a plain fit never loads numba)."""
+    if compiled and 2 <= q <= BINCOUNT_MAX_Q:  # many small blocks, without numpy's per-block overhead
+        from .blockchol import block_factor
+
         return block_factor(codes, W, vals, q, J)
     if q <= BINCOUNT_MAX_Q:
         M = np.empty((J, q, q))
