@@ -216,12 +216,25 @@ class BlockFactor:
             self.m = m
             self.logdet = float(np.sum(np.log(m)))
             return
-        self.L, self.logdet, self.Minv = block_chol(codes, W, vals, q, J, compiled=rs.structured)
+        self.L, self.logdet, self._Minv = block_chol(codes, W, vals, q, J, compiled=rs.structured)
+
+    @property
+    def Minv(self) -> np.ndarray:
+        """The blocks' inverses (J, q, q); formed on first use where the factorization gave L only."""
+        if self._Minv is None:
+            from .blockchol import inverse_from_chol
+
+            self._Minv = inverse_from_chol(self.L)
+        return self._Minv
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         q, J = self.q, self.J
         if q == 1:
             return rhs / (self.m if rhs.ndim == 1 else self.m[:, None])
+        if rhs.ndim == 1 and self._Minv is None:  # compiled factor: two triangular solves per block
+            from .blockchol import chol_solve
+
+            return chol_solve(self.L, rhs.reshape(J, q)).ravel()
         if q > BINCOUNT_MAX_Q:  # large blocks: batched BLAS products
             if rhs.ndim == 1:
                 return np.matmul(self.Minv, rhs.reshape(J, q, 1)).ravel()
