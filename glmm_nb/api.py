@@ -73,21 +73,33 @@ class MixedModel(GLMMResult):
 
     def residuals(self, type: str = "response") -> pd.Series:
         """Residuals at the conditional modes: ``response`` (y − mu), ``pearson``
-        ((y − mu)/sqrt(Var)) or ``deviance`` (signed square roots of the unit deviances)."""
+        ((y − mu)/sqrt(Var)) or ``deviance`` (signed square roots of the unit deviances).
+
+        Zero-inflated and hurdle models: mu is the mean with the zero part and Var the mixture's
+        variance (as glmmTMB); they have no deviance residuals (no saturated model; glmmTMB
+        refuses them too)."""
         import numpy as np
 
         fam = self.fitted_family
+        if type not in ("response", "pearson", "deviance"):
+            raise ModelError(f"type must be 'response', 'pearson' or 'deviance', not {type!r}")
+        if fam.ordinal:
+            raise ModelError("an ordinal model has no residuals of a numeric response; use m.predict(type='prob') "
+                             "for the category probabilities or m.diagnose() for simulated residuals")
         y, w = np.asarray(self.spec.y), np.asarray(self.spec.weights)
         mu = predict(self)
         if type == "response":
             r = y - mu
         elif type == "pearson":
             scale = self.sigma**2 if fam.profiled_lmm else 1.0
-            r = (y - mu) * np.sqrt(w / (scale * fam.variance(mu)))
-        elif type == "deviance":
-            r = np.sign(y - mu) * np.sqrt(np.maximum(fam.dev_resid(y, mu, w), 0.0))
+            var = (fam.response_variance(predict(self, type="conditional")) if fam.has_zero_part
+                   else fam.variance(mu))
+            r = (y - mu) * np.sqrt(w / (scale * var))
+        elif fam.has_zero_part:
+            raise ModelError("deviance residuals are not defined for zero-inflated and hurdle models (the mixture has "
+                             "no saturated model); use type='pearson' or 'response', or m.diagnose()")
         else:
-            raise ModelError(f"type must be 'response', 'pearson' or 'deviance', not {type!r}")
+            r = np.sign(y - mu) * np.sqrt(np.maximum(fam.dev_resid(y, mu, w), 0.0))
         return pd.Series(r, index=self.spec.row_index, name=f"{type}_residual")
 
     def confint(self, method: str = "profile", level: float = 0.95, **kw) -> pd.DataFrame:

@@ -279,6 +279,18 @@ class ZeroInflated(Family):
             return (1 - pi) * mu / np.maximum(1 - self.zero_count_prob(mu), 1e-300)
         return (1 - pi) * mu
 
+    def response_variance(self, mu):
+        r"""Var(y) of the mixture at the count part's mean ``mu`` (with its variance V(mu)):
+        zero-inflated :math:`(1-\pi)(V + \mu^2) - ((1-\pi)\mu)^2`; hurdle
+        :math:`(1-\pi)(V + \mu^2)/(1 - f(0)) - E[y]^2` (the zero-truncated count's second
+        moment). What Pearson residuals divide by, as glmmTMB."""
+        mu = np.asarray(mu, dtype=float)
+        pi = self.pi.reshape(self._z(np.shape(mu)).shape)
+        second = self.base.variance(mu) + mu**2
+        if self.hurdle:
+            second = second / np.maximum(1 - self.zero_count_prob(mu), 1e-300)
+        return (1 - pi) * second - self.mean(mu) ** 2
+
     def simulate(self, rng, mu, trials, scale, size):
         mu = np.broadcast_to(mu, size)
         pi = np.broadcast_to(self.pi.reshape(-1, *([1] * (len(size) - 1))), size)

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 
-from ..design import as_frame, check_choice, check_int, check_seed, grouping_codes, new_fixed_matrix, numpy_dtypes
+from ..design import (as_frame, check_choice, check_int, check_seed, grouping_codes, new_fixed_matrix,
+                      new_zero_matrix, numpy_dtypes)
 from ..design.newdata import design_variables
 from ..errors import DataError, ModelError
 
@@ -54,17 +55,13 @@ def design_of(m, newdata: pd.DataFrame | None) -> Design:
 
 
 def zero_part(m, newdata: pd.DataFrame | None) -> np.ndarray | None:
-    """The zero part's linear predictor (logit of pi) for the fitted rows or new data."""
+    """The zero part's linear predictor (logit of pi) for the fitted rows or new data (new data
+    through :func:`glmm_nb.design.new_zero_matrix`: an unseen level is an error)."""
     spec = m.spec
     if spec.zi_X is None:
         return None
-    if newdata is None:
-        return np.asarray(spec.zi_X) @ m.zi_fixef.to_numpy()
-    from ..design import model_matrix, rename_intercept
-
-    Zdf = model_matrix("", newdata, "the zero part", spec=spec.zi_fixed_spec)
-    Zdf.columns = rename_intercept(Zdf.columns)
-    return Zdf[list(spec.zi_names)].to_numpy(dtype=float) @ m.zi_fixef.to_numpy()
+    Z = np.asarray(spec.zi_X) if newdata is None else new_zero_matrix(spec, newdata)
+    return Z @ m.zi_fixef.to_numpy()
 
 
 def _family_for(m, zeta):
