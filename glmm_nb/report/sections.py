@@ -127,7 +127,8 @@ def zero_part_section(m) -> dict | None:
 
 def emmeans_section(m, spec, adjust: str = "tukey") -> dict:
     """Estimated marginal means of ``spec`` (response scale) and their pairwise contrasts."""
-    emm = emmeans(m, spec, type="response" if m.request.family.link.name != "identity" else "link")
+    fam = m.request.family  # ordinal: emmeans' default latent mode (pairs are log cumulative odds ratios)
+    emm = emmeans(m, spec, type="latent" if fam.ordinal else "response" if fam.link.name != "identity" else "link")
     tab = emm.to_frame()
     pairs = emm.pairs(adjust=adjust).confint()
     n_labels = len(emm.labels.columns)
