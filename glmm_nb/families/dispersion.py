@@ -210,8 +210,11 @@ class NegativeBinomial2(DispersionFamily):
         return -pw * special.gammaln(np.asarray(y, dtype=float) + 1)
 
     def logpdf_kernel(self, y, mu, d):
-        return (special.gammaln(y + d) - special.gammaln(d) + d * np.log(d) + special.xlogy(y, mu)
-                - (y + d) * np.log(mu + d))
+        # log Γ(y+d) − log Γ(d) = log Γ(y) − B(y, d) and d log(d/(mu+d)) = −d log1p(mu/d): no
+        # cancellation of two huge terms when d is large (near-Poisson) or mu tiny
+        y = np.asarray(y, dtype=float)
+        ratio = np.where(y > 0, special.gammaln(np.maximum(y, 1.0)) - special.betaln(np.maximum(y, 1.0), d), 0.0)
+        return ratio + special.xlogy(y, mu) - special.xlogy(y, mu + d) - d * np.log1p(mu / d)
 
     def dmu(self, y, mu, d):
         s = mu + d

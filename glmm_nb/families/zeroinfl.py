@@ -262,6 +262,14 @@ class ZeroInflated(Family):
 
     def check_response(self, y, trials, weights_given, name):
         self.base.check_response(y, trials, weights_given, name)
+        pos = np.asarray(y, dtype=float)
+        pos = pos[pos > 0]
+        if self.hurdle and pos.size and np.all(pos == 1):
+            raise DataError(
+                f"every positive count of '{name}' is 1: the hurdle model's zero-truncated count part has "
+                "nothing to fit (its mean runs to 0 and its log-likelihood to a bound, not a maximum). The "
+                "response is binary: fit family='binomial'"
+            )
 
     @property
     def pi(self):
