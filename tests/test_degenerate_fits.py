@@ -59,3 +59,40 @@ def test_an_impossible_or_non_finite_optimum_is_no_result():
         check_optimum(req, np.nan, np.zeros(3))
     check_optimum(SimpleNamespace(family=get_family("gaussian")), 350.0, np.zeros(2))  # densities may exceed 1
     assert special.expit(0) == 0.5
+
+
+def _ordinal(seed=5, n=400, J=30):
+    rng = np.random.default_rng(seed)
+    g, x = rng.integers(0, J, n), rng.normal(size=n)
+    eta = 0.7 * x + 0.8 * rng.normal(size=J)[g]
+    u = rng.random(n)
+    y = np.sum((eta + np.log(u / (1 - u)))[:, None] > np.array([-1.0, 0.0, 1.0])[None, :], axis=1)
+    return pd.DataFrame({"y": y, "x": x, "g": g, "z": rng.integers(0, 2, n).astype(float)})
+
+
+def test_ordinal_separation_names_the_covariate():
+    """Before: top = 28.7 (SE 1e5; 6203, SE 6.2e6 in the audit) and only advice to rescale."""
+    d = _ordinal()
+    d["top"] = (d.x > 1.3).astype(float)
+    d.loc[d.top == 1, "y"] = 3  # every row with top = 1 in the highest category: quasi-complete
+    with pytest.warns(glmm_nb.errors.SeparationWarning, match="fixed effect\\(s\\) 'top'"):
+        m = glmm_nb.glmm("y ~ x + top + (1 | g)", d, family="ordinal")
+    assert any(s.startswith("Separation") and "'top'" in s and "'x'" not in s for s in m.messages)
+    # complete separation by a continuous covariate: y is the bin of x
+    d2 = d.assign(y=np.digitize(d.x, [-0.5, 0.2, 0.9]))
+    from glmm_nb.design import ordinal_separated_columns
+
+    X = d2[["x", "z"]].to_numpy()
+    assert ordinal_separated_columns(X, d2.y.to_numpy(), np.ones(len(d2)), ["x", "z"], 4) == ("x",)
+    # the reverse orientation and the lowest category: a dummy whose rows are all in category 0
+    d3 = d.assign(low=(d.x < -1.3).astype(float))
+    d3.loc[d3.low == 1, "y"] = 0
+    X3 = d3[["x", "low"]].to_numpy()
+    assert ordinal_separated_columns(X3, d3.y.to_numpy(), np.ones(len(d3)), ["x", "low"], 4) == ("low",)
+    # no separation: no warning, and one row in the other categories is enough to end it
+    ok = _ordinal()
+    assert ordinal_separated_columns(ok[["x", "z"]].to_numpy(), ok.y.to_numpy(), np.ones(len(ok)), ["x", "z"], 4) == ()
+    d4 = d.copy()
+    d4.loc[d4.index[d4.top == 1][0], "y"] = 0
+    assert ordinal_separated_columns(d4[["x", "top"]].to_numpy(), d4.y.to_numpy(), np.ones(len(d4)),
+                                     ["x", "top"], 4) == ()
