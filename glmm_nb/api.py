@@ -68,7 +68,14 @@ class MixedModel(GLMMResult):
         return emmeans(self, specs, by=by, at=at, type=type, ddf=ddf, level=level)
 
     def fitted(self) -> pd.Series:
-        """Fitted means at the conditional modes, indexed like the rows used."""
+        """Fitted means at the conditional modes, indexed like the rows used (ordinal models:
+        the fitted probability of each row's observed category, as ``clmm``'s ``fitted()``)."""
+        if self.request.family.ordinal:
+            import numpy as np
+
+            probs = predict_ordinal(self, type="prob").to_numpy()
+            codes = np.asarray(self.spec.y, dtype=int)
+            return pd.Series(probs[np.arange(len(codes)), codes], index=self.spec.row_index, name="fitted")
         return pd.Series(predict(self), index=self.spec.row_index, name="fitted")
 
     def residuals(self, type: str = "response") -> pd.Series:

@@ -53,8 +53,26 @@ def required_variables(expr: str, where: str) -> list[str]:
     return sorted(found, key=first)
 
 
+def check_time_columns(names, data: pd.DataFrame, where: str) -> None:
+    """Dates and durations are not numbers a model can multiply: a clear :class:`DataError`."""
+    for v in names:
+        if v not in data.columns:
+            continue
+        dt = data[v].dtype
+        if (pd.api.types.is_datetime64_any_dtype(dt) or pd.api.types.is_timedelta64_dtype(dt)
+                or isinstance(dt, pd.PeriodDtype)):
+            raise DataError(
+                f"column '{v}' in {where} holds dates or durations ({dt}), not numbers: convert it to the "
+                f"scale you mean, e.g. days since the start (data['{v}'] - data['{v}'].min()).dt.days or "
+                f"the year data['{v}'].dt.year; for a factor, its text data['{v}'].astype(str)"
+            )
+
+
 def model_matrix(expr: str, data: pd.DataFrame, where: str, spec=None) -> pd.DataFrame:
     """formulaic's model matrix of ``expr`` (or of a stored formulaic ``spec`` for new data)."""
+    used = (spec.variables_by_source.get("data", set()) if spec is not None
+            else required_variables(expr, where) if expr.strip() else ())
+    check_time_columns(sorted(used), data, where)
     try:
         if spec is not None:
             mm = spec.get_model_matrix(data, na_action="ignore")

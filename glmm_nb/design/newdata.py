@@ -27,7 +27,7 @@ from .checks import as_frame, numpy_dtypes
 from .grouping import map_groups, value_label
 from .matrices import eval_numeric, model_matrix, rename_intercept, required_variables
 
-__all__ = ["NewDesign", "new_fixed_matrix", "new_zero_matrix", "new_design", "check_new_levels", "design_variables"]
+__all__ = ["NewDesign", "categorical_variables", "new_fixed_matrix", "new_zero_matrix", "new_design", "check_new_levels", "design_variables"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +58,18 @@ def _factor_column(factor: str, data: pd.DataFrame) -> str | None:
     if m and m.group(1).strip() in data.columns:
         return m.group(1).strip()
     return None
+
+
+def categorical_variables(mspec, data: pd.DataFrame) -> set[str]:
+    """The data columns that the formulaic spec ``mspec`` encodes as categorical (``z`` of a
+    string column, or ``C(z)`` of a numeric one)."""
+    out = set()
+    for factor, (kind, _state) in getattr(mspec, "encoder_state", {}).items():
+        if getattr(kind, "value", kind) == "categorical":
+            col = _factor_column(str(factor), data)
+            if col is not None:
+                out.add(col)
+    return out
 
 
 def check_new_levels(mspec, data: pd.DataFrame, where: str) -> None:

@@ -167,7 +167,7 @@ def _call_args(s: str, name: str) -> list[str] | None:
     return [piece.strip() for _, piece in split_top_level(inner, ",")]
 
 
-_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+_NAME = re.compile(r"^(?:[^\W\d]|\.)[\w.]*$")  # Unicode letters too (größe, école, 群), as Python names
 
 
 def _is_name(v: str) -> bool:

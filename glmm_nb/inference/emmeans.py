@@ -40,6 +40,7 @@ from .contrasts import adjust_pvalues, contrast_weights
 from .ddf import linear_inference, resolve_ddf, t_quantile, two_sided_p
 from .emmeans_ordinal import ordinal_grid_values, ordinal_joint_vcov, ordinal_mode
 from .modelinfo import link_of
+from ..design.newdata import categorical_variables
 from .prediction import fixed_design
 
 __all__ = ["EMMResult", "emmeans", "reference_grid"]
@@ -87,9 +88,10 @@ def reference_grid(m, at: dict | None = None) -> tuple[pd.DataFrame, dict]:
         raise DataError(f"at= names {', '.join(map(repr, unknown))}, not a variable of the fixed part "
                         f"({', '.join(variables) or 'none'})")
     values, kinds = {}, {}
+    coded = categorical_variables(m.spec.fixed_spec, frame)  # C(h) of a numeric h is a factor, as in R
     for v in variables:
         col = frame[v]
-        if _is_factor(col):
+        if _is_factor(col) or v in coded:
             kinds[v] = "factor"
             lv = _levels(col)
             if v in at:

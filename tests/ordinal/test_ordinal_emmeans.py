@@ -70,3 +70,11 @@ def test_ordinal_emmeans_refuse_a_scale_they_do_not_have(wine_tc):
         wine_tc.emmeans("temp", type="response")
     html = wine_tc.report(diagnostics_nsim=10, emmeans="temp").html
     assert "cold - warm" in html and f"{REF['temp_latent_pairs']['estimate'][0]:.2f}" in html
+
+
+def test_fitted_and_residuals_of_an_ordinal_fit(wine_tc):
+    """fitted(): clmm's fitted values, the probability of each row's observed category; residuals()
+    say why there are none instead of complaining about a type the caller never passed."""
+    np.testing.assert_allclose(wine_tc.fitted().to_numpy()[:8], REF["fitted_first8"], rtol=5e-5)
+    with pytest.raises(ModelError, match="ordinal model has no residuals"):
+        wine_tc.residuals()
