@@ -76,3 +76,25 @@ def test_dates_in_the_fixed_part():
     m = glmm_nb.glmm("y ~ x + (1 | g)", d, family="poisson", ziformula="~ 1")
     with pytest.raises(DataError, match="column 't'"):
         m.refit(ziformula="~ t", data=d)
+
+
+def test_effect_plot_messages():
+    """Before: an intercept-only model's error led with "GEE: not asked for"; an ordinal model got
+    "no prediction curves for this model"."""
+    m = glmm_nb.glmm("y ~ 1 + (1 | g)", ZI, family="poisson")
+    with pytest.raises(ModelError, match="^no effect curves: the model has no covariate to vary$"):
+        m.plot.effects()
+    w = pd.read_csv(FIXTURES / "data" / "wine.csv")
+    w["rating"] = pd.Categorical(w.rating.astype(str), categories=list("12345"), ordered=True)
+    mo = glmm_nb.glmm("rating ~ temp + contact + (1 | judge)", w, family="ordinal")
+    spec = mo.plot.effects("temp").to_dict()
+    rows = pd.DataFrame([r for ds in spec["datasets"].values() for r in ds])
+    np.testing.assert_allclose(rows.groupby(["x", "curve"]).probability.sum().to_numpy(), 1.0, rtol=1e-9)
+    # the typical cluster's curve (contact held at 'no') is emmeans' P(rating = k) at temp, contact = no
+    import json
+
+    ref = json.loads((FIXTURES / "ordinal" / "wine_emmeans_modes.json").read_text())["rating_by_temp_contact_prob"]
+    typical = rows[rows.curve.str.startswith("typical")]
+    for temp in ("cold", "warm"):
+        want = [p for p, t, c in zip(ref["prob"], ref["temp"], ref["contact"]) if t == temp and c == "no"]
+        np.testing.assert_allclose(typical[typical.x == temp].probability.to_numpy(), want, rtol=1e-4)
