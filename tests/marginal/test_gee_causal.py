@@ -17,9 +17,10 @@ def test_gee_matches_geepack():
     r = glmm_nb.gee(case["formula"], df, cluster="district", family="binomial", corstr="exchangeable")
     ct = r.coef_table()
     names = [r_name(n, case, df) for n in case["coef"]]
-    np.testing.assert_allclose(ct.loc[names, "estimate"], list(case["coef"].values()), atol=1e-3)
-    np.testing.assert_allclose(ct.loc[names, "std_error"], list(case["robust_se"].values()), rtol=0.02)
-    assert r.working_correlation == pytest.approx(case["alpha"], abs=2e-3)
+    # reached: estimates 1.4e-4, robust SEs 1.1e-4 relative, alpha 2.4e-4 (geepack's convergence tolerance)
+    np.testing.assert_allclose(ct.loc[names, "estimate"], list(case["coef"].values()), atol=4e-4)
+    np.testing.assert_allclose(ct.loc[names, "std_error"], list(case["robust_se"].values()), rtol=5e-4)
+    assert r.working_correlation == pytest.approx(case["alpha"], abs=6e-4)
     assert list(ct.columns) == ["estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high"]
     assert r.nclusters == 60
 
