@@ -68,6 +68,15 @@ def test_predict_se_fit_matches_glmmtmb(zip_x, re_, rf, se_rtol, type_, tmb):
         assert np.all(p.se_fit.to_numpy() < np.asarray(ref["se"]))
 
 
+@pytest.mark.parametrize("hurdle, key", [(True, "hurdle_nb2_response_reNA"), (False, "zinb2_response_reNA")])
+def test_predict_se_fit_with_a_dispersion_matches_glmmtmb(hurdle, key):
+    """The hurdle NB mean (1 - pi) mu / (1 - f(0)) moves with the dispersion: its SE carries it."""
+    m = glmm_nb.glmm("y ~ x + (1 | g)", DATA, family="negative_binomial", ziformula="~ x", hurdle=hurdle)
+    p = m.predict(DATA.iloc[:5], type="response", re="none", se_fit=True)
+    np.testing.assert_allclose(p.fit.to_numpy(), REF[key]["fit"], rtol=2e-5)
+    np.testing.assert_allclose(p.se_fit.to_numpy(), REF[key]["se"], rtol=5e-5)
+
+
 def test_zero_part_prediction_intervals(zip_x):
     p = zip_x.predict(DATA.iloc[:5], type="response", re="none", interval="confidence")
     ref = REF["predict_response_reNA"]
