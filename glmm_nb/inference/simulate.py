@@ -19,7 +19,7 @@ from ..design import as_frame, check_choice, check_int, check_seed, grouping_cod
 from ..design.newdata import design_variables
 from ..errors import DataError, ModelError
 
-__all__ = ["Design", "design_of", "predict", "predict_design", "simulate"]
+__all__ = ["Design", "design_of", "mean_at", "predict", "predict_design", "simulate"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,6 +129,12 @@ def predict(m, newdata=None, type: str = "response", re: str = "conditional") ->
     return predict_design(m, design_of(m, newdata), type=type, re=re)
 
 
+def mean_at(m, d: Design, eta: np.ndarray) -> np.ndarray:
+    """The response-scale mean at linear predictors ``eta`` for the rows of ``d`` (zero part
+    included for zero-inflated and hurdle models)."""
+    return _respond(_family_for(m, d.zeta), eta, "response")
+
+
 def _respond(fam, eta, type: str):
     """The linear predictor on the scale asked for."""
     if type == "link":
@@ -158,6 +164,12 @@ def predict_design(m, d: Design, type: str = "response", re: str = "conditional"
     # population-averaged: E_b[h(eta + z'b)], z'b ~ N(0, v_i) with v_i = sum_k z_ik' S_k z_ik and
     # h the mean function (with the zero part for "response")
     v = re_row_variance(d.Zvals, _re_cov(m))
+    if fam.link.name == "inverse" and np.any(v > 0):
+        raise ModelError(
+            "the population-averaged mean does not exist for the inverse link: E_b[1/(eta + z'b)] has no finite "
+            "value because the normal random effect puts probability on both sides of the pole at eta + z'b = 0 "
+            "(quadrature would return a number that changes with the number of nodes); use re='none' (a typical "
+            "cluster) or refit with link='log'")
     x, w = hermegauss(40)
     w = w / np.sqrt(2 * np.pi)
     nodes = eta[:, None] + np.sqrt(v)[:, None] * x[None, :]
