@@ -377,3 +377,58 @@ def test_anova_across_families_that_nest():
     assert b.df.iloc[1] == 2 and "irregular" in b.test.iloc[1]
     with pytest.raises(ModelError, match="neither is the other at a boundary"):
         glmm_nb.anova(_fit(ref["formula"], sal, family="nbinom1"), zinb)
+
+
+def _brute_marginal_coefs(m, df):
+    """beta_M = (X'X)^-1 X' g(mu_M), mu_M by the 120-node rule (zero part included), X by hand."""
+    beta, S, zero = m.fixef, m.covariance_matrices()["g"].to_numpy(), m.zi_fixef
+    X = np.column_stack([np.ones(len(df)), df.treat.to_numpy(), df.x.to_numpy()])
+    eta = X @ beta[["(Intercept)", "treat", "x"]].to_numpy()
+    z = X[:, [0, 2]][:, :S.shape[0]]
+    v = np.einsum("na,ab,nb->n", z, S, z)
+    inv, link = {"logit": (special.expit, special.logit), "probit": (stats.norm.cdf, stats.norm.ppf),
+                 "log": (np.exp, np.log)}[m.link]
+    mu = inv(eta[:, None] + np.sqrt(2 * v)[:, None] * GH_X[None, :])
+    if len(zero):
+        pi = special.expit(zero["(Intercept)"] + zero["treat"] * df.treat.to_numpy())[:, None]
+        mu = (1 - pi) * mu / (1 - np.exp(-mu)) if m.request.family.hurdle else (1 - pi) * mu
+    mu_m = (mu @ GH_W) / np.sqrt(np.pi)
+    return pd.Series(np.linalg.lstsq(X, link(mu_m), rcond=None)[0], index=["(Intercept)", "treat", "x"])
+
+
+@pytest.mark.parametrize("label", [c[0] for c in CASES])
+def test_report_text_matches_brute_force(fitted, label):
+    """The property test of the report: every number of the key findings' focal line and of
+    section 4 recomputed by brute force, every direction word checked against it."""
+    m, df = fitted[label]
+    raw = " ".join(m.report(diagnostics_nsim=10, focus="treat", svg_fallback=False).html.split())
+    box = _text(raw[raw.index('id="findings"'):raw.index('id="model"')])
+    html = _text(raw)
+    sec4 = html[html.index("4. Conditional vs marginal"):html.index("5. Diagnostics")]
+    # section 4's table: marginal coefficients (zero part included) against the brute force
+    bm = _brute_marginal_coefs(m, df)
+    cmp = m.compare()
+    for term in bm.index:
+        assert cmp.loc[term, "marginal"] == pytest.approx(bm[term], rel=1e-6, abs=1e-8), term
+    # the note's direction words, per term, from the brute-force attenuation
+    for term in ("treat", "x"):
+        a = bm[term] / m.fixef[term]
+        word = "unchanged" if abs(a - 1) < 5e-4 else "towards zero" if 0 < a < 1 else "away from zero" \
+            if a > 1 else "reversed in sign"
+        assert re.search(rf"{word}: [^;.]*\b{term}\b", sec4), (label, term, a)
+    if not (m.link in ("logit", "probit") and len(m.spec.terms[0].col_names) == 1):
+        assert "shrink" not in sec4 and "flattens" not in sec4
+    # the focal claim: the population-averaged number in the box and in section 4, with its direction
+    (t0, p0), (t1, p1) = _brute_means(m, df, "treat", 1.0)
+    pa = _effect(m.link, p0, p1)
+    shown = f"{pa:.4g}"
+    assert f"by {shown}" in box and f"by {shown}" in sec4
+    cond = np.exp(m.fixef["treat"]) if m.link in ("log", "logit") else m.fixef["treat"]
+    if len(m.zi_fixef):
+        cond = _effect(m.link, t0, t1)  # treat is in the zero part: the typical cluster's mean ratio
+        assert "zero part included" in box and "zero part included" in sec4
+    ratio = m.link in ("log", "logit")
+    r = (np.log(pa) / np.log(cond)) if ratio else pa / cond
+    expected = "the same as" if abs(r - 1) < 5e-4 else "closer to no effect" if 0 < r < 1 \
+        else "farther from no effect" if r > 1 else "opposite direction"
+    assert expected in box and expected in sec4, (label, r)
