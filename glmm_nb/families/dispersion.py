@@ -42,6 +42,7 @@ _psi0 = special.digamma
 _SHIFT = 7.0  # the asymptotic series below are accurate to ~1e-12 relative from here on
 
 
+LIMIT_THETA = 1e8  # NB2 theta (1/alpha for NB1) beyond which the fit is at its Poisson limit
 _LARGE = 1e3  # d above _LARGE (y + 1)^2: the series below, whose error is O(y^5 / d^4) (below 1e-13)
 
 
@@ -230,6 +231,10 @@ class NegativeBinomial2(DispersionFamily):
     dispersion_meaning = "NB2 size: Var = mu + mu^2/theta (smaller theta, more overdispersion)"
     limit_family = Poisson  # theta -> infinity
 
+    def dispersion_at_limit(self, psi: float) -> bool:
+        # theta above 1e8: mu^2/theta adds under 1e-8 mu to the variance for mu up to 1: Poisson
+        return self.to_dispersion(psi) > LIMIT_THETA
+
     def loglik_const(self, y, pw):
         return -pw * special.gammaln(np.asarray(y, dtype=float) + 1)
 
@@ -292,6 +297,9 @@ class NegativeBinomial2(DispersionFamily):
 class NegativeBinomial1(NegativeBinomial2):
     name = "nbinom1"
     dispersion_name = "alpha"
+
+    def dispersion_at_limit(self, psi: float) -> bool:
+        return self.to_dispersion(psi) < 1 / LIMIT_THETA  # alpha -> 0: Poisson
     dispersion_meaning = "NB1: Var = mu (1 + alpha) (alpha = 0 is Poisson)"
     limit_family = Poisson  # alpha -> 0
 

@@ -109,7 +109,6 @@ def family_alternatives(m) -> Alternatives | None:
         else:
             return None
     rows = []
-    cur = fits[current][0]
     for label, (f, call) in fits.items():
         ok = bool(np.isfinite(f.loglik)) and f.converged
         rows.append({"model": label, "call": call, "loglik": f.loglik, "npar": f.npar, "aic": f.aic,
@@ -138,8 +137,12 @@ def family_alternatives(m) -> Alternatives | None:
         d = tab.loc[current, "aic"] - tab.loc[best, "aic"]
         p = tab.loc[best, "p_value"]
         lrt = f"; likelihood-ratio test p = {p:.2g}" if np.isfinite(p) else ""
+        close = [k for k in usable.index if k not in (best, current)
+                 and usable.loc[k, "aic"] - usable.loc[best, "aic"] < MIN_DELTA]
+        near = (f" ({' and '.join(close)} {'is' if len(close) == 1 else 'are'} within {MIN_DELTA:g} AIC of it: the "
+                "data barely separate them)") if close else ""
         advice = (f"Family: the {best} refit fits better than the {current} model (AIC lower by {d:.1f}{lrt}): "
-                  f"refit with {tab.loc[best, 'call']}.")
+                  f"refit with {tab.loc[best, 'call']}{near}.")
     return Alternatives(tab, current, best, advice, tuple(failed))
 
 

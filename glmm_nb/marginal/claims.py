@@ -266,7 +266,8 @@ def effect_claim(m, var: str, level=None, delta: float = 1.0) -> EffectClaim:
 def attenuation_note(m, table: pd.DataFrame) -> str:
     """What averaging over the clusters did to each coefficient here, read off ``table``
     (conditional, marginal): towards zero, away from zero, unchanged or reversed."""
-    groups: dict[str, list[str]] = {"towards zero": [], "away from zero": [], "unchanged": [], "reversed in sign": []}
+    groups: dict[str, list[str]] = {"unchanged": [], "moved towards zero": [], "moved away from zero": [],
+                                    "reversed in sign": []}
     for term, r in table.iterrows():
         if term == "(Intercept)" or "|" in str(term):
             continue
@@ -275,9 +276,9 @@ def attenuation_note(m, table: pd.DataFrame) -> str:
             continue
         a = p / c
         key = ("unchanged" if abs(a - 1) < SAME else "reversed in sign" if a < 0
-               else "towards zero" if a < 1 else "away from zero")
+               else "moved towards zero" if a < 1 else "moved away from zero")
         groups[key].append(str(term))
     parts = [f"{k}: {', '.join(v)}" for k, v in groups.items() if v]
     if not parts:
         return ""
-    return "Here, averaged over the clusters, the coefficients move " + "; ".join(parts) + "."
+    return "Here, averaged over the clusters — " + "; ".join(parts) + "."

@@ -8,10 +8,18 @@ vector random effects alike and is computed by 60-point Gauss-Hermite quadrature
 (deterministic; GLMMadaptive uses Monte Carlo). The marginal coefficients are the least-squares
 fit on the link scale, :math:`\beta^M = (X'X)^{-1}X'g(\mu^M)` (Hedeker et al. 2018).
 
-Standard errors: the delta method through the map :math:`(\theta, \beta) \mapsto \beta^M`
+Zero-inflated and hurdle models: the population-averaged mean includes the zero part,
+:math:`E_b[(1-\pi_i)\mu_i]` (hurdle: :math:`E_b[(1-\pi_i)\mu_i/(1-f(0;\mu_i))]`), and the zero
+part's coefficients :math:`\gamma` join :math:`(\theta, \beta)` in the map.
+
+Standard errors: the delta method through the map :math:`(\theta, \beta[, \gamma]) \mapsto \beta^M`
 (Jacobian by central differences) with the covariance of :math:`(\theta, \beta)` from the
 inverse Hessian of the deviance; or, with ``method="simulation"``, by drawing
-:math:`(\theta, \beta)` from that normal approximation (seeded) — percentile intervals.
+:math:`(\theta, \beta)` from that normal approximation (seeded) — percentile intervals. Against
+a parametric bootstrap of 1,000 refits (``benchmarks/check_marginal_se.py``, a Poisson random
+slope) the delta-method SEs agreed to 1–3 % with 50 clusters and were 4–8 % off with 30 clusters
+and a larger slope variance — the small-sample spread of the conditional Wald SEs themselves:
+with few clusters, check them with ``m.bootstrap()``.
 
 For a logistic random intercept the attenuation has the closed-form approximation
 :math:`\beta^M \approx \beta / \sqrt{1 + c^2\sigma^2}`, :math:`c = 16\sqrt3/(15\pi)`

@@ -112,4 +112,10 @@ def comparison_table(m, gee=None) -> pd.DataFrame:
     cf = closed_form_attenuation(m)
     out["closed_form"] = cf if cf is not None else np.nan
     out.index.name = "term"
+    from .claims import attenuation_note
+
+    zero = (" The marginal coefficients describe the overall mean, zero part included; the conditional ones the "
+            "count part.") if m.request.family.has_zero_part else ""
+    out.attrs["note"] = ("marginal: coefficients of a link-scale curve fitted to the population-averaged means; "
+                         "attenuation = marginal / conditional." + zero + " " + attenuation_note(m, out)).strip()
     return out

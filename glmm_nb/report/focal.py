@@ -57,7 +57,7 @@ class Focus:
         """``age = 59.8 (mean), sex = F (most common)``, or "" when there is nothing to hold."""
         parts = []
         if self.panel_var is not None:
-            parts.append(f"{self.panel_var} at {', '.join(_shown(v) for v in self.panel_values)} ({self.panel_how}; "
+            parts.append(f"{self.panel_var} = {', '.join(_shown(v) for v in self.panel_values)} ({self.panel_how}; "
                          f"{self.var} interacts with it: one panel each)")
         for v, (value, how) in self.held.items():
             parts.append(f"{v} = {_shown(value)} ({how})")

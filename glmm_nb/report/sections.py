@@ -20,7 +20,6 @@ from ..inference import diagnose, emmeans, icc, mor, r2
 from ..inference.simulate import design_of, mean_at, predict_design
 from ..marginal import attenuation_note, causal_checks, comparison_table, effect_claim
 from ..results.display import column_decimals, dispersion_lines, format_column, format_p, statistic_label, title
-from .findings import ratio_quantity
 from .focal import choose_focus, fixed_variables, focus_frame, other_terms
 
 

@@ -1,6 +1,6 @@
 """Every sentence true: the effect claims of the report, compare() and the key findings against
 brute-force computations written here (closed forms, Gauss-Hermite with another rule and node
-count, scipy quadrature), for families x links x {random intercept, random slope} x {no zero
+count, a least-squares projection written here), for families x links x {random intercept, random slope} x {no zero
 part, zero-inflated, hurdle}; and the texts that used to be fixed prose."""
 
 import json
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from numpy.polynomial.hermite import hermgauss
-from scipy import integrate, special, stats
+from scipy import special, stats
 
 import glmm_nb
 from glmm_nb.errors import ModelError
@@ -42,6 +42,9 @@ def _sim(kind, seed=1, G=50, n=8):
     eta = 0.3 + 0.5 * treat + 0.4 * x + b0 + (b1 * x if "slope" in kind else 0)
     if kind.startswith("binomial"):
         y = rng.binomial(1, special.expit(eta))
+    elif kind == "beta":
+        mu = special.expit(eta - 0.3)
+        y = rng.beta(mu * 12, (1 - mu) * 12)
     elif kind.startswith("gamma"):
         y = rng.gamma(4.0, np.exp(eta) / 4.0)
     else:
@@ -64,6 +67,11 @@ CASES = [
     ("zip, treat in the zero part", "y ~ treat + x + (1 | g)", {"family": "poisson", "ziformula": "~ treat"}, "zi"),
     ("hurdle poisson", "y ~ treat + x + (1 | g)", {"family": "poisson", "ziformula": "~ treat", "hurdle": True},
      "hurdle"),
+    ("binomial cloglog, intercept", "y ~ treat + x + (1 | g)", {"family": "binomial", "link": "cloglog"}, "binomial"),
+    ("nbinom1 log, slope", "y ~ treat + x + (1 + x | g)", {"family": "nbinom1"}, "poisson slope"),
+    ("zinb2, treat in the zero part", "y ~ treat + x + (1 | g)", {"family": "negative_binomial", "ziformula": "~ treat"},
+     "zi"),
+    ("beta logit, intercept", "y ~ treat + x + (1 | g)", {"family": "beta"}, "beta"),
 ]
 
 
@@ -73,7 +81,7 @@ def _brute_means(m, df, var, shift):
     by hand, the expectation over b by a 120-node physicists' Gauss-Hermite rule."""
     beta = m.fixef
     S = m.covariance_matrices()["g"].to_numpy()
-    fam, link = m.family, m.link
+    link = m.link
     zero = m.zi_fixef
 
     def scen(d):
@@ -81,11 +89,11 @@ def _brute_means(m, df, var, shift):
         z = np.column_stack([np.ones(len(d)), d.x.to_numpy()])[:, :S.shape[0]]
         v = np.einsum("na,ab,nb->n", z, S, z)
         nodes = eta[:, None] + np.sqrt(2 * v)[:, None] * GH_X[None, :]
-        inv = {"logit": special.expit, "probit": stats.norm.cdf, "log": np.exp}[link]
+        inv = {"logit": special.expit, "probit": stats.norm.cdf, "log": np.exp, "cloglog": _cloglog_inv}[link]
         mu_nodes, mu0 = inv(nodes), inv(eta)
         if len(zero):
             pi = special.expit(zero["(Intercept)"] + zero.get("treat", 0.0) * d.treat.to_numpy())
-            if "hurdle" in m.request.family.__class__.__name__.lower() or m.request.family.hurdle:
+            if m.request.family.hurdle:
                 f = lambda mu, p: (1 - p) * mu / (1 - np.exp(-mu))  # noqa: E731 (zero-truncated Poisson)
             else:
                 f = lambda mu, p: (1 - p) * mu  # noqa: E731
@@ -101,12 +109,21 @@ def _brute_means(m, df, var, shift):
     return scen(d0), scen(d1)
 
 
+def _cloglog_inv(eta):
+    return -np.expm1(-np.exp(eta))
+
+
+def _cloglog(p):
+    return np.log(-np.log1p(-p))
+
+
 def _effect(link, a, b):
     if link == "logit":
         return (b / (1 - b)) / (a / (1 - a))
     if link == "log":
         return b / a
-    return {"probit": stats.norm.ppf}[link](b) - {"probit": stats.norm.ppf}[link](a)
+    g = {"probit": stats.norm.ppf, "cloglog": _cloglog}[link]
+    return g(b) - g(a)
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +280,6 @@ def _salamanders():
 
 def test_interactions_in_key_findings_and_ties_not_called_most_common():
     """Issue 23 items 6 and 8 (Salamanders, spp * mined: every species has 92 rows)."""
-    from glmm_nb.report.findings import key_findings
     from glmm_nb.report.focal import choose_focus
 
     sal = _salamanders()
@@ -387,7 +403,7 @@ def _brute_marginal_coefs(m, df):
     z = X[:, [0, 2]][:, :S.shape[0]]
     v = np.einsum("na,ab,nb->n", z, S, z)
     inv, link = {"logit": (special.expit, special.logit), "probit": (stats.norm.cdf, stats.norm.ppf),
-                 "log": (np.exp, np.log)}[m.link]
+                 "log": (np.exp, np.log), "cloglog": (_cloglog_inv, _cloglog)}[m.link]
     mu = inv(eta[:, None] + np.sqrt(2 * v)[:, None] * GH_X[None, :])
     if len(zero):
         pi = special.expit(zero["(Intercept)"] + zero["treat"] * df.treat.to_numpy())[:, None]
@@ -404,7 +420,8 @@ def test_report_text_matches_brute_force(fitted, label):
     raw = " ".join(m.report(diagnostics_nsim=10, focus="treat", svg_fallback=False).html.split())
     box = _text(raw[raw.index('id="findings"'):raw.index('id="model"')])
     html = _text(raw)
-    sec4 = html[html.index("4. Conditional vs marginal"):html.index("5. Diagnostics")]
+    start = html.index("4. Conditional vs marginal", html.index("3. Random-effect structure"))
+    sec4 = html[start:html.index("5. Diagnostics", start)]
     # section 4's table: marginal coefficients (zero part included) against the brute force
     bm = _brute_marginal_coefs(m, df)
     cmp = m.compare()
@@ -432,3 +449,24 @@ def test_report_text_matches_brute_force(fitted, label):
     expected = "the same as" if abs(r - 1) < 5e-4 else "closer to no effect" if 0 < r < 1 \
         else "farther from no effect" if r > 1 else "opposite direction"
     assert expected in box and expected in sec4, (label, r)
+
+
+def test_ordinal_sentences_name_the_factor_step_and_compute_the_direction():
+    """Issue 23 item 11: a factor's cumulative odds ratio is for its level against the reference,
+    not "for one unit more"; the direction word comes from the two numbers (probit too)."""
+    from glmm_nb.report.ordinal import ordinal_section
+
+    wine = glmm_nb.datasets.load("wine")
+    for link in ("logit", "probit"):
+        o = _fit("rating ~ temp + contact + (1 | judge)", wine, family="ordinal", link=link)
+        sec = ordinal_section(o, None)
+        text = " ".join(sec["meaning"] + sec["marginal_sentences"])
+        assert "one unit more" not in text and "shrink" not in text
+        tab = o.compare()
+        r = tab.loc["temp[T.warm]"]
+        a = r.marginal / r.conditional
+        assert 0 < a < 1  # a random intercept flattens a cumulative logit/probit model
+        assert f"{(1 - a) * 100:.1f} % closer to no effect" in text
+        if link == "logit":
+            assert f"{np.exp(o.fixef['temp[T.warm]']):.3g} times as high (cumulative odds ratio) for temp = warm " \
+                   "rather than cold, within a cluster" in text
