@@ -295,6 +295,8 @@ def test_interactions_in_key_findings_and_ties_not_called_most_common():
     assert "spp PR (vs GP) also enters spp PR × mined no (interaction)" in ctx_text
     assert "spp DF × mined no (interaction)" in ctx_text
     assert "spp[T." not in ctx_text
+    assert "Effect curves of spp, with mined = yes, no (each of its values; spp interacts with it: one panel each)" \
+        in _text(page.html)
 
 
 def test_treatment_by_time_curves_are_panelled():
