@@ -155,15 +155,23 @@ def exact_json(frame) -> str:
     return json.dumps(records, indent=1, allow_nan=False, ensure_ascii=False)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _version() -> str:
     from importlib import metadata
 
+    try:
+        return metadata.version("glmm_nb")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if list(argv) == ["--version"]:  # answered before the numeric stack loads
+        print(f"glmm-nb {_version()}")
+        return 0
     from .families import family_names
 
-    try:
-        __version__ = metadata.version("glmm_nb")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-        __version__ = "unknown"
+    __version__ = _version()
 
     parser = argparse.ArgumentParser(
         prog="glmm-nb", description="Maximum-likelihood mixed models with lme4 formulas.",
@@ -197,7 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--sep", default=None, help="field delimiter of the CSV file (default: sniffed from the file)")
     f.add_argument("--format", default="text", choices=("text", "json", "csv"),
                    help="output: the text summary, or the tidy coefficient table as JSON or CSV")
-    argv = sys.argv[1:] if argv is None else argv
     if not argv:
         parser.print_help()
         return 0
