@@ -17,8 +17,11 @@ def test_demo_without_output_writes_nothing(capsys, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_demo_runs_the_quickstart_notebook(capsys, tmp_path):
+def test_demo_runs_the_quickstart_notebook(capfd, tmp_path):
     assert main(["demo", "-o", str(tmp_path / "demo")]) == 0
+    out, err = capfd.readouterr()  # the kernel's own stderr too (file-descriptor level)
+    assert out.startswith("Generalized linear mixed model") and "without encryption" not in out + err
+    assert "WARNING" not in err
     assert (tmp_path / "demo" / "quickstart.ipynb").exists()
     assert "<html" in (tmp_path / "demo" / "quickstart_report.html").read_text()
 
