@@ -370,7 +370,9 @@ class ModelBuilder:
 
     def _compare_html(self) -> str:
         frame = self.compare()
-        shown = frame.drop(columns=["test"]).to_html(float_format=lambda v: f"{v:.6g}", na_rep="", escape=True)
+        fmt = {**{c: "{:.2f}".format for c in ("AIC", "BIC")}, **{c: "{:.4f}".format for c in ("logLik", "chisq")},
+               **{c: "{:.3g}".format for c in ("p_value", "p_value_boundary")}, "chi_df": "{:.0f}".format}
+        shown = frame.drop(columns=["test"]).to_html(formatters=fmt, na_rep="", escape=True)
         tests = "".join(f"<li>{html.escape(k)} vs {html.escape(r.vs)}: {html.escape(r.test)}</li>"
                         for k, r in frame.iterrows() if r.vs)
         return shown + (f"<ul>{tests}</ul>" if tests else "") + self.table()._repr_html_()
