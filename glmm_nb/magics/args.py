@@ -162,6 +162,8 @@ def parse_line(line: str, cell: bool) -> MagicArgs:
         ns = parser().parse_args(shlex.split(" ".join(opts)))
     except ValueError as exc:
         raise ArgError(str(exc)) from None
+    if ns.ziformula is not None and ns.ziformula.strip() == "~":
+        raise ArgError("--ziformula '~': quote a zero-part formula that holds spaces, e.g. --ziformula '~ x'")
     return MagicArgs(name=lead_name or name or ns.name, formula=formula, data=ns.data, family=ns.family, link=ns.link,
                      method=ns.method, nagq=ns.nagq, reml=ns.reml, weights=ns.weights, offset=ns.offset,
                      report=ns.report, quiet=ns.quiet, marginal=ns.marginal, embed=ns.embed,

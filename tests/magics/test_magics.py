@@ -196,6 +196,8 @@ def test_zero_part_hurdle_and_ordered_in_both_magics(ip):
     assert abs(hur.zi_fixef.iloc[0] - refs["zisim_hurdle"]["zi"]["(Intercept)"]) < 1e-3
     args = parse_line("--data zi --ziformula \"~ x\" --hurdle y ~ x + (1 | `g g`)", cell=False)
     assert (args.ziformula, args.hurdle, args.formula) == ("~ x", True, "y ~ x + (1 | `g g`)")
+    with pytest.raises(ArgError, match="quote a zero-part formula"):
+        parse_line("--data zi --ziformula ~ x y ~ x + (1 | g)", cell=False)
     wine = glmm_nb.datasets.load("wine")
     wine["rating"] = wine["rating"].astype(str).map({"1": "dry", "2": "low", "3": "mid", "4": "high", "5": "top"})
     ip.user_ns["wine"] = wine
