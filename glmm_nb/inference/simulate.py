@@ -19,7 +19,7 @@ from ..design import as_frame, check_choice, check_int, check_seed, grouping_cod
 from ..design.newdata import design_variables
 from ..errors import DataError, ModelError
 
-__all__ = ["Design", "design_of", "fill_groups", "predict", "predict_design", "simulate"]
+__all__ = ["Design", "design_of", "predict", "predict_design", "simulate"]
 
 
 @dataclass(frozen=True, eq=False)
