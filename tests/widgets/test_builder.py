@@ -173,6 +173,15 @@ def test_fit_is_fast_reports_on_demand_and_status_is_honest(builder, tmp_path, m
     assert "done" not in b.status.value
 
 
+def test_singular_fit_is_said_in_the_status():
+    rng = np.random.default_rng(3)
+    d = pd.DataFrame({"x": rng.normal(size=200), "g": rng.integers(0, 10, 200).astype(str)})
+    d["y"] = (rng.random(200) < 1 / (1 + np.exp(-0.5 * d.x))).astype(int)  # no group effect
+    b = glmm_nb.ModelBuilder(d, formula="y ~ x + (1 | g)", family="binomial")
+    m = b.fit()
+    assert m.singular and "singular fit" in b.status.value and "variance of (1 | g)" in b.status.value
+
+
 def test_results_compare_and_table_match_lme4(builder):
     b = builder
     for f in ("use ~ age + (1 | district)", "use ~ age + urban + (1 | district)",
