@@ -84,7 +84,6 @@ def _model_blocks(m, show: str, digits: int, stars: bool, conf_level: float) -> 
     d = block_decimals(vc["sdcor"].to_numpy(dtype=float), digits)
     out["Random effects"] = {n: _fmt(v, d, digits) for n, v in zip(names, vc["sdcor"].to_numpy(dtype=float))}
     if len(m.dispersion):
-        fam = m.request.family
         d = block_decimals(m.dispersion.to_numpy(dtype=float), digits)
         out["Dispersion"] = {str(name): _fmt(float(v), d, digits) for name, v in m.dispersion.items()}
     model = {"N": str(m.nobs), **{f"Groups ({g})": str(n) for g, n in m.ngroups.items()},
