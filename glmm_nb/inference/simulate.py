@@ -53,6 +53,27 @@ def design_of(m, newdata: pd.DataFrame | None) -> Design:
                   zero_part(m, newdata))
 
 
+def fill_groups(m, newdata: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``newdata`` with each absent grouping column set to a fitted level, for population-averaged
+    (``re="marginal"``) predictions, which integrate z'b out and read only Z: the group's value
+    never matters there. A column that a fixed, slope or zero-part term also reads is left
+    absent (and reported missing as before)."""
+    if newdata is None:
+        return None
+    spec = m.spec
+    read = set(spec.fixed_spec.variables_by_source.get("data", set()))
+    if getattr(spec, "zi_fixed_spec", None) is not None:
+        read |= set(spec.zi_fixed_spec.variables_by_source.get("data", set()))
+    for t in spec.terms:
+        read |= set(t.lhs_spec.variables_by_source.get("data", set()))
+    fill = {g: spec.frame[g].iloc[0] for t in spec.terms for g in t.group_vars
+            if g not in newdata.columns and g not in read and g in spec.frame.columns}
+    if not fill:
+        return newdata
+    return newdata.assign(**{g: pd.Series([v] * len(newdata), index=newdata.index, dtype=spec.frame[g].dtype)
+                             for g, v in fill.items()})
+
+
 def zero_part(m, newdata: pd.DataFrame | None) -> np.ndarray | None:
     """The zero part's linear predictor (logit of pi) for the fitted rows or new data."""
     spec = m.spec
@@ -126,6 +147,8 @@ def predict(m, newdata=None, type: str = "response", re: str = "conditional") ->
     if re == "none" and newdata is not None:
         X, off = fixed_part(m, newdata)
         return _respond(_family_for(m, zero_part(m, newdata)), X @ m.fixef.to_numpy() + off, type)
+    if re == "marginal":
+        newdata = fill_groups(m, newdata)
     return predict_design(m, design_of(m, newdata), type=type, re=re)
 
 
