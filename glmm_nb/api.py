@@ -161,9 +161,11 @@ class MixedModel(GLMMResult):
         term at a time (``ordinal::nominal_test``); see :func:`glmm_nb.inference.nominal_test`."""
         return nominal_test(self, terms=terms)
 
-    def diagnose(self, nsim: int = 250, seed: int | None = 1):
-        """DHARMa-style simulated residuals, their tests and convergence details."""
-        return diagnose(self, nsim=nsim, seed=seed)
+    def diagnose(self, nsim: int = 250, seed: int | None = 1, alternatives: bool = True):
+        """DHARMa-style simulated residuals, their tests and convergence details; for count and
+        multi-trial binomial models the refits under alternative families and the advice they
+        support (``alternatives=False`` skips the refits)."""
+        return diagnose(self, nsim=nsim, seed=seed, alternatives=alternatives)
 
     # ------------------------------------------------------------ conditional vs marginal
     def marginal_coefs(self, method: str = "delta", level: float = 0.95, **kw) -> pd.DataFrame:
@@ -179,13 +181,14 @@ class MixedModel(GLMMResult):
         name or a :func:`glmm_nb.gee` result (as in :meth:`report`)."""
         return comparison_table(self, gee)
 
-    def causal_checks(self, cluster: str | None = None):
-        """Within/between decomposition, variance shares and flags."""
-        return causal_checks(self, cluster=cluster)
+    def causal_checks(self, cluster: str | None = None, randomized=()):
+        """Within/between decomposition, variance shares and flags (``randomized``: covariates
+        assigned at random, whose cluster-level comparison is then a note, not a flag)."""
+        return causal_checks(self, cluster=cluster, randomized=randomized)
 
     def report(self, template_dir=None, marginal: str | None = None, gee=None, diagnostics_nsim: int = 250,
                svg_fallback: bool = True, emmeans: str | None = None, gee_cluster: str | None = None,
-               focus: str | None = None, data_source: str | None = None):
+               focus: str | None = None, data_source: str | None = None, randomized=()):
         """A self-contained HTML :class:`~glmm_nb.report.Report` (``.save(path)``).
 
         ``focus="x"`` picks the covariate of the effect curves and the first key finding
@@ -194,12 +197,14 @@ class MixedModel(GLMMResult):
         factor A and their pairwise comparisons; ``gee`` a cluster column name or a
         :func:`glmm_nb.gee` result (as in :meth:`compare`; ``gee_cluster`` is its older name);
         ``data_source`` a CSV path or variable name for the Reproduce section (default: the
-        variable ``glmm()`` was given, when it had a name)."""
+        variable ``glmm()`` was given, when it had a name); ``randomized=["treat"]`` states that
+        those covariates were assigned at random (a covariate constant within clusters is then
+        described, not flagged, in the causal caveats)."""
         from .report import make_report  # jinja2/altair load only when a report is asked for
 
         return make_report(self, template_dir=template_dir, marginal=marginal, gee=gee,
                            diagnostics_nsim=diagnostics_nsim, svg_fallback=svg_fallback, emmeans=emmeans,
-                           gee_cluster=gee_cluster, focus=focus, data_source=data_source)
+                           gee_cluster=gee_cluster, focus=focus, data_source=data_source, randomized=randomized)
 
 
 class DaskMixedModel(MixedModel):

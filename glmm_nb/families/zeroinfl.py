@@ -117,6 +117,9 @@ class ZeroInflated(Family):
     def to_dispersion(self, psi: float) -> float:
         return self.base.to_dispersion(psi)
 
+    def dispersion_at_limit(self, psi: float) -> bool:
+        return self.base.dispersion_at_limit(psi)
+
     def from_dispersion(self, d: float) -> float:
         return self.base.from_dispersion(d)
 

@@ -20,7 +20,7 @@ from ..design import (as_frame, check_choice, check_int, check_seed, grouping_co
 from ..design.newdata import design_variables
 from ..errors import DataError, ModelError
 
-__all__ = ["Design", "design_of", "predict", "predict_design", "simulate"]
+__all__ = ["Design", "design_of", "mean_at", "predict", "predict_design", "simulate"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +52,27 @@ def design_of(m, newdata: pd.DataFrame | None) -> Design:
         nlev.append(len(labels))
     return Design(d.X, d.offset, d.codes, d.Zvals, tuple(own), tuple(nlev), np.ones(len(newdata)),
                   zero_part(m, newdata))
+
+
+def fill_groups(m, newdata: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``newdata`` with each absent grouping column set to a fitted level, for population-averaged
+    (``re="marginal"``) predictions, which integrate z'b out and read only Z: the group's value
+    never matters there. A column that a fixed, slope or zero-part term also reads is left
+    absent (and reported missing as before)."""
+    if newdata is None:
+        return None
+    spec = m.spec
+    read = set(spec.fixed_spec.variables_by_source.get("data", set()))
+    if getattr(spec, "zi_fixed_spec", None) is not None:
+        read |= set(spec.zi_fixed_spec.variables_by_source.get("data", set()))
+    for t in spec.terms:
+        read |= set(t.lhs_spec.variables_by_source.get("data", set()))
+    fill = {g: spec.frame[g].iloc[0] for t in spec.terms for g in t.group_vars
+            if g not in newdata.columns and g not in read and g in spec.frame.columns}
+    if not fill:
+        return newdata
+    return newdata.assign(**{g: pd.Series([v] * len(newdata), index=newdata.index, dtype=spec.frame[g].dtype)
+                             for g, v in fill.items()})
 
 
 def zero_part(m, newdata: pd.DataFrame | None) -> np.ndarray | None:
@@ -123,7 +144,15 @@ def predict(m, newdata=None, type: str = "response", re: str = "conditional") ->
     if re == "none" and newdata is not None:
         X, off = fixed_part(m, newdata)
         return _respond(_family_for(m, zero_part(m, newdata)), X @ m.fixef.to_numpy() + off, type)
+    if re == "marginal":
+        newdata = fill_groups(m, newdata)
     return predict_design(m, design_of(m, newdata), type=type, re=re)
+
+
+def mean_at(m, d: Design, eta: np.ndarray) -> np.ndarray:
+    """The response-scale mean at linear predictors ``eta`` for the rows of ``d`` (zero part
+    included for zero-inflated and hurdle models)."""
+    return _respond(_family_for(m, d.zeta), eta, "response")
 
 
 def _respond(fam, eta, type: str):
@@ -155,6 +184,12 @@ def predict_design(m, d: Design, type: str = "response", re: str = "conditional"
     # population-averaged: E_b[h(eta + z'b)], z'b ~ N(0, v_i) with v_i = sum_k z_ik' S_k z_ik and
     # h the mean function (with the zero part for "response")
     v = re_row_variance(d.Zvals, _re_cov(m))
+    if fam.link.name == "inverse" and np.any(v > 0):
+        raise ModelError(
+            "the population-averaged mean does not exist for the inverse link: E_b[1/(eta + z'b)] has no finite "
+            "value because the normal random effect puts probability on both sides of the pole at eta + z'b = 0 "
+            "(quadrature would return a number that changes with the number of nodes); use re='none' (a typical "
+            "cluster) or refit with link='log'")
     x, w = hermegauss(40)
     w = w / np.sqrt(2 * np.pi)
     nodes = eta[:, None] + np.sqrt(v)[:, None] * x[None, :]

@@ -139,6 +139,11 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
     g = devfun.exact_gradient(phi)
     H = devfun.hessian(phi)
     free = _free(request, phi, ntheta)
+    fam0 = request.family
+    nd0 = fam0.n_dispersion if not devfun.profiled else 0
+    at_limit = bool(nd0) and fam0.dispersion_at_limit(float(phi[ntheta + spec.p]))
+    if at_limit:  # the likelihood is flat there: not a free parameter (as a variance at 0)
+        free[ntheta + spec.p] = False
     st = devfun.state(phi)  # the state at the optimum (after the Hessian's probes)
     scgrad, eig = _scaled_gradient(H, g, free)
     opt_full = OptSummary(**{**opt.__dict__, "gradient": g, "scaled_gradient": scgrad, "hessian_eigenvalues": eig})
@@ -184,6 +189,12 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
         vcov_method = "conditional"
     msgs, ok, sing = fit_messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig,
                                   pirls_ok=bool(st.converged))
+    if at_limit:
+        base = getattr(fam0, "base", fam0)
+        d = base.to_dispersion(float(phi[ntheta + spec.p]))
+        msgs.append(f"The {base.name} dispersion ran to its Poisson limit ({base.dispersion_name} = {d:.3g}): the data "
+                    f"show no overdispersion beyond the Poisson's, and this fit is the {base.limit_family.name} fit "
+                    "(its standard error is not defined).")
     # lme4's deviance() of a glmer fit: the conditional deviance at the modes
     lme4_dev = float(np.sum(fam.dev_resid(devfun.y, st.mu, devfun.pw)))
     loglik = -opt.objective / 2 if request.uses_agq else -st.deviance / 2

@@ -80,8 +80,8 @@ def test_flags_and_shares():
         m = glmm_nb.glmm("y ~ x + trt + (1 | g)", df)
     c = m.causal_checks()
     assert c.flags.loc["few clusters", "applies"]
-    assert c.flags.loc["treatment assigned at cluster level", "applies"]
-    assert "trt" in c.flags.loc["treatment assigned at cluster level", "detail"]
+    assert c.flags.loc["cluster-level covariate", "applies"]
+    assert "trt" in c.flags.loc["cluster-level covariate", "detail"]
     assert c.shares.loc["trt", "between_share"] == pytest.approx(1.0)
     x = df["x"].to_numpy()
     xbar = df.groupby("g")["x"].transform("mean").to_numpy()
@@ -101,7 +101,7 @@ def test_balanced_and_factor_covariates_and_offsets():
         c = m.causal_checks()
     assert c.shares.loc["V4", "between_share"] == pytest.approx(0.0, abs=1e-12)
     assert c.shares.loc["trt", "between_share"] == pytest.approx(1.0)
-    assert c.flags.loc["treatment assigned at cluster level", "applies"]
+    assert c.flags.loc["cluster-level covariate", "applies"]
     assert c.joint_test["df"] == 0 and "not possible" in c.flags.loc["within ≠ between", "detail"]
     # an offset given in the formula or as an argument reaches the refit identically
     rng = np.random.default_rng(0)
