@@ -5,27 +5,30 @@
 ...                  glmm_nb.datasets.load("cbpp"), family="binomial")
 """
 
-from . import datasets
-from .api import MixedModel, glmm
-from .design import ModelSpec
-from .inference import anova
-from .marginal import gee
-from .papertable import table
-from .pipeline import build_spec, fit, make_devfun, make_request, refit
-from .progress import set_progress
-from .request import FitRequest
-from .errors import (
-    ConvergenceWarning,
-    DataError,
-    DataWarning,
-    FormulaError,
-    GLMMError,
-    ModelError,
-    SingularFitWarning,
-)
-from .families import Family, Link, get_family, register_family, register_link
-from .formula import parse_formula
-from .results import GLMMResult
+import importlib
+
+# name -> the module that defines it; loaded on first use (PEP 562), so ``import glmm_nb`` and
+# ``glmm-nb --version`` load no numeric stack (numpy, pandas, scipy, formulaic, …) until a name
+# is used, and the display stack (IPython, ipywidgets, jinja2, altair) only where it is needed
+_LAZY = {
+    "datasets": None,
+    "MixedModel": "api", "glmm": "api",
+    "ModelSpec": "design",
+    "anova": "inference",
+    "gee": "marginal",
+    "table": "papertable",
+    "build_spec": "pipeline", "fit": "pipeline", "make_devfun": "pipeline", "make_request": "pipeline",
+    "refit": "pipeline",
+    "set_progress": "progress",
+    "FitRequest": "request",
+    "ConvergenceWarning": "errors", "DataError": "errors", "DataWarning": "errors", "FormulaError": "errors",
+    "GLMMError": "errors", "ModelError": "errors", "SingularFitWarning": "errors",
+    "Family": "families", "Link": "families", "get_family": "families", "register_family": "families",
+    "register_link": "families",
+    "parse_formula": "formula",
+    "GLMMResult": "results",
+    "ModelBuilder": "widgets",
+}
 
 __version__ = "0.1.0"
 
@@ -70,9 +73,24 @@ def load_ipython_extension(ipython):
     _load(ipython)
 
 
-def __getattr__(name):  # lazy: importing glmm_nb must not import ipywidgets
-    if name == "ModelBuilder":
-        from .widgets import ModelBuilder
-
-        return ModelBuilder
+def __getattr__(name):
+    """The public names, imported on first use (``ModelBuilder`` imports ipywidgets only then)."""
+    if name in _LAZY:
+        where = _LAZY[name]
+        if where is None:  # a subpackage
+            value = importlib.import_module(f"{__name__}.{name}")
+        else:
+            value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_"):
+        try:  # a submodule not imported yet (glmm_nb.api, glmm_nb.report, …)
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
     raise AttributeError(f"module 'glmm_nb' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

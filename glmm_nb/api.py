@@ -68,26 +68,45 @@ class MixedModel(GLMMResult):
         return emmeans(self, specs, by=by, at=at, type=type, ddf=ddf, level=level)
 
     def fitted(self) -> pd.Series:
-        """Fitted means at the conditional modes, indexed like the rows used."""
+        """Fitted means at the conditional modes, indexed like the rows used (ordinal models:
+        the fitted probability of each row's observed category, as ``clmm``'s ``fitted()``)."""
+        if self.request.family.ordinal:
+            import numpy as np
+
+            probs = predict_ordinal(self, type="prob").to_numpy()
+            codes = np.asarray(self.spec.y, dtype=int)
+            return pd.Series(probs[np.arange(len(codes)), codes], index=self.spec.row_index, name="fitted")
         return pd.Series(predict(self), index=self.spec.row_index, name="fitted")
 
     def residuals(self, type: str = "response") -> pd.Series:
         """Residuals at the conditional modes: ``response`` (y − mu), ``pearson``
-        ((y − mu)/sqrt(Var)) or ``deviance`` (signed square roots of the unit deviances)."""
+        ((y − mu)/sqrt(Var)) or ``deviance`` (signed square roots of the unit deviances).
+
+        Zero-inflated and hurdle models: mu is the mean with the zero part and Var the mixture's
+        variance (as glmmTMB); they have no deviance residuals (no saturated model; glmmTMB
+        refuses them too)."""
         import numpy as np
 
         fam = self.fitted_family
+        if type not in ("response", "pearson", "deviance"):
+            raise ModelError(f"type must be 'response', 'pearson' or 'deviance', not {type!r}")
+        if fam.ordinal:
+            raise ModelError("an ordinal model has no residuals of a numeric response; use m.predict(type='prob') "
+                             "for the category probabilities or m.diagnose() for simulated residuals")
         y, w = np.asarray(self.spec.y), np.asarray(self.spec.weights)
         mu = predict(self)
         if type == "response":
             r = y - mu
         elif type == "pearson":
             scale = self.sigma**2 if fam.profiled_lmm else 1.0
-            r = (y - mu) * np.sqrt(w / (scale * fam.variance(mu)))
-        elif type == "deviance":
-            r = np.sign(y - mu) * np.sqrt(np.maximum(fam.dev_resid(y, mu, w), 0.0))
+            var = (fam.response_variance(predict(self, type="conditional")) if fam.has_zero_part
+                   else fam.variance(mu))
+            r = (y - mu) * np.sqrt(w / (scale * var))
+        elif fam.has_zero_part:
+            raise ModelError("deviance residuals are not defined for zero-inflated and hurdle models (the mixture has "
+                             "no saturated model); use type='pearson' or 'response', or m.diagnose()")
         else:
-            raise ModelError(f"type must be 'response', 'pearson' or 'deviance', not {type!r}")
+            r = np.sign(y - mu) * np.sqrt(np.maximum(fam.dev_resid(y, mu, w), 0.0))
         return pd.Series(r, index=self.spec.row_index, name=f"{type}_residual")
 
     def confint(self, method: str = "profile", level: float = 0.95, **kw) -> pd.DataFrame:
@@ -142,9 +161,11 @@ class MixedModel(GLMMResult):
         term at a time (``ordinal::nominal_test``); see :func:`glmm_nb.inference.nominal_test`."""
         return nominal_test(self, terms=terms)
 
-    def diagnose(self, nsim: int = 250, seed: int | None = 1):
-        """DHARMa-style simulated residuals, their tests and convergence details."""
-        return diagnose(self, nsim=nsim, seed=seed)
+    def diagnose(self, nsim: int = 250, seed: int | None = 1, alternatives: bool = True):
+        """DHARMa-style simulated residuals, their tests and convergence details; for count and
+        multi-trial binomial models the refits under alternative families and the advice they
+        support (``alternatives=False`` skips the refits)."""
+        return diagnose(self, nsim=nsim, seed=seed, alternatives=alternatives)
 
     # ------------------------------------------------------------ conditional vs marginal
     def marginal_coefs(self, method: str = "delta", level: float = 0.95, **kw) -> pd.DataFrame:
@@ -160,13 +181,14 @@ class MixedModel(GLMMResult):
         name or a :func:`glmm_nb.gee` result (as in :meth:`report`)."""
         return comparison_table(self, gee)
 
-    def causal_checks(self, cluster: str | None = None):
-        """Within/between decomposition, variance shares and flags."""
-        return causal_checks(self, cluster=cluster)
+    def causal_checks(self, cluster: str | None = None, randomized=()):
+        """Within/between decomposition, variance shares and flags (``randomized``: covariates
+        assigned at random, whose cluster-level comparison is then a note, not a flag)."""
+        return causal_checks(self, cluster=cluster, randomized=randomized)
 
     def report(self, template_dir=None, marginal: str | None = None, gee=None, diagnostics_nsim: int = 250,
                svg_fallback: bool = True, emmeans: str | None = None, gee_cluster: str | None = None,
-               focus: str | None = None, data_source: str | None = None):
+               focus: str | None = None, data_source: str | None = None, randomized=()):
         """A self-contained HTML :class:`~glmm_nb.report.Report` (``.save(path)``).
 
         ``focus="x"`` picks the covariate of the effect curves and the first key finding
@@ -175,12 +197,14 @@ class MixedModel(GLMMResult):
         factor A and their pairwise comparisons; ``gee`` a cluster column name or a
         :func:`glmm_nb.gee` result (as in :meth:`compare`; ``gee_cluster`` is its older name);
         ``data_source`` a CSV path or variable name for the Reproduce section (default: the
-        variable ``glmm()`` was given, when it had a name)."""
+        variable ``glmm()`` was given, when it had a name); ``randomized=["treat"]`` states that
+        those covariates were assigned at random (a covariate constant within clusters is then
+        described, not flagged, in the causal caveats)."""
         from .report import make_report  # jinja2/altair load only when a report is asked for
 
         return make_report(self, template_dir=template_dir, marginal=marginal, gee=gee,
                            diagnostics_nsim=diagnostics_nsim, svg_fallback=svg_fallback, emmeans=emmeans,
-                           gee_cluster=gee_cluster, focus=focus, data_source=data_source)
+                           gee_cluster=gee_cluster, focus=focus, data_source=data_source, randomized=randomized)
 
 
 class DaskMixedModel(MixedModel):

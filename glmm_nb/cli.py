@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["main", "read_data"]
+__all__ = ["main", "read_data", "exact_json"]
 
 
 def sniff_separator(head: bytes, encoding: str) -> str:
@@ -96,6 +96,7 @@ def _fit(args) -> int:
 
     from .api import glmm, with_data_source
     from .design import check_output_path
+    from .design.levels import ordered_column
     from .errors import DataError
 
     path = Path(args.data)
@@ -110,10 +111,15 @@ def _fit(args) -> int:
         col, _, order = spec.partition("=")
         if col not in df.columns:
             raise DataError(f"--ordered names the column '{col}', which is not in {path.name}")
-        df[col] = ordered_column(df[col], order, col)
+        df[col] = ordered_column(df[col], order, col, what=f"--ordered {spec}")
+    for opt, col in (("--weights", args.weights), ("--offset", args.offset)):
+        if col is not None and col not in df.columns:
+            raise DataError(f"{opt} names the column '{col}', which is not in {path.name}")
+    if args.hurdle and args.ziformula is None:
+        raise DataError("--hurdle needs --ziformula (the model of zero vs positive, e.g. --ziformula '~ 1')")
     m = glmm(
         args.formula, df, family=args.family, link=args.link, method=args.method, nagq=args.nagq,
-        reml=not args.ml,
+        reml=not args.ml, weights=args.weights, offset=args.offset, ziformula=args.ziformula, hurdle=args.hurdle,
     )
     m = with_data_source(m, str(path), df.attrs.get("sep"))  # the report's Reproduce section reads this CSV
     if args.format == "text":
@@ -121,46 +127,51 @@ def _fit(args) -> int:
     elif args.format == "csv":
         print(m.tidy(conf_int=True).to_csv(index=False), end="")
     else:
-        print(m.tidy(conf_int=True).to_json(orient="records", indent=1))
+        print(exact_json(m.tidy(conf_int=True)))
     if args.output:
         path = m.report().save(args.output)
         print(f"report: {path}", file=sys.stderr if args.format != "text" else sys.stdout)
     return 0
 
 
-def ordered_column(col, order: str, name: str):
-    """A column as an ordered Categorical: categories in the order ``"a,b,c"``, or sorted
-    (numerically when the values are numbers)."""
+def exact_json(frame) -> str:
+    """A table as JSON records with every number exact (shortest round-trip repr, as Python's
+    float repr: no rounding to 10 decimals) and NaN / missing as null."""
+    import json
+    import math
+
     import pandas as pd
 
-    from .errors import DataError
+    def clean(v):
+        if v is None or v is pd.NA or v is pd.NaT:
+            return None
+        if hasattr(v, "item"):  # numpy scalars
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
 
-    values = col.dropna()
-    if order:
-        levels = [v.strip() for v in order.split(",")]
-        if pd.api.types.is_numeric_dtype(col):  # 1.0 in the file is "1" in the order
-            text = col.map(lambda v: v if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v)))
-        else:
-            text = col.astype(str).where(col.notna())
-        unknown = sorted(set(text.dropna()) - set(levels))
-        if unknown:
-            raise DataError(f"--ordered {name}=...: the values {', '.join(unknown)} are not in the order given")
-        return pd.Categorical(text, categories=levels, ordered=True)
-    if pd.api.types.is_numeric_dtype(col):
-        return pd.Categorical(col, categories=sorted(values.unique()), ordered=True)
-    return pd.Categorical(col.astype(str).where(col.notna()), categories=sorted(values.astype(str).unique()),
-                          ordered=True)
+    records = [{str(k): clean(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    return json.dumps(records, indent=1, allow_nan=False, ensure_ascii=False)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("glmm_nb")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from importlib import metadata
-
+    argv = sys.argv[1:] if argv is None else argv
+    if list(argv) == ["--version"]:  # answered before the numeric stack loads
+        print(f"glmm-nb {_version()}")
+        return 0
     from .families import family_names
 
-    try:
-        __version__ = metadata.version("glmm_nb")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-        __version__ = "unknown"
+    __version__ = _version()
 
     parser = argparse.ArgumentParser(
         prog="glmm-nb", description="Maximum-likelihood mixed models with lme4 formulas.",
@@ -181,14 +192,19 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--ml", action="store_true", help="ML instead of REML for gaussian models")
     f.add_argument("--factor", action="append", help="treat a column as categorical")
     f.add_argument("--ordered", action="append", metavar="COL[=a,b,c]",
-                   help="treat a column as ordered categories (the response of --family ordinal), in the order given "
-                        "or sorted")
+                   help="treat a column as ordered categories (the response of --family ordinal), low to high in the "
+                        "order given; without an order only for numbers (labels must be given their order)")
+    f.add_argument("--weights", default=None, metavar="COL", help="column of prior weights")
+    f.add_argument("--offset", default=None, metavar="COL", help="column holding an offset (or write offset(log(t)) "
+                   "in the formula)")
+    f.add_argument("--ziformula", default=None, metavar="FORMULA",
+                   help="zero part of a count model, e.g. '~ 1' (zero-inflation; with --hurdle: a hurdle model)")
+    f.add_argument("--hurdle", action="store_true", help="with --ziformula: a hurdle model (zero vs positive)")
     f.add_argument("-o", "--output", help="write the HTML report to this file")
     f.add_argument("--encoding", default="utf-8", help="text encoding of the CSV file (default utf-8)")
     f.add_argument("--sep", default=None, help="field delimiter of the CSV file (default: sniffed from the file)")
     f.add_argument("--format", default="text", choices=("text", "json", "csv"),
                    help="output: the text summary, or the tidy coefficient table as JSON or CSV")
-    argv = sys.argv[1:] if argv is None else argv
     if not argv:
         parser.print_help()
         return 0

@@ -43,11 +43,21 @@ def quickstart_notebook() -> nbformat.NotebookNode:
 
 
 def run_notebook(nb: nbformat.NotebookNode, cwd: str | Path, timeout: int = 600) -> nbformat.NotebookNode:
-    """Execute a notebook in ``cwd`` with a fresh ipykernel (nbclient)."""
+    """Execute a notebook in ``cwd`` with a fresh ipykernel (nbclient).
+
+    The kernel talks over local IPC sockets in a private temporary folder, not TCP: a TCP kernel
+    without keys prints Jupyter's "Kernel is running over TCP without encryption" warning as the
+    demo's first line (and would listen on a port)."""
+    import tempfile
+
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
-    client.execute()
+    with tempfile.TemporaryDirectory(prefix="glmm_nb_kernel_") as sockets:
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
+        client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(cwd)}})
+        client.execute()
     return nb
 
 

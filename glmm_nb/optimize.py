@@ -16,7 +16,7 @@ from scipy import optimize as sopt
 from .errors import ModelError
 from .progress import counted
 
-__all__ = ["restart_edge", "OptSummary", "minimize_devfun", "converged_by_gradient"]
+__all__ = ["restart_edge", "OptSummary", "minimize_devfun", "converged_by_gradient", "optimizer_message"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,21 @@ class OptSummary:
     gradient: np.ndarray | None = None
     scaled_gradient: float | None = None
     hessian_eigenvalues: np.ndarray | None = None
+
+
+def optimizer_message(message) -> str:
+    """L-BFGS-B's stop message in words: scipy's "ABNORMAL: " (an empty reason) and
+    "ABNORMAL_TERMINATION_IN_LNSRCH" mean the line search found no lower deviance along the
+    search direction — usually a gradient inconsistent with the deviance (noise, a kink) near
+    the optimum."""
+    msg = (message if isinstance(message, str) else message.decode()).strip()
+    head, _, reason = msg.partition(":")
+    if head.startswith("ABNORMAL"):
+        reason = reason.strip() or head.partition("ABNORMAL")[2].strip("_ ").replace("_", " ").lower()
+        told = f" ({reason})" if reason else ""
+        return ("L-BFGS-B stopped abnormally: its line search found no lower deviance along the search direction"
+                f"{told}, which happens when the gradient and the deviance disagree near the optimum")
+    return msg
 
 
 def minimize_devfun(
@@ -107,7 +122,7 @@ def minimize_devfun(
                           converged=True, tolerances=tol)
     res = sopt.minimize(f, start * scale, jac=jac, method="L-BFGS-B", bounds=bounds, options=tol)
     elapsed = time.perf_counter() - t0
-    msg = res.message if isinstance(res.message, str) else res.message.decode()
+    msg = optimizer_message(res.message)
     return OptSummary(
         optimizer=label,
         start=start,

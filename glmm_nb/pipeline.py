@@ -58,6 +58,19 @@ def check_method(method, nagq, family: Family) -> tuple[str, int]:
     return method, nagq
 
 
+def zero_part_formula(ziformula, hurdle: bool = False):
+    """``ziformula`` as the fit uses it: ``"~ 0"`` (or ``"~ -1"``) is no zero part, as glmmTMB
+    reads it; a hurdle model needs one."""
+    if not isinstance(ziformula, str):
+        return ziformula
+    rhs = ziformula.strip().lstrip("~").replace(" ", "")
+    if rhs in ("0", "-1", "+0", "0-1", "1-1", "-1+0"):
+        if hurdle is True:
+            raise ModelError(f"hurdle=True needs a zero part; ziformula {ziformula!r} has none (write '~ 1')")
+        return None
+    return ziformula
+
+
 def model_family(family, link=None, ziformula=None, hurdle: bool = False) -> Family:
     """The family object of a request: a registered family, zero-inflated or hurdle when a
     ``ziformula`` is given."""
@@ -74,6 +87,7 @@ def make_request(formula, data: pd.DataFrame, family: str | Family = "binomial",
                  control: dict | None = None, start=None, fixed: dict | None = None, ziformula: str | None = None,
                  hurdle: bool = False) -> FitRequest:
     """Check the arguments, build the spec, and record everything as a :class:`FitRequest`."""
+    ziformula = zero_part_formula(ziformula, hurdle)
     fam = model_family(family, link, ziformula, hurdle)
     method, nagq = check_method(method, nagq, fam)
     reml, control, start, fixed = check_options(reml, control, start, fixed)
@@ -255,6 +269,15 @@ def fit(request: FitRequest, result_class: type = GLMMResult) -> GLMMResult:
             return build_result(request, dev, opt, result_class)
     except (np.linalg.LinAlgError, ArithmeticError) as exc:
         spec = request.spec
+        fam = request.family
+        if not fam.profiled_lmm and fam.link.name in ("identity", "inverse", "sqrt", "inverse_squared"):
+            raise ModelError(
+                f"the fit failed numerically ({type(exc).__name__}: {exc}): with the {fam.link.name} link the "
+                f"{fam.name} family's mean is not kept in its range, and the optimizer reached parameters that "
+                f"give some rows an impossible mean (e.g. a negative one). Use the "
+                f"{' or '.join(dict.fromkeys([repr(fam.links[0]), repr('log')]))} link, "
+                "or a model whose linear predictor stays in range"
+            ) from exc
         raise ModelError(
             f"the fit failed numerically ({type(exc).__name__}: {exc}); the {spec.nobs} observations do not "
             f"identify '{spec.formula.text}' with the {request.family.name} family — simplify the random effects "
@@ -283,7 +306,8 @@ def refit(m: GLMMResult, **changes) -> GLMMResult:
     if unknown:
         raise ModelError(f"refit() cannot change {', '.join(map(repr, unknown))}; it takes {', '.join(sorted(allowed))}")
     fam = req.family
-    zi_formula = changes.get("ziformula", req.spec.zi_formula)
+    zi_formula = zero_part_formula(changes.get("ziformula", req.spec.zi_formula),
+                                   changes.get("hurdle", req.family.hurdle if req.family.has_zero_part else False))
     if any(k in changes for k in ("family", "link", "ziformula", "hurdle")):
         base = fam.start_family  # the count part: a zero-inflated family keeps its zero part
         hurdle = changes.get("hurdle", fam.hurdle if fam.has_zero_part else False)

@@ -1,9 +1,12 @@
 """The glmm-nb command: the README's demo, and fit on a CSV file."""
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from glmm_nb.cli import main
-from tests.conftest import FIXTURES, reproduce_code, run_reproduce
+from glmm_nb.datasets import load as glmm_nb_load
+from tests.conftest import FIXTURES, load_case, reproduce_code, run_reproduce
 
 
 def test_demo_without_output_writes_nothing(capsys, tmp_path, monkeypatch):
@@ -14,8 +17,11 @@ def test_demo_without_output_writes_nothing(capsys, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_demo_runs_the_quickstart_notebook(capsys, tmp_path):
+def test_demo_runs_the_quickstart_notebook(capfd, tmp_path):
     assert main(["demo", "-o", str(tmp_path / "demo")]) == 0
+    out, err = capfd.readouterr()  # the kernel's own stderr too (file-descriptor level)
+    assert out.startswith("Generalized linear mixed model") and "without encryption" not in out + err
+    assert "WARNING" not in err
     assert (tmp_path / "demo" / "quickstart.ipynb").exists()
     assert "<html" in (tmp_path / "demo" / "quickstart_report.html").read_text()
 
@@ -134,3 +140,85 @@ def test_cli_report_reproduce_reads_the_csv(capsys, tmp_path):
         ref = glmm_nb.glmm(formula, d)
     assert ns["m"].loglik == pytest.approx(ref.loglik, abs=1e-9)
     assert list(ns["m"].fixef.index) == list(ref.fixef.index)
+
+
+def test_cli_json_keeps_exact_numbers(capsys):
+    """Issue 24: `--format json` rounded p-values to 10 decimals (cHEIGHT's 1.5e-11 printed 0.0).
+    Every number now round-trips exactly; NaN is null. Reference: glmmTMB's estimate and SE of
+    cHEIGHT (fixtures/cases_tmb/grouseticks_nb2.json) give the Wald p-value."""
+    import json
+
+    from scipy import stats
+
+    case, _ = load_case("grouseticks_nb2")
+    data = str(FIXTURES / "data" / "grouseticks.csv")
+    args = ["fit", data, case["formula"], "--family", "negative_binomial", "--factor", "YEAR", "--factor", "BROOD",
+            "--factor", "LOCATION"]
+    assert main([*args, "--format", "json"]) == 0
+    text = capsys.readouterr().out
+    assert "NaN" not in text
+    rows = {r["term"]: r for r in json.loads(text)}
+    z = case["fixef"]["cHEIGHT"] / case["se"]["cHEIGHT"]
+    p_ref = 2 * stats.norm.sf(abs(z))
+    assert 1e-12 < p_ref < 1e-10
+    assert rows["cHEIGHT"]["p_value"] == pytest.approx(p_ref, rel=0.3)  # a 2 % SE error moves p by ~ 20 %
+    assert rows["cHEIGHT"]["std_error"] == pytest.approx(case["se"]["cHEIGHT"], rel=5e-3)
+    assert main([*args, "--format", "csv"]) == 0
+    import io
+
+    import pandas as pd
+
+    csv = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    got = csv.set_index("term")
+    assert rows["cHEIGHT"]["p_value"] == got.loc["cHEIGHT", "p_value"]  # bit for bit
+    assert rows["sd__(Intercept)"]["std_error"] is None or isinstance(rows["sd__(Intercept)"]["std_error"], float)
+
+
+def test_cli_zero_part_weights_offset_and_ordered_levels(capsys, tmp_path):
+    """--ziformula / --hurdle / --weights / --offset reach the fit (glmmTMB / lme4 values in
+    fixtures/workbench_refs.json); --ordered refuses labels without an order and a repeated
+    level in one line, exit status 2."""
+    import json
+
+    refs = json.loads((FIXTURES / "workbench_refs.json").read_text())
+    zi = str(FIXTURES / "data" / "zisim.csv")
+    for extra, ref in ((["--ziformula", "~ 1"], refs["zisim_zip"]), (["--ziformula", "~1", "--hurdle"],
+                                                                     refs["zisim_hurdle"])):
+        assert main(["fit", zi, "y ~ x + (1 | g)", "--family", "poisson", *extra, "--format", "json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        zrow = [r for r in rows if r["component"] == "zi"]
+        assert len(zrow) == 1 and abs(zrow[0]["estimate"] - ref["zi"]["(Intercept)"]) < 1e-3
+    op = str(FIXTURES / "data" / "offset_poisson.csv")
+    tab = tmp_path / "op.csv"
+    d = pd.read_csv(op)
+    d["logt"] = np.log(d["t"])
+    d.to_csv(tab, index=False)
+    assert main(["fit", str(tab), "y ~ f + (1 | g)", "--family", "poisson", "--offset", "logt", "--format", "json"]) == 0
+    rows = {r["term"]: r for r in json.loads(capsys.readouterr().out)}
+    for term, value in refs["offset_poisson"]["fixef"].items():
+        key = term if term == "(Intercept)" else f"f[T.{term[1:]}]"
+        assert abs(rows[key]["estimate"] - value) < 1e-3
+    cb = tmp_path / "cbpp.csv"
+    d = pd.read_csv(FIXTURES / "data" / "cbpp.csv")
+    d["prop"] = d["incidence"] / d["size"]
+    d.to_csv(cb, index=False)
+    assert main(["fit", str(cb), "prop ~ period + (1 | herd)", "--factor", "period", "--weights", "size",
+                 "--format", "json"]) == 0
+    rows = {r["term"]: r for r in json.loads(capsys.readouterr().out)}
+    assert abs(rows["period[T.4]"]["estimate"] - refs["cbpp_weights"]["fixef"]["period4"]) < 1e-3
+    assert main(["fit", str(cb), "prop ~ period + (1 | herd)", "--weights", "nope"]) == 2
+    assert capsys.readouterr().err.strip() == "glmm-nb: --weights names the column 'nope', which is not in cbpp.csv"
+    wine = tmp_path / "wine.csv"
+    w = glmm_nb_load("wine")
+    w["rating"] = w["rating"].astype(str).map({"1": "dry", "2": "low", "3": "mid", "4": "high", "5": "top"})
+    w.to_csv(wine, index=False)
+    f = "rating ~ temp + (1 | judge)"
+    assert main(["fit", str(wine), f, "--family", "ordinal", "--ordered", "rating"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "order may not be the scale" in err and "rating=" in err
+    assert main(["fit", str(wine), f, "--family", "ordinal", "--ordered", "rating=low,low,mid,high,top"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("glmm-nb: --ordered rating=low,low,mid,high,top: the level 'low' is listed twice in "
+                           "'low,low,mid,high,top'")
+    assert main(["fit", str(wine), f, "--family", "ordinal", "--ordered", "rating=dry,low,,high,top"]) == 2
+    assert "an empty level" in capsys.readouterr().err

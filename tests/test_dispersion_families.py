@@ -175,11 +175,12 @@ def test_overdispersed_poisson_points_to_nb2(rng):
     p = glmm_nb.glmm("y ~ x + (1 | g)", df, family="poisson")
     d = p.diagnose(nsim=100)
     assert d.tests.loc["dispersion", "p_value"] < 0.05
-    (advice,) = [x for x in d.messages if x.startswith("Overdispersion")]
+    (advice,) = [x for x in d.messages if x.startswith("Family:")]  # from the refits, not the test
     nb = p.refit(family="negative_binomial")
-    assert f"AIC {nb.aic:.1f}" in advice and "family='negative_binomial'" in advice
+    assert f"AIC lower by {p.aic - nb.aic:.1f}" in advice and "family='negative_binomial'" in advice
     ok = glmm_nb.glmm("y ~ x + (1 | g)", df, family="negative_binomial").diagnose(nsim=100)
-    assert not [x for x in ok.messages if x.startswith("Overdispersion")]
+    assert not [x for x in ok.messages if x.startswith(("Overdispersion", "Family:"))]
+    assert ok.alternatives.best == "negative binomial (NB2)"
 
 
 def test_downstream_for_a_dispersion_family():

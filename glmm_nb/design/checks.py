@@ -58,12 +58,17 @@ def numpy_dtypes(data: pd.DataFrame) -> pd.DataFrame:
         elif pd.api.types.is_numeric_dtype(dt):
             changed[i] = col.astype("float64") if not has_na else col.to_numpy(dtype=float, na_value=np.nan)
         elif pd.api.types.is_string_dtype(dt):
-            changed[i] = col.astype(object).where(~col.isna(), np.nan)
+            # pandas 3's default ``str`` and ``string[pyarrow]``: an object Series (an ndarray
+            # would be inferred back to ``str`` on insertion)
+            changed[i] = pd.Series(col.to_numpy(dtype=object, na_value=np.nan), index=col.index, dtype=object)
     if not changed:
         return data
     out = data.copy(deep=False)
     for i, values in changed.items():
-        out.isetitem(i, np.asarray(values) if not isinstance(values, pd.Series) else values.to_numpy())
+        if isinstance(values, pd.Series) and values.dtype == object:
+            out.isetitem(i, values)
+        else:
+            out.isetitem(i, np.asarray(values) if not isinstance(values, pd.Series) else values.to_numpy())
     return out
 
 

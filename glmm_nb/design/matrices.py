@@ -37,7 +37,8 @@ def formula_error(exc: Exception, where: str) -> FormulaError:
 def required_variables(expr: str, where: str) -> list[str]:
     """Variables an expression uses, in order of first appearance (deterministic)."""
     try:
-        found = set(formulaic.Formula(expr).required_variables)
+        formula = formulaic.Formula(expr)
+        found = set(formula.required_variables) | _transform_arguments(formula)
     except FormulaicError as exc:
         raise formula_error(exc, where) from None
     except SyntaxError as exc:  # Python syntax inside a term (formulaic parses terms as Python)
@@ -53,8 +54,47 @@ def required_variables(expr: str, where: str) -> list[str]:
     return sorted(found, key=first)
 
 
+def _transform_arguments(formula) -> set[str]:
+    """The plain names inside Python factors — formulaic leaves out the variables of its
+    stateful transforms (``center(x)``, ``scale(x)``, ``poly(x, 2)``, ``bs(x, 3)``): names
+    neither called nor the base of an attribute (``np`` of ``np.log``)."""
+    import ast
+
+    out: set[str] = set()
+    for term in formula:
+        for factor in term.factors:
+            if str(getattr(factor.eval_method, "value", factor.eval_method)) != "python":
+                continue
+            try:
+                tree = ast.parse(str(factor.expr), mode="eval")
+            except SyntaxError:
+                continue
+            skip = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+            skip |= {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+            out |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in skip}
+    return out
+
+
+def check_time_columns(names, data: pd.DataFrame, where: str) -> None:
+    """Dates and durations are not numbers a model can multiply: a clear :class:`DataError`."""
+    for v in names:
+        if v not in data.columns:
+            continue
+        dt = data[v].dtype
+        if (pd.api.types.is_datetime64_any_dtype(dt) or pd.api.types.is_timedelta64_dtype(dt)
+                or isinstance(dt, pd.PeriodDtype)):
+            raise DataError(
+                f"column '{v}' in {where} holds dates or durations ({dt}), not numbers: convert it to the "
+                f"scale you mean, e.g. days since the start (data['{v}'] - data['{v}'].min()).dt.days or "
+                f"the year data['{v}'].dt.year; for a factor, its text data['{v}'].astype(str)"
+            )
+
+
 def model_matrix(expr: str, data: pd.DataFrame, where: str, spec=None) -> pd.DataFrame:
     """formulaic's model matrix of ``expr`` (or of a stored formulaic ``spec`` for new data)."""
+    used = (spec.variables_by_source.get("data", set()) if spec is not None
+            else required_variables(expr, where) if expr.strip() else ())
+    check_time_columns(sorted(used), data, where)
     try:
         if spec is not None:
             mm = spec.get_model_matrix(data, na_action="ignore")

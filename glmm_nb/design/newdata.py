@@ -28,7 +28,7 @@ from .grouping import map_groups, value_label
 from .positions import PositionSpec
 from .matrices import eval_numeric, model_matrix, rename_intercept, required_variables
 
-__all__ = ["NewDesign", "new_fixed_matrix", "new_design", "check_new_levels", "design_variables"]
+__all__ = ["NewDesign", "categorical_variables", "new_fixed_matrix", "new_zero_matrix", "new_design", "check_new_levels", "design_variables"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +60,18 @@ def _factor_column(factor: str, data: pd.DataFrame) -> str | None:
     if m and m.group(1).strip() in data.columns:
         return m.group(1).strip()
     return None
+
+
+def categorical_variables(mspec, data: pd.DataFrame) -> set[str]:
+    """The data columns that the formulaic spec ``mspec`` encodes as categorical (``z`` of a
+    string column, or ``C(z)`` of a numeric one)."""
+    out = set()
+    for factor, (kind, _state) in getattr(mspec, "encoder_state", {}).items():
+        if getattr(kind, "value", kind) == "categorical":
+            col = _factor_column(str(factor), data)
+            if col is not None:
+                out.add(col)
+    return out
 
 
 def check_new_levels(mspec, data: pd.DataFrame, where: str) -> None:
@@ -141,10 +153,38 @@ def new_fixed_matrix(spec, newdata, offsets: bool = True) -> tuple[np.ndarray, n
     return X, off
 
 
+def zero_variables(spec) -> list[str]:
+    """The columns of the zero part's formula (empty without a zero part)."""
+    if spec.zi_fixed_spec is None:
+        return []
+    return sorted(spec.zi_fixed_spec.variables_by_source.get("data", set()))
+
+
+def new_zero_matrix(spec, newdata) -> np.ndarray:
+    """The zero part's design for ``newdata`` with the fit's encoding, by the rules of the
+    fixed part (:func:`new_fixed_matrix`): an unseen level is a :class:`DataError`, a row with
+    a missing value gets NaN."""
+    newdata = numpy_dtypes(as_frame(newdata, "newdata"))
+    needed = zero_variables(spec)
+    lacking = [v for v in needed if v not in newdata.columns]
+    if lacking:
+        raise DataError(f"newdata lacks the zero part's column(s) {', '.join(map(repr, lacking))} "
+                        f"(ziformula {spec.zi_formula})")
+    Zdf = _matrix(spec.zi_fixed_spec, newdata, f"the zero part {spec.zi_formula}")
+    Zdf.columns = rename_intercept(Zdf.columns)
+    Z = Zdf[list(spec.zi_names)].to_numpy(dtype=float)
+    if needed:
+        na = newdata[needed].isna().any(axis=1).to_numpy()
+        if na.any():
+            Z = Z.copy()
+            Z[na] = np.nan
+    return Z
+
+
 def design_variables(spec) -> list[str]:
     """The columns new data need for conditional predictions: the fixed part's, the offsets',
-    and every random-effect term's (its columns and grouping columns)."""
-    needed = set(_variables(spec, True))
+    the zero part's and every random-effect term's (its columns and grouping columns)."""
+    needed = set(_variables(spec, True)) | set(zero_variables(spec))
     for t in spec.terms:
         needed |= set(t.group_vars)
         needed |= set(t.lhs_spec.variables_by_source.get("data", set()))

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import SeparationWarning, warn
 
-__all__ = ["separated_columns", "warn_separation", "separation_message"]
+__all__ = ["separated_columns", "ordinal_separated_columns", "warn_separation", "separation_message"]
 
 _OBJ_TOL = 1e-7
 _COEF_TOL = 1e-6
@@ -119,6 +119,55 @@ def separated_columns(X: np.ndarray, y: np.ndarray, pw: np.ndarray, names) -> tu
     return tuple(sorted(out, key=lambda n: n == "(Intercept)"))
 
 
+def ordinal_separated_columns(X: np.ndarray, y: np.ndarray, pw: np.ndarray, names, ncat: int) -> tuple[str, ...]:
+    r"""Separation in a cumulative-link model: the fixed-effect columns whose estimates are infinite.
+
+    With :math:`P(Y \le k) = F(\alpha_k - x'\beta)`, moving along :math:`(\gamma, \delta)`
+    (thresholds, coefficients) never lowers a row's probability when :math:`\gamma_k - x_i'\delta
+    \ge 0` for a row in category :math:`k < K` and :math:`x_i'\delta - \gamma_{k-1} \ge 0` for a
+    row in category :math:`k > 1`, with the thresholds kept in order (:math:`\gamma_{k+1} \ge
+    \gamma_k`). Konis's linear program on these signed rows (columns ``[gamma, delta]``) finds
+    such a direction; the coefficients with :math:`\delta_j \ne 0` run to ±infinity. ``y`` holds
+    the category codes 0..K−1.
+    """
+    X = np.asarray(X, dtype=float)
+    p = X.shape[1]
+    if p == 0 or ncat < 2:
+        return ()
+    keep = np.asarray(pw, dtype=float) > 0
+    X, y = X[keep], np.asarray(y)[keep].astype(np.int64)
+    scale = np.abs(X).max(axis=0)
+    scale[scale == 0] = 1.0
+    Xs = X / scale
+    k1 = ncat - 1
+    E = np.eye(k1)
+    up = y < k1  # gamma_k - x'delta >= 0 with k = y
+    lo = y > 0   # x'delta - gamma_{k-1} >= 0
+    order = np.c_[E[1:] - E[:-1], np.zeros((k1 - 1, p))]
+    A = np.concatenate([np.c_[E[y[up]], -Xs[up]], np.c_[-E[y[lo] - 1], Xs[lo]], order])
+    if len(A) <= 50_000:
+        A = np.unique(np.round(A, 12), axis=0)
+
+    def direction(cols):
+        d = _direction(A[:, list(range(k1)) + [k1 + j for j in cols]])
+        return None if d is None else d[k1:]
+
+    delta = direction(range(p))
+    if delta is None:
+        return ()
+    flagged = [j for j in range(p) if abs(delta[j]) > _COEF_TOL]
+    if not flagged:  # only the thresholds move (an empty category): not a coefficient's problem
+        return ()
+    essential = []
+    if len(flagged) <= 20:
+        for j in flagged:
+            others = [k for k in range(p) if k != j]
+            d = direction(others)
+            if d is None or not np.any(np.abs(d) > _COEF_TOL):
+                essential.append(j)
+    return tuple(names[j] for j in (essential or flagged))
+
+
 def separation_message(columns) -> str:
     """The plain-words explanation of separation along ``columns``."""
     cols = ", ".join(map(repr, columns))
@@ -127,7 +176,8 @@ def separation_message(columns) -> str:
         "quasi-complete separation, the linear-programming check of R's detectseparation); their "
         "maximum-likelihood estimates are infinite, so the reported estimates, standard errors and "
         "intervals are not meaningful. Merge or drop the categories (or values) that have only successes "
-        "or only failures, or use a penalized (bias-reduced) fit."
+        "or only failures (ordinal responses: only the lowest or only the highest categories), or use a "
+        "penalized (bias-reduced) fit."
     )
 
 

@@ -24,7 +24,7 @@ from .ordinal import drop_intercept, read_ordinal_response
 from .random import frozen, random_terms
 from .response import read_response
 from .reterms import ReTerm
-from .separation import separated_columns, warn_separation
+from .separation import ordinal_separated_columns, separated_columns, warn_separation
 
 __all__ = ["ModelSpec", "NewDesign", "model_spec", "fixed_matrix"]
 
@@ -213,6 +213,8 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
     terms = random_terms(parsed, d)
     check_identifiable(terms, len(d), X.shape[1], family)
     separated = separated_columns(X, y, pw, x_names) if family.reads_cbind else ()
+    if family.ordinal:
+        separated = ordinal_separated_columns(X, y, pw, x_names, len(levels))
     if separated:
         warn_separation(separated)
     zi_parts = {}

@@ -269,6 +269,9 @@ def fit_dask(formula, data, family="binomial", link=None, method="laplace", nagq
     ddf = as_dask(data, engine)
     frame = _index_as_column(ddf)
     fam = get_family(family, link)
+    if fam.ordinal:
+        raise ModelError("ordinal (cumulative-link) models are not available on Dask data yet; fit them in memory "
+                         "(ddf.compute(), or a sample of whole clusters)")
     method, nagq = check_method(method, nagq, fam)
     control = dict(control or {})
     opts = DaskOptions.from_control(control)

@@ -283,11 +283,15 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
     whole = sum(len(k) for k in keys) == n_clusters
     levels = {c: _sorted_levels(np.concatenate([f["levels"][c] for f in facts])) for c in level_cols}
 
-    spec_frame = _level_frame(head, {c: levels[c] for c in level_cols if c in factor_cols})
+    # every factor column read as a categorical with its global levels, here and in every partition
+    # (Dask's string dtype would otherwise leave the encoding to each partition's own values)
+    categories = {c: levels[c] for c in level_cols if c in factor_cols}
+    spec_frame = _level_frame(head, categories)
+    for c, lv in categories.items():
+        spec_frame[c] = pd.Categorical(spec_frame[c].astype(object), categories=lv)
     fixed_spec = _spec(parsed.fixed, spec_frame, f"the fixed part '{parsed.fixed}'")
     x_all = rename_intercept(fixed_spec.column_names)
     lhs_specs = tuple(_spec(rt.lhs, spec_frame, f"the term {rt.text}") for rt in parsed.random)
-    categories = {}
     if factor_resp:
         categories[resp] = list(meta[resp].cat.categories) if resp in known else levels[resp]
 

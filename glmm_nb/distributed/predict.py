@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 
-from ..design import as_frame, grouping_codes, model_matrix, rename_intercept
+from ..design import as_frame, grouping_codes, model_matrix, numpy_dtypes, rename_intercept
+from ..design.newdata import check_new_levels
 from ..design.matrices import eval_numeric
 from ..errors import DataError, ModelError
 
@@ -52,6 +53,8 @@ class Predictor:
     def __call__(self, df: pd.DataFrame) -> np.ndarray:
         if df.index.name is not None and df.index.name not in df.columns:
             df = df.reset_index()  # a named index (the cluster column after set_index) as a column
+        df = numpy_dtypes(df)  # Dask's string dtype as object, which the fitted encoding reads as a factor
+        check_new_levels(self.fixed_spec, df, "the fixed part")
         mm = model_matrix("", df, "the fixed part", spec=self.fixed_spec)
         mm.columns = rename_intercept(mm.columns)
         missing = [c for c in self.x_names if c not in mm.columns]

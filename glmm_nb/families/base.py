@@ -129,6 +129,12 @@ class Family:
         return (self.limit_family is not None and other.link.name == self.link.name
                 and type(other) is self.limit_family)
 
+    def dispersion_at_limit(self, psi: float) -> bool:
+        """Whether the optimizer's dispersion parameter ``psi`` has run to the limit where this
+        family is its ``limit_family`` (NB2 theta -> infinity, NB1 alpha -> 0): there the
+        likelihood is flat in psi and psi is no free parameter of the fit."""
+        return False
+
     def mean(self, mu):
         """E[y] given the count/mean part's mu (a zero part changes it)."""
         return mu

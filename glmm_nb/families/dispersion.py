@@ -42,6 +42,31 @@ _psi0 = special.digamma
 _SHIFT = 7.0  # the asymptotic series below are accurate to ~1e-12 relative from here on
 
 
+LIMIT_THETA = 1e8  # NB2 theta (1/alpha for NB1) beyond which the fit is at its Poisson limit
+_LARGE = 1e3  # d above _LARGE (y + 1)^2: the series below, whose error is O(y^5 / d^4) (below 1e-13)
+
+
+def _lgamma_ratio(y, d):
+    """lgamma(y + d) - lgamma(d) - y log d, accurate for every d (a series when d >> y^2)."""
+    y, d = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(d, dtype=float))
+    big = d > _LARGE * (y + 1) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        direct = special.gammaln(y + d) - special.gammaln(d) - special.xlogy(y, d)
+        s1, s2 = y * (y - 1) / 2, y * (y - 1) * (2 * y - 1) / 6  # sum k, sum k^2, sum k^3 for k < y
+        series = s1 / d - s2 / (2 * d**2) + s1**2 / (3 * d**3)
+    return np.where(big, series, direct)
+
+
+def _digamma_ratio(y, d):
+    """psi(y + d) - psi(d) (= sum over k < y of 1/(d + k)), accurate for every d."""
+    y, d = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(d, dtype=float))
+    big = d > _LARGE * (y + 1) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        direct = _psi0(y + d) - _psi0(d)
+        series = y / d - (y * (y - 1) / 2) / d**2 + (y * (y - 1) * (2 * y - 1) / 6) / d**3
+    return np.where(big, series, direct)
+
+
 def _tri_tetra(x):
     """Trigamma and tetragamma (psi', psi'') of an array: the recurrence
     psi^(m)(x) = psi^(m)(x + 1) + (-1)^(m+1) m! / x^(m+1) lifts every argument to at least 7,
@@ -206,12 +231,18 @@ class NegativeBinomial2(DispersionFamily):
     dispersion_meaning = "NB2 size: Var = mu + mu^2/theta (smaller theta, more overdispersion)"
     limit_family = Poisson  # theta -> infinity
 
+    def dispersion_at_limit(self, psi: float) -> bool:
+        # theta above 1e8: mu^2/theta adds under 1e-8 mu to the variance for mu up to 1: Poisson
+        return self.to_dispersion(psi) > LIMIT_THETA
+
     def loglik_const(self, y, pw):
         return -pw * special.gammaln(np.asarray(y, dtype=float) + 1)
 
     def logpdf_kernel(self, y, mu, d):
-        return (special.gammaln(y + d) - special.gammaln(d) + d * np.log(d) + special.xlogy(y, mu)
-                - (y + d) * np.log(mu + d))
+        # written as [lgamma(y + d) - lgamma(d) - y log d] - (y + d) log(1 + mu/d) + y log mu: no term
+        # grows with d, so the Poisson limit (theta -> infinity) keeps full precision (the textbook form
+        # cancels terms of size d log d and loses ~0.1 per observation at theta = 1e13)
+        return _lgamma_ratio(y, d) - (y + d) * np.log1p(mu / d) + special.xlogy(y, mu)
 
     def dmu(self, y, mu, d):
         s = mu + d
@@ -219,7 +250,9 @@ class NegativeBinomial2(DispersionFamily):
 
     def dpsi(self, y, mu, d):
         s = mu + d
-        l_d = _psi0(y + d) - _psi0(d) + np.log(d) + 1 - np.log(s) - (y + d) / s
+        # dl/dd = psi(y + d) - psi(d) - log(1 + mu/d) + (mu - y)/(mu + d): the textbook form's log d - log(mu + d)
+        # and 1 - (y + d)/(mu + d) rewritten so that nothing cancels at large d
+        l_d = _digamma_ratio(y, d) - np.log1p(mu / d) + (mu - y) / s
         return d * l_d, d * (y - mu) / s**2, d * (mu - d - 2 * y) / s**3
 
     def variance_at(self, mu, d):
@@ -264,6 +297,9 @@ class NegativeBinomial2(DispersionFamily):
 class NegativeBinomial1(NegativeBinomial2):
     name = "nbinom1"
     dispersion_name = "alpha"
+
+    def dispersion_at_limit(self, psi: float) -> bool:
+        return self.to_dispersion(psi) < 1 / LIMIT_THETA  # alpha -> 0: Poisson
     dispersion_meaning = "NB1: Var = mu (1 + alpha) (alpha = 0 is Poisson)"
     limit_family = Poisson  # alpha -> 0
 

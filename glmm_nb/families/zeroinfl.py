@@ -117,6 +117,9 @@ class ZeroInflated(Family):
     def to_dispersion(self, psi: float) -> float:
         return self.base.to_dispersion(psi)
 
+    def dispersion_at_limit(self, psi: float) -> bool:
+        return self.base.dispersion_at_limit(psi)
+
     def from_dispersion(self, d: float) -> float:
         return self.base.from_dispersion(d)
 
@@ -262,6 +265,14 @@ class ZeroInflated(Family):
 
     def check_response(self, y, trials, weights_given, name):
         self.base.check_response(y, trials, weights_given, name)
+        pos = np.asarray(y, dtype=float)
+        pos = pos[pos > 0]
+        if self.hurdle and pos.size and np.all(pos == 1):
+            raise DataError(
+                f"every positive count of '{name}' is 1: the hurdle model's zero-truncated count part has "
+                "nothing to fit (its mean runs to 0 and its log-likelihood to a bound, not a maximum). The "
+                "response is binary: fit family='binomial'"
+            )
 
     @property
     def pi(self):
@@ -278,6 +289,18 @@ class ZeroInflated(Family):
         if self.hurdle:
             return (1 - pi) * mu / np.maximum(1 - self.zero_count_prob(mu), 1e-300)
         return (1 - pi) * mu
+
+    def response_variance(self, mu):
+        r"""Var(y) of the mixture at the count part's mean ``mu`` (with its variance V(mu)):
+        zero-inflated :math:`(1-\pi)(V + \mu^2) - ((1-\pi)\mu)^2`; hurdle
+        :math:`(1-\pi)(V + \mu^2)/(1 - f(0)) - E[y]^2` (the zero-truncated count's second
+        moment). What Pearson residuals divide by, as glmmTMB."""
+        mu = np.asarray(mu, dtype=float)
+        pi = self.pi.reshape(self._z(np.shape(mu)).shape)
+        second = self.base.variance(mu) + mu**2
+        if self.hurdle:
+            second = second / np.maximum(1 - self.zero_count_prob(mu), 1e-300)
+        return (1 - pi) * second - self.mean(mu) ** 2
 
     def simulate(self, rng, mu, trials, scale, size):
         mu = np.broadcast_to(mu, size)

@@ -225,7 +225,7 @@ def position_columns(lhs: str, text: str) -> tuple[str, ...] | None:
     return tuple(out)
 
 
-_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+_NAME = re.compile(r"^(?:[^\W\d]|\.)[\w.]*$")  # Unicode letters too (größe, école, 群), as Python names
 
 
 def _is_name(v: str) -> bool:

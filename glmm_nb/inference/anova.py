@@ -92,6 +92,32 @@ def _family_nested(small, big) -> bool:
     return fb.nests(fs)
 
 
+def family_boundary(small, big) -> tuple[bool, int, str]:
+    """Whether ``small``'s family is ``big``'s with parameters at their boundary, how many, and
+    which: the NB dispersion at its Poisson limit; a zero part whose structural-zero probability
+    is 0 (zero-inflated ⊃ its count family, when the zero part is a constant — with covariates
+    in the zero part the null is irregular and the chi-square p-value only conservative)."""
+    fs, fb = small.request.family, big.request.family
+    if fs == fb:
+        return True, 0, ""
+    if fb.nests(fs):
+        return True, 1, f"the {big.family} dispersion at its Poisson limit"
+    zs, zb = fs.has_zero_part, fb.has_zero_part
+    if zb and not zs and not fb.hurdle:
+        base = fb.base
+        if base == fs or base.nests(fs):
+            k = 1 + (base != fs)
+            what = "the zero part's structural-zero probability at 0" + (
+                "" if base == fs else f" and the {base.name} dispersion at its Poisson limit")
+            irregular = big.spec.zi_formula.replace(" ", "") != "~1"
+            return True, (0 if irregular else k), what + (
+                " (a zero part with covariates: its null is irregular, p_value is conservative)" if irregular else "")
+    if zb and zs and not fb.hurdle and not fs.hurdle and fb.base.nests(fs.base) \
+            and (small.spec.zi_formula or "").replace(" ", "") == (big.spec.zi_formula or "").replace(" ", ""):
+        return True, 1, f"the {fb.base.name} dispersion at its Poisson limit"
+    return False, 0, ""
+
+
 def anova(*models, ddf: str | None = None) -> pd.DataFrame:
     """LR tests of nested models fitted to the same data; one row per model, by size.
 
@@ -116,8 +142,10 @@ def anova(*models, ddf: str | None = None) -> pd.DataFrame:
                 f"'{a.formula}' and '{b.formula}' were fitted to different data "
                 f"({a.nobs} vs {b.nobs} observations, or different responses)"
             )
-        if a.request.family != b.request.family and not _family_nested(a, b):
-            raise ModelError(f"the models differ in family/link ({a.family}/{a.link} vs {b.family}/{b.link})")
+        if not family_boundary(a, b)[0]:
+            raise ModelError(f"the models differ in family/link ({a.family}/{a.link} vs {b.family}/{b.link}) and "
+                             "neither is the other at a boundary (Poisson ⊂ NB, a count family ⊂ its zero-inflated "
+                             "version): compare them by AIC")
         why = _nested(a, b)
         if why:
             raise ModelError(f"the models are not nested: {why}")
@@ -138,11 +166,15 @@ def anova(*models, ddf: str | None = None) -> pd.DataFrame:
             df = m.npar - prev.npar
             row.update(chisq=chisq, df=df, p_value=stats.chi2.sf(chisq, df) if df > 0 else np.nan)
             added = len(m.theta) - len(prev.theta)
-            if _family_nested(prev, m) and df == 1:
-                # NB vs Poisson: the Poisson is the NB at theta = infinity (alpha = 0), a boundary
-                row["p_value_boundary"] = 0.5 * stats.chi2.sf(chisq, 1)
-                row["test"] = (f"chi-bar-square 50:50 (the {m.family} dispersion at its Poisson boundary; "
-                               "Self & Liang 1987): use p_value_boundary")
+            nested, kb, what = family_boundary(prev, m)
+            if what:
+                # a family parameter on its boundary (NB dispersion at the Poisson limit, zero probability 0)
+                if kb and df >= kb:
+                    row["p_value_boundary"] = mixture_sf(chisq, df, kb)
+                    row["test"] = (f"chi-bar-square ({what} — {kb} parameter(s) on the boundary; Self & Liang "
+                                   "1987): use p_value_boundary")
+                else:
+                    row["test"] = f"chi-square ({what}): use p_value"
                 rows.append(row)
                 prev = m
                 continue

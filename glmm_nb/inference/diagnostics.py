@@ -18,6 +18,7 @@ from scipy import stats
 
 from ..design import check_int, check_seed
 from ..request import parameter_names
+from .alternatives import family_alternatives
 from .simulate import simulate
 
 __all__ = ["Diagnostics", "diagnose"]
@@ -30,6 +31,7 @@ class Diagnostics:
     convergence: pd.DataFrame
     messages: tuple[str, ...]
     nsim: int
+    alternatives: object = None  # :class:`glmm_nb.inference.alternatives.Alternatives` (counts, binomial trials)
 
     def __repr__(self) -> str:
         r = self.residuals.to_numpy()
@@ -38,6 +40,9 @@ class Diagnostics:
                  " uniform: 0.25 / 0.5 / 0.75)",
                  self.tests.to_string(float_format=lambda v: f"{v:.4g}")]
         lines += [f"- {x}" for x in self.messages]
+        if self.alternatives is not None:
+            lines += ["Alternative families (refits):", self.alternatives.table[
+                ["loglik", "npar", "aic", "delta_aic", "p_value"]].to_string(float_format=lambda v: f"{v:.4g}")]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -102,7 +107,11 @@ def zero_inflation_advice(m, tests: pd.DataFrame, level: float = 0.05) -> tuple[
             f"{pi:.2f}; refit with ziformula= (or hurdle=True).",)
 
 
-def diagnose(m, nsim: int = 250, seed: int | None = 1) -> Diagnostics:
+def diagnose(m, nsim: int = 250, seed: int | None = 1, alternatives: bool = True) -> Diagnostics:
+    """Scaled residuals and their tests; for count and multi-trial binomial models also the
+    refits under alternative families (:func:`glmm_nb.inference.alternatives.family_alternatives`,
+    ``alternatives=False`` skips them), whose comparison — not the low-power residual tests —
+    gives the family advice."""
     check_int(nsim, "nsim", minimum=1)
     rng = np.random.default_rng(check_seed(seed))
     sims = simulate(m, nsim=nsim, seed=rng.integers(2**32), re="new")
@@ -126,7 +135,11 @@ def diagnose(m, nsim: int = 250, seed: int | None = 1) -> Diagnostics:
         rows.append(("zero-inflation", z_obs / max(z_sim.mean(), 1e-12), _two_sided(z_sim, z_obs),
                      "ratio > 1: more zeros than the model expects"))
     tests = pd.DataFrame(rows, columns=["test", "statistic", "p_value", "reading"]).set_index("test")
-    messages = tuple(m.messages) + overdispersion_advice(m, tests) + zero_inflation_advice(m, tests)
+    alts = family_alternatives(m) if alternatives else None
+    if alts is not None:  # the family advice comes from refitting; the tests above are evidence beside it
+        messages = tuple(m.messages) + ((alts.advice,) if alts.advice else ())
+    else:
+        messages = tuple(m.messages) + overdispersion_advice(m, tests) + zero_inflation_advice(m, tests)
     opt = m.opt
     names = parameter_names(m.request)
     grad = opt.gradient if opt.gradient is not None else np.full(len(names), np.nan)
@@ -134,4 +147,4 @@ def diagnose(m, nsim: int = 250, seed: int | None = 1) -> Diagnostics:
     conv.attrs["scaled_gradient"] = opt.scaled_gradient
     conv.attrs["hessian_eigenvalues"] = None if opt.hessian_eigenvalues is None else list(opt.hessian_eigenvalues)
     return Diagnostics(residuals=pd.Series(resid, index=spec.row_index, name="scaled_residual"),
-                       tests=tests, convergence=conv, messages=messages, nsim=nsim)
+                       tests=tests, convergence=conv, messages=messages, nsim=nsim, alternatives=alts)

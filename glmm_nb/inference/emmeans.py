@@ -38,7 +38,9 @@ import pandas as pd
 from ..errors import DataError, ModelError
 from .contrasts import adjust_pvalues, contrast_weights
 from .ddf import linear_inference, resolve_ddf, t_quantile, two_sided_p
+from .emmeans_ordinal import ordinal_grid_values, ordinal_joint_vcov, ordinal_mode
 from .modelinfo import link_of
+from ..design.newdata import categorical_variables
 from .prediction import fixed_design
 
 __all__ = ["EMMResult", "emmeans", "reference_grid"]
@@ -86,9 +88,10 @@ def reference_grid(m, at: dict | None = None) -> tuple[pd.DataFrame, dict]:
         raise DataError(f"at= names {', '.join(map(repr, unknown))}, not a variable of the fixed part "
                         f"({', '.join(variables) or 'none'})")
     values, kinds = {}, {}
+    coded = categorical_variables(m.spec.fixed_spec, frame)  # C(h) of a numeric h is a factor, as in R
     for v in variables:
         col = frame[v]
-        if _is_factor(col):
+        if _is_factor(col) or v in coded:
             kinds[v] = "factor"
             lv = _levels(col)
             if v in at:
@@ -169,9 +172,13 @@ class EMMResult:
     notes: tuple = ()
     model: object = field(default=None, repr=False)
     kinds: dict = field(default_factory=dict, repr=False)
+    vcov: np.ndarray | None = field(default=None, repr=False)  # ordinal: covariance of (beta, alpha)
+    estimate_name: str = "emmean"  # ordinal modes: emmean, cumprob, prob, mean_class
 
     # -------------------------------------------------------------------------- tables
     def _scale(self) -> str:
+        if self.vcov is not None:  # ordinal modes: estimates on their own scale
+            return "link"
         if self.type == "response" and self.link in ("log", "logit"):
             return "ratio"
         if self.type == "response" and self.link != "identity":
@@ -187,7 +194,7 @@ class EMMResult:
         if self.kind == "emmeans":
             q = t_quantile(self.level, self.df)
             lo, hi = est - q * se, est + q * se
-            name = "emmean"
+            name = self.estimate_name
             if self._scale() != "link":
                 inv = link_of(self.model)
                 name = self.response_name
@@ -260,12 +267,13 @@ class EMMResult:
         if self.kind != "emmeans":
             raise ModelError("contrasts are taken of estimated marginal means, not of contrasts")
         sep = " / " if self._scale() == "ratio" else " - "
-        rows_L, rows_off, rows_lab, group_sizes = [], [], [], []
+        rows_L, rows_off, rows_lab, group_sizes, rows_C = [], [], [], [], []
         default_adj, family = None, None
         for g in self._groups():
             names = self._level_names(g)
             C, cnames, default_adj, family = contrast_weights(method, names, sep, ref)
             rows_L.append(C @ self.L[g])
+            rows_C.append(C)
             rows_off.append(C @ self.offset[g])
             lab = pd.DataFrame({"contrast": cnames})
             for b in self.by:
@@ -280,8 +288,13 @@ class EMMResult:
                          "appropriate for one set of pairwise comparisons")
         L = np.concatenate(rows_L)
         off = np.concatenate(rows_off)
-        est, se, df = linear_inference(self.model, L, self.ddf)
-        est = est + off
+        if self.vcov is not None:  # ordinal modes: differences of the EMMs, delta-method SEs
+            est = np.concatenate([C @ self.estimate[g] for C, g in zip(rows_C, self._groups())])
+            se = np.sqrt(np.einsum("ip,pq,iq->i", L, self.vcov, L))
+            df = np.full(len(est), np.inf)
+        else:
+            est, se, df = linear_inference(self.model, L, self.ddf)
+            est = est + off
         stat = est / se
         p_raw = two_sided_p(stat, df)
         p = np.empty_like(p_raw)
@@ -296,7 +309,7 @@ class EMMResult:
             notes.append(f"P value adjustment: {adjust} method {what}")
         if self._scale() == "ratio":
             notes.append(f"Tests are performed on the {self.link} scale")
-        elif self.type == "response" and self.link != "identity":
+        elif self.type == "response" and self.link != "identity" and self.vcov is None:
             notes.append(f"Note: contrasts are still on the {self.link} scale")
         labels = pd.concat(rows_lab, ignore_index=True)
         return replace(self, labels=labels, L=L, offset=off, estimate=est, std_error=se, df=df,
@@ -345,7 +358,11 @@ def emmeans(m, specs, by=None, at: dict | None = None, type: str = "link", ddf: 
         Values for covariates (``{"x": [0, 1]}``) or a subset of a factor's levels.
     type : {"link", "response"}
         Response-scale means are back-transformed (``prob`` for binomial, ``rate`` for
-        poisson/log, ``response`` otherwise); SEs by the delta method.
+        poisson/log, ``response`` otherwise); SEs by the delta method. Ordinal models take
+        emmeans' modes instead: ``"latent"`` (the default; ``"link"`` means the same),
+        ``"linear.predictor"``, ``"cum.prob"``, ``"prob"`` and ``"mean.class"`` — see
+        :mod:`glmm_nb.inference.emmeans_ordinal` (a ``cut`` factor, or one named after the
+        response, joins the grid where the mode has one value per cut or category).
     ddf : {"satterthwaite", "kenward-roger", "asymptotic"}, optional
         Default as :func:`glmm_nb.inference.ddf.resolve_ddf`. Note that emmeans' own default
         for lmer fits is Kenward-Roger.
@@ -355,18 +372,26 @@ def emmeans(m, specs, by=None, at: dict | None = None, type: str = "link", ddf: 
     -------
     EMMResult
     """
-    if type not in ("link", "response"):
+    ordinal = bool(m.request.family.ordinal)
+    if ordinal:
+        mode = ordinal_mode(type)
+    elif type not in ("link", "response"):
         raise ModelError(f"type must be 'link' or 'response', not {type!r}")
     if not 0 < level < 1:
         raise ModelError(f"level must lie between 0 and 1, not {level}")
-    method = resolve_ddf(m, ddf)
+    method = "asymptotic" if ordinal else resolve_ddf(m, ddf)
     spec_vars, by_vars = _parse_specs(specs, by)
     grid, kinds = reference_grid(m, at)
+    X, _off = fixed_design(m, grid, offsets=False)
+    off_mean = float(np.mean(np.asarray(m.spec.offset, dtype=float)))
+    name = "emmean"
+    if ordinal:
+        grid, values, G, extra, name = ordinal_grid_values(m, grid, X, off_mean, mode)
+        if extra is not None:
+            kinds[extra] = "factor"
     for v in spec_vars + by_vars:
         if v not in kinds:
             raise DataError(f"'{v}' is not a variable of the fixed part ({', '.join(kinds) or 'none'})")
-    X, _off = fixed_design(m, grid, offsets=False)
-    off_mean = float(np.mean(np.asarray(m.spec.offset, dtype=float)))
     keys = spec_vars + by_vars
     if keys:
         # group rows by (by, spec) with the first spec variable fastest, as emmeans orders them
@@ -375,16 +400,29 @@ def emmeans(m, specs, by=None, at: dict | None = None, type: str = "link", ddf: 
             vals = list(dict.fromkeys(grid[v].tolist()))
             codes = codes * len(vals) + grid[v].map({x: i for i, x in enumerate(vals)}).to_numpy(dtype=np.int64)
         _u, first, inv = np.unique(codes, return_index=True, return_inverse=True)
-        L = np.zeros((len(first), X.shape[1]))
-        np.add.at(L, inv, X)
-        L /= np.bincount(inv)[:, None]
         labels = grid.iloc[first][keys].reset_index(drop=True)
     else:
-        L = X.mean(axis=0, keepdims=True)
+        first, inv = np.zeros(1, dtype=np.int64), np.zeros(len(grid), dtype=np.int64)
         labels = pd.DataFrame({"1": ["overall"]})
-    offset = np.full(L.shape[0], off_mean)
-    est, se, df = linear_inference(m, L, method)
-    est = est + offset
+    counts = np.bincount(inv)[:, None]
+
+    def average(A):
+        out = np.zeros((len(first),) + A.shape[1:])
+        np.add.at(out, inv, A)
+        return out / counts.reshape((-1,) + (1,) * (A.ndim - 1))
+
+    vcov = None
+    if ordinal:
+        L, est = average(G), average(values)
+        vcov = ordinal_joint_vcov(m)
+        se = np.sqrt(np.einsum("ip,pq,iq->i", L, vcov, L))
+        df = np.full(len(est), np.inf)
+        offset = np.zeros(len(est))
+    else:
+        L = average(X)
+        offset = np.full(L.shape[0], off_mean)
+        est, se, df = linear_inference(m, L, method)
+        est = est + offset
     others = [v for v in kinds if v not in keys and kinds[v] == "factor"]
     notes = []
     if others:
@@ -392,10 +430,14 @@ def emmeans(m, specs, by=None, at: dict | None = None, type: str = "link", ddf: 
     notes.append(f"Degrees-of-freedom method: {method}")
     notes.append(f"Confidence level used: {level}")
     link = m.request.family.link.name
-    if type == "response" and link != "identity":
+    if ordinal:
+        type = mode
+        notes.append(f"Ordinal mode {mode!r} (emmeans' modes for clm/clmm); random effects at 0")
+    elif type == "response" and link != "identity":
         notes.append(f"Intervals are back-transformed from the {link} scale")
     elif link != "identity":
         notes.append(f"Results are given on the {link} (not the response) scale.")
     return EMMResult(labels=labels, L=L, offset=offset, estimate=est, std_error=se, df=df,
                      by=tuple(by_vars), specs=tuple(spec_vars), type=type, level=level, ddf=method,
-                     link=link, response_name=_response_name(m), notes=tuple(notes), model=m, kinds=kinds)
+                     link=link, response_name=_response_name(m), notes=tuple(notes), model=m, kinds=kinds,
+                     vcov=vcov, estimate_name=name)

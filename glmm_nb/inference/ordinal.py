@@ -35,7 +35,7 @@ from ..errors import ModelError
 from ..families.cumulative import marginal_category_probs
 from ..likelihood import OrdinalLaplaceDevfun
 from ..optimize import minimize_devfun
-from .simulate import design_of, fixed_part, linear_predictor, re_row_variance
+from .simulate import design_of, fill_groups, fixed_part, linear_predictor, re_row_variance
 
 __all__ = ["ORDINAL_TYPES", "predict_ordinal", "category_probabilities", "nominal_terms", "nominal_test"]
 
@@ -53,7 +53,7 @@ def category_probabilities(m, newdata: pd.DataFrame | None = None, re: str = "co
     if re == "none" and newdata is not None:
         X, off = fixed_part(m, newdata)
         return fam.category_probs(X @ beta + off), index
-    d = design_of(m, newdata)
+    d = design_of(m, fill_groups(m, newdata) if re == "marginal" else newdata)
     eta = linear_predictor(m, d, "conditional" if re == "conditional" else "none")
     if re != "marginal":
         return fam.category_probs(eta), index

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 
-from ..design import as_frame, check_choice, check_int, check_seed, grouping_codes, new_fixed_matrix, numpy_dtypes
+from ..design import (as_frame, check_choice, check_int, check_seed, grouping_codes, new_fixed_matrix,
+                      new_zero_matrix, numpy_dtypes)
 from ..design.newdata import design_variables
 from ..errors import DataError, ModelError
 
-__all__ = ["Design", "design_of", "predict", "predict_design", "simulate"]
+__all__ = ["Design", "design_of", "mean_at", "predict", "predict_design", "simulate"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,18 +56,35 @@ def design_of(m, newdata: pd.DataFrame | None, krige: bool = False) -> Design:
                   zero_part(m, newdata))
 
 
+def fill_groups(m, newdata: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``newdata`` with each absent grouping column set to a fitted level, for population-averaged
+    (``re="marginal"``) predictions, which integrate z'b out and read only Z: the group's value
+    never matters there. A column that a fixed, slope or zero-part term also reads is left
+    absent (and reported missing as before)."""
+    if newdata is None:
+        return None
+    spec = m.spec
+    read = set(spec.fixed_spec.variables_by_source.get("data", set()))
+    if getattr(spec, "zi_fixed_spec", None) is not None:
+        read |= set(spec.zi_fixed_spec.variables_by_source.get("data", set()))
+    for t in spec.terms:
+        read |= set(t.lhs_spec.variables_by_source.get("data", set()))
+    fill = {g: spec.frame[g].iloc[0] for t in spec.terms for g in t.group_vars
+            if g not in newdata.columns and g not in read and g in spec.frame.columns}
+    if not fill:
+        return newdata
+    return newdata.assign(**{g: pd.Series([v] * len(newdata), index=newdata.index, dtype=spec.frame[g].dtype)
+                             for g, v in fill.items()})
+
+
 def zero_part(m, newdata: pd.DataFrame | None) -> np.ndarray | None:
-    """The zero part's linear predictor (logit of pi) for the fitted rows or new data."""
+    """The zero part's linear predictor (logit of pi) for the fitted rows or new data (new data
+    through :func:`glmm_nb.design.new_zero_matrix`: an unseen level is an error)."""
     spec = m.spec
     if spec.zi_X is None:
         return None
-    if newdata is None:
-        return np.asarray(spec.zi_X) @ m.zi_fixef.to_numpy()
-    from ..design import model_matrix, rename_intercept
-
-    Zdf = model_matrix("", newdata, "the zero part", spec=spec.zi_fixed_spec)
-    Zdf.columns = rename_intercept(Zdf.columns)
-    return Zdf[list(spec.zi_names)].to_numpy(dtype=float) @ m.zi_fixef.to_numpy()
+    Z = np.asarray(spec.zi_X) if newdata is None else new_zero_matrix(spec, newdata)
+    return Z @ m.zi_fixef.to_numpy()
 
 
 def _family_for(m, zeta):
@@ -128,7 +146,15 @@ def predict(m, newdata=None, type: str = "response", re: str = "conditional") ->
     if re == "none" and newdata is not None:
         X, off = fixed_part(m, newdata)
         return _respond(_family_for(m, zero_part(m, newdata)), X @ m.fixef.to_numpy() + off, type)
+    if re == "marginal":
+        newdata = fill_groups(m, newdata)
     return predict_design(m, design_of(m, newdata, krige=re == "conditional"), type=type, re=re)
+
+
+def mean_at(m, d: Design, eta: np.ndarray) -> np.ndarray:
+    """The response-scale mean at linear predictors ``eta`` for the rows of ``d`` (zero part
+    included for zero-inflated and hurdle models)."""
+    return _respond(_family_for(m, d.zeta), eta, "response")
 
 
 def _respond(fam, eta, type: str):
@@ -160,6 +186,12 @@ def predict_design(m, d: Design, type: str = "response", re: str = "conditional"
     # population-averaged: E_b[h(eta + z'b)], z'b ~ N(0, v_i) with v_i = sum_k z_ik' S_k z_ik and
     # h the mean function (with the zero part for "response")
     v = re_row_variance(d.Zvals, _re_cov(m))
+    if fam.link.name == "inverse" and np.any(v > 0):
+        raise ModelError(
+            "the population-averaged mean does not exist for the inverse link: E_b[1/(eta + z'b)] has no finite "
+            "value because the normal random effect puts probability on both sides of the pole at eta + z'b = 0 "
+            "(quadrature would return a number that changes with the number of nodes); use re='none' (a typical "
+            "cluster) or refit with link='log'")
     x, w = hermegauss(40)
     w = w / np.sqrt(2 * np.pi)
     nodes = eta[:, None] + np.sqrt(v)[:, None] * x[None, :]

@@ -53,8 +53,9 @@ block with at least ``THREADED_MIN_Q2`` columns run on every core. Measured (qui
 thread and 31–34 ms on two; 3,706 columns take 0.97–1.08 s and 0.62–0.74 s. OpenBLAS's idle
 workers spin after each call, so CPU time rises (InstEval's whole fit: 1.8–2.0 s of wall time and
 3.5–3.7 s of CPU on two threads; 2.7–2.8 s of wall and 2.9 s of CPU on one, measured before the
-scalar plan of :mod:`glmm_nb.likelihood.pairmap`), and on a loaded machine the threaded calls can
-be slower than one thread.
+scalar plan), and on a busy machine threads are far slower than one (a 10,000-row Poisson
+``(1 | a) + (1 | b)``, 2,000 × 1,000 levels, load 5 on 2 cores: 16–28 s against 3 s), so they
+are only the idle cores (:func:`idle_threads`): 800 / 1,000 / 1,500 levels cost 2.6 / 3.3 / 9.1 s.
 
 Selected inverse. The Laplace gradient, the LMM gradient and the conditional covariances
 need :math:`M^{-1}` only at the pattern of the data: :math:`S^{-1}` (dense, ``dpotri``, read
@@ -86,7 +87,8 @@ from threadpoolctl import ThreadpoolController
 
 from ..errors import ModelError
 
-__all__ = ["CrossStructure", "SchurFactor", "block_chol", "available_memory", "padded_rows", "unpad_rows"]
+__all__ = ["CrossStructure", "SchurFactor", "block_chol", "available_memory", "idle_threads", "padded_rows",
+           "unpad_rows"]
 
 NUMBA_MIN_WORK = 20_000_000  # sum_j n_j^2 q1^2 above which the compiled kernels are used
 THREADED_MIN_Q2 = 1000  # dense blocks at least this large use every core (LAPACK; measured below)
@@ -338,13 +340,26 @@ class CrossStructure:
 _CONTROLLER = None
 
 
+def idle_threads() -> int:
+    """Threads for LAPACK: this one plus the cores the 1-minute load average leaves idle."""
+    ncpu = os.cpu_count() or 1
+    try:
+        return max(1, min(ncpu, int(ncpu - os.getloadavg()[0] + 1.0)))
+    except (OSError, AttributeError):  # pragma: no cover - platforms without a load average
+        return ncpu
+
+
 def _threads(Q2: int):
-    """All cores for LAPACK on a large dense block; otherwise leave the caller's setting."""
+    """The idle cores for LAPACK on a large dense block (OpenBLAS's workers spin: on busy cores
+    they cost ten times what they save); otherwise leave the caller's setting."""
     global _CONTROLLER
     if Q2 >= THREADED_MIN_Q2:
+        k = idle_threads()
+        if k <= 1:
+            return nullcontext()
         if _CONTROLLER is None:  # finding the BLAS libraries costs 3 ms: once per process
             _CONTROLLER = ThreadpoolController()
-        return _CONTROLLER.limit(limits=os.cpu_count() or 1, user_api="blas")
+        return _CONTROLLER.limit(limits=k, user_api="blas")
     return nullcontext()
 
 

@@ -42,10 +42,14 @@ class MagicArgs:
     quiet: bool
     marginal: str | None
     embed: bool = False
+    ziformula: str | None = None
+    hurdle: bool = False
+    ordered: tuple[str, ...] = ()
 
 
-_VALUED = {"--data", "--family", "--link", "--method", "--nagq", "--weights", "--offset", "--report", "--marginal", "--focus"}
-_FLAGS = {"--reml", "--ml", "--quiet", "--embed"}
+_VALUED = {"--data", "--family", "--link", "--method", "--nagq", "--weights", "--offset", "--report", "--marginal",
+           "--focus", "--ziformula", "--ordered"}
+_FLAGS = {"--reml", "--ml", "--quiet", "--embed", "--hurdle"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,6 +73,12 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--ml", dest="reml", action="store_const", const=False, help="maximum likelihood (gaussian)")
     p.add_argument("--weights", help="column of prior weights")
     p.add_argument("--offset", help="column holding an offset")
+    p.add_argument("--ziformula", metavar="FORMULA",
+                   help="zero part of a count model, quoted when it holds spaces: --ziformula '~ x'")
+    p.add_argument("--hurdle", action="store_true", help="with --ziformula: a hurdle model (zero vs positive)")
+    p.add_argument("--ordered", action="append", default=[], metavar="COL=a,b,c",
+                   help="make a column ordered categories, low to high as given (labels need the order; numbers "
+                        "may omit it)")
     p.add_argument("--report", metavar="PATH", help="write the HTML report to PATH and show it")
     p.add_argument("--quiet", action="store_true", help="store the result, display nothing")
     p.add_argument("--embed", action="store_true", help="show the whole --report inline (default: a link to it)")
@@ -81,9 +91,31 @@ def help_text() -> str:
     return parser().format_help()
 
 
+def _tokens(line: str) -> list[tuple[str, int]]:
+    """Whitespace-separated words of ``line`` with their start, a quoted stretch ('~ x') kept
+    inside its word."""
+    out, start, quote = [], None, None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch.isspace():
+            if start is not None:
+                out.append((line[start:i], start))
+                start = None
+            continue
+        elif ch in "'\"`":
+            quote = ch
+        if start is None:
+            start = i
+    if start is not None:  # an unterminated quote: the formula parser names it
+        out.append((line[start:], start))
+    return out
+
+
 def parse_line(line: str, cell: bool) -> MagicArgs:
     """Split the magic line into options and (line magic) the formula."""
-    tokens = line.strip().split()
+    words = _tokens(line)
+    tokens = [t for t, _ in words]
     i = 0
     opts: list[str] = []
     lead_name = None
@@ -113,7 +145,7 @@ def parse_line(line: str, cell: bool) -> MagicArgs:
             raise ArgError(f"unknown option {tok}; see %%glmm?")
         else:
             break
-    rest = " ".join(tokens[i:])
+    rest = line[words[i][1]:].strip() if i < len(words) else ""
     name = formula = None
     if cell:
         if rest and lead_name:
@@ -130,9 +162,12 @@ def parse_line(line: str, cell: bool) -> MagicArgs:
         ns = parser().parse_args(shlex.split(" ".join(opts)))
     except ValueError as exc:
         raise ArgError(str(exc)) from None
+    if ns.ziformula is not None and ns.ziformula.strip() == "~":
+        raise ArgError("--ziformula '~': quote a zero-part formula that holds spaces, e.g. --ziformula '~ x'")
     return MagicArgs(name=lead_name or name or ns.name, formula=formula, data=ns.data, family=ns.family, link=ns.link,
                      method=ns.method, nagq=ns.nagq, reml=ns.reml, weights=ns.weights, offset=ns.offset,
-                     report=ns.report, quiet=ns.quiet, marginal=ns.marginal, embed=ns.embed)
+                     report=ns.report, quiet=ns.quiet, marginal=ns.marginal, embed=ns.embed,
+                     ziformula=ns.ziformula, hurdle=ns.hurdle, ordered=tuple(ns.ordered))
 
 
 def _strip_comment(line: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..api import glmm, with_data_source
 from ..design import check_output_path, to_pandas
+from ..design.levels import ordered_column
 from ..errors import DataError, ModelError
 from .args import MagicArgs
 
@@ -51,6 +52,15 @@ def run_magic(args: MagicArgs, formula: str, namespace: dict, defaults: dict) ->
     if data_name not in namespace:
         raise DataError(f"unknown data frame '{data_name}': no such variable in the notebook")
     data = to_pandas(namespace[data_name], what=f"--data {data_name}")  # polars / Arrow tables too
+    if args.ordered:
+        data = data.copy()  # the notebook's frame is not changed
+        for spec in args.ordered:
+            col, _, order = spec.partition("=")
+            if col not in data.columns:
+                raise DataError(f"--ordered names the column '{col}', which is not in {data_name}")
+            data[col] = ordered_column(data[col], order, col, what=f"--ordered {spec}")
+    if args.hurdle and args.ziformula is None:
+        raise ModelError("--hurdle needs --ziformula (the model of zero vs positive, e.g. --ziformula '~ 1')")
     if args.report:
         check_output_path(args.report, what="--report")  # before the fit, not after it
     reml = defaults.get("reml", True) if args.reml is None else args.reml
@@ -60,7 +70,7 @@ def run_magic(args: MagicArgs, formula: str, namespace: dict, defaults: dict) ->
         nagq = 10
     m = glmm(formula, data, family=args.family or defaults.get("family", "binomial"),
              link=args.link or defaults.get("link") or None, method=method, nagq=nagq, reml=reml,
-             weights=args.weights, offset=args.offset)
+             weights=args.weights, offset=args.offset, ziformula=args.ziformula, hurdle=args.hurdle)
     m = with_data_source(m, data_name)  # the report's Reproduce section: data = <this variable>
     if args.name:
         namespace[args.name] = m

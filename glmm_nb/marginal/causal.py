@@ -12,8 +12,9 @@ GLMM coefficient mixes the within-cluster effect with a biased between-cluster c
   coefficient of x is then the within-cluster effect; x + x̄ gives the between effect; a Wald
   test of the x̄ coefficients (jointly, and one by one) is the test that within = between —
   a deviation is the signature of cluster-level confounding.
-* Flags: few clusters (< 30), covariates constant within clusters (no within information;
-  for a 0/1 covariate: treatment assigned at cluster level), singular fit.
+* Flags, one per fact: few clusters (< 30); covariates constant within clusters (compared only
+  between clusters, so open to cluster-level confounding unless stated as randomized, which
+  turns the flag into a note); within ≠ between (the Mundlak test); a singular fit.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class CausalChecks:
     joint_test: dict  # chisq, df, p_value
     flags: pd.DataFrame  # flag, applies, detail
     mundlak_fit: object | None
+    notes: tuple = ()  # plain statements (covariates stated as randomized)
 
     def __repr__(self) -> str:
         on = self.flags[self.flags.applies]
@@ -170,29 +172,37 @@ def mundlak_test(m, means: dict) -> tuple[pd.DataFrame, dict, object, str]:
     return within_between, joint, fit, refit_note
 
 
-def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalChecks:
-    """Variance shares, the Mundlak within/between refit and its test, and plain flags."""
+def causal_checks(m, cluster: str | None = None, level: float = 0.05, randomized=()) -> CausalChecks:
+    """Variance shares, the Mundlak within/between refit and its test, and plain flags.
+
+    ``randomized``: covariates whose values were assigned at random (a trial's arm). A covariate
+    constant within clusters is compared only between clusters; that comparison is flagged as
+    open to cluster-level confounding unless the covariate is named here, in which case it is
+    stated as a note (randomization makes the between-cluster comparison unconfounded)."""
     spec = m.spec
     term = spec.terms[0] if cluster is None else next((t for t in spec.terms if t.group == cluster), None)
     if term is None:
         raise ModelError(f"'{cluster}' is not a grouping factor of the model ({', '.join(spec.ngroups)})")
+    randomized = _check_randomized(m, randomized)
     codes = np.asarray(term.codes)
     frame = spec.frame
     shares, means = variance_shares(frame, codes, _numeric_covariates(m))
     within_between, joint, fit, refit_note = mundlak_test(m, means)
     J = term.nlevels
     constant = [v for v, r in shares.iterrows() if not r.varies_within]
-    cluster_treat = [v for v in constant if set(np.unique(_as_number(frame[v]))) <= {0.0, 1.0}]
+    flagged = [v for v in constant if v not in randomized]
+    stated = [v for v in constant if v in randomized]
+    g = term.group
     flags = pd.DataFrame(
         [
-            ("few clusters", J < FEW_CLUSTERS, f"{J} levels of '{term.group}'; variance estimates and "
+            ("few clusters", J < FEW_CLUSTERS, f"{J} levels of '{g}'; variance estimates and "
              f"cluster-level contrasts are imprecise below about {FEW_CLUSTERS}"),
-            ("no within-cluster variation", bool(constant),
-             ", ".join(constant) + " constant within clusters: identified only by between-cluster comparisons"
-             if constant else "every covariate varies within clusters"),
-            ("treatment assigned at cluster level", bool(cluster_treat),
-             ", ".join(cluster_treat) + ": a 0/1 covariate constant within clusters; its effect is confounded "
-             "with anything else that differs between clusters" if cluster_treat else "no 0/1 covariate is constant within clusters"),
+            ("cluster-level covariate", bool(flagged),
+             (", ".join(flagged) + f" {'is' if len(flagged) == 1 else 'are'} constant within each level of '{g}', so "
+              f"{'its' if len(flagged) == 1 else 'their'} effect is estimated only by comparing clusters and anything "
+              "else that differs between those clusters can bias it — unless it was randomized "
+              f"(report(randomized=[{', '.join(map(repr, flagged))}]) states that)")
+             if flagged else "every covariate varies within clusters, or was stated as randomized"),
             ("singular fit", bool(m.singular), "; ".join(x for x in m.messages if x.startswith("Singular")) or "no"),
             ("within ≠ between", bool(joint["p_value"] < level) if joint["df"] else False,
              f"Mundlak test chi-square {joint['chisq']:.2f} on {joint['df']} df, p = {joint['p_value']:.3g}"
@@ -201,4 +211,19 @@ def causal_checks(m, cluster: str | None = None, level: float = 0.05) -> CausalC
         ],
         columns=["flag", "applies", "detail"],
     ).set_index("flag")
-    return CausalChecks(term.group, shares, within_between, joint, flags, fit)
+    notes = tuple(f"{v} is constant within each level of '{g}' and was randomized (as stated): its effect is a "
+                  "comparison between clusters that randomization protects from cluster-level confounding."
+                  for v in stated)
+    return CausalChecks(g, shares, within_between, joint, flags, fit, notes)
+
+
+def _check_randomized(m, randomized) -> tuple:
+    if isinstance(randomized, str):
+        randomized = (randomized,)
+    randomized = tuple(randomized or ())
+    cols = [] if m.spec.frame is None else list(m.spec.frame.columns)
+    for v in randomized:
+        if not isinstance(v, str) or v not in cols:
+            raise ModelError(f"randomized= names covariates of the model; {v!r} is not one "
+                             f"(it uses {', '.join(map(repr, cols))})")
+    return randomized

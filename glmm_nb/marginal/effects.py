@@ -35,6 +35,9 @@ def _scenarios(frame: pd.DataFrame, var: str, delta: float):
         raise DataError(f"'{var}' is not a variable of the model (variables: {', '.join(frame.columns)})")
     col = frame[var]
     d0, d1 = frame.copy(), frame.copy()
+    if not isinstance(col.dtype, pd.CategoricalDtype) and not pd.api.types.is_numeric_dtype(col) \
+            and not pd.api.types.is_bool_dtype(col):  # text (pandas 3's str): a factor, levels sorted as formulaic
+        col = pd.Series(pd.Categorical(col.astype(object), categories=sorted(pd.unique(col.dropna()))), index=col.index)
     if isinstance(col.dtype, pd.CategoricalDtype):
         cats = list(col.cat.categories)
         if len(cats) != 2:
@@ -112,4 +115,10 @@ def comparison_table(m, gee=None) -> pd.DataFrame:
     cf = closed_form_attenuation(m)
     out["closed_form"] = cf if cf is not None else np.nan
     out.index.name = "term"
+    from .claims import attenuation_note
+
+    zero = (" The marginal coefficients describe the overall mean, zero part included; the conditional ones the "
+            "count part.") if m.request.family.has_zero_part else ""
+    out.attrs["note"] = ("marginal: coefficients of a link-scale curve fitted to the population-averaged means; "
+                         "attenuation = marginal / conditional." + zero + " " + attenuation_note(m, out)).strip()
     return out

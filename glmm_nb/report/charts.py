@@ -129,15 +129,20 @@ def curves(data: pd.DataFrame, var: str, response: str, discrete: bool = False, 
     x = alt.X("x:N" if discrete else "x:Q", title=var, sort=None, axis=alt.Axis(labelAngle=0) if discrete else alt.Axis())
     title = {"text": f"Predicted {response} against {var}",
              "subtitle": f"other covariates at {held}" if held else "no other covariates"}
-    return (
+    panels = [a for a in dict.fromkeys(data["at"])] if "at" in data.columns else [""]
+    chart = (
         alt.Chart(data)
         .mark_line(point=discrete)
         .encode(x=x, y=alt.Y("value:Q", title=response),
                 color=alt.Color("curve:N", title=None, legend=alt.Legend(labelLimit=0, orient="bottom", columns=2)),
-                strokeWidth=dash, tooltip=["curve", "x", "value"])
-        .properties(width=WIDTH, height=260, title=title)
-        .to_dict()
+                strokeWidth=dash, tooltip=["curve", "x", "value"] + (["at"] if panels != [""] else []))
     )
+    if panels == [""]:
+        return chart.properties(width=WIDTH, height=260, title=title).to_dict()
+    cols = min(3, len(panels))
+    return (chart.properties(width=WIDTH // cols - 20, height=200)
+            .facet(facet=alt.Facet("at:N", title=None, sort=panels), columns=cols)
+            .properties(title=title).to_dict())
 
 
 def category_probabilities(data: pd.DataFrame, var: str, numeric: bool, held: str = "") -> dict:

@@ -53,7 +53,20 @@ def ratio_plural(ratio_name: str) -> str:
 
 
 def term_label(m, term: str) -> str:
-    """``temp[T.warm]`` → ``temp warm (vs cold)``: a factor's coefficient against its reference."""
+    """``temp[T.warm]`` → ``temp warm (vs cold)``: a factor's coefficient against its reference;
+    an interaction ``a[T.x]:b`` → ``a x × b (interaction)``."""
+    if ":" in term and not term.startswith(("I(", "C(")):
+        parts = [_part_label(m, p) for p in term.split(":")]
+        return " × ".join(parts) + " (interaction)"
+    return _single_label(m, term)
+
+
+def _part_label(m, term: str) -> str:
+    hit = re.fullmatch(r"(.+)\[T\.(.+)\]", term)
+    return f"{hit.group(1)} {hit.group(2)}" if hit else term
+
+
+def _single_label(m, term: str) -> str:
     hit = re.fullmatch(r"(.+)\[T\.(.+)\]", term)
     frame = m.spec.frame
     if hit is None or frame is None or hit.group(1) not in frame.columns:
@@ -83,7 +96,7 @@ def _effects(m, ctx: dict) -> tuple[list[dict], int]:
     checks = caveats.get("checks")
     if checks:
         wb = {r["covariate"]: r for r in checks["within_between"]}
-    marg = {r["term"]: r for r in (marginal.get("table") or [])}
+    claim = marginal.get("claim")
     separated = set(m.spec.meta.get("separated") or ())
     link = m.request.family.link.name
     out = []
@@ -97,15 +110,22 @@ def _effects(m, ctx: dict) -> tuple[list[dict], int]:
             continue
         item = {"term": label, "text": _effect_line(r, exp_name, link, label != r["term"]), "notes": []}
         var = r["term"].split("[")[0]
-        shared = other_terms(m, var) if var in m.spec.frame.columns else []
+        interaction = ":" in r["term"] and label != r["term"]
+        shared = []
+        if var in m.spec.frame.columns and not interaction:
+            shared = [c for c in other_terms(m, var) if r["term"] == var or r["term"] in c.split(":")]
+        if interaction:
+            item["notes"].append("an interaction: how much the effect of one variable changes with the other"
+                                 + (" (a ratio of ratios)" if exp_name else ""))
         if shared:
-            item["notes"].append(f"{var} also enters {', '.join(shared)}: this coefficient alone is not its effect "
-                                 "(the effect curves show it)")
-        elif focus is not None and r["term"] == focus.var and r["term"] in marg and exp_name:
-            pa = marg[r["term"]].get("marginal")
-            if pa is not None and np.isfinite(pa):
-                item["notes"].append(f"conditional on the cluster; averaged over the population of clusters the "
-                                     f"{exp_name} is {np.exp(pa):.4g} (section 4)")
+            inter = all(":" in c for c in shared)
+            item["notes"].append(
+                f"{label} also enters {', '.join(term_label(m, c) for c in shared)}: " +
+                ("this coefficient is its effect only where the variables it interacts with are at their reference "
+                 "level or zero (the effect curves show the rest)" if inter else
+                 "this coefficient alone is not its effect (the effect curves show it)"))
+        if focus is not None and var == focus.var and claim is not None and r["term"] == claim.term:
+            item["notes"].append(_policy_note(claim))
         w = wb.get(r["term"])
         if w is not None and w.get("p_value") is not None and w["p_value"] < LEVEL:
             within = np.exp(w["within"]) if exp_name else w["within"]
@@ -116,6 +136,22 @@ def _effects(m, ctx: dict) -> tuple[list[dict], int]:
                                  "cluster-level confounding (section 6)")
         out.append(item)
     return out, max(0, len(rows) - MAX_EFFECTS)
+
+
+def _policy_note(claim) -> str:
+    """The focal effect for the whole population, from the same computation as section 4."""
+    if claim.population is None:
+        return "population-averaged effect: not defined for this model (section 4)"
+    word, pct = claim.direction
+    what = {"same": "the same as the conditional effect", "opposite": "in the opposite direction",
+            "closer": f"{pct:.1f} % closer to no effect", "farther": f"{pct:.1f} % farther from no effect"}[word]
+    scope = "" if claim.conditional_from == "coefficient" else " (a typical cluster, averaged over the data)"
+    zero = ", zero part included" if claim.zero_part else ""
+    verb = {"ratio": "multiplies the population-averaged " + claim.quantity + " by",
+            "difference": "changes the population-averaged " + claim.quantity + " by"}.get(
+        claim.kind, f"changes the population-averaged {claim.quantity} on the {claim.link} scale by")
+    return (f"conditional on the cluster{scope}: {claim.conditional:.4g}; applied to everyone ({claim.step}{zero}) it "
+            f"{verb} {claim.population:.4g} — {what} (section 4)")
 
 
 def _flags(m, ctx: dict) -> list[dict]:
@@ -141,9 +177,11 @@ def _flags(m, ctx: dict) -> list[dict]:
     diag = ctx["diagnostics"]
     for a in diag.get("advice", []):
         add(a, "5. Diagnostics", "diagnostics")
+    family_advice = any(a.startswith("Family:") for a in diag.get("advice", []))
     for t in diag.get("tests") or []:
-        if t["p_value"] is not None and t["p_value"] < LEVEL and not any(
-                t["test"].split()[0].lower() in a.lower() for a in diag.get("advice", [])):  # said once
+        covered = any(t["test"].split()[0].lower() in a.lower() for a in diag.get("advice", [])) or (
+            family_advice and t["test"] in ("dispersion", "zero-inflation"))  # the refit advice answers them
+        if t["p_value"] is not None and t["p_value"] < LEVEL and not covered:  # said once
             add(f"Diagnostics: the {t['test']} test fails (statistic {t['statistic']:.3g}, p = {t['p_value']:.2g}; "
                 f"{t['reading']}).", "5. Diagnostics", "diagnostics")
     if m.n_dropped:

@@ -39,19 +39,72 @@ class Focus:
     why: str  # "named", "treatment", "continuous", "first"
     discrete: bool
     grid: list
-    held: dict  # other fixed-effect variable -> (value, "mean" | "most common" | "mean, in the offset")
+    held: dict  # other fixed-effect variable -> (value, "mean" | "most common" | "mean, in the offset" | ...)
     offset_vector: bool = False  # an offset= vector: the curves are at offset 0 (per unit of exposure)
+    panel_var: str | None = None  # a covariate the focal one interacts with: curves drawn at several values
+    panel_values: tuple = ()
+    panel_how: str = ""
+
+    @property
+    def panel_labels(self) -> list[str]:
+        """One label per panel ("visit = 2"), or [""] when the curves are drawn once."""
+        if self.panel_var is None:
+            return [""]
+        return [f"{self.panel_var} = {_shown(v)}" for v in self.panel_values]
 
     @property
     def held_text(self) -> str:
         """``age = 59.8 (mean), sex = F (most common)``, or "" when there is nothing to hold."""
         parts = []
+        if self.panel_var is not None:
+            parts.append(f"{self.panel_var} = {', '.join(_shown(v) for v in self.panel_values)} ({self.panel_how}; "
+                         f"{self.var} interacts with it: one panel each)")
         for v, (value, how) in self.held.items():
-            shown = f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
-            parts.append(f"{v} = {shown} ({how})")
+            parts.append(f"{v} = {_shown(value)} ({how})")
         if self.offset_vector:
             parts.append("the offset= vector at 0 (per unit of exposure)")
         return ", ".join(parts)
+
+
+def _shown(value) -> str:
+    return f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def held_level(col: pd.Series) -> tuple:
+    """(value, how) for a discrete covariate: its most common value when one is, else — a tie —
+    the reference (first) level, saying so."""
+    counts = col.value_counts(sort=False)
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        counts = counts.reindex(col.cat.categories).fillna(0)
+    else:
+        counts = counts.sort_index()
+    top = counts[counts == counts.max()]
+    if len(top) == 1:
+        return top.index[0], "most common"
+    first = top.index[0]
+    return first, (f"first of {len(top)} equally common levels" if len(top) < len(counts)
+                   else f"reference level; all {len(counts)} levels equally common")
+
+
+def _panel(m, var: str):
+    """The first covariate ``var`` interacts with, and the values to draw the curves at."""
+    frame = m.spec.frame
+    inter = other_terms(m, var)
+    for w in fixed_variables(m):
+        if w == var or not any(re.search(rf"(?<![\w.]){re.escape(w)}(?![\w])", t) for t in inter):
+            continue
+        col = frame[w]
+        if _continuous(col):
+            vals = tuple(float(v) for v in np.quantile(col.astype(float), [0.1, 0.5, 0.9]))
+            return w, vals, "its 10th, 50th and 90th percentiles"
+        levels = list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) \
+            else sorted(col.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
+        levels = [lv for lv in levels if (col == lv).any()]
+        if len(levels) <= 6:
+            return w, tuple(levels), "each of its values"
+        pick = sorted(set(np.linspace(0, len(levels) - 1, 4).round().astype(int)))
+        return w, tuple(levels[i] for i in pick), f"{len(pick)} of its {len(levels)} values, first to last"
+    return None, (), ""
 
 
 def fixed_variables(m) -> list[str]:
@@ -87,7 +140,8 @@ def other_terms(m, var: str) -> list[str]:
     """Fixed-effect coefficients other than ``var`` itself that involve it (interactions,
     ``I(var ** 2)``, ``log(var)``): when there are any, no single coefficient is var's effect."""
     pattern = re.compile(rf"(?<![\w.]){re.escape(var)}(?![\w])")
-    return [c for c in m.fixef.index if c != var and not c.startswith(var + "[") and pattern.search(c)]
+    own = {c for c in m.fixef.index if c == var or (c.startswith(var + "[") and ":" not in c)}
+    return [c for c in m.fixef.index if c not in own and pattern.search(c)]
 
 
 def _is_treatment(name: str) -> bool:
@@ -127,30 +181,39 @@ def choose_focus(m, focus: str | None = None) -> Focus | None:
             grid = sorted(col.dropna().unique().tolist())
     else:
         grid = np.linspace(*np.quantile(col.astype(float), [0.02, 0.98]), GRID).tolist()
+    panel_var, panel_values, panel_how = _panel(m, var)
     held = {}
     for v in candidates:
-        if v == var:
+        if v == var or v == panel_var:
             continue
         c = frame[v]
-        if _continuous(c):
-            held[v] = (float(c.mean()), "mean")
-        else:
-            held[v] = (c.mode().iloc[0], "most common")
+        held[v] = (float(c.mean()), "mean") if _continuous(c) else held_level(c)
     for v in offset_variables(m):
-        if v != var and v not in held:
+        if v != var and v not in held and v != panel_var:
             held[v] = (float(frame[v].mean()), "mean, in the offset")
-    return Focus(var, why, discrete, grid, held, offset_vector=m.spec.meta.get("offset_vector") is not None)
+    return Focus(var, why, discrete, grid, held, offset_vector=m.spec.meta.get("offset_vector") is not None,
+                 panel_var=panel_var, panel_values=panel_values, panel_how=panel_how)
+
+
+def _set(base: pd.DataFrame, frame: pd.DataFrame, var: str, values) -> None:
+    col = frame[var]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        base[var] = pd.Categorical(values, categories=col.cat.categories, ordered=col.cat.ordered)
+    elif _continuous(col):
+        base[var] = np.asarray(values, dtype=float)
+    else:
+        base[var] = pd.array(values, dtype=col.dtype)
 
 
 def focus_frame(m, f: Focus) -> pd.DataFrame:
-    """Rows of the model frame with the focal covariate on its grid and the rest held."""
+    """Rows of the model frame with the focal covariate on its grid and the rest held; with a
+    panel covariate, the grid once per panel value (panel by panel, in ``f.panel_labels`` order)."""
     frame = m.spec.frame
-    base = frame.iloc[[0] * len(f.grid)].copy()
+    k = len(f.panel_values) if f.panel_var is not None else 1
+    base = frame.iloc[[0] * (len(f.grid) * k)].copy()
     for v, (value, _how) in f.held.items():
         base[v] = value
-    if isinstance(frame[f.var].dtype, pd.CategoricalDtype):
-        base[f.var] = pd.Categorical(f.grid, categories=frame[f.var].cat.categories,
-                                     ordered=frame[f.var].cat.ordered)
-    else:
-        base[f.var] = pd.array(f.grid, dtype=frame[f.var].dtype) if f.discrete else np.asarray(f.grid, dtype=float)
+    _set(base, frame, f.var, list(f.grid) * k)
+    if f.panel_var is not None:
+        _set(base, frame, f.panel_var, [v for v in f.panel_values for _ in f.grid])
     return base.reset_index(drop=True)

@@ -20,6 +20,7 @@ import pandas as pd
 from ..inference import nominal_test, predict_ordinal
 from ..inference.ordinal import nominal_terms
 from ..marginal import comparison_table
+from ..marginal.claims import direction
 from .focal import Focus, choose_focus, focus_frame
 
 __all__ = ["ordinal_section", "MAX_PO_TERMS"]
@@ -57,23 +58,44 @@ def _meaning(m) -> list[str]:
     if fam.ratio_name:
         for term, b in m.fixef.items():
             out.append(f"{term}: the odds of a {resp} above any given category are {np.exp(b):.3g} times as high "
-                       f"(cumulative odds ratio) for one unit more, within a cluster.")
+                       f"(cumulative odds ratio) {_step(m, term)}, within a cluster.")
     return out
 
 
+def _step(m, term: str) -> str:
+    """"for temp = warm rather than cold" for a factor's coefficient, "per unit of x" otherwise."""
+    import re
+
+    hit = re.fullmatch(r"(.+)\[T\.(.+)\]", term)
+    frame = m.spec.frame
+    if hit is not None and frame is not None and hit.group(1) in frame.columns:
+        col = frame[hit.group(1)]
+        levels = list(col.cat.categories) if isinstance(col.dtype, pd.CategoricalDtype) else \
+            sorted(col.dropna().unique().tolist(), key=str)
+        return f"for {hit.group(1)} = {hit.group(2)} rather than {levels[0]}"
+    if ":" in term:
+        return "for this interaction (a ratio of cumulative odds ratios)"
+    return f"per unit of {term}"
+
+
 def _marginal_sentences(m, tab: pd.DataFrame, var: str | None) -> list[str]:
-    if not m.request.family.ratio_name:
-        return ["The population-averaged coefficients above are on the scale of the "
-                f"{m.link} link; averaged over the clusters they shrink towards zero."]
+    ratio = bool(m.request.family.ratio_name)
     out = []
     for term in m.fixef.index:
         r = tab.loc[term]
         if var is not None and var not in term and len(out) >= 1:
             continue
-        out.append(f"{term}: within one cluster the cumulative odds ratio is {np.exp(r.conditional):.3g}; across the "
-                   f"population of clusters it is {np.exp(r.marginal):.3g} — {abs(1 - r.attenuation) * 100:.1f} % "
-                   "closer to no effect on the log scale, because clusters differ (the curves below show the "
-                   "same flattening of the category probabilities).")
+        word, pct = direction(np.exp(r.conditional) if ratio else r.conditional,
+                              np.exp(r.marginal) if ratio else r.marginal, ratio)
+        rel = {"same": "the same as within a cluster", "opposite": "in the opposite direction",
+               "closer": f"{pct:.1f} % closer to no effect", "farther": f"{pct:.1f} % farther from no effect",
+               "undefined": "not comparable"}[word]
+        if ratio:
+            out.append(f"{term}: within one cluster the cumulative odds ratio is {np.exp(r.conditional):.3g}; across "
+                       f"the population of clusters it is {np.exp(r.marginal):.3g} — {rel} on the log scale.")
+        else:
+            out.append(f"{term}: on the {m.link} scale the coefficient is {r.conditional:.3g} within one cluster and "
+                       f"{r.marginal:.3g} across the population of clusters — {rel}.")
     return out
 
 

@@ -9,6 +9,8 @@ import altair as alt
 from ..errors import ModelError
 from . import charts as ch
 from . import sections as sec
+from .focal import choose_focus
+from .ordinal import category_curves
 
 __all__ = ["ModelPlots"]
 
@@ -62,9 +64,16 @@ class ModelPlots:
         else the first continuous covariate; see :mod:`.focal`): clusters at quantiles of the
         random intercept, the typical cluster and the population average, the other covariates
         held at their means or most common values."""
+        if self._m.request.family.ordinal:  # one curve per category (the report's ordinal chart)
+            f = choose_focus(self._m, var)
+            if f is None:
+                raise ModelError("effect curves vary a covariate, and the model's fixed part has none")
+            data = category_curves(self._m, f)
+            return _chart(ch.category_probabilities(data, f.var, not f.discrete, f.held_text))
         out = sec.marginal_section(self._m, var, None)
-        if out["curves"] is None:
-            raise ModelError("; ".join(out["missing"]) or "no prediction curves for this model")
+        if out["curves"] is None:  # only the reasons about the curves (not the GEE's)
+            why = [x.split(": ", 1)[-1] for x in out["missing"] if x.startswith("prediction curves")]
+            raise ModelError("no effect curves: " + ("; ".join(why) or "the predictions could not be computed"))
         f = out["focus"]
         return _chart(ch.curves(out["curves"], f.var, self._m.request.family.mean_word, f.discrete, f.held_text))
 

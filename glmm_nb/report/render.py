@@ -133,7 +133,7 @@ def check_report_args(m, focus, emmeans, diagnostics_nsim, svg_fallback=True, fo
 
 def make_report(m, template_dir=None, marginal: str | None = None, gee=None, diagnostics_nsim: int = 250,
                 svg_fallback: bool = True, emmeans: str | None = None, gee_cluster: str | None = None,
-                focus: str | None = None, data_source: str | None = None) -> Report:
+                focus: str | None = None, data_source: str | None = None, randomized=()) -> Report:
     """Build the report of a fitted model.
 
     Parameters
@@ -175,7 +175,7 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee=None, dia
         "random": sec.random_section(m),
         "marginal": sec.marginal_section(m, focus, gee),
         "diagnostics": sec.diagnostics_section(m, diagnostics_nsim),
-        "caveats": sec.caveats_section(m),
+        "caveats": sec.caveats_section(m, randomized),
         "reproduce": sec.reproduce_section(m, data_source),
         "diagnostics_nsim": diagnostics_nsim,
         "ordinal": ordsec.ordinal_section(m, focus) if m.request.family.ordinal else None,

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..errors import DataError, ModelError
 from ..inference import diagnose, emmeans, icc, mor, r2
-from ..inference.simulate import design_of, predict_design
-from ..marginal import causal_checks, comparison_table
+from ..inference.simulate import design_of, mean_at, predict_design
+from ..marginal import attenuation_note, causal_checks, comparison_table, effect_claim
 from ..results.display import column_decimals, dispersion_lines, format_column, format_p, statistic_label, title
-from .findings import ratio_quantity
 from .focal import choose_focus, fixed_variables, focus_frame, other_terms
 
 
@@ -127,7 +127,8 @@ def zero_part_section(m) -> dict | None:
 
 def emmeans_section(m, spec, adjust: str = "tukey") -> dict:
     """Estimated marginal means of ``spec`` (response scale) and their pairwise contrasts."""
-    emm = emmeans(m, spec, type="response" if m.request.family.link.name != "identity" else "link")
+    fam = m.request.family  # ordinal: emmeans' default latent mode (pairs are log cumulative odds ratios)
+    emm = emmeans(m, spec, type="latent" if fam.ordinal else "response" if fam.link.name != "identity" else "link")
     tab = emm.to_frame()
     pairs = emm.pairs(adjust=adjust).confint()
     n_labels = len(emm.labels.columns)
@@ -190,15 +191,16 @@ def random_section(m) -> dict:
 
 def marginal_section(m, focus: str | None = None, gee=None) -> dict:
     out = {"table": None, "missing": [], "curves": None, "var": None, "sentences": [], "ame": None,
-           "gee": gee is not None, "focus": None}
+           "gee": gee is not None, "focus": None, "note": _marginal_note(m), "claim": None, "attenuation": ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             tab = comparison_table(m, gee)
             out["table"] = _records(tab)
+            out["attenuation"] = attenuation_note(m, tab)
         except Exception as exc:
             out["missing"].append(f"conditional vs marginal table: {exc}")
-            return out
+            tab = None
     if gee is None and not m.request.family.ordinal:
         out["missing"].append("GEE: not asked for (report(gee=...) adds it)")
     if m.request.family.ordinal:  # category-probability curves and sentences: report/ordinal.py
@@ -212,64 +214,106 @@ def marginal_section(m, focus: str | None = None, gee=None) -> dict:
         warnings.simplefilter("ignore")
         d = design_of(m, focus_frame(m, f))
         typical = predict_design(m, d, re="none")
-        marg = predict_design(m, d, re="marginal")
+        try:
+            marg = predict_design(m, d, re="marginal")
+        except ModelError as exc:
+            marg = None
+            out["missing"].append(f"population-averaged curve: {exc}")
         eta = predict_design(m, d, re="none", type="link")
-    fam = m.request.family
-    # a spread of clusters: random intercept at quantiles of its fitted distribution
+    # a spread of clusters: random intercept at quantiles of its fitted distribution (slopes at 0),
+    # zero part included through the same mean function as the other curves
     s_int = 0.0
     for t in m.spec.terms:
         if "(Intercept)" in t.col_names:
             s_int += float(m.covariance_matrices()[t.label].loc["(Intercept)", "(Intercept)"])
     rows = []
-    xs = [x if f.discrete else float(x) for x in f.grid]
+    xs = [x if f.discrete else float(x) for x in f.grid] * len(f.panel_labels)
+    at = [lab for lab in f.panel_labels for _ in f.grid]
     for q in (0.1, 0.25, 0.75, 0.9):
         b = stats.norm.ppf(q) * np.sqrt(s_int)
-        for x, v in zip(xs, fam.link.inverse(eta + b)):
-            rows.append({"x": x, "value": float(v), "curve": f"cluster at {int(q * 100)}th percentile"})
-    for x, v in zip(xs, typical):
-        rows.append({"x": x, "value": float(v), "curve": "typical cluster (random effects 0)"})
-    for x, v in zip(xs, marg):
-        rows.append({"x": x, "value": float(v), "curve": "population-averaged"})
+        for x, a, v in zip(xs, at, mean_at(m, d, eta + b)):
+            rows.append({"x": x, "at": a, "value": float(v), "curve": f"cluster at {int(q * 100)}th percentile"})
+    for x, a, v in zip(xs, at, typical):
+        rows.append({"x": x, "at": a, "value": float(v), "curve": "typical cluster (random effects 0)"})
+    for x, a, v in zip(xs, at, marg if marg is not None else []):
+        rows.append({"x": x, "at": a, "value": float(v), "curve": "population-averaged"})
     out["curves"] = pd.DataFrame(rows)
-    out["sentences"] = _effect_sentences(m, tab, f)
+    out["claim"] = _focus_claim(m, f)
+    out["sentences"] = _effect_sentences(m, tab, f, out["claim"])
     return out
 
 
-def _effect_sentences(m, tab: pd.DataFrame, f) -> list[str]:
-    """The focal covariate's conditional and marginal effect in words (when one coefficient is its
-    whole effect and it is estimable)."""
+def _marginal_note(m) -> str:
+    """What the marginal coefficients are and what averaging does for this family, link and design."""
+    fam = m.request.family
+    link = fam.link.name
+    slopes = any(c != "(Intercept)" for t in m.spec.terms for c in t.col_names)
+    text = ("A GLMM's coefficients are conditional on the cluster (subject-specific). The marginal "
+            "(population-averaged) coefficients below describe the mean averaged over the fitted random-effect "
+            "distribution — what a GEE estimates.")
+    if fam.has_zero_part:
+        text += (" They describe the overall mean, zero part included; the conditional coefficients are the count "
+                 "part's, so their ratio mixes the zero part's effect with the averaging over clusters.")
+    elif link == "identity":
+        text += " With the identity link averaging changes nothing: marginal and conditional coefficients are equal."
+    elif link == "log" and not slopes:
+        text += (" With a log link and random intercepts only, averaging multiplies every mean by the same factor "
+                 "exp(σ²/2): the slopes are unchanged and only the intercept grows, by σ²/2.")
+    elif link == "inverse":
+        text += (" With the inverse link the population-averaged mean does not exist (the pole of 1/η lies inside "
+                 "the normal random effect's range).")
+    elif link in ("logit", "probit") and not slopes:
+        text += (f" With a {link} link and random intercepts only, averaging flattens the curve: the coefficients "
+                 "move towards zero.")
+    else:
+        text += (" With random slopes the variance of the random effects changes with the covariate, so averaging "
+                 "can move a coefficient towards or away from zero (the sentence after the table says which).")
+    return text
+
+
+def _focus_claim(m, f):
+    """The focal covariate's claim (conditional and population-averaged effect), or None when its
+    contrast is not defined (a factor of more than two levels: the first level against the reference)."""
+    col = m.spec.frame[f.var]
+    level = None
+    if f.discrete and len(f.grid) > 2 and not pd.api.types.is_numeric_dtype(col):
+        level = f.grid[1]
+    try:
+        return effect_claim(m, f.var, level=level)
+    except (DataError, ModelError):
+        return None
+
+
+def _effect_sentences(m, tab, f, claim) -> list[str]:
+    """The focal covariate's conditional and population-averaged effect in words, each number
+    from :func:`glmm_nb.marginal.effect_claim` (see its definitions)."""
     var = f.var
-    if var not in tab.index:
-        return []
     shared = other_terms(m, var)
+    out = []
     if shared:
-        return [f"The effect of {var} runs through {len(shared) + 1} coefficients ({var}, {', '.join(shared)}): "
-                "no single number is its effect; the curves below show it."]
-    r = tab.loc[var]
-    if not (np.isfinite(r.conditional) and np.isfinite(r.marginal)):
+        out.append(f"The effect of {var} runs through {len(shared) + 1} coefficients ({var}, {', '.join(shared)}): "
+                   "no single coefficient is its effect; the curves below show it, and the effects below average "
+                   "over the observed values of what it interacts with.")
+    if tab is not None and var in tab.index and not (np.isfinite(tab.loc[var].conditional)):
         return [f"The effect of {var} is not estimable (section 1)."]
-    link = m.request.family.link.name
-    scale = m.request.family.ratio_name
-    binary = f.discrete and len(f.grid) == 2
-    step = f"{var} = {f.grid[1]} rather than {f.grid[0]}" if binary else f"one unit more of {var}"
-    if link == "identity":
-        return [f"For the identity link the conditional and marginal effects of {var} coincide "
-                f"({r.conditional:.4g} per unit)."]
-    if not scale:
-        return [f"On the {link} scale the coefficient of {var} is {r.conditional:.4g} within a cluster and "
-                f"{r.marginal:.4g} averaged over the population of clusters (attenuation {r.attenuation:.3f})."]
-    what = ratio_quantity(scale)
-    return [
-        f"Conditional (subject-specific): for a given {', '.join(m.spec.ngroups)}, {step} multiplies the {what} by "
-        f"{np.exp(r.conditional):.4g} — the number for an individual decision about a member of one cluster.",
-        f"Marginal (population-averaged): across the population of clusters, {step} multiplies the {what} by "
-        f"{np.exp(r.marginal):.4g} — the number for a policy applied to everyone; it is "
-        f"{abs(1 - r.attenuation) * 100:.1f} % closer to no effect on the log scale.",
-    ]
+    if claim is None:
+        return out
+    cluster = ", ".join(m.spec.ngroups)
+    out.append(claim.conditional_sentence(cluster))
+    out.append(claim.population_sentence())
+    if m.request.family.link.name == "log" and claim.kind == "ratio" and var in (tab.index if tab is not None else []):
+        r = tab.loc[var]
+        if np.isfinite(r.marginal) and abs(np.exp(r.marginal) - claim.population) > 5e-4 * claim.population:
+            out.append(f"The marginal coefficient of {var} in the table (exp = {np.exp(r.marginal):.4g}) is the slope of "
+                       "a log-linear curve fitted to the population-averaged means; the population-averaged mean is "
+                       "not log-linear here, so the policy effect above, not the exponentiated coefficient, is what "
+                       "moving everyone does.")
+    return out
 
 
 def diagnostics_section(m, nsim: int = 250) -> dict:
-    out = {"tests": None, "hist": None, "qq": None, "convergence": None, "missing": [], "advice": []}
+    out = {"tests": None, "hist": None, "qq": None, "convergence": None, "missing": [], "advice": [],
+           "alternatives": None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -278,7 +322,14 @@ def diagnostics_section(m, nsim: int = 250) -> dict:
             out["missing"].append(f"simulated residuals: {exc}")
             return out
     out["tests"] = _records(d.tests, "test")
-    out["advice"] = [x for x in d.messages if x.startswith(("Overdispersion", "Zero-inflation"))]
+    out["advice"] = [x for x in d.messages if x.startswith(("Overdispersion", "Zero-inflation", "Family:"))]
+    alts = d.alternatives
+    if alts is not None:
+        tab = alts.table.reset_index()
+        out["alternatives"] = {"rows": tab.replace({np.nan: None}).to_dict(orient="records"),
+                               "failed": [f"{a}: {b}" for a, b in alts.failed],
+                               "verdict": alts.advice or f"The current {alts.current} model has the lowest AIC "
+                               "(or none is lower by 2 or more): no change of family is indicated."}
     r = np.sort(d.residuals.to_numpy())
     counts, edges = np.histogram(r, bins=20, range=(0, 1))
     out["hist"] = pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "count": counts})
@@ -293,12 +344,17 @@ def diagnostics_section(m, nsim: int = 250) -> dict:
     return out
 
 
-def caveats_section(m) -> dict:
+def caveats_section(m, randomized=()) -> dict:
     out = {"checks": None, "missing": [], "sentences": []}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            c = causal_checks(m)
+            c = causal_checks(m, randomized=randomized)
+        except ModelError as exc:
+            if "randomized=" in str(exc):
+                raise
+            out["missing"].append(f"within/between checks: {exc}")
+            return out
         except Exception as exc:
             out["missing"].append(f"within/between checks: {exc}")
             return out
@@ -319,6 +375,7 @@ def caveats_section(m) -> dict:
     for row in out["checks"]["flags"]:
         if row["applies"] and row["flag"] != "within ≠ between":
             s.append(f"Flag — {row['flag']}: {row['detail']}.")
+    s.extend(c.notes)
     return out
 
 

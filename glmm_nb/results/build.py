@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 
 from ..design import ModelSpec, separation_message
-from ..errors import ConvergenceWarning, SingularFitWarning, warn
+from ..errors import ConvergenceWarning, ModelError, SingularFitWarning, warn
 from ..families import threshold_names
 from ..optimize import OptSummary
 from ..request import FitRequest, fixed_indices
 from .result import GLMMResult
 
-__all__ = ["build_result", "singular_terms", "conditional_covariance"]
+__all__ = ["build_result", "check_optimum", "singular_terms", "conditional_covariance"]
 
 
 def singular_terms(spec: ModelSpec, theta: np.ndarray, tol: float = 1e-4) -> list[str]:
@@ -83,6 +83,30 @@ def fit_messages(spec, theta, converged, opt_msgs, scgrad, eig, pirls_ok: bool =
     return msgs, ok, bool(sing)
 
 
+def check_optimum(request: FitRequest, loglik: float, phi: np.ndarray, tol: float = 1.0) -> None:
+    """No result from a non-finite optimum, or from one a discrete response cannot have: each
+    row's log-probability is at most 0, so a log-likelihood above 0 (beyond ``tol``, room for
+    the Laplace approximation's error) means the optimizer ran into a numerically degenerate
+    region, not to a maximum."""
+    fam = request.family
+    where = ", ".join(f"{v:.4g}" for v in np.asarray(phi)[:8]) + (" …" if np.size(phi) > 8 else "")
+    if not np.isfinite(loglik):
+        raise ModelError(
+            f"the fit ended at a non-finite log-likelihood ({loglik}) at the parameters ({where}); this is no "
+            "estimate. Some part of the model has no finite maximum there: look for separation, a constant or "
+            "nearly constant response within a part of the model, or a link that leaves its range (e.g. an "
+            "identity link giving negative means)"
+        )
+    if fam.discrete and loglik > tol:
+        raise ModelError(
+            f"the fit ended at a log-likelihood of {loglik:+.6g}, impossible for a {fam.name} response (each "
+            f"row's log-probability is at most 0) at the parameters ({where}): the optimizer ran into a "
+            "numerically degenerate region, not to a maximum, so no estimate, logLik or AIC is reported. Look for "
+            "a part of the model that the data cannot identify (e.g. a count part whose positive counts are all "
+            "equal, separation in the zero part)"
+        )
+
+
 def _scaled_gradient(H: np.ndarray, g: np.ndarray, free: np.ndarray) -> tuple[float | None, np.ndarray | None]:
     Hf = H[np.ix_(free, free)]
     try:
@@ -114,12 +138,18 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
     g = devfun.exact_gradient(phi)
     H = devfun.hessian(phi)
     free = _free(request, phi, ntheta)
+    fam0 = request.family
+    nd0 = fam0.n_dispersion if not devfun.profiled else 0
+    at_limit = bool(nd0) and fam0.dispersion_at_limit(float(phi[ntheta + spec.p]))
+    if at_limit:  # the likelihood is flat there: not a free parameter (as a variance at 0)
+        free[ntheta + spec.p] = False
     st = devfun.state(phi)  # the state at the optimum (after the Hessian's probes)
     scgrad, eig = _scaled_gradient(H, g, free)
     opt_full = OptSummary(**{**opt.__dict__, "gradient": g, "scaled_gradient": scgrad, "hessian_eigenvalues": eig})
     theta = phi[:ntheta]
     if devfun.profiled:
         msgs, ok, sing = fit_messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig)
+        check_optimum(request, -st.deviance / 2, phi)
         vcov = st.sigma**2 * np.linalg.inv(st.RX2)
         return _assemble(request, result_class, theta, st.beta, vcov, opt_full, st.u, st.fac, st.sigma, msgs, ok,
                          sing, method="reml" if devfun.reml else "ml", nagq=1, reml=devfun.reml,
@@ -158,9 +188,16 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
         vcov_method = "conditional"
     msgs, ok, sing = fit_messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig,
                                   pirls_ok=bool(st.converged))
+    if at_limit:
+        base = getattr(fam0, "base", fam0)
+        d = base.to_dispersion(float(phi[ntheta + spec.p]))
+        msgs.append(f"The {base.name} dispersion ran to its Poisson limit ({base.dispersion_name} = {d:.3g}): the data "
+                    f"show no overdispersion beyond the Poisson's, and this fit is the {base.limit_family.name} fit "
+                    "(its standard error is not defined).")
     # lme4's deviance() of a glmer fit: the conditional deviance at the modes
     lme4_dev = float(np.sum(fam.dev_resid(devfun.y, st.mu, devfun.pw)))
     loglik = -opt.objective / 2 if request.uses_agq else -st.deviance / 2
+    check_optimum(request, loglik, phi)
     return _assemble(request, result_class, theta, beta, vcov, opt_full, st.u, st.fac, 1.0, msgs, ok, sing,
                      method=request.method, nagq=request.nagq, reml=None, loglik=float(loglik),
                      deviance=lme4_dev, vcov_method=vcov_method,

@@ -142,8 +142,9 @@ def criteria_display(m) -> str:
     """REML criterion, or the AIC/BIC/logLik/deviance/df.resid line."""
     if m.request.family.profiled_lmm and m.reml:
         return f"REML criterion at convergence: {-2 * m.loglik:.1f}"
+    # lme4's summary prints -2 logLik under "deviance" (llikAIC), not deviance(m) of a glmer fit
     crit = pd.DataFrame(
-        [[m.aic, m.bic, m.loglik, m.deviance, m.df_resid]],
+        [[m.aic, m.bic, m.loglik, -2 * m.loglik, m.df_resid]],
         columns=["AIC", "BIC", "logLik", "deviance", "df.resid"],
     )
     return crit.to_string(index=False, float_format=lambda v: f"{v:.1f}")

@@ -125,3 +125,22 @@ def test_compiled_kernels_from_two_threads(monkeypatch):
         out = list(ex.map(dev.value_and_grad, thetas))
     for th, (f, g) in zip(thetas, out):
         assert f == pytest.approx(dev(th), abs=1e-9)
+
+
+def test_lapack_threads_only_on_idle_cores(monkeypatch):
+    """The cost cliff at 1,000 levels of the second factor: two OpenBLAS threads on a busy machine
+    made a fit 10 times slower (16-28 s against 3 s); threads are now the idle cores only."""
+    import os
+    from contextlib import nullcontext
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (5.5, 5.0, 4.0))
+    assert SC.idle_threads() == 1
+    assert isinstance(SC._threads(5000), nullcontext)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.9, 1.0, 1.0))  # this process alone: both cores
+    assert SC.idle_threads() == 2
+    assert not isinstance(SC._threads(5000), nullcontext)
+    assert isinstance(SC._threads(SC.THREADED_MIN_Q2 - 1), nullcontext)  # small blocks: never
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.2, 3.0, 3.0))
+    assert SC.idle_threads() == 5

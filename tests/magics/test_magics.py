@@ -173,3 +173,50 @@ def test_polars_data_in_the_magic_and_the_builder(ip):
     from glmm_nb.widgets import ModelBuilder
 
     assert list(ModelBuilder(pl.from_pandas(df)).data.columns) == list(df.columns)
+
+
+def test_zero_part_hurdle_and_ordered_in_both_magics(ip):
+    """Issue 24: `--ziformula '~ 1'` was "unknown option"; --ziformula, --hurdle and --ordered
+    now work with the same grammar in %%glmm and %glmm (glmmTMB values in
+    fixtures/workbench_refs.json)."""
+    import json
+
+    import pandas as pd
+
+    from tests.conftest import FIXTURES
+
+    refs = json.loads((FIXTURES / "workbench_refs.json").read_text())
+    ip.user_ns["zi"] = pd.read_csv(FIXTURES / "data" / "zisim.csv")
+    ip.run_cell("%%glmm zip --data zi --family poisson --ziformula '~ 1' --quiet\ny ~ x + (1 | g)")
+    zip_ = ip.user_ns["zip"]
+    assert -1e-4 <= zip_.loglik - refs["zisim_zip"]["loglik"] <= 5e-4
+    ip.run_cell("hur = %glmm --data zi --family poisson --ziformula='~1' --hurdle y ~ x + (1 | g)")
+    hur = ip.user_ns["hur"]
+    assert -1e-4 <= hur.loglik - refs["zisim_hurdle"]["loglik"] <= 5e-4
+    assert abs(hur.zi_fixef.iloc[0] - refs["zisim_hurdle"]["zi"]["(Intercept)"]) < 1e-3
+    args = parse_line("--data zi --ziformula \"~ x\" --hurdle y ~ x + (1 | `g g`)", cell=False)
+    assert (args.ziformula, args.hurdle, args.formula) == ("~ x", True, "y ~ x + (1 | `g g`)")
+    with pytest.raises(ArgError, match="quote a zero-part formula"):
+        parse_line("--data zi --ziformula ~ x y ~ x + (1 | g)", cell=False)
+    wine = glmm_nb.datasets.load("wine")
+    wine["rating"] = wine["rating"].astype(str).map({"1": "dry", "2": "low", "3": "mid", "4": "high", "5": "top"})
+    ip.user_ns["wine"] = wine
+    ip.run_cell("%%glmm w --data wine --family ordinal --ordered rating=dry,low,mid,high,top --quiet\n"
+                "rating ~ temp + contact + (1 | judge)")
+    assert abs(ip.user_ns["w"].loglik - (-81.5654)) < 1e-3
+    assert str(ip.user_ns["wine"]["rating"].dtype) != "category"  # the notebook's frame is not changed
+    from glmm_nb.magics.run import run_magic
+    from glmm_nb.errors import DataError
+
+    bad = parse_line("--data wine --family ordinal --ordered rating=dry,dry,mid,high,top", cell=True)
+    with pytest.raises(DataError, match="'dry' is listed twice"):
+        run_magic(bad, "rating ~ temp + (1 | judge)", ip.user_ns, {})
+    bad = parse_line("--data wine --family ordinal --ordered rating", cell=True)
+    with pytest.raises(DataError, match="order may not be the scale"):
+        run_magic(bad, "rating ~ temp + (1 | judge)", ip.user_ns, {})
+    # the model builder's cell text runs as written
+    pytest.importorskip("ipywidgets")
+    b = glmm_nb.ModelBuilder(ip.user_ns["zi"], formula="y ~ x + (1 | g)", family="poisson", ziformula="~ 1",
+                             hurdle=True, name="zi")
+    ip.run_cell(b.cell.replace("%%glmm result", "%%glmm from_cell --quiet", 1))
+    assert ip.user_ns["from_cell"].loglik == pytest.approx(hur.loglik, abs=1e-8)

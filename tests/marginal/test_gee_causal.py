@@ -17,9 +17,10 @@ def test_gee_matches_geepack():
     r = glmm_nb.gee(case["formula"], df, cluster="district", family="binomial", corstr="exchangeable")
     ct = r.coef_table()
     names = [r_name(n, case, df) for n in case["coef"]]
-    np.testing.assert_allclose(ct.loc[names, "estimate"], list(case["coef"].values()), atol=1e-3)
-    np.testing.assert_allclose(ct.loc[names, "std_error"], list(case["robust_se"].values()), rtol=0.02)
-    assert r.working_correlation == pytest.approx(case["alpha"], abs=2e-3)
+    # reached: estimates 1.4e-4, robust SEs 1.1e-4 relative, alpha 2.4e-4 (geepack's convergence tolerance)
+    np.testing.assert_allclose(ct.loc[names, "estimate"], list(case["coef"].values()), atol=4e-4)
+    np.testing.assert_allclose(ct.loc[names, "std_error"], list(case["robust_se"].values()), rtol=5e-4)
+    assert r.working_correlation == pytest.approx(case["alpha"], abs=6e-4)
     assert list(ct.columns) == ["estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high"]
     assert r.nclusters == 60
 
@@ -79,8 +80,8 @@ def test_flags_and_shares():
         m = glmm_nb.glmm("y ~ x + trt + (1 | g)", df)
     c = m.causal_checks()
     assert c.flags.loc["few clusters", "applies"]
-    assert c.flags.loc["treatment assigned at cluster level", "applies"]
-    assert "trt" in c.flags.loc["treatment assigned at cluster level", "detail"]
+    assert c.flags.loc["cluster-level covariate", "applies"]
+    assert "trt" in c.flags.loc["cluster-level covariate", "detail"]
     assert c.shares.loc["trt", "between_share"] == pytest.approx(1.0)
     x = df["x"].to_numpy()
     xbar = df.groupby("g")["x"].transform("mean").to_numpy()
@@ -100,7 +101,7 @@ def test_balanced_and_factor_covariates_and_offsets():
         c = m.causal_checks()
     assert c.shares.loc["V4", "between_share"] == pytest.approx(0.0, abs=1e-12)
     assert c.shares.loc["trt", "between_share"] == pytest.approx(1.0)
-    assert c.flags.loc["treatment assigned at cluster level", "applies"]
+    assert c.flags.loc["cluster-level covariate", "applies"]
     assert c.joint_test["df"] == 0 and "not possible" in c.flags.loc["within ≠ between", "detail"]
     # an offset given in the formula or as an argument reaches the refit identically
     rng = np.random.default_rng(0)

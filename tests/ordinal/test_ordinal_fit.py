@@ -34,7 +34,7 @@ def check(m, thresholds: dict, beta: dict, sd, loglik: float, se: dict | None = 
     assert abs(m.loglik - loglik) <= 1e-3
     if se is not None:
         ours = np.r_[np.sqrt(np.diag(m.thresholds_vcov)), np.sqrt(np.diag(m.vcov))]
-        np.testing.assert_allclose(ours, list(se.values())[: len(ours)], rtol=0.02)
+        np.testing.assert_allclose(ours, list(se.values())[: len(ours)], rtol=3e-4)  # reached: 6e-5
 
 
 def test_wine_laplace_matches_clmm(wine_fits):
@@ -89,7 +89,7 @@ def test_summary_in_clmm_layout(wine_fits):
 def test_tables_and_tidy(wine_fits):
     case, lap, _ = wine_fits
     th = lap.coef_table(part="thresholds")
-    np.testing.assert_allclose(th.std_error, list(case["se"].values())[:4], rtol=0.02)
+    np.testing.assert_allclose(th.std_error, list(case["se"].values())[:4], rtol=3e-4)  # reached: 3e-5
     np.testing.assert_allclose(th.statistic, th.estimate / th.std_error)
     assert list(lap.coef_table().index) == ["temp[T.warm]", "contact[T.yes]"]
     td = lap.tidy(conf_int=True)

@@ -78,8 +78,8 @@ def test_prediction_errors(wine_fits):
     _case, m, _ = wine_fits
     with pytest.raises(ModelError, match="type='prob'"):
         m.predict(type="response")
-    with pytest.raises(ModelError, match="type='prob'"):
-        m.fitted()
+    fit = m.fitted()  # clmm's fitted(): P(observed category) (tests/ordinal/test_ordinal_emmeans.py)
+    assert fit.between(0, 1).all() and fit.size == m.nobs
     with pytest.raises(ModelError, match="no population-averaged linear predictor"):
         m.predict(type="link", re="marginal")
     with pytest.raises(ModelError, match="type='zero_prob' is not for an ordinal model"):

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import glmm_nb
 from tests.conftest import reproduce_code, run_reproduce
@@ -44,9 +45,12 @@ def test_probit_link_is_not_called_identity_or_response_scale(hospitals):
     assert "coincide" not in html and "response scale" not in html
     tab = m.compare()
     r = tab.loc["treat"]
-    assert f"On the probit scale the coefficient of treat is {r.conditional:.4g} within a cluster and " \
-           f"{r.marginal:.4g} averaged over the population of clusters" in html
-    assert r.marginal < 0.95 * r.conditional  # attenuated: the sentence must not say they coincide
+    assert f"treat = 1 rather than 0 changes the probability on the probit scale by {r.conditional:.4g}." in html
+    p0, p1 = m.marginal_effects("treat", nsim=10).loc["marginal", ["p0", "p1"]]
+    pa = stats.norm.ppf(p1) - stats.norm.ppf(p0)
+    assert f"changes the population-averaged probability on the probit scale by {pa:.4g}" in html
+    assert pa < 0.95 * r.conditional  # attenuated: the sentence must not say they coincide
+    assert f"{(1 - pa / r.conditional) * 100:.1f} % closer to no effect" in html
     assert "<b>treat</b>: probit-scale coefficient" in html and "Coefficients on the probit link scale" in html
 
 
@@ -81,7 +85,8 @@ def test_a_variable_in_several_terms_has_no_single_effect():
     assert "age also enters I(age ** 2): this coefficient alone is not its effect" in age_line
     assert "averaged over the population" not in age_line
     assert "The effect of age runs through 2 coefficients (age, I(age ** 2))" in html
-    assert "one unit more of age multiplies" not in html
+    assert f"one unit more of age multiplies the odds by {np.exp(m.fixef['age']):.4g}" not in html
+    assert "for a typical cluster (random effects 0), one unit more of age multiplies the odds by" in html
 
 
 def test_offsets_are_held_and_stated():
@@ -157,7 +162,8 @@ def test_ordinal_curves_use_the_focus_rule():
     html = _report(o, focus="contact").html
     spec = next(s for s in _specs(html) if "Category probabilities" in str(s.get("title")))
     assert spec["title"]["text"].startswith("Category probabilities against contact")
-    assert spec["title"]["subtitle"] == f"other covariates at temp = {wine.temp.mode().iloc[0]} (most common)"
+    assert (wine.temp == "cold").sum() == (wine.temp == "warm").sum()  # a tie: not "most common"
+    assert spec["title"]["subtitle"] == "other covariates at temp = cold (reference level; all 2 levels equally common)"
     box = _text(o.report(focus="contact", svg_fallback=False, diagnostics_nsim=20).findings_html)
     assert box.index("contact yes (vs no)") < box.index("temp warm (vs cold)")  # the focus first
 

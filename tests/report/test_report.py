@@ -51,15 +51,19 @@ def test_report_specifics():
     assert f"{gee.params['urban[T.Y]']:.4g}" in html
     assert re.search(r"Not computed: [^<]*median odds ratio", html)  # no intercept-only term
     tab = m.compare(gee)
-    cond, marg = np.exp(tab.loc["age", "conditional"]), np.exp(tab.loc["age", "marginal"])
-    assert f"one unit more of age multiplies the odds by {cond:.3g}" in html
-    assert f"one unit more of age multiplies the odds by {marg:.3g}" in html
+    cond = np.exp(tab.loc["age", "conditional"])
+    p0, p1 = m.marginal_effects("age", nsim=10).loc["marginal", ["p0", "p1"]]
+    assert f"one unit more of age multiplies the odds by {cond:.4g}" in html
+    assert f"multiplies the population-averaged odds by {(p1 / (1 - p1)) / (p0 / (1 - p0)):.4g}" in html
     p = _fit("grouseticks_poisson")
     html = _text(p.report(svg_fallback=False, diagnostics_nsim=60).html)
     assert "rate ratio" in html and "crossed" in html
     lmm = _fit("sleepstudy_reml")
     html = _text(lmm.report(svg_fallback=False, diagnostics_nsim=60).html)
-    assert "Residual" in html and "REML" in html and "conditional and marginal effects of Days coincide" in html
+    assert "Residual" in html and "REML" in html and "averaging changes nothing" in html
+    b = lmm.fixef["Days"]
+    assert f"one unit more of Days changes the mean by {b:.4g}." in html
+    assert f"changes the population-averaged mean by {b:.4g} — the same as the conditional effect" in html
 
 
 def test_not_computed_lines_and_gee_hint():
