@@ -39,7 +39,7 @@ class PositionSpec:
         self.columns = tuple(columns)
         self.coords = coords
         self.variables_by_source = {"data": set(columns)}
-        self.col_names = tuple(_label(r) for r in coords)
+        self.col_names = tuple("pos" + _label(r) for r in coords)  # as glmmTMB names those of a numFactor "pos"
         self._index = {tuple(r): i for i, r in enumerate(coords)}
 
     def matrix(self, data: pd.DataFrame, where: str, kriging=None) -> tuple[pd.DataFrame, np.ndarray]:
