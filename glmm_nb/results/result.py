@@ -195,9 +195,10 @@ class GLMMResult:
         """Wald table of the structured terms' parameters (:meth:`structure_parameters`), indexed
         by ``term`` and ``parameter``: ``estimate std_error conf_low conf_high``.
 
-        Standard errors by the delta method from the inverse Hessian of the Laplace deviance in
-        the optimizer's parameters (GLMMs; NaN for a profiled LMM, whose variance parameters
-        have no joint covariance here, or where a parameter is on a bound). Intervals are Wald
+        Standard errors by the delta method from the inverse Hessian of the deviance: for GLMMs
+        the Laplace deviance in the optimizer's parameters; for LMMs the (RE)ML deviance in theta
+        and σ with β profiled out (central differences of values). NaN where a parameter is on a
+        bound. Intervals are Wald
         intervals on the log scale for SDs, rates, ranges and smoothness, and on Fisher's z
         (atanh) scale for correlations, mapped back — so they stay in range.
         """
@@ -205,6 +206,18 @@ class GLMMResult:
 
         z = stats.norm.ppf(0.5 + check_level(conf_level) / 2)
         V = self.extras.get("vcov_phi")
+        lmm = self.request.family.profiled_lmm
+        if lmm:  # covariance of (theta, sigma): the deviance at explicit sigma, beta profiled out
+            from ..likelihood import LmmDevfun
+            from ..numdiff import fd_hessian_fun
+
+            dev = LmmDevfun(self.spec, reml=bool(self.reml))
+            x0 = np.r_[np.asarray(self.theta, dtype=float), self.sigma]
+            H = fd_hessian_fun(lambda x: dev.deviance_sigma(x[:-1], x[-1]), x0)
+            try:
+                V = 2.0 * np.linalg.inv(H)
+            except np.linalg.LinAlgError:
+                V = None
         rows = []
         for t, sl in zip(self.spec.terms, self.spec.theta_slices()):
             if not t.structured:
@@ -212,15 +225,17 @@ class GLMMResult:
             th = np.asarray(self.theta[sl], dtype=float)
             names = list(t.structure.parameters(th, self.sigma))
             est = np.array([t.structure.parameters(th, self.sigma)[k] for k in names])
-            J = np.empty((len(names), th.size))
-            for j in range(th.size):  # central differences of a smooth map
-                h = 1e-6 * max(1.0, abs(th[j]))
-                e = np.zeros_like(th)
+            x0 = np.r_[th, self.sigma] if lmm else th  # an LMM's absolute SDs depend on sigma too
+            J = np.empty((len(names), x0.size))
+            for j in range(x0.size):  # central differences of a smooth map
+                h = 1e-6 * max(1.0, abs(x0[j]))
+                e = np.zeros_like(x0)
                 e[j] = h
-                hi = t.structure.parameters(th + e, self.sigma)
-                lo = t.structure.parameters(th - e, self.sigma)
+                hi = t.structure.parameters((x0 + e)[: th.size], (x0 + e)[-1] if lmm else self.sigma)
+                lo = t.structure.parameters((x0 - e)[: th.size], (x0 - e)[-1] if lmm else self.sigma)
                 J[:, j] = [(hi[k] - lo[k]) / (2 * h) for k in names]
-            Vt = V[sl, sl] if V is not None else np.full((th.size, th.size), np.nan)
+            idx = np.r_[np.arange(sl.start, sl.stop), len(self.theta)] if lmm else np.arange(sl.start, sl.stop)
+            Vt = V[np.ix_(idx, idx)] if V is not None else np.full((x0.size, x0.size), np.nan)
             if V is not None and np.any(np.diag(Vt) <= 0):
                 Vt = np.full_like(Vt, np.nan)
             se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", J, Vt, J), 0.0))
