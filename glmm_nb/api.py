@@ -83,7 +83,7 @@ class MixedModel(GLMMResult):
             r = y - mu
         elif type == "pearson":
             scale = self.sigma**2 if fam.profiled_lmm else 1.0
-            r = (y - mu) * np.sqrt(w / (scale * fam.variance(mu)))
+            r = (y - mu) / np.sqrt(scale * fam.response_variance(mu, w))
         elif type == "deviance":
             r = np.sign(y - mu) * np.sqrt(np.maximum(fam.dev_resid(y, mu, w), 0.0))
         else:

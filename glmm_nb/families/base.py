@@ -107,6 +107,17 @@ class Family:
         """The family at a dispersion value (families without one: itself)."""
         return self
 
+    @property
+    def dispersion_names(self) -> tuple[str, ...]:
+        """Names of the family parameters estimated beside beta (``m.dispersion``'s index):
+        the dispersion, then any shape parameter (t's df, Tweedie's power)."""
+        return (self.dispersion_name,) if self.n_dispersion else ()
+
+    @property
+    def dispersion_meanings(self) -> tuple[str, ...]:
+        """What each of :attr:`dispersion_names` means, in words."""
+        return (self.dispersion_meaning,) if self.n_dispersion else ()
+
     # -- parameters beyond (theta, beta): a dispersion, a zero part ---------------------------
     def n_extra(self, spec) -> int:
         """How many parameters the family adds after beta for this design."""
@@ -150,6 +161,11 @@ class Family:
 
     def dvariance(self, mu):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def response_variance(self, mu, pw):
+        """Var(y) of a row with prior weight ``pw`` (scale 1): V(mu)/pw — the Pearson
+        residual's denominator. Families whose variance is not of that form override it."""
+        return self.variance(mu) / np.asarray(pw, dtype=float)
 
     def loglik_obs(self, y, mu, pw):
         """Per-observation log-density with all constants (at dispersion 1)."""

@@ -188,10 +188,12 @@ class DispersionFamily(Family):
     def extra_pieces(self, eta, y, pw):
         return tuple(a[..., None] for a in self.dispersion_pieces(eta, y, pw))
 
-    def to_dispersion(self, psi: float) -> float:
+    def to_dispersion(self, psi: float, k: int = 0) -> float:
+        """Family parameter ``k`` on its natural scale from the optimizer's (here: exp)."""
         return float(np.exp(psi))
 
-    def from_dispersion(self, d: float) -> float:
+    def from_dispersion(self, d: float, k: int = 0) -> float:
+        """Family parameter ``k`` on the optimizer's scale (here: log)."""
         return float(np.log(d))
 
 

@@ -114,11 +114,11 @@ class ZeroInflated(Family):
         out.dispersion = out.base.dispersion
         return out
 
-    def to_dispersion(self, psi: float) -> float:
-        return self.base.to_dispersion(psi)
+    def to_dispersion(self, psi: float, k: int = 0) -> float:
+        return self.base.to_dispersion(psi, k)
 
-    def from_dispersion(self, d: float) -> float:
-        return self.base.from_dispersion(d)
+    def from_dispersion(self, d: float, k: int = 0) -> float:
+        return self.base.from_dispersion(d, k)
 
     def extra_start(self, y, mu, pw, spec) -> np.ndarray:
         """Base dispersion start, and a zero part that explains the excess zeros by its intercept."""

@@ -57,16 +57,17 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
 
 
 def _wald_dispersion(m, level: float) -> pd.DataFrame:
-    """Wald intervals of the dispersion on the log scale (the optimizer's), back-transformed."""
+    """Wald intervals of the family parameters on the optimizer's scale, back-transformed."""
     from scipy import stats
 
     if not len(m.dispersion):
         return pd.DataFrame(columns=["conf_low", "conf_high"], dtype=float)
     z = stats.norm.ppf(0.5 + level / 2)
     se = np.asarray(m.dispersion.attrs.get("std_error_log", [np.nan] * len(m.dispersion)), dtype=float)
-    logd = np.log(m.dispersion.to_numpy(dtype=float))
-    return pd.DataFrame({"conf_low": np.exp(logd - z * se), "conf_high": np.exp(logd + z * se)},
-                        index=m.dispersion.index)
+    fam = m.request.family  # each parameter on the optimizer's scale (log; Tweedie power: logit(p - 1))
+    x = np.array([fam.from_dispersion(float(d), k) for k, d in enumerate(m.dispersion)])
+    ends = [[fam.to_dispersion(v, k) for k, v in enumerate(x + sgn * z * se)] for sgn in (-1, 1)]
+    return pd.DataFrame({"conf_low": ends[0], "conf_high": ends[1]}, index=m.dispersion.index)
 
 
 def _wald_zero_part(m, level: float) -> pd.DataFrame:

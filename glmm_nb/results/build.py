@@ -200,9 +200,11 @@ def _dispersion(fam, psi, se_log) -> pd.Series:
     """The dispersion parameter(s) by name on the natural scale (``attrs``: SE of the log)."""
     if not fam.n_dispersion:
         return pd.Series(dtype=float, name="dispersion")
-    out = pd.Series([fam.to_dispersion(v) for v in psi], index=[fam.dispersion_name], name="dispersion")
-    out.attrs["std_error_log"] = list(se_log)
+    out = pd.Series([fam.to_dispersion(v, k) for k, v in enumerate(psi)], index=list(fam.dispersion_names),
+                    name="dispersion")
+    out.attrs["std_error_log"] = list(se_log)  # SEs on the optimizer's scale (fam.from_dispersion)
     out.attrs["meaning"] = fam.dispersion_meaning
+    out.attrs["meanings"] = list(fam.dispersion_meanings)
     return out
 
 

@@ -125,9 +125,10 @@ def random_effects_display(m) -> pd.DataFrame:
 def dispersion_lines(m) -> list[str]:
     """The dispersion parameter with its meaning in words (glmmTMB's line), or nothing."""
     out = []
-    for name, value in m.dispersion.items():
-        out.append(f"Dispersion parameter for {m.family} family ({name}): {value:.4g}   "
-                   f"[{m.dispersion.attrs.get('meaning', '')}]")
+    meanings = m.dispersion.attrs.get("meanings", [m.dispersion.attrs.get("meaning", "")] * len(m.dispersion))
+    for (name, value), meaning in zip(m.dispersion.items(), meanings):
+        kind = "Dispersion parameter" if name == m.request.family.dispersion_name else "Family parameter"
+        out.append(f"{kind} for {m.family} family ({name}): {value:.4g}   [{meaning}]")
     return out
 
 

@@ -211,7 +211,7 @@ class GLMMResult:
         fam = self.request.family
         if len(self.thresholds):
             return fam.at_thresholds(self.thresholds.to_numpy())
-        x = [fam.from_dispersion(float(d)) for d in self.dispersion] + list(self.zi_fixef.to_numpy())
+        x = [fam.from_dispersion(float(d), k) for k, d in enumerate(self.dispersion)] + list(self.zi_fixef.to_numpy())
         return fam.at_extra(np.asarray(x, dtype=float), self.spec) if x else fam
 
     def residual_scale(self) -> dict[str, float]:
