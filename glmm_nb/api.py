@@ -262,6 +262,7 @@ def glmm(
     ziformula: str | None = None,
     hurdle: bool = False,
     engine: str | None = None,
+    fixed: dict | None = None,
 ) -> MixedModel:
     """Fit a generalized linear mixed model by maximum likelihood.
 
@@ -301,6 +302,10 @@ def glmm(
         probability of a structural zero (zero-inflation) or, with ``hurdle=True``, of a zero
         (a logistic zero-vs-positive model with a zero-truncated count part).
     hurdle : bool
+    fixed : dict, optional
+        Parameters held at given values, by name (:func:`glmm_nb.pipeline.parameter_names`), as
+        glmmTMB's ``map=``: ``{"log(df)": np.log(4)}`` fits a t model with 4 degrees of freedom.
+        Held parameters are not counted in ``m.npar`` (AIC), as glmmTMB's.
     engine : {None, "dask"}
         A Dask DataFrame as ``data`` is fitted on the active Dask cluster (or Dask's local
         scheduler) with the in-memory estimates; ``engine="dask"`` also takes a parquet path.
@@ -316,12 +321,14 @@ def glmm(
         if ziformula is not None or hurdle:
             raise ModelError("zero-inflated and hurdle models are not available on Dask data yet; "
                              "fit them in memory (or on a sample)")
+        if fixed:
+            raise ModelError("fixed= is not available on Dask data; fit in memory (or on a sample)")
         return fit_dask(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
                         weights=weights, offset=offset, control=control, start=start, engine=engine,
                         result_class=DaskMixedModel)
     request = make_request(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
                            weights=weights, offset=offset, control=control, start=start, ziformula=ziformula,
-                           hurdle=hurdle)
+                           hurdle=hurdle, fixed=fixed)
     m = fit(request, MixedModel)
     name = caller_name(data, sys._getframe(1))
     return m if name is None else with_data_source(m, name)

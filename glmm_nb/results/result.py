@@ -98,7 +98,7 @@ class GLMMResult:
     @property
     def npar(self) -> int:
         return (len(self.fixef) + len(self.theta) + len(self.residual_scale()) + len(self.dispersion)
-                + len(self.zi_fixef) + len(self.thresholds))
+                + len(self.zi_fixef) + len(self.thresholds) - len(self.request.fixed))  # held: not estimated
 
     @property
     def df_resid(self) -> int:
