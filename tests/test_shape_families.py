@@ -56,15 +56,20 @@ def test_matches_glmmtmb(case_id, fits):
 # ------------------------------------------------------------------------------------ densities
 def test_betabinomial_density_is_scipys():
     f = get_family("betabinomial").at_dispersion(4.2)
-    n = np.array([1.0, 5, 12, 20, 7, 0])
-    k = np.array([1.0, 0, 7, 20, 3, 0])
-    mu = np.array([0.3, 0.1, 0.55, 0.9, 0.4, 0.5])
+    n = np.array([1.0, 5, 12, 20, 7, 0, 200, 150])  # counts above 40 take the polygamma path
+    k = np.array([1.0, 0, 7, 20, 3, 0, 57, 130])
+    mu = np.array([0.3, 0.1, 0.55, 0.9, 0.4, 0.5, 0.2, 0.7])
     y = np.where(n > 0, k / np.maximum(n, 1), 0.0)
     ref = stats.betabinom.logpmf(k, n, mu * 4.2, (1 - mu) * 4.2)
     np.testing.assert_allclose(f.loglik_obs(y, mu, n), ref, rtol=1e-12, atol=1e-12)
     # glmmTMB's variance: n mu (1 - mu) (1 + (n - 1)/(phi + 1)), here for y = k/n
     v = stats.betabinom.var(n[:5], mu[:5] * 4.2, (1 - mu[:5]) * 4.2) / n[:5] ** 2
     np.testing.assert_allclose(f.response_variance(mu[:5], n[:5]), v, rtol=1e-12)
+    # the same rows at the AGQ nodes' shape (rows, nodes)
+    mu2 = np.stack([mu, mu[::-1]], axis=1)
+    got = f.loglik_const(y[:, None], n[:, None]) + f.loglik_kernel(y[:, None], f.link.link(mu2), n[:, None])
+    np.testing.assert_allclose(got[:, 1], stats.betabinom.logpmf(k, n, mu[::-1] * 4.2, (1 - mu[::-1]) * 4.2),
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_t_density_is_scipys():
@@ -113,7 +118,7 @@ def test_tweedie_series_derivatives_by_finite_differences():
 
 
 CHECK = {
-    "betabinomial": (np.array([0.2, 0.0, 0.75, 1.0]), np.array([0.3, 0.6, 0.7, 0.2]), np.array([5.0, 3, 8, 2]),
+    "betabinomial": (np.array([0.2, 0.0, 0.75, 1.0]), np.array([0.3, 0.6, 0.7, 0.2]), np.array([5.0, 3, 80, 2]),
                      (3.5,)),
     "t": (np.array([-2.0, 0.3, 1.7, 6.0]), np.array([0.5, 0.2, 1.0, 1.5]), np.ones(4), (0.8, 4.5)),
     "tweedie": (np.array([0.0, 0.4, 2.0, 7.0]), np.array([0.5, 1.2, 3.0, 2.0]), np.array([1.0, 2.0, 1.0, 0.5]),

@@ -37,6 +37,66 @@ __all__ = ["BetaBinomial"]
 _psi0 = special.digamma
 
 
+_SMALL = 40  # counts up to this are summed term by term; larger ones use the polygamma functions
+
+
+class _SumPlan:
+    """Differences of log-gamma and polygamma functions at an integer step, for many rows:
+
+    log Γ(x + c) - log Γ(x) = Σ_{i<c} log(x + i),   ψ(x + c) - ψ(x) = Σ 1/(x + i),
+    ψ'(x + c) - ψ'(x) = -Σ 1/(x + i)²,   ψ''(x + c) - ψ''(x) = 2 Σ 1/(x + i)³.
+
+    Rows with c ≤ ``_SMALL`` are summed term by term through one sparse (rows × terms) sum
+    matrix built once per data set (the terms of all rows side by side: no loop over rows);
+    the others use scipy's digamma/log-gamma and the trigamma/tetragamma series. Exact to
+    rounding either way; x may have a trailing axis (AGQ nodes).
+    """
+
+    def __init__(self, c):
+        from scipy import sparse
+
+        c = np.asarray(c, dtype=float)
+        flat = c.reshape(c.shape[0], -1)[:, 0] if c.ndim > 1 else c
+        self.small = flat <= _SMALL
+        rows = np.flatnonzero(self.small)
+        cnt = flat[rows].astype(np.int64)
+        self.rows = np.repeat(rows, cnt)
+        self.offs = (np.arange(self.rows.size) - np.repeat(np.cumsum(cnt) - cnt, cnt)).astype(float)
+        self.S = sparse.csr_matrix((np.ones(self.rows.size), (self.rows, np.arange(self.rows.size))),
+                                   shape=(flat.size, self.rows.size))
+        self.big = np.flatnonzero(~self.small)
+
+    def diffs(self, c, x, order: int):
+        """(log-gamma difference or None, and the polygamma differences up to ``order`` - 1)."""
+        x = np.asarray(x, dtype=float)
+        v = x[self.rows] + (self.offs if x.ndim == 1 else self.offs[:, None])
+        out = []
+        if order == 0:
+            out.append(self.S @ np.log(v))
+        else:
+            out.append(None)
+            inv = 1.0 / v
+            out.append(self.S @ inv)
+            if order > 1:
+                inv2 = inv * inv
+                out.append(-(self.S @ inv2))
+            if order > 2:
+                out.append(2.0 * (self.S @ (inv2 * inv)))
+        if self.big.size:
+            xb = x[self.big]
+            cb = np.broadcast_to(np.asarray(c, dtype=float), x.shape)[self.big]
+            if order == 0:
+                out[0][self.big] = special.gammaln(cb + xb) - special.gammaln(xb)
+            else:
+                out[1][self.big] = _psi0(cb + xb) - _psi0(xb)
+                if order > 1:
+                    (t1c, t2c), (t1x, t2x) = _tri_tetra(cb + xb), _tri_tetra(xb)
+                    out[2][self.big] = t1c - t1x
+                    if order > 2:
+                        out[3][self.big] = t2c - t2x
+        return out
+
+
 class BetaBinomial(DispersionFamily):
     name = "betabinomial"
     links = ("logit", "probit", "cloglog")
@@ -48,25 +108,42 @@ class BetaBinomial(DispersionFamily):
     dispersion_meaning = "precision: Var = n mu (1 - mu) (1 + (n - 1)/(phi + 1)) (larger phi, closer to binomial)"
     limit_family = Binomial  # phi -> infinity
 
+    def __init__(self, link=None, dispersion: float | None = None):
+        super().__init__(link, dispersion)
+        self._memo = {}  # counts and finite-sum plans of the last data (shared by at_dispersion copies)
+
     @property
     def logistic(self) -> bool:
         return self.link.name == "logit"
 
     # -- counts from (y, pw): y is the proportion, pw the trials ------------------------------
-    @staticmethod
-    def _nk(y, pw):
-        n = np.asarray(pw, dtype=float)
-        return n, np.round(np.asarray(y, dtype=float) * n)
+    def _nk(self, y, pw):
+        """Trials n and successes k of the rows (kept for the last (y, pw): PIRLS asks often)."""
+        y, pw = np.asarray(y, dtype=float), np.asarray(pw, dtype=float)
+        key = (y.__array_interface__["data"][0], y.shape, y.strides, pw.__array_interface__["data"][0], pw.shape)
+        memo = self._memo
+        if memo.get("nk_key") != key:
+            n = np.broadcast_to(pw, np.broadcast_shapes(y.shape, pw.shape))
+            memo.update(nk_key=key, nk_held=(y, pw), nk=(np.ascontiguousarray(n), np.round(y * n)))
+        return memo["nk"]
 
     def loglik_const(self, y, pw):
         n, k = self._nk(y, pw)
         return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
 
+    def _plans(self, k, n):
+        """The finite-sum plans of the successes and the failures (cached per data arrays)."""
+        key = (k.__array_interface__["data"][0], k.shape, n.__array_interface__["data"][0])
+        memo = self._memo
+        if memo.get("key") != key:
+            memo.update(key=key, held=(k, n), plans=(_SumPlan(k), _SumPlan(n - k)))
+        return memo["plans"]
+
     def _kernel(self, k, n, mu, d):
         mu = np.clip(mu, 1e-12, 1 - 1e-12)
-        a, b = mu * d, (1 - mu) * d
-        return (special.gammaln(k + a) + special.gammaln(n - k + b) - special.gammaln(n + d)
-                - special.gammaln(a) - special.gammaln(b) + special.gammaln(d))
+        pk, pm = self._plans(k, n)
+        return (pk.diffs(k, mu * d, 0)[0] + pm.diffs(n - k, (1 - mu) * d, 0)[0]
+                - special.gammaln(n + d) + special.gammaln(d))
 
     def loglik_kernel(self, y, eta, pw):
         n, k = self._nk(y, pw)
@@ -78,12 +155,11 @@ class BetaBinomial(DispersionFamily):
         return self.loglik_const(y, pw) + self._kernel(k, n, mu, self._d())
 
     def _polys(self, k, n, mu, d):
+        """psi^(m)(k + a) - psi^(m)(a) and psi^(m)(n - k + b) - psi^(m)(b), m = 0, 1, 2."""
         mu = np.clip(mu, 1e-12, 1 - 1e-12)
-        a, b = mu * d, (1 - mu) * d
-        (t1ka, t2ka), (t1a, t2a) = _tri_tetra(k + a), _tri_tetra(a)
-        (t1nb, t2nb), (t1b, t2b) = _tri_tetra(n - k + b), _tri_tetra(b)
-        D = (_psi0(k + a) - _psi0(a), t1ka - t1a, t2ka - t2a)
-        E = (_psi0(n - k + b) - _psi0(b), t1nb - t1b, t2nb - t2b)
+        pk, pm = self._plans(k, n)
+        D = pk.diffs(k, mu * d, 3)[1:]
+        E = pm.diffs(n - k, (1 - mu) * d, 3)[1:]
         return mu, D, E
 
     def working(self, eta, y, pw):

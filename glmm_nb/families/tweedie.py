@@ -11,8 +11,8 @@ Mean :math:`\mu = e^\eta`, Var = :math:`\phi\mu^p`. With :math:`a = (2-p)/(p-1)`
    \log W_j = j\log z - \log\Gamma(j+1) - \log\Gamma(aj),
 
 :math:`\log z = a\log y - a\log(p-1) - (1+a)\log\phi - \log(2-p)` (so :math:`P(y=0) =
-\exp(-\mu^{2-p}/(\phi(2-p)))`). The series is summed, in one vectorized pass over a ragged
-set of terms, over a window around its largest term :math:`j_{max} \approx y^{2-p}/(\phi(2-p))`
+\exp(-\mu^{2-p}/(\phi(2-p)))`). The series is summed, vectorized over rows (dense blocks
+of equal window width, see :func:`tweedie_series`), over a window around its largest term :math:`j_{max} \approx y^{2-p}/(\phi(2-p))`
 wide enough that the terms at both ends are below :math:`e^{-37}` times the largest (Dunn and
 Smyth's rule; rows whose window is too narrow get a wider one). :math:`\log W` depends on
 (y, φ, p) and not on μ, so it is computed once per (φ, p) and reused by every PIRLS step.
@@ -40,55 +40,69 @@ __all__ = ["Tweedie", "tweedie_series"]
 _DROP = 37.0  # terms below exp(-37) of the largest are left out (Dunn & Smyth)
 
 
-def _window_terms(y, phi, p, lo, hi, want_grad):
-    """log W and its derivatives for rows y (> 0) over windows [lo, hi] of j (ragged, one pass)."""
-    a = (2 - p) / (p - 1)
-    logz = a * np.log(y) - a * np.log(p - 1) - (1 + a) * np.log(phi) - np.log(2 - p)
-    size = hi - lo + 1
-    row = np.repeat(np.arange(y.size), size)
-    start = np.cumsum(size) - size
-    j = (np.arange(row.size) - np.repeat(start, size) + np.repeat(lo, size)).astype(float)
-    lw = j * logz[row] - special.gammaln(j + 1) - special.gammaln(a * j)
-    first = start
-    last = start + size - 1
-    mx = np.maximum.reduceat(lw, start)
-    e = np.exp(lw - mx[row])
-    tot = np.add.reduceat(e, start)
+def _block_terms(logz, lo, width, tab_lg, tab_psi, want_grad):
+    """log W (and the weighted sums the derivatives need) for rows summing j = lo .. lo + width - 1
+    as one dense (rows, width) block; extra terms past a row's window only add accuracy."""
+    J = lo[:, None] + np.arange(width)[None, :]
+    lw = J * logz[:, None] - tab_lg[J]
+    mx = lw.max(axis=1)
+    e = np.exp(lw - mx[:, None])
+    tot = e.sum(axis=1)
     logw = mx + np.log(tot)
-    ends_ok = (lw[last] - mx < -_DROP) & ((lo == 1) | (lw[first] - mx < -_DROP))
+    ends_ok = (lw[:, -1] - mx < -_DROP) & ((lo == 1) | (lw[:, 0] - mx < -_DROP))
     if not want_grad:
         return logw, None, None, ends_ok
-    pi = e / tot[row]
-    ej = np.add.reduceat(pi * j, start)
-    da = -1.0 / (p - 1) ** 2
-    dlogz = da * (np.log(y) - np.log(p - 1) - np.log(phi)) - a / (p - 1) + 1 / (2 - p)
-    ejpsi = np.add.reduceat(pi * j * special.digamma(a * j), start)
-    return logw, -(1 + a) * ej, ej * dlogz - da * ejpsi, ends_ok
+    e /= tot[:, None]
+    e *= J
+    return logw, e.sum(axis=1), (e * tab_psi[J]).sum(axis=1), ends_ok
 
 
 def tweedie_series(y, phi: float, p: float, want_grad: bool = False):
     """``log W(y, phi, p)`` of the Dunn–Smyth series for y > 0 (a 1-d array), and with
-    ``want_grad`` its derivatives in log(phi) and in p (else None, None)."""
+    ``want_grad`` its derivatives in log(phi) and in p (else None, None).
+
+    The terms' j-dependent special functions, log Γ(j + 1) + log Γ(aj) and ψ(aj), depend on
+    (φ, p) only through ``a``: they are tabulated once per call over j = 1 .. max, so each term
+    costs a multiply-add and an exp. Rows are summed in dense blocks of equal (power-of-two)
+    window width — a loop over at most a few widths, never over rows.
+    """
     y = np.asarray(y, dtype=float)
-    out = [np.empty(y.size), np.empty(y.size), np.empty(y.size)]
+    a = (2 - p) / (p - 1)
+    logy = np.log(y)
+    logz = a * logy - a * np.log(p - 1) - (1 + a) * np.log(phi) - np.log(2 - p)
     jmax = np.maximum(y ** (2 - p) / (phi * (2 - p)), 1.0)
-    idx = np.arange(y.size)
-    half = np.ceil(8.0 * np.sqrt(jmax)) + 3
-    for _ in range(12):  # widen the windows of the rows whose end terms are not yet negligible
-        lo = np.maximum(1, np.floor(jmax[idx] - half[idx])).astype(np.int64)
-        hi = np.ceil(jmax[idx] + half[idx]).astype(np.int64)
-        logw, dphi, dp, ok = _window_terms(y[idx], phi, p, lo, hi, want_grad)
-        done = idx[ok]
-        out[0][done] = logw[ok]
-        if want_grad:
-            out[1][done], out[2][done] = dphi[ok], dp[ok]
-        idx = idx[~ok]
-        if not idx.size:
+    half = np.ceil(6.5 * np.sqrt(jmax / (1 + a))) + 2  # ~9 SDs of the terms' near-Gaussian shape
+    out = [np.empty(y.size), np.zeros(y.size), np.zeros(y.size)]
+    todo = np.arange(y.size)
+    for _ in range(14):  # widen the windows of the rows whose end terms are not yet negligible
+        lo = np.maximum(1, np.floor(jmax[todo] - half[todo])).astype(np.int64)
+        need = np.ceil(jmax[todo] + half[todo]).astype(np.int64) - lo + 1
+        width = np.maximum(8, 2 ** np.ceil(np.log2(need))).astype(np.int64)
+        top = int((lo + width).max())
+        jj = np.arange(top + 1, dtype=float)
+        with np.errstate(divide="ignore"):
+            tab_lg = special.gammaln(jj + 1) + special.gammaln(a * jj)
+            tab_psi = special.digamma(a * jj) if want_grad else None
+        failed = []
+        for w in np.unique(width):
+            rows = np.flatnonzero(width == w)
+            idx = todo[rows]
+            logw, ej, ejpsi, ok = _block_terms(logz[idx], lo[rows], int(w), tab_lg, tab_psi, want_grad)
+            out[0][idx[ok]] = logw[ok]
+            if want_grad:
+                out[1][idx[ok]], out[2][idx[ok]] = ej[ok], ejpsi[ok]
+            failed.append(idx[~ok])
+        todo = np.concatenate(failed)
+        if not todo.size:
             break
-        half[idx] *= 2
-    else:  # pragma: no cover - a window of 8 * 2^12 sqrt(jmax) terms always suffices
+        half[todo] *= 2
+    else:  # pragma: no cover - a window of 2^14 times the width always suffices
         raise ModelError("the Tweedie series did not converge")
-    return out[0], (out[1] if want_grad else None), (out[2] if want_grad else None)
+    if not want_grad:
+        return out[0], None, None
+    da = -1.0 / (p - 1) ** 2
+    dlogz = da * (logy - np.log(p - 1) - np.log(phi)) - a / (p - 1) + 1 / (2 - p)
+    return out[0], -(1 + a) * out[1], out[1] * dlogz - da * out[2]
 
 
 class Tweedie(ShapeFamily):
@@ -116,7 +130,10 @@ class Tweedie(ShapeFamily):
     # -- the series, cached per (y, phi, p) ------------------------------------------------------
     _cache = (None, None, None)  # (key, y held, (logW, dlogphi, dp)) — a cache only
 
-    def _series(self, y, want_grad=False):
+    def _series(self, y, want_grad=True):
+        """(log W, its log-phi and p derivatives) per row of ``y`` (0 where y = 0), computed
+        together (the optimizer asks for the value and the gradient at each point) and kept for
+        the last (y, phi, p) — PIRLS evaluates the density many times at one (phi, p)."""
         y = np.asarray(y, dtype=float)
         key = (y.__array_interface__["data"][0], y.shape, y.strides, self._d(), self.shape)
         ckey, cy, val = self._cache
