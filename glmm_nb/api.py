@@ -78,14 +78,15 @@ class MixedModel(GLMMResult):
 
         fam = self.fitted_family
         y, w = np.asarray(self.spec.y), np.asarray(self.spec.weights)
-        mu = predict(self)
+        mu_link = fam.link.inverse(predict(self, type="link"))  # g^-1(eta): the family's mean parameter
+        mu = fam.mean(mu_link)  # E[y] (a zero part or a truncation included)
         if type == "response":
             r = y - mu
         elif type == "pearson":
             scale = self.sigma**2 if fam.profiled_lmm else 1.0
-            r = (y - mu) / np.sqrt(scale * fam.response_variance(mu, w))
+            r = (y - mu) / np.sqrt(scale * fam.response_variance(mu_link, w))
         elif type == "deviance":
-            r = np.sign(y - mu) * np.sqrt(np.maximum(fam.dev_resid(y, mu, w), 0.0))
+            r = np.sign(y - mu) * np.sqrt(np.maximum(fam.dev_resid(y, mu_link, w), 0.0))
         else:
             raise ModelError(f"type must be 'response', 'pearson' or 'deviance', not {type!r}")
         return pd.Series(r, index=self.spec.row_index, name=f"{type}_residual")

@@ -4,7 +4,7 @@
 :mod:`.classic` (binomial, Poisson, gaussian), :mod:`.dispersion` (negative binomial NB2/NB1,
 Gamma and beta, whose dispersion parameter is estimated with the other parameters),
 :mod:`.betabinomial` (overdispersed successes out of trials), :mod:`.shape` (a dispersion and a
-shape estimated: :mod:`.student` t, :mod:`.tweedie`),
+shape estimated: :mod:`.student` t, :mod:`.tweedie`), :mod:`.truncated` (zero-truncated counts),
 :mod:`.ordinal` (cumulative-link models of ordered categories; cell probabilities in
 :mod:`.cumulative`). Adding a
 family is one subclass and one :func:`register_family` line.
@@ -21,11 +21,12 @@ from .links import LINKS, Link, register_link
 from .ordinal import Ordinal, threshold_names
 from .shape import ShapeFamily
 from .student import StudentT
+from .truncated import Truncated, TruncatedNB1, TruncatedNB2, TruncatedPoisson
 from .tweedie import Tweedie
 from .zeroinfl import ZeroInflated, zero_inflated
 
 __all__ = ["Link", "Family", "Binomial", "Poisson", "Gaussian", "DispersionFamily", "NegativeBinomial2",
-           "NegativeBinomial1", "GammaFamily", "BetaFamily", "BetaBinomial", "ShapeFamily", "StudentT", "Tweedie", "Ordinal", "threshold_names", "ZeroInflated", "zero_inflated", "get_family", "register_family", "register_link",
+           "NegativeBinomial1", "GammaFamily", "BetaFamily", "BetaBinomial", "ShapeFamily", "StudentT", "Tweedie", "Truncated", "TruncatedPoisson", "TruncatedNB2", "TruncatedNB1", "Ordinal", "threshold_names", "ZeroInflated", "zero_inflated", "get_family", "register_family", "register_link",
            "family_names", "LINKS", "FAMILIES"]
 
 
@@ -49,6 +50,9 @@ register_family(BetaFamily)
 register_family(BetaBinomial, "beta_binomial")
 register_family(StudentT, "student_t", "t_family")
 register_family(Tweedie)
+register_family(TruncatedPoisson)
+register_family(TruncatedNB2, "truncated_negative_binomial")
+register_family(TruncatedNB1)
 register_family(Ordinal, "clmm", "cumulative")
 
 
