@@ -102,7 +102,8 @@ class MixedModel(GLMMResult):
     def predict(self, newdata=None, type: str | None = None, re: str = "conditional", se_fit: bool = False,
                 interval: str | None = None, level: float = 0.95, ddf: str | None = "asymptotic"):
         """Predictions; ``re`` in {"conditional", "none", "marginal"}; ``type`` "response"
-        (default) or "link" (zero-inflated models also "conditional", "zero_prob").
+        (default) or "link" (zero-inflated models also "conditional", "zero_prob"); "dispersion"
+        the dispersion per row on glmmTMB's sigma scale (a dispformula's exp(X_d delta)).
 
         With ``se_fit=True`` or ``interval="confidence"`` (``"prediction"`` for LMMs) a frame
         ``fit se_fit lower upper`` by the delta method (``re`` "none" or "conditional"); see
@@ -113,6 +114,8 @@ class MixedModel(GLMMResult):
         the linear predictor; ``re="marginal"`` averages the probabilities over the random
         effects (population-averaged); see :func:`glmm_nb.inference.predict_ordinal`.
         """
+        if type == "dispersion":
+            return predict_dispersion(self, newdata)
         if self.request.family.ordinal and not (se_fit or interval is not None):
             return predict_ordinal(self, newdata=newdata, type=type or "prob", re=re)
         type = type or "response"
@@ -264,6 +267,7 @@ def glmm(
     hurdle: bool = False,
     engine: str | None = None,
     fixed: dict | None = None,
+    dispformula: str | None = None,
 ) -> MixedModel:
     """Fit a generalized linear mixed model by maximum likelihood.
 
@@ -303,6 +307,12 @@ def glmm(
         probability of a structural zero (zero-inflation) or, with ``hurdle=True``, of a zero
         (a logistic zero-vs-positive model with a zero-truncated count part).
     hurdle : bool
+    dispformula : str, optional
+        A log-linear model of the dispersion (glmmTMB's ``dispformula``; fixed effects only):
+        ``"~ h"`` lets gaussian σ (a heteroscedastic LMM, fitted by ML: ``reml=False``), NB θ,
+        Gamma/beta/beta-binomial/Tweedie φ or t σ differ with ``h``. Coefficients in
+        ``m.coef_table(part="disp")`` (log scale), ``m.predict(type="dispersion")`` on glmmTMB's
+        sigma scale.
     fixed : dict, optional
         Parameters held at given values, by name (:func:`glmm_nb.pipeline.parameter_names`), as
         glmmTMB's ``map=``: ``{"log(df)": np.log(4)}`` fits a t model with 4 degrees of freedom.
@@ -322,17 +332,42 @@ def glmm(
         if ziformula is not None or hurdle:
             raise ModelError("zero-inflated and hurdle models are not available on Dask data yet; "
                              "fit them in memory (or on a sample)")
-        if fixed:
-            raise ModelError("fixed= is not available on Dask data; fit in memory (or on a sample)")
+        if fixed or dispformula is not None:
+            raise ModelError("fixed= and dispformula= are not available on Dask data; fit in memory (or on a sample)")
         return fit_dask(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
                         weights=weights, offset=offset, control=control, start=start, engine=engine,
                         result_class=DaskMixedModel)
     request = make_request(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
                            weights=weights, offset=offset, control=control, start=start, ziformula=ziformula,
-                           hurdle=hurdle, fixed=fixed)
+                           hurdle=hurdle, fixed=fixed, dispformula=dispformula)
     m = fit(request, MixedModel)
     name = caller_name(data, sys._getframe(1))
     return m if name is None else with_data_source(m, name)
+
+
+def predict_dispersion(m: GLMMResult, newdata=None):
+    """The dispersion of each row on glmmTMB's ``sigma()`` scale (``predict(type = "disp")``):
+    exp(X_d delta) with a dispersion model, else the model's one dispersion (gaussian: sigma)."""
+    import numpy as np
+
+    from .design import as_frame, model_matrix, rename_intercept
+
+    fam = m.fitted_family
+    n = m.nobs if newdata is None else len(newdata)
+    if not fam.has_disp_model:
+        if fam.profiled_lmm:
+            return np.full(n, m.sigma)
+        if not fam.n_dispersion:
+            raise ModelError(f"the {m.family} family has no dispersion parameter")
+        return np.full(n, float(m.dispersion.iloc[0]))
+    if newdata is None:
+        return fam.dispersion_at(m.spec.disp_X)
+    Ddf = model_matrix("", as_frame(newdata, "newdata"), "the dispersion model", spec=m.spec.disp_fixed_spec)
+    Ddf.columns = rename_intercept(Ddf.columns)
+    Xd = Ddf[list(m.spec.disp_names)].to_numpy(dtype=float)
+    if not np.all(np.isfinite(Xd)):
+        raise ModelError("newdata has missing values in the dispersion model's columns")
+    return fam.dispersion_at(Xd)
 
 
 def with_data_source(m: MixedModel, source: str, sep: str | None = None) -> MixedModel:

@@ -4,7 +4,7 @@
 :mod:`.classic` (binomial, Poisson, gaussian), :mod:`.dispersion` (negative binomial NB2/NB1,
 Gamma and beta, whose dispersion parameter is estimated with the other parameters),
 :mod:`.betabinomial` (overdispersed successes out of trials), :mod:`.shape` (a dispersion and a
-shape estimated: :mod:`.student` t, :mod:`.tweedie`), :mod:`.truncated` (zero-truncated counts),
+shape estimated: :mod:`.student` t, :mod:`.tweedie`), :mod:`.truncated` (zero-truncated counts), :mod:`.dispmodel` (a dispformula),
 :mod:`.ordinal` (cumulative-link models of ordered categories; cell probabilities in
 :mod:`.cumulative`). Adding a
 family is one subclass and one :func:`register_family` line.
@@ -16,6 +16,7 @@ from ..errors import ModelError
 from .base import Family
 from .betabinomial import BetaBinomial
 from .classic import Binomial, Gaussian, Poisson
+from .dispmodel import DispersionModel, GaussianML, with_dispersion_model
 from .dispersion import BetaFamily, DispersionFamily, GammaFamily, NegativeBinomial1, NegativeBinomial2
 from .links import LINKS, Link, register_link
 from .ordinal import Ordinal, threshold_names
@@ -26,7 +27,7 @@ from .tweedie import Tweedie
 from .zeroinfl import ZeroInflated, zero_inflated
 
 __all__ = ["Link", "Family", "Binomial", "Poisson", "Gaussian", "DispersionFamily", "NegativeBinomial2",
-           "NegativeBinomial1", "GammaFamily", "BetaFamily", "BetaBinomial", "ShapeFamily", "StudentT", "Tweedie", "Truncated", "TruncatedPoisson", "TruncatedNB2", "TruncatedNB1", "Ordinal", "threshold_names", "ZeroInflated", "zero_inflated", "get_family", "register_family", "register_link",
+           "NegativeBinomial1", "GammaFamily", "BetaFamily", "BetaBinomial", "ShapeFamily", "StudentT", "Tweedie", "Truncated", "TruncatedPoisson", "TruncatedNB2", "TruncatedNB1", "DispersionModel", "GaussianML", "with_dispersion_model", "Ordinal", "threshold_names", "ZeroInflated", "zero_inflated", "get_family", "register_family", "register_link",
            "family_names", "LINKS", "FAMILIES"]
 
 

@@ -134,6 +134,7 @@ class Family:
         return np.zeros(0)
 
     has_zero_part = False
+    has_disp_model = False  # a dispformula: the dispersion differs by row (see .dispmodel)
 
     def nests(self, other: "Family") -> bool:
         """``other`` is this family at the boundary of its dispersion (Poisson inside NB)."""

@@ -82,6 +82,9 @@ class DispersionFamily(Family):
     observed_laplace = True
     dispersion_name = "d"
     dispersion_meaning = ""
+    # a dispformula's linear predictor is disp_power * log(d), as glmmTMB's (log sigma^2 for the
+    # gaussian, log shape = -2 log sigma for Gamma, log d for the others)
+    disp_power = 1.0
 
     def __init__(self, link=None, dispersion: float | None = None):
         super().__init__(link)
@@ -320,6 +323,8 @@ class GammaFamily(DispersionFamily):
     canonical_link = None
     mean_word = "mean"
     dispersion_name = "sigma"
+
+    disp_power = -2.0  # glmmTMB's dispersion model is of log(shape) = -2 log(sigma)
 
     @property
     def ratio_name(self):

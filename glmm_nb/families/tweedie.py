@@ -135,15 +135,18 @@ class Tweedie(ShapeFamily):
         together (the optimizer asks for the value and the gradient at each point) and kept for
         the last (y, phi, p) — PIRLS evaluates the density many times at one (phi, p)."""
         y = np.asarray(y, dtype=float)
-        key = (y.__array_interface__["data"][0], y.shape, y.strides, self._d(), self.shape)
+        d = self._d()
+        dkey = float(d) if np.ndim(d) == 0 else (np.shape(d), hash(np.ascontiguousarray(d).tobytes()))
+        key = (y.__array_interface__["data"][0], y.shape, y.strides, dkey, self.shape)
         ckey, cy, val = self._cache
         if ckey == key and cy is not None and (val[1] is not None or not want_grad):
             return val
         flat = y.ravel()
         pos = flat > 0
         lw, dphi, dp = (np.zeros(flat.size) for _ in range(3))
-        if pos.any():
-            a, b, c = tweedie_series(flat[pos], self._d(), self.shape, want_grad)
+        if pos.any():  # phi: one number, or one per row (a dispersion model)
+            phi = d if np.ndim(d) == 0 else np.broadcast_to(d, y.shape).ravel()[pos]
+            a, b, c = tweedie_series(flat[pos], phi, self.shape, want_grad)
             lw[pos] = a
             if want_grad:
                 dphi[pos], dp[pos] = b, c

@@ -58,10 +58,12 @@ class ProfileProblem:
             self.names = list(m.fixef.index) + self.re_names
             # the dispersion (if any) is profiled on the log scale, the optimizer's
             # extras after beta, on the optimizer's scale: log-dispersion, zero-part coefficients
-            self.extra_names = list(m.dispersion.index) + [f"zi~{c}" for c in m.zi_fixef.index]
+            self.extra_names = (list(m.dispersion.index) + [f"zi~{c}" for c in m.zi_fixef.index]
+                                + [f"disp~{c}" for c in m.disp_fixef.index])
             fam = m.request.family
             disp_x = [fam.from_dispersion(float(d), k) for k, d in enumerate(m.dispersion)]
-            self.extra_hat = np.concatenate([np.asarray(disp_x, dtype=float), m.zi_fixef.to_numpy()])
+            self.extra_hat = np.concatenate([np.asarray(disp_x, dtype=float), m.zi_fixef.to_numpy(),
+                                             m.disp_fixef.to_numpy()])
             # ordinal: the thresholds by name, held as tau (the optimizer's scale)
             self.thresholds = list(m.thresholds.index)
             if self.thresholds:

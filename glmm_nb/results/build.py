@@ -167,6 +167,7 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
                      deviance=lme4_dev, vcov_method=vcov_method,
                      extras={"vcov_theta_beta": vcov_full, "vcov_phi": vcov_phi},
                      dispersion=_dispersion(request.family, psi[:nd], disp_se), **_zero_part(spec, psi[nd:], zi_vcov),
+                     **_disp_part(spec, psi[nd:], zi_vcov),
                      **_thresholds(request.family, spec, psi, vcov_phi, ntheta + p))
 
 
@@ -194,6 +195,15 @@ def _zero_part(spec, gamma, V) -> dict:
     names = list(spec.zi_names)
     return {"zi_fixef": pd.Series(gamma, index=names, name="estimate"),
             "zi_vcov": pd.DataFrame(V, index=names, columns=names)}
+
+
+def _disp_part(spec, delta, V) -> dict:
+    """The dispersion model's coefficients (log scale) and covariance, named by its columns."""
+    if spec.disp_X is None:
+        return {}
+    names = list(spec.disp_names)
+    return {"disp_fixef": pd.Series(delta, index=names, name="estimate"),
+            "disp_vcov": pd.DataFrame(V, index=names, columns=names)}
 
 
 def _dispersion(fam, psi, se_log) -> pd.Series:
