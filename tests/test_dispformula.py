@@ -137,8 +137,10 @@ def test_dispersion_model_inputs():
     # the homoscedastic ML fit is the same model as lmer's ML fit
     ml = glmm_nb.glmm(case["formula"], df, family="gaussian", reml=False)
     assert one.loglik == pytest.approx(ml.loglik, abs=1e-6)
-    with pytest.raises(ModelError, match="ICC"):
-        m.icc()
+    # ICC: the residual variance averaged over the rows (here the two groups' sigma^2 by their sizes)
+    s2 = np.mean(m.predict(type="dispersion") ** 2)
+    v = m.varcorr().vcov.iloc[0]
+    assert m.icc() == pytest.approx(v / (v + s2), rel=1e-12)
     prof = glmm_nb.inference.profile.profile_confint(m, parm=["disp~h[T.lo]"]).loc["disp~h[T.lo]"]
     for v in prof:  # the LR statistic at each limit is the chi-square cut-off
         held = m.refit(fixed={"disp~h[T.lo]": v})
