@@ -380,3 +380,17 @@ def test_truncated_density_gradient_and_pieces():
     q = 1 - (th / (th + mu)) ** th
     ey, ey2 = mu / q, (mu + mu**2 / th + mu**2) / q
     np.testing.assert_allclose(nb.residuals("pearson"), (d.y - ey) / np.sqrt(ey2 - ey**2), rtol=1e-10)
+
+
+@pytest.mark.parametrize("case_id", ["betabinom_sim", "tweedie_sim"])
+def test_dask_fit_equals_in_memory(case_id, fits):
+    dask = pytest.importorskip("dask")
+    dd = pytest.importorskip("dask.dataframe")
+    case, df, m0 = fits[case_id]
+    with dask.config.set(scheduler="synchronous"):
+        m = glmm_nb.glmm(case["formula"], dd.from_pandas(df, npartitions=3), family=CASES[case_id],
+                         control={"progress": False})
+    assert abs(m.loglik - m0.loglik) < 1e-8
+    np.testing.assert_allclose(m.dispersion.to_numpy(), m0.dispersion.to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(m.confint("wald").loc[list(m.dispersion.index)].to_numpy(),
+                               m0.confint("wald").loc[list(m0.dispersion.index)].to_numpy(), rtol=1e-5)

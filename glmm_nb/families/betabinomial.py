@@ -112,6 +112,9 @@ class BetaBinomial(DispersionFamily):
         super().__init__(link, dispersion)
         self._memo = {}  # counts and finite-sum plans of the last data (shared by at_dispersion copies)
 
+    def __getstate__(self):  # a cache only: not shipped to Dask workers or pickled with a model
+        return {**self.__dict__, "_memo": {}}
+
     @property
     def logistic(self) -> bool:
         return self.link.name == "logit"

@@ -130,6 +130,9 @@ class Tweedie(ShapeFamily):
     # -- the series, cached per (y, phi, p) ------------------------------------------------------
     _cache = (None, None, None)  # (key, y held, (logW, dlogphi, dp)) — a cache only
 
+    def __getstate__(self):  # a cache only: not shipped to Dask workers or pickled with a model
+        return {k: v for k, v in self.__dict__.items() if k != "_cache"}
+
     def _series(self, y, want_grad=True):
         """(log W, its log-phi and p derivatives) per row of ``y`` (0 where y = 0), computed
         together (the optimizer asks for the value and the gradient at each point) and kept for
