@@ -156,6 +156,10 @@ def table(models, labels=None, show: str = "ci", digits: int = 3, stars: bool = 
             for term, r in zt.iterrows():
                 put("Zero part (log-odds)", term, lab, _cell(r.estimate, r.conf_low, r.conf_high, r.std_error,
                                                              r.p_value, show, digits, stars))
+        if len(m.disp_fixef):
+            for term, r in m.coef_table(conf_level=conf_level, part="disp").iterrows():
+                put("Dispersion model", term, lab, _cell(r.estimate, r.conf_low, r.conf_high, r.std_error,
+                                                         r.p_value, show, digits, stars))
         for r in m.varcorr().itertuples():
             if r.var2 is None or r.var2 != r.var2:
                 name = "SD (residual)" if r.grp == "Residual" else f"SD ({r.var1} | {r.grp})"
@@ -171,7 +175,7 @@ def table(models, labels=None, show: str = "ci", digits: int = 3, stars: bool = 
         put("Model", "AIC", lab, format_number(m.aic, 6))
         put("Model", "BIC", lab, format_number(m.bic, 6))
         put("Model", "Log-likelihood", lab, format_number(m.loglik, 6))
-    order = ["Fixed effects", "Zero part (log-odds)", "Random effects", "Model"]
+    order = ["Fixed effects", "Zero part (log-odds)", "Dispersion model", "Random effects", "Model"]
     keys = sorted(cells, key=lambda k: order.index(k[0]))  # stable: first appearance within a block
     frame = pd.DataFrame([[cells[k].get(lab, "") for lab in labels] for k in keys],
                          index=[k[1] for k in keys], columns=labels)

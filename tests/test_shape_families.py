@@ -267,6 +267,15 @@ def test_matches_own_glmmtmb_fits(key):
         np.testing.assert_allclose(resp / np.sqrt(fam_hat.dispersion), ref["pearson_head"], rtol=1e-4)
 
 
+def test_paper_table_has_the_dispersion_model_and_family_parameters():
+    case, df = load_case("disp_gauss")
+    m = glmm_nb.glmm(case["formula"], df, family="t", dispformula="~ h")
+    tab = glmm_nb.table(m, show="se")
+    text = tab.frame.to_string()
+    assert "h[T.lo]" in text and "Dispersion (df)" in text
+    assert (tab.sections == "Dispersion model").sum() == 2
+
+
 def test_t_with_the_degrees_of_freedom_held():
     case, df = load_case("t_sim")
     m = glmm_nb.glmm(case["formula"], df, family="t", fixed={"log(df)": np.log(4.0)})
@@ -282,6 +291,10 @@ def test_t_with_the_degrees_of_freedom_held():
 def test_binomial_is_betabinomial_on_its_boundary(fits):
     case, df, bb = fits["betabinom_sim"]
     b = bb.refit(family="binomial")
+    # what the overdispersion advice may offer: beta-binomial for trials, nothing for 0/1 data
+    assert b.request.family.overdispersed_alternative_for(b.spec) == "betabinomial"
+    b01 = glmm_nb.glmm("y ~ x + (1 | g)", df.assign(y=(df.k > df.n / 2).astype(float)), family="binomial")
+    assert b01.request.family.overdispersed_alternative_for(b01.spec) is None
     assert bb.request.family.nests(b.request.family)
     row = glmm_nb.anova(bb, b).iloc[1]
     assert row.chisq == pytest.approx(2 * (bb.loglik - b.loglik))

@@ -136,6 +136,11 @@ class Family:
     has_zero_part = False
     has_disp_model = False  # a dispformula: the dispersion differs by row (see .dispmodel)
 
+    def overdispersed_alternative_for(self, spec) -> str | None:
+        """The family to suggest when this model's residuals are overdispersed, given its data
+        (:attr:`overdispersed_alternative` unless the data rule it out)."""
+        return self.overdispersed_alternative
+
     def nests(self, other: "Family") -> bool:
         """``other`` is this family at the boundary of its dispersion (Poisson inside NB)."""
         return (self.limit_family is not None and other.link.name == self.link.name
