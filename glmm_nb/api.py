@@ -332,11 +332,11 @@ def glmm(
         if ziformula is not None or hurdle:
             raise ModelError("zero-inflated and hurdle models are not available on Dask data yet; "
                              "fit them in memory (or on a sample)")
-        if fixed or dispformula is not None:
-            raise ModelError("fixed= and dispformula= are not available on Dask data; fit in memory (or on a sample)")
+        if dispformula is not None:
+            raise ModelError("dispformula= is not available on Dask data yet; fit in memory (or on a sample)")
         return fit_dask(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
                         weights=weights, offset=offset, control=control, start=start, engine=engine,
-                        result_class=DaskMixedModel)
+                        fixed=fixed, result_class=DaskMixedModel)
     request = make_request(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
                            weights=weights, offset=offset, control=control, start=start, ziformula=ziformula,
                            hurdle=hurdle, fixed=fixed, dispformula=dispformula)
