@@ -43,18 +43,43 @@ _DROP = 37.0  # terms below exp(-37) of the largest are left out (Dunn & Smyth)
 def _block_terms(logz, lo, width, tab_lg, tab_psi, want_grad):
     """log W (and the weighted sums the derivatives need) for rows summing j = lo .. lo + width - 1
     as one dense (rows, width) block; extra terms past a row's window only add accuracy."""
-    J = lo[:, None] + np.arange(width)[None, :]
-    lw = J * logz[:, None] - tab_lg[J]
+    if np.all(lo == lo[0]):  # one window for all rows (most often j = 1 ..): the tables broadcast
+        J = lo[0] + np.arange(width)[None, :]
+    else:
+        J = lo[:, None] + np.arange(width)[None, :]
+    lw = logz[:, None] * J
+    lw -= tab_lg[J]
     mx = lw.max(axis=1)
-    e = np.exp(lw - mx[:, None])
+    e = lw - mx[:, None]
+    ends_ok = (e[:, -1] < -_DROP) & ((lo == 1) | (e[:, 0] < -_DROP))
+    np.exp(e, out=e)
     tot = e.sum(axis=1)
     logw = mx + np.log(tot)
-    ends_ok = (lw[:, -1] - mx < -_DROP) & ((lo == 1) | (lw[:, 0] - mx < -_DROP))
     if not want_grad:
         return logw, None, None, ends_ok
     e /= tot[:, None]
     e *= J
     return logw, e.sum(axis=1), (e * tab_psi[J]).sum(axis=1), ends_ok
+
+
+_T_UP = np.concatenate([[0.0], np.logspace(-5, 7, 3000)])
+_H_UP = (1 + _T_UP) * np.log1p(_T_UP) - _T_UP  # increasing, convex
+_T_DOWN = 1 - np.logspace(-12, 0, 3000)[::-1]  # 0 .. 1 - 1e-12
+_H_DOWN = (1 - _T_DOWN) * np.log1p(-_T_DOWN) + _T_DOWN  # increasing from 0 to 1
+
+
+def _reach(J, a, side: int, drop: float = _DROP + 3):
+    """How far from the largest term j = J the terms have fallen by ``drop`` nats, on each
+    side. With d/dj log W_j ≈ -(1 + a) log(j/J) (Stirling), the fall over k = tJ steps is
+    (1 + a) J h(t), h(t) = (1 + t) log(1 + t) - t upwards and (1 - t) log(1 - t) + t
+    downwards; t = h^-1(drop / ((1 + a) J)) is read from a table of h (vectorized over rows),
+    with a 3 % margin (the windows are then checked term by term)."""
+    c = drop / ((1 + a) * J)
+    if side > 0:
+        t = np.interp(c, _H_UP, _T_UP, right=_T_UP[-1])
+        return np.ceil(1.03 * t * J) + 1
+    t = np.interp(c, _H_DOWN, _T_DOWN, right=1.0)
+    return np.where(t >= 1.0, J, np.ceil(1.03 * t * J) + 1)
 
 
 def tweedie_series(y, phi: float, p: float, want_grad: bool = False):
@@ -71,21 +96,23 @@ def tweedie_series(y, phi: float, p: float, want_grad: bool = False):
     logy = np.log(y)
     logz = a * logy - a * np.log(p - 1) - (1 + a) * np.log(phi) - np.log(2 - p)
     jmax = np.maximum(y ** (2 - p) / (phi * (2 - p)), 1.0)
-    half = np.ceil(6.5 * np.sqrt(jmax / (1 + a))) + 2  # ~9 SDs of the terms' near-Gaussian shape
+    down, up = _reach(jmax, a, -1), _reach(jmax, a, +1)
     out = [np.empty(y.size), np.zeros(y.size), np.zeros(y.size)]
     todo = np.arange(y.size)
     for _ in range(14):  # widen the windows of the rows whose end terms are not yet negligible
-        lo = np.maximum(1, np.floor(jmax[todo] - half[todo])).astype(np.int64)
-        need = np.ceil(jmax[todo] + half[todo]).astype(np.int64) - lo + 1
-        width = np.maximum(8, 2 ** np.ceil(np.log2(need))).astype(np.int64)
+        lo = np.maximum(1, np.floor(jmax[todo] - down[todo])).astype(np.int64)
+        need = np.ceil(jmax[todo] + up[todo]).astype(np.int64) - lo + 1
+        width = (4 * np.ceil(need / 4)).astype(np.int64)
         top = int((lo + width).max())
         jj = np.arange(top + 1, dtype=float)
         with np.errstate(divide="ignore"):
             tab_lg = special.gammaln(jj + 1) + special.gammaln(a * jj)
             tab_psi = special.digamma(a * jj) if want_grad else None
         failed = []
-        for w in np.unique(width):
-            rows = np.flatnonzero(width == w)
+        group = width * 2 + (lo > 1)  # blocks of one width, the rows starting at j = 1 apart
+        for key in np.unique(group):
+            rows = np.flatnonzero(group == key)
+            w = key // 2
             idx = todo[rows]
             logw, ej, ejpsi, ok = _block_terms(logz[idx], lo[rows], int(w), tab_lg, tab_psi, want_grad)
             out[0][idx[ok]] = logw[ok]
@@ -95,7 +122,8 @@ def tweedie_series(y, phi: float, p: float, want_grad: bool = False):
         todo = np.concatenate(failed)
         if not todo.size:
             break
-        half[todo] *= 2
+        down[todo] *= 2
+        up[todo] *= 2
     else:  # pragma: no cover - a window of 2^14 times the width always suffices
         raise ModelError("the Tweedie series did not converge")
     if not want_grad:
@@ -165,7 +193,8 @@ class Tweedie(ShapeFamily):
 
     def _k(self, y, mu, d):
         p = self.shape
-        return (y * mu ** (1 - p) / (1 - p) - mu ** (2 - p) / (2 - p)) / d
+        m1p = mu ** (1 - p)
+        return (y * m1p / (1 - p) - m1p * mu / (2 - p)) / d
 
     def logpdf_kernel(self, y, mu, d):
         return self._k(y, mu, d) + self._series(y)[0]
@@ -180,10 +209,11 @@ class Tweedie(ShapeFamily):
         _lw, dlw_phi, dlw_p = self._series(y, want_grad=True)
         l1, l2, _ = self.dmu(y, mu, d)
         lm = np.log(mu)
-        m1p, m2p = mu ** (1 - p), mu ** (2 - p)
-        l_phi = -self._k(y, mu, d) + dlw_phi
-        k_p = (y * (-lm * m1p / (1 - p) + m1p / (1 - p) ** 2) - (-lm * m2p / (2 - p) + m2p / (2 - p) ** 2)) / d
         mp = mu ** (-p)
+        m1p = mp * mu
+        m2p = m1p * mu
+        l_phi = -(y * m1p / (1 - p) - m2p / (2 - p)) / d + dlw_phi
+        k_p = (y * (-lm * m1p / (1 - p) + m1p / (1 - p) ** 2) - (-lm * m2p / (2 - p) + m2p / (2 - p) ** 2)) / d
         l1_p = -lm * mp * (y - mu) / d
         l2_p = (-y * mp / mu * (1 - p * lm) + mp * (1 + (1 - p) * lm)) / d
         dpdx = (p - 1) * (2 - p)
