@@ -269,11 +269,13 @@ def test_matches_own_glmmtmb_fits(key):
 
 def test_paper_table_has_the_dispersion_model_and_family_parameters():
     case, df = load_case("disp_gauss")
-    m = glmm_nb.glmm(case["formula"], df, family="t", dispformula="~ h")
-    tab = glmm_nb.table(m, show="se")
-    text = tab.frame.to_string()
-    assert "h[T.lo]" in text and "Dispersion (df)" in text
-    assert (tab.sections == "Dispersion model").sum() == 2
+    m = glmm_nb.glmm(case["formula"], df, family="gaussian", dispformula="~ h", reml=False)
+    tcase, tdf = load_case("t_sim")
+    t = glmm_nb.glmm(tcase["formula"], tdf, family="t")
+    tab = glmm_nb.table([m, t], labels=["heteroscedastic", "t"], show="se")
+    assert list(tab.frame.index[tab.sections == "Dispersion model"]) == ["(Intercept)", "h[T.lo]"]
+    assert tab.frame.loc["h[T.lo]", "heteroscedastic"].startswith(f"{m.disp_fixef['h[T.lo]']:.3g} (")
+    assert tab.frame.loc["Dispersion (df)", "t"] != "" and tab.frame.loc["Dispersion (df)", "heteroscedastic"] == ""
 
 
 def test_t_with_the_degrees_of_freedom_held():
