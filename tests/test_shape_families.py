@@ -325,12 +325,17 @@ def test_pearson_residuals_and_simulation_use_the_family_variance(fits):
                                np.exp(-tmu[:2] ** (2 - tf.shape) / (tf.dispersion * (2 - tf.shape))), atol=0.004)
 
 
+@pytest.mark.filterwarnings("ignore::glmm_nb.DataWarning")  # the binomial-count warning before the error
 def test_bad_inputs_name_the_culprit():
     df = pd.DataFrame({"k": [1.0, 2, 0, 3], "n": [4.0, 4, 4, 5], "y01": [0.0, 1, 1, 0], "g": list("aabb")})
     with pytest.raises(DataError, match="one trial per row.*family='binomial'"):
         glmm_nb.glmm("y01 ~ (1 | g)", df, family="betabinomial")
     with pytest.raises(DataError, match="prior weights"):
         glmm_nb.glmm("cbind(k, n - k) ~ (1 | g)", df, family="betabinomial", weights=np.ones(4))
+    with pytest.raises(DataError, match=r"non-integer.*1.5 of 4"):
+        glmm_nb.glmm("cbind(k, n - k) ~ (1 | g)", df.assign(k=[1.0, 1.5, 0, 3]), family="betabinomial")
+    with pytest.raises(DataError, match=r"whole numbers of successes.*1.2"):
+        glmm_nb.glmm("p ~ (1 | g)", df.assign(p=[0.3, 0.5, 0.25, 0.6]), family="betabinomial", weights="n")
     with pytest.raises(DataError, match=r"non-negative.*1 row\(s\)"):
         glmm_nb.glmm("y ~ (1 | g)", df.assign(y=[0.0, 1.2, -0.5, 3]), family="tweedie")
     with pytest.raises(DataError, match="constant"):

@@ -127,7 +127,12 @@ class BetaBinomial(DispersionFamily):
         memo = self._memo
         if memo.get("nk_key") != key:
             n = np.broadcast_to(pw, np.broadcast_shapes(y.shape, pw.shape))
-            memo.update(nk_key=key, nk_held=(y, pw), nk=(np.ascontiguousarray(n), np.round(y * n)))
+            k = y * n
+            off = np.abs(k - np.round(k)) > 1e-8 * np.maximum(n, 1)
+            if np.any(off):  # weights= that are not the trials of the proportions
+                raise DataError(f"the betabinomial family needs whole numbers of successes; the response × "
+                                f"weights gives {k[off].ravel()[0]:g} in {int(off.sum())} row(s)")
+            memo.update(nk_key=key, nk_held=(y, pw), nk=(np.ascontiguousarray(n), np.round(k)))
         return memo["nk"]
 
     def loglik_const(self, y, pw):
@@ -229,6 +234,12 @@ class BetaBinomial(DispersionFamily):
         if np.any(bad):
             raise DataError(f"response '{name}' must lie in [0, 1] for the betabinomial family "
                             f"(a proportion with weights=trials, or cbind(successes, failures)); found {y[bad][0]:g}")
+        n = np.asarray(trials, dtype=float)
+        k = np.asarray(y, dtype=float) * n
+        bad = (np.abs(n - np.round(n)) > 1e-8) | (np.abs(k - np.round(k)) > 1e-8 * np.maximum(n, 1))
+        if np.any(bad) and not weights_given:
+            raise DataError(f"response '{name}' has {int(bad.sum())} row(s) with non-integer successes or trials "
+                            f"(e.g. {k[bad][0]:g} of {n[bad][0]:g}); the beta-binomial needs whole counts")
         if weights_given and np.any(np.asarray(trials) != 1):
             raise DataError(
                 f"the betabinomial family reads the trials from '{name}'; prior weights on top of them "
