@@ -286,6 +286,11 @@ def test_t_with_the_degrees_of_freedom_held():
     full = glmm_nb.glmm(case["formula"], df, family="t")
     assert full.loglik > m.loglik
     assert m.npar == full.npar - 1
+    # with df held enormous the t model is the gaussian: the ML LMM's optimum (an exact profiled fit)
+    big = glmm_nb.glmm(case["formula"], df, family="t", fixed={"log(df)": np.log(1e8)})
+    ml = glmm_nb.glmm(case["formula"], df, family="gaussian", reml=False)
+    assert big.loglik == pytest.approx(ml.loglik, abs=1e-5)
+    assert big.dispersion["sigma"] == pytest.approx(ml.sigma, rel=1e-5)
     row = glmm_nb.anova(full, m).iloc[1]
     assert row.df == 1 and row.chisq == pytest.approx(2 * (full.loglik - m.loglik))
 

@@ -61,10 +61,11 @@ class StudentT(ShapeFamily):
         return np.zeros_like(np.asarray(y, dtype=float))
 
     def logpdf_kernel(self, y, mu, d):
+        """log Γ((ν+1)/2) - log Γ(ν/2) = ½ log π - B(ν/2, ½) in log-beta form, and log1p: no
+        cancellation of large terms when ν is large (the gaussian limit)."""
         nu = self.shape
-        s = nu * d * d + (y - mu) ** 2
-        return (special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * np.log(np.pi)
-                + 0.5 * nu * np.log(nu) + nu * np.log(d) - 0.5 * (nu + 1) * np.log(s))
+        r2 = ((y - mu) / d) ** 2
+        return -special.betaln(nu / 2, 0.5) - 0.5 * np.log(nu) - np.log(d) - 0.5 * (nu + 1) * np.log1p(r2 / nu)
 
     def dmu(self, y, mu, d):
         nu = self.shape
