@@ -24,7 +24,7 @@ trials; prior weights on top of ``cbind`` trials are refused (they would change 
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
+from scipy import sparse, special
 
 from ..errors import DataError, ModelError
 from .base import Family
@@ -53,8 +53,6 @@ class _SumPlan:
     """
 
     def __init__(self, c):
-        from scipy import sparse
-
         c = np.asarray(c, dtype=float)
         flat = c.reshape(c.shape[0], -1)[:, 0] if c.ndim > 1 else c
         self.small = flat <= _SMALL
