@@ -350,7 +350,7 @@ def predict_dispersion(m: GLMMResult, newdata=None):
     exp(X_d delta) with a dispersion model, else the model's one dispersion (gaussian: sigma)."""
     import numpy as np
 
-    from .design import as_frame, model_matrix, rename_intercept
+    from .design import new_disp_matrix
 
     fam = m.fitted_family
     n = m.nobs if newdata is None else len(newdata)
@@ -362,12 +362,7 @@ def predict_dispersion(m: GLMMResult, newdata=None):
         return np.full(n, float(m.dispersion.iloc[0]))
     if newdata is None:
         return fam.dispersion_at(m.spec.disp_X)
-    Ddf = model_matrix("", as_frame(newdata, "newdata"), "the dispersion model", spec=m.spec.disp_fixed_spec)
-    Ddf.columns = rename_intercept(Ddf.columns)
-    Xd = Ddf[list(m.spec.disp_names)].to_numpy(dtype=float)
-    if not np.all(np.isfinite(Xd)):
-        raise ModelError("newdata has missing values in the dispersion model's columns")
-    return fam.dispersion_at(Xd)
+    return fam.dispersion_at(new_disp_matrix(m.spec, newdata))
 
 
 def with_data_source(m: MixedModel, source: str, sep: str | None = None) -> MixedModel:

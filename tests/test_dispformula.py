@@ -149,3 +149,7 @@ def test_dispersion_model_inputs():
     lo = np.asarray(df.h == "lo")
     ratio = sims[lo].std(axis=1).mean() / sims[~lo].std(axis=1).mean()
     assert 0.3 < ratio < 0.7
+    new = pd.DataFrame({"h": pd.Categorical(["lo"] * 3 + ["hi"] * 3, categories=["hi", "lo"]), "x": 0.0,
+                        "g": ["g01"] * 6})
+    sims = m.simulate(20000, seed=5, newdata=new, re="conditional")  # the residual SD of each new row
+    np.testing.assert_allclose(sims.std(axis=1), m.predict(new, type="dispersion"), rtol=0.03)

@@ -159,6 +159,16 @@ def disp_rhs(dispformula: str) -> str:
     return rhs or "1"
 
 
+def new_disp_matrix(spec: "ModelSpec", newdata: pd.DataFrame) -> np.ndarray:
+    """The dispersion model's design for new data, through the fitted encoding."""
+    Ddf = model_matrix("", as_frame(newdata, "newdata"), "the dispersion model", spec=spec.disp_fixed_spec)
+    Ddf.columns = rename_intercept(Ddf.columns)
+    Xd = Ddf[list(spec.disp_names)].to_numpy(dtype=float)
+    if not np.all(np.isfinite(Xd)):
+        raise DataError("newdata has missing values in the dispersion model's columns")
+    return Xd
+
+
 def zi_rhs(ziformula: str) -> str:
     """The right-hand side of a zero-part formula (``"~ x"`` or ``"x"``), checked."""
     if not isinstance(ziformula, str) or not ziformula.strip():

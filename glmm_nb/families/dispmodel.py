@@ -180,6 +180,14 @@ class DispersionModel(Family):
     def at_dispersion(self, d):
         return self
 
+    def with_disp_design(self, Xd) -> "DispersionModel":
+        """The fitted family at the rows of another dispersion design (new data)."""
+        out = copy.copy(self)
+        out._Xd = np.asarray(Xd, dtype=float)
+        out.base = copy.copy(self.base)
+        out.base.dispersion = self.dispersion_at(out._Xd)
+        return out
+
     def extra_start(self, y, mu, pw, spec) -> np.ndarray:
         x0 = self.base.extra_start(y, mu, pw, spec)
         delta = np.zeros(spec.disp_X.shape[1])
@@ -247,8 +255,6 @@ class DispersionModel(Family):
         return self.base.to_mean_scale(sims, trials)
 
     def simulate(self, rng, mu, trials, scale, size):
-        if np.shape(self.base.dispersion)[0] != size[0]:
-            raise ModelError("simulating a dispersion model needs the rows it was fitted to (new data: not yet)")
         return self._b(len(size)).simulate(rng, mu, trials, scale, size)
 
     def latent_variance(self, eta_mean, re_var, sigma):
