@@ -78,8 +78,8 @@ class MixedModel(GLMMResult):
 
         fam = self.fitted_family
         y, w = np.asarray(self.spec.y), np.asarray(self.spec.weights)
+        mu = predict(self)  # E[y] (a zero part or a truncation included; ordinal models: an error)
         mu_link = fam.link.inverse(predict(self, type="link"))  # g^-1(eta): the family's mean parameter
-        mu = fam.mean(mu_link)  # E[y] (a zero part or a truncation included)
         if type == "response":
             r = y - mu
         elif type == "pearson":
