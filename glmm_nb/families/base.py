@@ -67,6 +67,7 @@ class Family:
     dispersion_meaning = ""
     links: tuple[str, ...] = ()
     limit_family: type | None = None  # the family this one reduces to on its dispersion's boundary
+    limit_text = ""  # which boundary, in words ("phi -> infinity"), for the LRT's wording
     overdispersed_alternative: str | None = None  # what to refit when residuals are overdispersed
     canonical_link: str | None = None
     profiled_lmm = False

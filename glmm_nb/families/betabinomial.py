@@ -105,6 +105,7 @@ class BetaBinomial(DispersionFamily):
     dispersion_name = "phi"
     dispersion_meaning = "precision: Var = n mu (1 - mu) (1 + (n - 1)/(phi + 1)) (larger phi, closer to binomial)"
     limit_family = Binomial  # phi -> infinity
+    limit_text = "phi -> infinity"
 
     def __init__(self, link=None, dispersion: float | None = None):
         super().__init__(link, dispersion)

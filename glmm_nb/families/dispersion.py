@@ -210,6 +210,7 @@ class NegativeBinomial2(DispersionFamily):
     dispersion_name = "theta"
     dispersion_meaning = "NB2 size: Var = mu + mu^2/theta (smaller theta, more overdispersion)"
     limit_family = Poisson  # theta -> infinity
+    limit_text = "theta -> infinity"
 
     def loglik_const(self, y, pw):
         return -pw * special.gammaln(np.asarray(y, dtype=float) + 1)
@@ -271,6 +272,7 @@ class NegativeBinomial1(NegativeBinomial2):
     dispersion_name = "alpha"
     dispersion_meaning = "NB1: Var = mu (1 + alpha) (alpha = 0 is Poisson)"
     limit_family = Poisson  # alpha -> 0
+    limit_text = "alpha -> 0"
 
     def logpdf_kernel(self, y, mu, d):
         k = mu / d

@@ -50,6 +50,7 @@ class StudentT(ShapeFamily):
     shape_param = "log(df)"
     default_shape = 5.0
     limit_family = Gaussian  # df -> infinity
+    limit_text = "df -> infinity"
 
     def shape_from_x(self, x):
         return float(np.exp(x))

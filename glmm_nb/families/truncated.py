@@ -197,9 +197,11 @@ class TruncatedNB2(Truncated):
     name = "truncated_nbinom2"
     base_class = NegativeBinomial2
     limit_family = TruncatedPoisson
+    limit_text = "theta -> infinity"
 
 
 class TruncatedNB1(Truncated):
     name = "truncated_nbinom1"
     base_class = NegativeBinomial1
     limit_family = TruncatedPoisson
+    limit_text = "alpha -> 0"
