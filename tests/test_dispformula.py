@@ -19,7 +19,7 @@ from tests.conftest import FIXTURES, load_case
 OWN = json.loads((FIXTURES / "cases_tmb" / "glmmtmb_disp.json").read_text())
 FAM = {"gauss_disp1": ("gaussian", "dispsim.csv"), "tweedie_disp": ("tweedie", "tweediesim.csv"),
        "betabin_disp": ("betabinomial", "betabinsim.csv"), "nb2_disp": ("nbinom2", "grouseticks.csv"),
-       "gamma_disp": ("gamma", "sleepstudy.csv")}
+       "gamma_disp": ("gamma", "sleepstudy.csv"), "t_disp": ("t", "tdispsim.csv")}
 
 
 def _vals(x):
@@ -80,7 +80,7 @@ def test_matches_own_glmmtmb_fits(key):
     np.testing.assert_allclose(m.varcorr().vcov.iloc[0], ref["var"], rtol=5e-4)
     np.testing.assert_allclose(m.predict(type="dispersion")[:6], ref["disp_head"], rtol=2e-5)
     for k, v in (ref["family_params"] or {}).items():
-        np.testing.assert_allclose(m.dispersion["power"], v, rtol=2e-5)
+        np.testing.assert_allclose(m.dispersion[{"Tweedie power": "power", "Student-t df": "df"}[k]], v, rtol=5e-5)
 
 
 @pytest.mark.parametrize("fam, form, disp", [("nbinom2", "TICKS ~ cHEIGHT + (1 | BROOD)", "~ YEAR"),
