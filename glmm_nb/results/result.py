@@ -61,6 +61,9 @@ class GLMMResult:
         them; logit P(Y ≤ k) = α_k − η); empty otherwise. ``fixef`` holds the coefficients only.
     thresholds_vcov : pandas.DataFrame
         Their covariance (delta method from the optimizer's scale).
+    disp_fixef, disp_vcov : pandas.Series, pandas.DataFrame
+        A ``dispformula``'s coefficients on glmmTMB's scale (``fixef(m)$disp``) and their
+        covariance; empty otherwise.
     """
 
     formula: str
@@ -121,6 +124,7 @@ class GLMMResult:
 
         ``part="zi"``: the zero part of a zero-inflated or hurdle model (log-odds of a
         structural zero, or of a zero). ``part="thresholds"``: the thresholds of an ordinal model.
+        ``part="disp"``: the dispersion model's coefficients (``dispformula=``).
         """
         if part == "zi":
             if not len(self.zi_fixef):
