@@ -273,9 +273,12 @@ def test_paper_table_has_the_dispersion_model_and_family_parameters():
     tcase, tdf = load_case("t_sim")
     t = glmm_nb.glmm(tcase["formula"], tdf, family="t")
     tab = glmm_nb.table([m, t], labels=["heteroscedastic", "t"], show="se")
-    assert list(tab.frame.index[tab.sections == "Dispersion model"]) == ["(Intercept)", "h[T.lo]"]
-    assert tab.frame.loc["h[T.lo]", "heteroscedastic"].startswith(f"{m.disp_fixef['h[T.lo]']:.3g} (")
-    assert tab.frame.loc["Dispersion (df)", "t"] != "" and tab.frame.loc["Dispersion (df)", "heteroscedastic"] == ""
+    disp = tab.sections == "Dispersion model (log scale)"
+    assert list(tab.frame.index[disp]) == ["disp: (Intercept)", "disp: h[T.lo]"]
+    est, se = tab.frame.loc["disp: h[T.lo]", "heteroscedastic"].replace("(", "").replace(")", "").split()
+    ct = m.coef_table(part="disp").loc["h[T.lo]"]
+    assert abs(float(est) - ct.estimate) <= 5e-5 and abs(float(se) - ct.std_error) <= 5e-5
+    assert tab.frame.loc["df", "t"] != "" and tab.frame.loc["df", "heteroscedastic"] == ""
 
 
 def test_t_with_the_degrees_of_freedom_held():
