@@ -322,7 +322,8 @@ def diagnostics_section(m, nsim: int = 250) -> dict:
             out["missing"].append(f"simulated residuals: {exc}")
             return out
     out["tests"] = _records(d.tests, "test")
-    out["advice"] = [x for x in d.messages if x.startswith(("Overdispersion", "Zero-inflation", "Family:"))]
+    out["advice"] = [x for x in d.messages if x.startswith(("Overdispersion", "Zero-inflation", "Family:",
+                                                            "Residual spread:"))]
     alts = d.alternatives
     if alts is not None:
         tab = alts.table.reset_index()

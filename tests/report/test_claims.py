@@ -472,3 +472,47 @@ def test_ordinal_sentences_name_the_factor_step_and_compute_the_direction():
         if link == "logit":
             assert f"{np.exp(o.fixef['temp[T.warm]']):.3g} times as high (cumulative odds ratio) for temp = warm " \
                    "rather than cold, within a cluster" in text
+
+
+def test_binomial_trials_advice_offers_olre_and_beta_binomial():
+    """cbpp: the observation-level random effect and the beta-binomial refits against glmmTMB 1.1.5."""
+    ref = json.loads((FIXTURES / "advice" / "family_alternatives.json").read_text())["cbpp"]
+    m = _fit(ref["formula"], glmm_nb.datasets.load("cbpp"), family="binomial")
+    a = m.diagnose(nsim=20).alternatives
+    for label, ll in ref["loglik"].items():
+        assert a.table.loc[label, "loglik"] == pytest.approx(ll, abs=2e-3), label
+    assert a.best == "binomial + observation-level RE"
+    bb = a.table.loc["beta-binomial"]
+    assert bb.p_value == pytest.approx(0.5 * stats.chi2.sf(2 * (ref["loglik"]["beta-binomial"] - ref["loglik"]["binomial"]),
+                                                           1), rel=2e-3)
+    gap = 2 * (ref["loglik"]["binomial + observation-level RE"] - ref["loglik"]["beta-binomial"])  # same npar
+    assert 0 < gap < 2 and "(beta-binomial is within 2 AIC of it: the data barely separate them)" in a.advice
+
+
+def test_gaussian_advice_offers_a_dispersion_model():
+    """A residual SD of 0.5 in one group and 1.5 in the other: the dispersion model wins by 186.5 AIC."""
+    ref = json.loads((FIXTURES / "advice" / "family_alternatives.json").read_text())["dispsim"]
+    df = pd.read_csv(FIXTURES / "data" / "dispsim.csv")
+    df["h"] = pd.Categorical(df["h"], categories=["hi", "lo"])
+    m = _fit(ref["formula"], df, family="gaussian")  # REML: compared after an ML refit
+    a = m.diagnose(nsim=20).alternatives
+    for label, ll in ref["loglik"].items():
+        assert a.table.loc[label, "loglik"] == pytest.approx(ll, abs=2e-3), label
+    gap = ref["aic"]["gaussian (ML)"] - ref["aic"]["gaussian, residual SD by h"]
+    assert a.advice.startswith("Residual spread: the gaussian, residual SD by h refit fits better than the gaussian (ML) "
+                               f"model (AIC lower by {gap:.1f}")
+    assert "dispformula='~ h', reml=False" in a.advice
+    chisq = 2 * (ref["loglik"]["gaussian, residual SD by h"] - ref["loglik"]["gaussian (ML)"])
+    assert a.table.loc["gaussian, residual SD by h", "p_value"] == pytest.approx(stats.chi2.sf(chisq, 1), rel=1e-2)
+
+
+def test_anova_binomial_in_beta_binomial_states_the_boundary():
+    ref = json.loads((FIXTURES / "advice" / "family_alternatives.json").read_text())["cbpp"]
+    cb = glmm_nb.datasets.load("cbpp")
+    b = _fit(ref["formula"], cb, family="binomial")
+    bb = _fit(ref["formula"], cb, family="betabinomial")
+    a = glmm_nb.anova(b, bb)
+    chisq = 2 * (ref["loglik"]["beta-binomial"] - ref["loglik"]["binomial"])
+    assert a.chisq.iloc[1] == pytest.approx(chisq, abs=5e-3)
+    assert a.p_value_boundary.iloc[1] == pytest.approx(0.5 * stats.chi2.sf(a.chisq.iloc[1], 1), rel=1e-9)
+    assert "at its binomial limit (phi -> infinity)" in a.test.iloc[1]
