@@ -516,3 +516,25 @@ def test_anova_binomial_in_beta_binomial_states_the_boundary():
     assert a.chisq.iloc[1] == pytest.approx(chisq, abs=5e-3)
     assert a.p_value_boundary.iloc[1] == pytest.approx(0.5 * stats.chi2.sf(a.chisq.iloc[1], 1), rel=1e-9)
     assert "at its binomial limit (phi -> infinity)" in a.test.iloc[1]
+
+
+def test_report_states_the_dispersion_model_as_factors_of_its_parameter():
+    """dispsim: residual SD 1.5 in hi, 0.5 in lo. The report's factor for h[T.lo] is the ratio of the
+    fitted residual SDs of the two groups (predict(type='dispersion'), checked against glmmTMB
+    elsewhere) and exp(coefficient / 2) on glmmTMB's log sigma^2 scale."""
+    from glmm_nb.report.sections import disp_part_section
+
+    df = pd.read_csv(FIXTURES / "data" / "dispsim.csv")
+    df["h"] = pd.Categorical(df["h"], categories=["hi", "lo"])
+    m = _fit("y ~ x + (1 | g)", df, family="gaussian", dispformula="~ h", reml=False)
+    sec = disp_part_section(m)
+    row = next(r for r in sec["rows"] if r["term"] == "h[T.lo]")
+    sd = pd.Series(m.predict(type="dispersion"), index=df.index)
+    ratio = sd[df.h == "lo"].iloc[0] / sd[df.h == "hi"].iloc[0]
+    assert row["exp"] == pytest.approx(ratio, rel=1e-10)
+    assert row["exp"] == pytest.approx(np.exp(m.disp_fixef["h[T.lo]"] / 2), rel=1e-12)
+    assert 0.25 < row["exp"] < 0.45  # the truth is 1/3
+    assert f"h[T.lo]: sigma is {row['exp']:.3g} times as large" in " ".join(sec["sentences"])
+    assert "— smaller." in " ".join(sec["sentences"])
+    page = _text(m.report(diagnostics_nsim=10, svg_fallback=False).html)
+    assert "Dispersion model ~ h: log sigma^2" in page
