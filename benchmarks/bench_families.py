@@ -1,5 +1,6 @@
-"""Speed of negative binomial, Gamma and beta mixed models against glmmTMB (issue "Negative
-binomial, Gamma and beta mixed models").
+"""Speed of negative binomial, Gamma, beta, beta-binomial and Tweedie mixed models against
+glmmTMB (issues "Negative binomial, Gamma and beta mixed models" and "The rest of glmmTMB's
+model space").
 
 Each case is simulated with a fixed seed and fitted by glmm_nb (fresh process) and — when
 ``Rscript`` with glmmTMB is installed — by ``glmmTMB`` on the same data in the same run,
@@ -30,6 +31,8 @@ CASES = {  # case: (rows, clusters, formula, glmm_nb family, glmmTMB family, tar
     "gamma_ri_100k": (100_000, 2_000, "y ~ x1 + x2 + (1 | g)", "gamma", "Gamma(link = 'log')", 0.1),
     "beta_slope_50k": (50_000, 1_000, "y ~ x1 + x2 + (1 + x1 | g)", "beta", "beta_family()", 0.2),
     "zinb2_ri_100k": (100_000, 2_000, "y ~ x1 + x2 + (1 | g)", "negative_binomial", "nbinom2", 0.2),
+    "betabin_ri_100k": (100_000, 2_000, "cbind(k, n - k) ~ x1 + x2 + (1 | g)", "betabinomial", "betabinomial", 0.1),
+    "tweedie_ri_100k": (100_000, 2_000, "y ~ x1 + x2 + (1 | g)", "tweedie", "tweedie", 0.1),
 }
 ZI = {"zinb2_ri_100k": "~ x1"}  # cases with a zero-inflation part
 
@@ -45,6 +48,16 @@ def simulate(case: str, seed: int = 1) -> pd.DataFrame:
         y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
         if case in ZI:  # structural zeros with logit pi = -1 + 0.5 x1
             y = np.where(rng.random(n) < 1 / (1 + np.exp(1.0 - 0.5 * x1)), 0, y)
+    elif case.startswith("betabin"):  # trials 1-20, logit pi = -0.5 + 0.4 x1 - 0.2 x2 + b, phi = 6
+        trials = rng.integers(1, 21, n)
+        mu = 1 / (1 + np.exp(-(-0.5 + 0.4 * x1 - 0.2 * x2 + b0)))
+        k = rng.binomial(trials, rng.beta(mu * 6, (1 - mu) * 6))
+        return pd.DataFrame({"k": k, "n": trials, "x1": x1, "x2": x2, "g": g})
+    elif case.startswith("tweedie"):  # compound Poisson-gamma, phi = 1.2, power 1.5
+        mu = np.exp(0.4 + 0.5 * x1 - 0.2 * x2 + b0)
+        p, phi = 1.5, 1.2
+        counts = rng.poisson(mu ** (2 - p) / (phi * (2 - p)))
+        y = rng.gamma((2 - p) / (p - 1) * counts, phi * (p - 1) * mu ** (p - 1))
     elif case.startswith("gamma"):
         mu = np.exp(1.0 + 0.3 * x1 - 0.2 * x2 + b0)
         y = rng.gamma(4.0, mu / 4.0)

@@ -94,19 +94,18 @@ class MixedModel(GLMMResult):
             raise ModelError("an ordinal model has no residuals of a numeric response; use m.predict(type='prob') "
                              "for the category probabilities or m.diagnose() for simulated residuals")
         y, w = np.asarray(self.spec.y), np.asarray(self.spec.weights)
-        mu = predict(self)
+        mu = predict(self)  # E[y] (a zero part or a truncation included; ordinal models: an error)
+        mu_link = fam.link.inverse(predict(self, type="link"))  # g^-1(eta): the family's mean parameter
         if type == "response":
             r = y - mu
         elif type == "pearson":
             scale = self.sigma**2 if fam.profiled_lmm else 1.0
-            var = (fam.response_variance(predict(self, type="conditional")) if fam.has_zero_part
-                   else fam.variance(mu))
-            r = (y - mu) * np.sqrt(w / (scale * var))
+            r = (y - mu) / np.sqrt(scale * fam.response_variance(mu_link, w))
         elif fam.has_zero_part:
             raise ModelError("deviance residuals are not defined for zero-inflated and hurdle models (the mixture has "
                              "no saturated model); use type='pearson' or 'response', or m.diagnose()")
         else:
-            r = np.sign(y - mu) * np.sqrt(np.maximum(fam.dev_resid(y, mu, w), 0.0))
+            r = np.sign(y - mu) * np.sqrt(np.maximum(fam.dev_resid(y, mu_link, w), 0.0))
         return pd.Series(r, index=self.spec.row_index, name=f"{type}_residual")
 
     def confint(self, method: str = "profile", level: float = 0.95, **kw) -> pd.DataFrame:
@@ -120,7 +119,8 @@ class MixedModel(GLMMResult):
     def predict(self, newdata=None, type: str | None = None, re: str = "conditional", se_fit: bool = False,
                 interval: str | None = None, level: float = 0.95, ddf: str | None = "asymptotic"):
         """Predictions; ``re`` in {"conditional", "none", "marginal"}; ``type`` "response"
-        (default) or "link" (zero-inflated models also "conditional", "zero_prob").
+        (default) or "link" (zero-inflated models also "conditional", "zero_prob"); "dispersion"
+        the dispersion per row on glmmTMB's sigma scale (a dispformula's exp(X_d delta)).
 
         With ``se_fit=True`` or ``interval="confidence"`` (``"prediction"`` for LMMs) a frame
         ``fit se_fit lower upper`` by the delta method (``re`` "none" or "conditional"); see
@@ -131,6 +131,8 @@ class MixedModel(GLMMResult):
         the linear predictor; ``re="marginal"`` averages the probabilities over the random
         effects (population-averaged); see :func:`glmm_nb.inference.predict_ordinal`.
         """
+        if type == "dispersion":
+            return predict_dispersion(self, newdata)
         if self.request.family.ordinal and not (se_fit or interval is not None):
             return predict_ordinal(self, newdata=newdata, type=type or "prob", re=re)
         type = type or "response"
@@ -286,6 +288,8 @@ def glmm(
     ziformula: str | None = None,
     hurdle: bool = False,
     engine: str | None = None,
+    fixed: dict | None = None,
+    dispformula: str | None = None,
 ) -> MixedModel:
     """Fit a generalized linear mixed model by maximum likelihood.
 
@@ -325,6 +329,16 @@ def glmm(
         probability of a structural zero (zero-inflation) or, with ``hurdle=True``, of a zero
         (a logistic zero-vs-positive model with a zero-truncated count part).
     hurdle : bool
+    dispformula : str, optional
+        A log-linear model of the dispersion (glmmTMB's ``dispformula``; fixed effects only):
+        ``"~ h"`` lets gaussian σ (a heteroscedastic LMM, fitted by ML: ``reml=False``), NB θ,
+        Gamma/beta/beta-binomial/Tweedie φ or t σ differ with ``h``. Coefficients in
+        ``m.coef_table(part="disp")`` (log scale), ``m.predict(type="dispersion")`` on glmmTMB's
+        sigma scale.
+    fixed : dict, optional
+        Parameters held at given values, by name (:func:`glmm_nb.pipeline.parameter_names`), as
+        glmmTMB's ``map=``: ``{"log(df)": np.log(4)}`` fits a t model with 4 degrees of freedom.
+        Held parameters are not counted in ``m.npar`` (AIC), as glmmTMB's.
     engine : {None, "dask"}
         A Dask DataFrame as ``data`` is fitted on the active Dask cluster (or Dask's local
         scheduler) with the in-memory estimates; ``engine="dask"`` also takes a parquet path.
@@ -340,15 +354,37 @@ def glmm(
         if ziformula is not None or hurdle:
             raise ModelError("zero-inflated and hurdle models are not available on Dask data yet; "
                              "fit them in memory (or on a sample)")
+        if dispformula is not None:
+            raise ModelError("dispformula= is not available on Dask data yet; fit in memory (or on a sample)")
         return fit_dask(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
                         weights=weights, offset=offset, control=control, start=start, engine=engine,
-                        result_class=DaskMixedModel)
+                        fixed=fixed, result_class=DaskMixedModel)
     request = make_request(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
                            weights=weights, offset=offset, control=control, start=start, ziformula=ziformula,
-                           hurdle=hurdle)
+                           hurdle=hurdle, fixed=fixed, dispformula=dispformula)
     m = fit(request, MixedModel)
     name = caller_name(data, sys._getframe(1))
     return m if name is None else with_data_source(m, name)
+
+
+def predict_dispersion(m: GLMMResult, newdata=None):
+    """The dispersion of each row on glmmTMB's ``sigma()`` scale (``predict(type = "disp")``):
+    exp(X_d delta) with a dispersion model, else the model's one dispersion (gaussian: sigma)."""
+    import numpy as np
+
+    from .design import new_disp_matrix
+
+    fam = m.fitted_family
+    n = m.nobs if newdata is None else len(newdata)
+    if not fam.has_disp_model:
+        if fam.profiled_lmm:
+            return np.full(n, m.sigma)
+        if not fam.n_dispersion:
+            raise ModelError(f"the {m.family} family has no dispersion parameter")
+        return np.full(n, float(m.dispersion.iloc[0]))
+    if newdata is None:
+        return fam.dispersion_at(m.spec.disp_X)
+    return fam.dispersion_at(new_disp_matrix(m.spec, newdata))
 
 
 def with_data_source(m: MixedModel, source: str, sep: str | None = None) -> MixedModel:

@@ -29,8 +29,9 @@ __all__ = ["ModelTable", "table"]
 
 _ZI = "Zero-inflation (log-odds of a structural zero)"
 _HURDLE = "Hurdle zero part (log-odds of a zero)"
-ORDER = ["Fixed effects", "Thresholds", _ZI, _HURDLE, "Random effects", "Dispersion", "Model"]
-_KEY_PREFIX = {"Thresholds": "threshold: ", _ZI: "zi: ", _HURDLE: "hurdle: "}
+_DISP = "Dispersion model (log scale)"
+ORDER = ["Fixed effects", "Thresholds", _ZI, _HURDLE, _DISP, "Random effects", "Dispersion", "Model"]
+_KEY_PREFIX = {"Thresholds": "threshold: ", _ZI: "zi: ", _HURDLE: "hurdle: ", _DISP: "disp: "}
 
 
 def block_decimals(values, digits: int) -> int | None:
@@ -74,6 +75,8 @@ def _model_blocks(m, show: str, digits: int, stars: bool, conf_level: float) -> 
     if len(m.zi_fixef):
         zero = _HURDLE if getattr(m.request.family, "hurdle", False) else _ZI
         out[zero] = _coef_rows(m.coef_table(conf_level=conf_level, part="zi"), show, digits, stars)
+    if len(getattr(m, "disp_fixef", ())):
+        out[_DISP] = _coef_rows(m.coef_table(conf_level=conf_level, part="disp"), show, digits, stars)
     vc = m.varcorr()
     names = []
     for r in vc.itertuples():

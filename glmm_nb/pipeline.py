@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from .design import ModelSpec, check_agq_size, check_options, model_spec
 from .errors import ModelError
-from .families import Family, get_family, zero_inflated
+from .families import Family, GaussianML, get_family, with_dispersion_model, zero_inflated
 from .likelihood import (AgqDevfun, LaplaceDevfun, LmmDevfun, OrdinalAgqDevfun, OrdinalLaplaceDevfun, anova_theta_start,
                          glm_irls)
 from .optimize import OptSummary, minimize_devfun, restart_edge
@@ -71,30 +71,47 @@ def zero_part_formula(ziformula, hurdle: bool = False):
     return ziformula
 
 
-def model_family(family, link=None, ziformula=None, hurdle: bool = False) -> Family:
+def model_family(family, link=None, ziformula=None, hurdle: bool = False, dispformula=None) -> Family:
     """The family object of a request: a registered family, zero-inflated or hurdle when a
-    ``ziformula`` is given."""
+    ``ziformula`` is given, with a dispersion model when a ``dispformula`` is given."""
     fam = get_family(family, link)
+    if fam.has_disp_model:  # a refit's family: the dispformula decides again
+        fam = fam.base
+    if isinstance(fam, GaussianML) and dispformula is None:
+        fam = get_family("gaussian", link)
     if not isinstance(hurdle, bool):
         raise ModelError(f"hurdle must be True or False, not {hurdle!r}")
     if hurdle and ziformula is None:
         raise ModelError("hurdle=True needs ziformula= (the model for zero vs positive, e.g. '~ 1')")
+    if dispformula is not None:
+        if ziformula is not None:
+            raise ModelError("dispformula= together with ziformula= is not available yet; fit one of them")
+        return with_dispersion_model(fam)
     return zero_inflated(fam, hurdle) if ziformula is not None else fam
 
 
 def make_request(formula, data: pd.DataFrame, family: str | Family = "binomial", link: str | None = None,
                  method: str = "laplace", nagq: int = 1, reml: bool = True, weights=None, offset=None,
                  control: dict | None = None, start=None, fixed: dict | None = None, ziformula: str | None = None,
-                 hurdle: bool = False) -> FitRequest:
+                 hurdle: bool = False, dispformula: str | None = None) -> FitRequest:
     """Check the arguments, build the spec, and record everything as a :class:`FitRequest`."""
     ziformula = zero_part_formula(ziformula, hurdle)
-    fam = model_family(family, link, ziformula, hurdle)
+    fam = model_family(family, link, ziformula, hurdle, dispformula)
     method, nagq = check_method(method, nagq, fam)
     reml, control, start, fixed = check_options(reml, control, start, fixed)
-    spec = model_spec(formula, data, fam, weights=weights, offset=offset, ziformula=ziformula)
+    check_disp_reml(fam, reml)
+    spec = model_spec(formula, data, fam, weights=weights, offset=offset, ziformula=ziformula,
+                      dispformula=dispformula)
     check_agq_size(nagq, spec, method)
     return FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=reml, control=control, start=start,
                       fixed=fixed)
+
+
+def check_disp_reml(fam: Family, reml: bool) -> None:
+    """A gaussian model with a dispersion model is fitted by ML (as glmmTMB): say so, don't switch."""
+    if fam.has_disp_model and fam.base.name == "gaussian" and reml:
+        raise ModelError("a gaussian model with dispformula= is fitted by maximum likelihood (as glmmTMB): "
+                         "pass reml=False")
 
 
 def make_devfun(request: FitRequest, stage: str = "final"):
@@ -301,19 +318,20 @@ def refit(m: GLMMResult, **changes) -> GLMMResult:
     """
     req = m.request
     allowed = set(_SPEC_CHANGES) | {"y", "family", "link", "reml", "method", "nagq", "control", "start", "fixed",
-                                    "ziformula", "hurdle"}
+                                    "ziformula", "hurdle", "dispformula"}
     unknown = sorted(set(changes) - allowed)
     if unknown:
         raise ModelError(f"refit() cannot change {', '.join(map(repr, unknown))}; it takes {', '.join(sorted(allowed))}")
     fam = req.family
     zi_formula = zero_part_formula(changes.get("ziformula", req.spec.zi_formula),
                                    changes.get("hurdle", req.family.hurdle if req.family.has_zero_part else False))
-    if any(k in changes for k in ("family", "link", "ziformula", "hurdle")):
+    disp_formula = changes.get("dispformula", req.spec.disp_formula)
+    if any(k in changes for k in ("family", "link", "ziformula", "hurdle", "dispformula")):
         base = fam.start_family  # the count part: a zero-inflated family keeps its zero part
         hurdle = changes.get("hurdle", fam.hurdle if fam.has_zero_part else False)
-        fam = model_family(changes.get("family", base), changes.get("link"), zi_formula, hurdle)
+        fam = model_family(changes.get("family", base), changes.get("link"), zi_formula, hurdle, disp_formula)
     spec = req.spec
-    if any(k in changes for k in _SPEC_CHANGES + ("ziformula",)) or fam != req.family:
+    if any(k in changes for k in _SPEC_CHANGES + ("ziformula", "dispformula")) or fam != req.family:
         formula = changes.get("formula", spec.formula)
         data = changes.get("data", spec.frame)
         weights = changes.get("weights", spec.meta.get("weights_column"))
@@ -324,7 +342,8 @@ def refit(m: GLMMResult, **changes) -> GLMMResult:
                 weights = spec.meta["weights_vector"]
             if offset is None and spec.meta.get("offset_vector") is not None:
                 offset = spec.meta["offset_vector"]
-        spec = model_spec(formula, data, fam, weights=weights, offset=offset, ziformula=zi_formula)
+        spec = model_spec(formula, data, fam, weights=weights, offset=offset, ziformula=zi_formula,
+                          dispformula=disp_formula)
     if "y" in changes:
         y = np.asarray(changes["y"], dtype=float)
         if y.shape != np.asarray(spec.y).shape:

@@ -36,7 +36,7 @@ def test_log_densities_against_scipy():
 
 
 def test_bad_family_and_link():
-    with pytest.raises(ModelError, match="unknown family 'tweedie'"):
-        get_family("tweedie")
+    with pytest.raises(ModelError, match="unknown family 'tweedy'"):
+        get_family("tweedy")
     with pytest.raises(ModelError, match="link 'probit' is not available for the poisson"):
         get_family("poisson", "probit")

@@ -80,6 +80,10 @@ class ModelSpec:
     zi_names: tuple[str, ...] = ()
     zi_fixed_spec: Any = None
     levels: tuple[str, ...] = ()
+    disp_formula: str | None = None  # the dispersion model's right-hand side ("~ h"), if any
+    disp_X: np.ndarray | None = None
+    disp_names: tuple[str, ...] = ()
+    disp_fixed_spec: Any = None
 
     @property
     def nobs(self) -> int:
@@ -142,6 +146,29 @@ def fixed_matrix(parsed: ParsedFormula, d: pd.DataFrame):
     return X, names, Xdf.model_spec, dropped
 
 
+def disp_rhs(dispformula: str) -> str:
+    """The right-hand side of a ``dispformula`` (``"~ h"``): fixed effects only."""
+    if not isinstance(dispformula, str) or not dispformula.strip():
+        raise FormulaError(f"dispformula must be a formula such as '~ h', not {dispformula!r}")
+    rhs = dispformula.strip()
+    if not rhs.startswith("~"):
+        raise FormulaError(f"dispformula '{dispformula}' must be a right-hand side such as '~ h'")
+    rhs = rhs[1:].strip()
+    if "|" in rhs or "~" in rhs:
+        raise FormulaError(f"dispformula '{dispformula}' takes fixed effects only (no response, no random-effect term)")
+    return rhs or "1"
+
+
+def new_disp_matrix(spec: "ModelSpec", newdata: pd.DataFrame) -> np.ndarray:
+    """The dispersion model's design for new data, through the fitted encoding."""
+    Ddf = model_matrix("", as_frame(newdata, "newdata"), "the dispersion model", spec=spec.disp_fixed_spec)
+    Ddf.columns = rename_intercept(Ddf.columns)
+    Xd = Ddf[list(spec.disp_names)].to_numpy(dtype=float)
+    if not np.all(np.isfinite(Xd)):
+        raise DataError("newdata has missing values in the dispersion model's columns")
+    return Xd
+
+
 def zi_rhs(ziformula: str) -> str:
     """The right-hand side of a zero-part formula (``"~ x"`` or ``"x"``), checked."""
     if not isinstance(ziformula, str) or not ziformula.strip():
@@ -160,7 +187,7 @@ def zi_rhs(ziformula: str) -> str:
 
 
 def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights=None, offset=None,
-               ziformula: str | None = None) -> ModelSpec:
+               ziformula: str | None = None, dispformula: str | None = None) -> ModelSpec:
     """Formula + data → :class:`ModelSpec`.
 
     Parameters
@@ -186,6 +213,8 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
         )
     zi = zi_rhs(ziformula) if ziformula is not None else None
     extra = tuple(required_variables(zi, "the zero part")) if zi else ()
+    dz = disp_rhs(dispformula) if dispformula is not None else None
+    extra += tuple(required_variables(dz, "the dispersion model")) if dz else ()
     used = used_variables(parsed, data, extra=extra)
     mf = model_frame(data, used, weights=weights, offset=offset)
     d = mf.data
@@ -225,6 +254,13 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
         check_finite(Zx, zn, "zero-part column")
         Zx, zn, _dropped = drop_collinear(Zx, zn)
         zi_parts = {"zi_formula": f"~ {zi}", "zi_X": frozen(Zx), "zi_names": zn, "zi_fixed_spec": Zdf.model_spec}
+    if dz is not None:
+        Ddf = model_matrix(dz, d, f"the dispersion model '~ {dz}'")
+        dn = rename_intercept(Ddf.columns)
+        Dx = Ddf.to_numpy(dtype=float)
+        check_finite(Dx, dn, "dispersion-model column")
+        Dx, dn, _dropped = drop_collinear(Dx, dn)
+        zi_parts.update(disp_formula=f"~ {dz}", disp_X=frozen(Dx), disp_names=dn, disp_fixed_spec=Ddf.model_spec)
     return ModelSpec(
         formula=parsed,
         family=family.name,

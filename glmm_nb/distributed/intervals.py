@@ -80,9 +80,10 @@ def wald_confint(m, level: float = 0.95) -> pd.DataFrame:
     disp = pd.DataFrame(columns=["conf_low", "conf_high"], dtype=float)
     if len(m.dispersion):
         se = np.asarray(m.dispersion.attrs.get("std_error_log", [np.nan] * len(m.dispersion)), dtype=float)
-        logd = np.log(m.dispersion.to_numpy(dtype=float))
-        disp = pd.DataFrame({"conf_low": np.exp(logd - z * se), "conf_high": np.exp(logd + z * se)},
-                            index=m.dispersion.index)
+        fam = m.request.family  # each parameter on the optimizer's scale (log; Tweedie power: logit(p - 1))
+        x = np.array([fam.from_dispersion(float(v), k) for k, v in enumerate(m.dispersion)])
+        ends = [[fam.to_dispersion(v, k) for k, v in enumerate(x + sgn * z * se)] for sgn in (-1, 1)]
+        disp = pd.DataFrame({"conf_low": ends[0], "conf_high": ends[1]}, index=m.dispersion.index)
     out = pd.concat([re, fixed, disp])
     out.index.name = "term"
     return out

@@ -67,6 +67,7 @@ class Family:
     dispersion_meaning = ""
     links: tuple[str, ...] = ()
     limit_family: type | None = None  # the family this one reduces to on its dispersion's boundary
+    limit_text = ""  # which boundary, in words ("phi -> infinity"), for the LRT's wording
     overdispersed_alternative: str | None = None  # what to refit when residuals are overdispersed
     canonical_link: str | None = None
     profiled_lmm = False
@@ -107,6 +108,17 @@ class Family:
         """The family at a dispersion value (families without one: itself)."""
         return self
 
+    @property
+    def dispersion_names(self) -> tuple[str, ...]:
+        """Names of the family parameters estimated beside beta (``m.dispersion``'s index):
+        the dispersion, then any shape parameter (t's df, Tweedie's power)."""
+        return (self.dispersion_name,) if self.n_dispersion else ()
+
+    @property
+    def dispersion_meanings(self) -> tuple[str, ...]:
+        """What each of :attr:`dispersion_names` means, in words."""
+        return (self.dispersion_meaning,) if self.n_dispersion else ()
+
     # -- parameters beyond (theta, beta): a dispersion, a zero part ---------------------------
     def n_extra(self, spec) -> int:
         """How many parameters the family adds after beta for this design."""
@@ -123,6 +135,12 @@ class Family:
         return np.zeros(0)
 
     has_zero_part = False
+    has_disp_model = False  # a dispformula: the dispersion differs by row (see .dispmodel)
+
+    def overdispersed_alternative_for(self, spec) -> str | None:
+        """The family to suggest when this model's residuals are overdispersed, given its data
+        (:attr:`overdispersed_alternative` unless the data rule it out)."""
+        return self.overdispersed_alternative
 
     def nests(self, other: "Family") -> bool:
         """``other`` is this family at the boundary of its dispersion (Poisson inside NB)."""
@@ -156,6 +174,11 @@ class Family:
 
     def dvariance(self, mu):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def response_variance(self, mu, pw):
+        """Var(y) of a row with prior weight ``pw`` (scale 1): V(mu)/pw — the Pearson
+        residual's denominator. Families whose variance is not of that form override it."""
+        return self.variance(mu) / np.asarray(pw, dtype=float)
 
     def loglik_obs(self, y, mu, pw):
         """Per-observation log-density with all constants (at dispersion 1)."""

@@ -25,6 +25,13 @@ class Binomial(Family):
     def logistic(self) -> bool:
         return self.link.name == "logit"
 
+    def overdispersed_alternative_for(self, spec) -> str | None:
+        """Beta-binomial for successes out of several trials; nothing for 0/1 responses (one
+        trial: no overdispersion to model, and the beta-binomial's phi is not identified)."""
+        several = np.any(np.asarray(spec.weights) > 1)
+        readable = not (spec.user_weights and spec.formula.cbind)  # betabinomial: no weights on cbind trials
+        return "betabinomial" if several and readable else None
+
     def variance(self, mu):
         return np.maximum(mu * (1.0 - mu), EPS)
 

@@ -107,6 +107,9 @@ class DispersionFamily(Family):
     observed_laplace = True
     dispersion_name = "d"
     dispersion_meaning = ""
+    # a dispformula's linear predictor is disp_power * log(d), as glmmTMB's (log sigma^2 for the
+    # gaussian, log shape = -2 log sigma for Gamma, log d for the others)
+    disp_power = 1.0
 
     def __init__(self, link=None, dispersion: float | None = None):
         super().__init__(link)
@@ -213,10 +216,12 @@ class DispersionFamily(Family):
     def extra_pieces(self, eta, y, pw):
         return tuple(a[..., None] for a in self.dispersion_pieces(eta, y, pw))
 
-    def to_dispersion(self, psi: float) -> float:
+    def to_dispersion(self, psi: float, k: int = 0) -> float:
+        """Family parameter ``k`` on its natural scale from the optimizer's (here: exp)."""
         return float(np.exp(psi))
 
-    def from_dispersion(self, d: float) -> float:
+    def from_dispersion(self, d: float, k: int = 0) -> float:
+        """Family parameter ``k`` on the optimizer's scale (here: log)."""
         return float(np.log(d))
 
 
@@ -230,6 +235,7 @@ class NegativeBinomial2(DispersionFamily):
     dispersion_name = "theta"
     dispersion_meaning = "NB2 size: Var = mu + mu^2/theta (smaller theta, more overdispersion)"
     limit_family = Poisson  # theta -> infinity
+    limit_text = "theta -> infinity"
 
     def dispersion_at_limit(self, psi: float) -> bool:
         # theta above 1e8: mu^2/theta adds under 1e-8 mu to the variance for mu up to 1: Poisson
@@ -302,6 +308,7 @@ class NegativeBinomial1(NegativeBinomial2):
         return self.to_dispersion(psi) < 1 / LIMIT_THETA  # alpha -> 0: Poisson
     dispersion_meaning = "NB1: Var = mu (1 + alpha) (alpha = 0 is Poisson)"
     limit_family = Poisson  # alpha -> 0
+    limit_text = "alpha -> 0"
 
     def logpdf_kernel(self, y, mu, d):
         k = mu / d
@@ -354,6 +361,8 @@ class GammaFamily(DispersionFamily):
     canonical_link = None
     mean_word = "mean"
     dispersion_name = "sigma"
+
+    disp_power = -2.0  # glmmTMB's dispersion model is of log(shape) = -2 log(sigma)
 
     @property
     def ratio_name(self):

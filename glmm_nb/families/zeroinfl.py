@@ -114,14 +114,14 @@ class ZeroInflated(Family):
         out.dispersion = out.base.dispersion
         return out
 
-    def to_dispersion(self, psi: float) -> float:
-        return self.base.to_dispersion(psi)
+    def to_dispersion(self, psi: float, k: int = 0) -> float:
+        return self.base.to_dispersion(psi, k)
 
     def dispersion_at_limit(self, psi: float) -> bool:
         return self.base.dispersion_at_limit(psi)
 
-    def from_dispersion(self, d: float) -> float:
-        return self.base.from_dispersion(d)
+    def from_dispersion(self, d: float, k: int = 0) -> float:
+        return self.base.from_dispersion(d, k)
 
     def extra_start(self, y, mu, pw, spec) -> np.ndarray:
         """Base dispersion start, and a zero part that explains the excess zeros by its intercept."""
@@ -290,7 +290,7 @@ class ZeroInflated(Family):
             return (1 - pi) * mu / np.maximum(1 - self.zero_count_prob(mu), 1e-300)
         return (1 - pi) * mu
 
-    def response_variance(self, mu):
+    def response_variance(self, mu, pw=1.0):
         r"""Var(y) of the mixture at the count part's mean ``mu`` (with its variance V(mu)):
         zero-inflated :math:`(1-\pi)(V + \mu^2) - ((1-\pi)\mu)^2`; hurdle
         :math:`(1-\pi)(V + \mu^2)/(1 - f(0)) - E[y]^2` (the zero-truncated count's second
@@ -300,7 +300,7 @@ class ZeroInflated(Family):
         second = self.base.variance(mu) + mu**2
         if self.hurdle:
             second = second / np.maximum(1 - self.zero_count_prob(mu), 1e-300)
-        return (1 - pi) * second - self.mean(mu) ** 2
+        return ((1 - pi) * second - self.mean(mu) ** 2) / np.asarray(pw, dtype=float)
 
     def simulate(self, rng, mu, trials, scale, size):
         mu = np.broadcast_to(mu, size)

@@ -12,8 +12,11 @@ the other at the boundary of a parameter:
   and ZIP ⊂ ZINB2 (the zero probability at 0, or the dispersion at its limit): one parameter
   on its boundary, so the p-value is the 50:50 chi-bar-square mixture (Self & Liang 1987);
 * binomial responses with more than one trial: an observation-level random effect
-  (``(1 | .obs)``, the usual logistic-normal overdispersion model), whose variance 0 is on the
-  boundary (the same mixture).
+  (``(1 | .obs)``, the usual logistic-normal overdispersion model) and the beta-binomial (as
+  glmmTMB's), each the binomial at a boundary (variance 0, phi -> infinity: the same mixture);
+* gaussian models with a factor in the fixed part: a dispersion model letting the residual SD
+  differ by that factor (``dispformula="~ f"``, by ML, as the current model is refitted), an
+  ordinary chi-square test on (levels - 1) df.
 
 A model is recommended only when it wins: its AIC is the lowest and at least ``MIN_DELTA``
 (2) below the current model's.
@@ -21,6 +24,7 @@ A model is recommended only when it wins: its AIC is the lowest and at least ``M
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -34,6 +38,7 @@ from ..pipeline import refit
 __all__ = ["Alternatives", "family_alternatives", "MIN_DELTA"]
 
 MIN_DELTA = 2.0
+MAX_LEVELS = 10
 OBS = ".obs"
 _COUNT = ("poisson", "negative_binomial", "nbinom1")
 _LABEL = {("poisson", False): "Poisson", ("negative_binomial", False): "negative binomial (NB2)",
@@ -75,39 +80,82 @@ def _binomial_trials(m) -> bool:
     return fam.name == "binomial" and bool(np.any(np.asarray(m.spec.weights) > 1)) and fam.reads_cbind
 
 
-def family_alternatives(m) -> Alternatives | None:
-    """Refit ``m`` under the alternative families (see the module docstring); None when the
-    model is not a count or multi-trial binomial model."""
+def _factors(m) -> list[str]:
+    """Categorical variables of the fixed part with 2 to MAX_LEVELS levels (at most 3): the
+    groupings whose residual spread a dispersion model may let differ."""
+    from ..design import required_variables
+
+    frame = m.spec.frame
+    if frame is None or not m.spec.formula.fixed.strip():
+        return []
+    out = []
+    for v in required_variables(m.spec.formula.fixed, "the fixed effects"):
+        if v not in frame.columns or v == m.spec.response_name:
+            continue
+        col = frame[v]
+        discrete = (isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(col)
+                    or pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col))
+        if discrete and 2 <= col.nunique() <= MAX_LEVELS and re.fullmatch(r"\w+", v):
+            out.append(v)
+    return out[:3]
+
+
+def _plan(m):
+    """(current label, current fit, [(label, thunk, call)], {(smaller, larger): boundary count}) —
+    None when no alternative applies. A boundary count of 0: an ordinary chi-square test."""
+    fam = m.request.family
     current = _count_label(m)
-    fits: dict[str, tuple] = {}
-    failed = []
+    if current is not None:
+        cands = []
+        for (name, zi), label in _LABEL.items():
+            if label == current or (zi and name == "nbinom1"):
+                continue
+            cands.append((label, lambda name=name, zi=zi: refit(m, family=name, ziformula="~ 1" if zi else None),
+                          f"family={name!r}" + (", ziformula='~ 1'" if zi else "")))
+        return current, m, cands, {pair: 1 for pair in _NESTED}, "Family"
+    if _binomial_trials(m):
+        data = m.spec.frame.copy()
+        if OBS in data.columns:
+            return None
+        data[OBS] = np.arange(len(data)).astype(str)
+        cands = [("binomial + observation-level RE", lambda: refit(m, formula=f"{m.formula} + (1 | `{OBS}`)", data=data),
+                  f"formula + '(1 | {OBS})' with data['{OBS}'] = one level per row")]
+        if fam.overdispersed_alternative_for(m.spec) == "betabinomial":
+            cands.append(("beta-binomial", lambda: refit(m, family="betabinomial"), "family='betabinomial'"))
+        nest = {("binomial", "binomial + observation-level RE"): 1, ("binomial", "beta-binomial"): 1}
+        return "binomial", m, cands, nest, "Family"
+    if fam.name == "gaussian" and not fam.has_disp_model and m.spec.frame is not None:
+        factors = _factors(m)
+        if not factors:
+            return None
+        current = "gaussian (ML)" if m.reml else "gaussian"
+        base = refit(m, reml=False) if m.reml else m
+        cands, nest = [], {}
+        for v in factors:
+            label = f"gaussian, residual SD by {v}"
+            cands.append((label, lambda v=v: refit(m, dispformula=f"~ {v}", reml=False),
+                          f"dispformula='~ {v}', reml=False"))
+            nest[(current, label)] = 0
+        return current, base, cands, nest, "Residual spread"
+    return None
+
+
+def family_alternatives(m) -> Alternatives | None:
+    """Refit ``m`` under the alternatives (see the module docstring); None when the model is not
+    a count, multi-trial binomial or gaussian model with a factor in its fixed part."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if current is not None:
-            fits[current] = (m, _call(m))
-            for (fam, zi), label in _LABEL.items():
-                if label == current or (zi and fam == "nbinom1"):
-                    continue
-                try:
-                    fits[label] = (refit(m, family=fam, ziformula="~ 1" if zi else None),
-                                   f"family={fam!r}" + (", ziformula='~ 1'" if zi else ""))
-                except GLMMError as exc:
-                    failed.append((label, str(exc).splitlines()[0]))
-        elif _binomial_trials(m):
-            current = "binomial"
-            fits[current] = (m, _call(m))
-            label = "binomial + observation-level RE"
+        plan = _plan(m)
+        if plan is None:
+            return None
+        current, cur_fit, cands, nest, topic = plan
+        fits: dict[str, tuple] = {current: (cur_fit, _call(m) if topic == "Family" else "as fitted, by ML")}
+        failed = []
+        for label, thunk, call in cands:
             try:
-                data = m.spec.frame.copy()
-                if OBS in data.columns:
-                    return None
-                data[OBS] = np.arange(len(data)).astype(str)
-                fits[label] = (refit(m, formula=f"{m.formula} + (1 | `{OBS}`)", data=data),
-                               f"formula + '(1 | {OBS})' with data['{OBS}'] = one level per row")
+                fits[label] = (thunk(), call)
             except GLMMError as exc:
                 failed.append((label, str(exc).splitlines()[0]))
-        else:
-            return None
     rows = []
     for label, (f, call) in fits.items():
         ok = bool(np.isfinite(f.loglik)) and f.converged
@@ -121,16 +169,20 @@ def family_alternatives(m) -> Alternatives | None:
     for label in tab.index:
         if label == current:
             continue
-        small, big = (current, label) if (current, label) in _NESTED else (label, current) \
-            if (label, current) in _NESTED else (None, None)
-        if small is None:
+        pair = (current, label) if (current, label) in nest else (label, current) if (label, current) in nest \
+            else None
+        if pair is None:
             tab.loc[label, "test"] = "not nested: compare by AIC"
             continue
+        small, big = pair
+        k = nest[pair]
         chisq = max(2 * (tab.loc[big, "loglik"] - tab.loc[small, "loglik"]), 0.0)
         df = int(tab.loc[big, "npar"] - tab.loc[small, "npar"])
-        tab.loc[label, ["chisq", "df", "p_value"]] = chisq, df, 0.5 * stats.chi2.sf(chisq, df)
+        p = 0.5 * stats.chi2.sf(chisq, df) if k == 1 and df == 1 else stats.chi2.sf(chisq, df)
+        tab.loc[label, ["chisq", "df", "p_value"]] = chisq, df, p
         tab.loc[label, "test"] = (f"LRT {small} vs {big}: one parameter on its boundary, p from the 50:50 "
-                                  "chi-bar-square mixture")
+                                  "chi-bar-square mixture" if k == 1 and df == 1 else
+                                  f"LRT {small} vs {big}: chi-square on {df} df")
     tab = tab.sort_values("aic")
     advice = ""
     if best != current and tab.loc[current, "aic"] - tab.loc[best, "aic"] >= MIN_DELTA:
@@ -141,7 +193,7 @@ def family_alternatives(m) -> Alternatives | None:
                  and usable.loc[k, "aic"] - usable.loc[best, "aic"] < MIN_DELTA]
         near = (f" ({' and '.join(close)} {'is' if len(close) == 1 else 'are'} within {MIN_DELTA:g} AIC of it: the "
                 "data barely separate them)") if close else ""
-        advice = (f"Family: the {best} refit fits better than the {current} model (AIC lower by {d:.1f}{lrt}): "
+        advice = (f"{topic}: the {best} refit fits better than the {current} model (AIC lower by {d:.1f}{lrt}): "
                   f"refit with {tab.loc[best, 'call']}{near}.")
     return Alternatives(tab, current, best, advice, tuple(failed))
 

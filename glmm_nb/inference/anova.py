@@ -101,20 +101,20 @@ def family_boundary(small, big) -> tuple[bool, int, str]:
     if fs == fb:
         return True, 0, ""
     if fb.nests(fs):
-        return True, 1, f"the {big.family} dispersion at its Poisson limit"
+        return True, 1, f"{big.family} at its {small.family} limit ({fb.limit_text or 'a boundary'})"
     zs, zb = fs.has_zero_part, fb.has_zero_part
     if zb and not zs and not fb.hurdle:
         base = fb.base
         if base == fs or base.nests(fs):
             k = 1 + (base != fs)
             what = "the zero part's structural-zero probability at 0" + (
-                "" if base == fs else f" and the {base.name} dispersion at its Poisson limit")
+                "" if base == fs else f" and {base.name} at its {fs.name} limit ({base.limit_text})")
             irregular = big.spec.zi_formula.replace(" ", "") != "~1"
             return True, (0 if irregular else k), what + (
                 " (a zero part with covariates: its null is irregular, p_value is conservative)" if irregular else "")
     if zb and zs and not fb.hurdle and not fs.hurdle and fb.base.nests(fs.base) \
             and (small.spec.zi_formula or "").replace(" ", "") == (big.spec.zi_formula or "").replace(" ", ""):
-        return True, 1, f"the {fb.base.name} dispersion at its Poisson limit"
+        return True, 1, f"{fb.base.name} at its {fs.base.name} limit ({fb.base.limit_text})"
     return False, 0, ""
 
 

@@ -67,7 +67,8 @@ def refit_chunk(m, start, ys):
                 warnings.simplefilter("ignore")
                 r = refit(m, y=y, start=start)
             row = np.concatenate([r.fixef.to_numpy(), theta_to_sdcor(m.spec, r.theta, r.sigma, gaussian),
-                                  r.dispersion.to_numpy(dtype=float), r.zi_fixef.to_numpy(), r.thresholds.to_numpy()])
+                                  r.dispersion.to_numpy(dtype=float), r.zi_fixef.to_numpy(), r.disp_fixef.to_numpy(),
+                                  r.thresholds.to_numpy()])
             out.append((row, bool(r.converged)))
         except Exception:  # a refit that breaks counts as failed, as in bootMer
             out.append((None, False))
@@ -114,7 +115,8 @@ def bootstrap(m, nsim: int = 200, seed: int | None = None, n_jobs: int = 1,
     if bar is not None:
         bar.close()
     names = (list(m.fixef.index) + sdcor_names(spec, m.request.family.profiled_lmm) + list(m.dispersion.index)
-             + [f"zi~{c}" for c in m.zi_fixef.index] + list(m.thresholds.index))
+             + [f"zi~{c}" for c in m.zi_fixef.index] + [f"disp~{c}" for c in m.disp_fixef.index]
+             + list(m.thresholds.index))
     rows = [results[i][0] for i in range(nsim) if results[i][0] is not None and results[i][1]]
     failed = nsim - len(rows)
     draws = pd.DataFrame(rows, columns=names)

@@ -42,9 +42,9 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
         ct = m.coef_table(conf_level=level)[["conf_low", "conf_high"]]
         re_part = _wald_re(m, level) if not structured else pd.DataFrame(columns=["conf_low", "conf_high"], dtype=float)
         if structured:
-            note = "no intervals for the structured covariance terms' parameters yet"
+            note = "no intervals for the structured covariance terms' parameters here: see m.structure_table()"
         out = pd.concat([re_part, ct, _wald_dispersion(m, level), _wald_zero_part(m, level),
-                         _wald_thresholds(m, level)])
+                         _wald_zero_part(m, level, "disp"), _wald_thresholds(m, level)])
     elif method == "profile":
         from .profile import profile_confint
 
@@ -57,7 +57,7 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
         out = bootstrap(m, nsim=nsim, seed=seed, n_jobs=n_jobs).confint(level)
         re_names = sdcor_names(m.spec, m.request.family.profiled_lmm)
         out = out.loc[re_names + list(m.fixef.index) + list(m.dispersion.index) + [f"zi~{c}" for c in m.zi_fixef.index]
-                      + list(m.thresholds.index)]
+                      + [f"disp~{c}" for c in m.disp_fixef.index] + list(m.thresholds.index)]
     else:
         raise ModelError(f"method must be 'wald', 'profile' or 'bootstrap', not {method!r}")
     out.index.name = "term"
@@ -66,24 +66,26 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
 
 
 def _wald_dispersion(m, level: float) -> pd.DataFrame:
-    """Wald intervals of the dispersion on the log scale (the optimizer's), back-transformed."""
+    """Wald intervals of the family parameters on the optimizer's scale, back-transformed."""
     from scipy import stats
 
     if not len(m.dispersion):
         return pd.DataFrame(columns=["conf_low", "conf_high"], dtype=float)
     z = stats.norm.ppf(0.5 + level / 2)
     se = np.asarray(m.dispersion.attrs.get("std_error_log", [np.nan] * len(m.dispersion)), dtype=float)
-    logd = np.log(m.dispersion.to_numpy(dtype=float))
-    return pd.DataFrame({"conf_low": np.exp(logd - z * se), "conf_high": np.exp(logd + z * se)},
-                        index=m.dispersion.index)
+    fam = m.request.family  # each parameter on the optimizer's scale (log; Tweedie power: logit(p - 1))
+    x = np.array([fam.from_dispersion(float(d), k) for k, d in enumerate(m.dispersion)])
+    ends = [[fam.to_dispersion(v, k) for k, v in enumerate(x + sgn * z * se)] for sgn in (-1, 1)]
+    return pd.DataFrame({"conf_low": ends[0], "conf_high": ends[1]}, index=m.dispersion.index)
 
 
-def _wald_zero_part(m, level: float) -> pd.DataFrame:
-    """Wald intervals of the zero part's coefficients, named ``zi~term``."""
-    if not len(m.zi_fixef):
+def _wald_zero_part(m, level: float, part: str = "zi") -> pd.DataFrame:
+    """Wald intervals of the zero part's (or the dispersion model's) coefficients, named
+    ``zi~term`` (``disp~term``)."""
+    if not len(m.zi_fixef if part == "zi" else m.disp_fixef):
         return pd.DataFrame(columns=["conf_low", "conf_high"], dtype=float)
-    zt = m.coef_table(conf_level=level, part="zi")[["conf_low", "conf_high"]]
-    zt.index = [f"zi~{c}" for c in zt.index]
+    zt = m.coef_table(conf_level=level, part=part)[["conf_low", "conf_high"]]
+    zt.index = [f"{part}~{c}" for c in zt.index]
     return zt
 
 

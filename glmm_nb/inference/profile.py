@@ -58,8 +58,12 @@ class ProfileProblem:
             self.names = list(m.fixef.index) + self.re_names
             # the dispersion (if any) is profiled on the log scale, the optimizer's
             # extras after beta, on the optimizer's scale: log-dispersion, zero-part coefficients
-            self.extra_names = list(m.dispersion.index) + [f"zi~{c}" for c in m.zi_fixef.index]
-            self.extra_hat = np.concatenate([np.log(m.dispersion.to_numpy(dtype=float)), m.zi_fixef.to_numpy()])
+            self.extra_names = (list(m.dispersion.index) + [f"zi~{c}" for c in m.zi_fixef.index]
+                                + [f"disp~{c}" for c in m.disp_fixef.index])
+            fam = m.request.family
+            disp_x = [fam.from_dispersion(float(d), k) for k, d in enumerate(m.dispersion)]
+            self.extra_hat = np.concatenate([np.asarray(disp_x, dtype=float), m.zi_fixef.to_numpy(),
+                                             m.disp_fixef.to_numpy()])
             # ordinal: the thresholds by name, held as tau (the optimizer's scale)
             self.thresholds = list(m.thresholds.index)
             if self.thresholds:
@@ -262,6 +266,7 @@ def _profile_limits(m, prob: ProfileProblem, name: str, z: float, se, th_se, bar
     bar.update(1, name)
     hi = _limit(prob, name, +1, z, scale)
     bar.update(1, name)
-    if name in m.dispersion.index:  # profiled on the log scale; intervals are invariant
-        lo, hi = float(np.exp(lo)), float(np.exp(hi))
+    if name in m.dispersion.index:  # profiled on the optimizer's scale; intervals are invariant
+        k = list(m.dispersion.index).index(name)
+        lo, hi = m.request.family.to_dispersion(lo, k), m.request.family.to_dispersion(hi, k)
     return name, lo, hi

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 
-from ..design import (as_frame, check_choice, check_int, check_seed, grouping_codes, new_fixed_matrix,
+from ..design import (as_frame, check_choice, check_int, check_seed, grouping_codes, new_disp_matrix, new_fixed_matrix,
                       new_zero_matrix, numpy_dtypes)
 from ..design.newdata import design_variables
 from ..errors import DataError, ModelError
@@ -225,6 +225,8 @@ def simulate(m, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.n
     rng = np.random.default_rng(seed)
     d = design_of(m, newdata)
     fam = _family_for(m, d.zeta)
+    if fam.has_disp_model and newdata is not None:  # each new row's own dispersion
+        fam = fam.with_disp_design(new_disp_matrix(m.spec, newdata))
     n = d.X.shape[0]
     if fam.reads_cbind:
         t = np.asarray(d.trials, dtype=float)

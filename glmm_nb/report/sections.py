@@ -76,7 +76,7 @@ def fixed_section(m, emmeans_spec=None) -> dict:
     note = f"t tests with {ct.attrs['ddf']} degrees of freedom." if has_df and ct.attrs.get("ddf") else ""
     return {"rows": rows, "exp_name": exp_name, "statistic": statistic_label(m, ct).split()[0], "has_df": has_df,
             "ddf_note": note, "emmeans": emmeans_section(m, emmeans_spec) if emmeans_spec else None,
-            "zero_part": zero_part_section(m)}
+            "zero_part": zero_part_section(m), "disp_part": disp_part_section(m)}
 
 
 def _formatted(rows: list[dict], with_exp: bool) -> None:
@@ -123,6 +123,32 @@ def zero_part_section(m) -> dict | None:
     count = "the count part's zero-truncated counts" if hurdle else "the counts that are not structural zeros"
     sentences.append(f"The fixed effects above describe {count}; predict(type='response') combines both parts.")
     return {"rows": rows, "what": what, "kind": "hurdle" if hurdle else "zero-inflation", "sentences": sentences}
+
+
+def disp_part_section(m) -> dict | None:
+    """The dispersion model (``dispformula``): its table on glmmTMB's scale and, per coefficient,
+    the factor by which it multiplies the dispersion parameter (exp(coefficient / k) for a
+    linear predictor k log(parameter)), each computed from the row it states."""
+    fam = m.request.family
+    if not getattr(fam, "has_disp_model", False) or not len(getattr(m, "disp_fixef", ())):
+        return None
+    base = fam.base
+    k, name = float(base.disp_power), base.dispersion_name
+    rows = _records(m.coef_table(part="disp"))
+    for r in rows:
+        lo, hi = sorted((np.exp(r["conf_low"] / k), np.exp(r["conf_high"] / k)))
+        r["exp"], r["exp_low"], r["exp_high"] = float(np.exp(r["estimate"] / k)), float(lo), float(hi)
+    _formatted(rows, True)
+    sentences = []
+    for r in rows:
+        if r["term"] == "(Intercept)":
+            sentences.append(f"At the reference values of the dispersion model's covariates {name} = {r['exp']:.4g}.")
+            continue
+        word = "larger" if r["exp"] > 1 else "smaller"
+        sentences.append(f"{r['term']}: {name} is {r['exp']:.3g} times as large ({r['exp_low']:.3g} to "
+                         f"{r['exp_high']:.3g}) — {word}.")
+    return {"rows": rows, "scale": fam.disp_scale_text, "name": name, "formula": m.spec.disp_formula,
+            "meaning": base.dispersion_meaning, "sentences": sentences}
 
 
 def emmeans_section(m, spec, adjust: str = "tukey") -> dict:
@@ -322,7 +348,8 @@ def diagnostics_section(m, nsim: int = 250) -> dict:
             out["missing"].append(f"simulated residuals: {exc}")
             return out
     out["tests"] = _records(d.tests, "test")
-    out["advice"] = [x for x in d.messages if x.startswith(("Overdispersion", "Zero-inflation", "Family:"))]
+    out["advice"] = [x for x in d.messages if x.startswith(("Overdispersion", "Zero-inflation", "Family:",
+                                                            "Residual spread:"))]
     alts = d.alternatives
     if alts is not None:
         tab = alts.table.reset_index()

@@ -203,6 +203,7 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
                      deviance=lme4_dev, vcov_method=vcov_method,
                      extras={"vcov_theta_beta": vcov_full, "vcov_phi": vcov_phi},
                      dispersion=_dispersion(request.family, psi[:nd], disp_se), **_zero_part(spec, psi[nd:], zi_vcov),
+                     **_disp_part(spec, psi[nd:], zi_vcov),
                      **_thresholds(request.family, spec, psi, vcov_phi, ntheta + p))
 
 
@@ -232,13 +233,24 @@ def _zero_part(spec, gamma, V) -> dict:
             "zi_vcov": pd.DataFrame(V, index=names, columns=names)}
 
 
+def _disp_part(spec, delta, V) -> dict:
+    """The dispersion model's coefficients (log scale) and covariance, named by its columns."""
+    if spec.disp_X is None:
+        return {}
+    names = list(spec.disp_names)
+    return {"disp_fixef": pd.Series(delta, index=names, name="estimate"),
+            "disp_vcov": pd.DataFrame(V, index=names, columns=names)}
+
+
 def _dispersion(fam, psi, se_log) -> pd.Series:
     """The dispersion parameter(s) by name on the natural scale (``attrs``: SE of the log)."""
     if not fam.n_dispersion:
         return pd.Series(dtype=float, name="dispersion")
-    out = pd.Series([fam.to_dispersion(v) for v in psi], index=[fam.dispersion_name], name="dispersion")
-    out.attrs["std_error_log"] = list(se_log)
+    out = pd.Series([fam.to_dispersion(v, k) for k, v in enumerate(psi)], index=list(fam.dispersion_names),
+                    name="dispersion")
+    out.attrs["std_error_log"] = list(se_log)  # SEs on the optimizer's scale (fam.from_dispersion)
     out.attrs["meaning"] = fam.dispersion_meaning
+    out.attrs["meanings"] = list(fam.dispersion_meanings)
     return out
 
 

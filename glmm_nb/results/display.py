@@ -132,9 +132,10 @@ def random_effects_display(m) -> pd.DataFrame:
 def dispersion_lines(m) -> list[str]:
     """The dispersion parameter with its meaning in words (glmmTMB's line), or nothing."""
     out = []
-    for name, value in m.dispersion.items():
-        out.append(f"Dispersion parameter for {m.family} family ({name}): {value:.4g}   "
-                   f"[{m.dispersion.attrs.get('meaning', '')}]")
+    meanings = m.dispersion.attrs.get("meanings", [m.dispersion.attrs.get("meaning", "")] * len(m.dispersion))
+    for (name, value), meaning in zip(m.dispersion.items(), meanings):
+        kind = "Dispersion parameter" if name == m.request.family.dispersion_name else "Family parameter"
+        out.append(f"{kind} for {m.family} family ({name}): {value:.4g}   [{meaning}]")
     return out
 
 
@@ -207,6 +208,9 @@ def summary_text(m) -> str:
     if len(m.zi_fixef):
         what = "Zero part (hurdle: log-odds of a zero)" if fam.hurdle else "Zero-inflation model (log-odds of a structural zero)"
         lines += ["", f"{what}: {m.spec.zi_formula}", fixed_effects_display(m, "zi").to_string()]
+    if len(m.disp_fixef):
+        lines += ["", f"Dispersion model ({fam.disp_scale_text}): {m.spec.disp_formula}",
+                  fixed_effects_display(m, "disp").to_string()]
     for msg in m.messages:
         lines += ["", msg]
     return "\n".join(lines)
@@ -243,6 +247,8 @@ def summary_html(m) -> str:
     msgs = "".join(f"<p><b>Note:</b> {html.escape(x)}</p>" for x in m.messages)
     zi = (f"<p>Zero part {html.escape(str(m.spec.zi_formula))}</p>{coefficient_html(m, 'zi')}"
           if len(m.zi_fixef) else "")
+    if len(m.disp_fixef):
+        zi += f"<p>Dispersion model {html.escape(str(m.spec.disp_formula))}</p>{coefficient_html(m, 'disp')}"
     return (
         f"<div><p><b>{html.escape(title(m))}</b><br>Formula: "
         f"<code>{html.escape(m.formula)}</code><br>"

@@ -61,6 +61,9 @@ class GLMMResult:
         them; logit P(Y ≤ k) = α_k − η); empty otherwise. ``fixef`` holds the coefficients only.
     thresholds_vcov : pandas.DataFrame
         Their covariance (delta method from the optimizer's scale).
+    disp_fixef, disp_vcov : pandas.Series, pandas.DataFrame
+        A ``dispformula``'s coefficients on glmmTMB's scale (``fixef(m)$disp``) and their
+        covariance; empty otherwise.
     """
 
     formula: str
@@ -93,12 +96,15 @@ class GLMMResult:
     zi_vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
     thresholds: pd.Series = field(default_factory=lambda: pd.Series(dtype=float, name="estimate"))
     thresholds_vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
+    disp_fixef: pd.Series = field(default_factory=lambda: pd.Series(dtype=float, name="estimate"))
+    disp_vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     # ------------------------------------------------------------------ sizes and criteria
     @property
     def npar(self) -> int:
         return (len(self.fixef) + len(self.theta) + len(self.residual_scale()) + len(self.dispersion)
-                + len(self.zi_fixef) + len(self.thresholds))
+                + len(self.zi_fixef) + len(self.thresholds) + len(self.disp_fixef)
+                - len(self.request.fixed))  # held parameters are not estimated
 
     @property
     def df_resid(self) -> int:
@@ -118,17 +124,22 @@ class GLMMResult:
 
         ``part="zi"``: the zero part of a zero-inflated or hurdle model (log-odds of a
         structural zero, or of a zero). ``part="thresholds"``: the thresholds of an ordinal model.
+        ``part="disp"``: the dispersion model's coefficients (``dispformula=``).
         """
         if part == "zi":
             if not len(self.zi_fixef):
                 raise ModelError("the model has no zero part (fit with ziformula=)")
             return wald_table(self.zi_fixef, np.sqrt(np.diag(self.zi_vcov.to_numpy())), conf_level)
+        if part == "disp":
+            if not len(self.disp_fixef):
+                raise ModelError("the model has no dispersion model (fit with dispformula=)")
+            return wald_table(self.disp_fixef, np.sqrt(np.diag(self.disp_vcov.to_numpy())), conf_level)
         if part == "thresholds":
             if not len(self.thresholds):
                 raise ModelError("the model has no thresholds (fit with family='ordinal')")
             return wald_table(self.thresholds, np.sqrt(np.diag(self.thresholds_vcov.to_numpy())), conf_level)
         if part != "cond":
-            raise ModelError(f"part must be 'cond', 'zi' or 'thresholds', not {part!r}")
+            raise ModelError(f"part must be 'cond', 'zi', 'disp' or 'thresholds', not {part!r}")
         return wald_table(self.fixef, np.sqrt(np.diag(self.vcov.to_numpy())), conf_level)
 
     def tidy(self, conf_int: bool = False, conf_level: float = 0.95) -> pd.DataFrame:
@@ -163,6 +174,12 @@ class GLMMResult:
             zi = self.coef_table(conf_level=conf_level, part="zi").reset_index()
             parts.append(zi.assign(effect="fixed", group=None, component="zi"))
             cols = ["effect", "component"] + cols[1:]
+        if len(self.disp_fixef):  # broom.mixed's glmmTMB layout: the dispersion model's component
+            if "component" not in cols:
+                parts = [p.assign(component="cond") for p in parts]
+                cols = ["effect", "component"] + cols[1:]
+            dp = self.coef_table(conf_level=conf_level, part="disp").reset_index()
+            parts.append(dp.assign(effect="fixed", group=None, component="disp"))
         if len(self.thresholds):  # the thresholds first, as clm's coefficient vector
             th = self.coef_table(conf_level=conf_level, part="thresholds").reset_index()
             parts = [th.assign(effect="fixed", group=None, component="thresholds"),
@@ -309,7 +326,8 @@ class GLMMResult:
         fam = self.request.family
         if len(self.thresholds):
             return fam.at_thresholds(self.thresholds.to_numpy())
-        x = [fam.from_dispersion(float(d)) for d in self.dispersion] + list(self.zi_fixef.to_numpy())
+        x = ([fam.from_dispersion(float(d), k) for k, d in enumerate(self.dispersion)] + list(self.zi_fixef.to_numpy())
+             + list(self.disp_fixef.to_numpy()))
         return fam.at_extra(np.asarray(x, dtype=float), self.spec) if x else fam
 
     def residual_scale(self) -> dict[str, float]:

@@ -472,3 +472,69 @@ def test_ordinal_sentences_name_the_factor_step_and_compute_the_direction():
         if link == "logit":
             assert f"{np.exp(o.fixef['temp[T.warm]']):.3g} times as high (cumulative odds ratio) for temp = warm " \
                    "rather than cold, within a cluster" in text
+
+
+def test_binomial_trials_advice_offers_olre_and_beta_binomial():
+    """cbpp: the observation-level random effect and the beta-binomial refits against glmmTMB 1.1.5."""
+    ref = json.loads((FIXTURES / "advice" / "family_alternatives.json").read_text())["cbpp"]
+    m = _fit(ref["formula"], glmm_nb.datasets.load("cbpp"), family="binomial")
+    a = m.diagnose(nsim=20).alternatives
+    for label, ll in ref["loglik"].items():
+        assert a.table.loc[label, "loglik"] == pytest.approx(ll, abs=2e-3), label
+    assert a.best == "binomial + observation-level RE"
+    bb = a.table.loc["beta-binomial"]
+    assert bb.p_value == pytest.approx(0.5 * stats.chi2.sf(2 * (ref["loglik"]["beta-binomial"] - ref["loglik"]["binomial"]),
+                                                           1), rel=2e-3)
+    gap = 2 * (ref["loglik"]["binomial + observation-level RE"] - ref["loglik"]["beta-binomial"])  # same npar
+    assert 0 < gap < 2 and "(beta-binomial is within 2 AIC of it: the data barely separate them)" in a.advice
+
+
+def test_gaussian_advice_offers_a_dispersion_model():
+    """A residual SD of 0.5 in one group and 1.5 in the other: the dispersion model wins by 186.5 AIC."""
+    ref = json.loads((FIXTURES / "advice" / "family_alternatives.json").read_text())["dispsim"]
+    df = pd.read_csv(FIXTURES / "data" / "dispsim.csv")
+    df["h"] = pd.Categorical(df["h"], categories=["hi", "lo"])
+    m = _fit(ref["formula"], df, family="gaussian")  # REML: compared after an ML refit
+    a = m.diagnose(nsim=20).alternatives
+    for label, ll in ref["loglik"].items():
+        assert a.table.loc[label, "loglik"] == pytest.approx(ll, abs=2e-3), label
+    gap = ref["aic"]["gaussian (ML)"] - ref["aic"]["gaussian, residual SD by h"]
+    assert a.advice.startswith("Residual spread: the gaussian, residual SD by h refit fits better than the gaussian (ML) "
+                               f"model (AIC lower by {gap:.1f}")
+    assert "dispformula='~ h', reml=False" in a.advice
+    chisq = 2 * (ref["loglik"]["gaussian, residual SD by h"] - ref["loglik"]["gaussian (ML)"])
+    assert a.table.loc["gaussian, residual SD by h", "p_value"] == pytest.approx(stats.chi2.sf(chisq, 1), rel=1e-2)
+
+
+def test_anova_binomial_in_beta_binomial_states_the_boundary():
+    ref = json.loads((FIXTURES / "advice" / "family_alternatives.json").read_text())["cbpp"]
+    cb = glmm_nb.datasets.load("cbpp")
+    b = _fit(ref["formula"], cb, family="binomial")
+    bb = _fit(ref["formula"], cb, family="betabinomial")
+    a = glmm_nb.anova(b, bb)
+    chisq = 2 * (ref["loglik"]["beta-binomial"] - ref["loglik"]["binomial"])
+    assert a.chisq.iloc[1] == pytest.approx(chisq, abs=5e-3)
+    assert a.p_value_boundary.iloc[1] == pytest.approx(0.5 * stats.chi2.sf(a.chisq.iloc[1], 1), rel=1e-9)
+    assert "at its binomial limit (phi -> infinity)" in a.test.iloc[1]
+
+
+def test_report_states_the_dispersion_model_as_factors_of_its_parameter():
+    """dispsim: residual SD 1.5 in hi, 0.5 in lo. The report's factor for h[T.lo] is the ratio of the
+    fitted residual SDs of the two groups (predict(type='dispersion'), checked against glmmTMB
+    elsewhere) and exp(coefficient / 2) on glmmTMB's log sigma^2 scale."""
+    from glmm_nb.report.sections import disp_part_section
+
+    df = pd.read_csv(FIXTURES / "data" / "dispsim.csv")
+    df["h"] = pd.Categorical(df["h"], categories=["hi", "lo"])
+    m = _fit("y ~ x + (1 | g)", df, family="gaussian", dispformula="~ h", reml=False)
+    sec = disp_part_section(m)
+    row = next(r for r in sec["rows"] if r["term"] == "h[T.lo]")
+    sd = pd.Series(m.predict(type="dispersion"), index=df.index)
+    ratio = sd[df.h == "lo"].iloc[0] / sd[df.h == "hi"].iloc[0]
+    assert row["exp"] == pytest.approx(ratio, rel=1e-10)
+    assert row["exp"] == pytest.approx(np.exp(m.disp_fixef["h[T.lo]"] / 2), rel=1e-12)
+    assert 0.25 < row["exp"] < 0.45  # the truth is 1/3
+    assert f"h[T.lo]: sigma is {row['exp']:.3g} times as large" in " ".join(sec["sentences"])
+    assert "— smaller." in " ".join(sec["sentences"])
+    page = _text(m.report(diagnostics_nsim=10, svg_fallback=False).html)
+    assert "Dispersion model ~ h: log sigma^2" in page
