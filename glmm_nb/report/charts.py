@@ -13,7 +13,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-__all__ = ["pairs_chart", "forest", "caterpillar", "caterpillar_sample", "curves", "category_probabilities", "residual_hist", "residual_qq",
+__all__ = ["pairs_chart", "forest", "caterpillar", "caterpillar_sample", "curves", "structure_curve", "category_probabilities", "residual_hist", "residual_qq",
            "to_svg_data_uri"]
 
 WIDTH = 560
@@ -143,6 +143,21 @@ def curves(data: pd.DataFrame, var: str, response: str, discrete: bool = False, 
     return (chart.properties(width=WIDTH // cols - 20, height=200)
             .facet(facet=alt.Facet("at:N", title=None, sort=panels), columns=cols)
             .properties(title=title).to_dict())
+
+
+def structure_curve(data: pd.DataFrame, lags: bool, term: str) -> dict:
+    """A structured random-effect term's estimated correlation against the lag between its
+    levels (ar1, cs, toep, diag: points) or the distance between positions (ou, exp, gau, mat)."""
+    what = "lag (levels apart)" if lags else "distance"
+    lo = float(min(0.0, data["correlation"].min()))
+    base = alt.Chart(data).encode(x=alt.X("distance:Q", title=what, axis=alt.Axis(tickMinStep=1) if lags else alt.Axis()),
+                                  y=alt.Y("correlation:Q", title="correlation", scale=alt.Scale(domain=[lo, 1])),
+                                  tooltip=["distance", "correlation"])
+    marks = base.mark_line(point=lags)
+    title = {"text": f"{term}: estimated correlation against {what}",
+             "subtitle": "between the random effects of two levels of one group" if lags
+             else "between the random effects at two positions"}
+    return marks.properties(width=WIDTH, height=200, title=title).to_dict()
 
 
 def category_probabilities(data: pd.DataFrame, var: str, numeric: bool, held: str = "") -> dict:

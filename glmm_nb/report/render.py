@@ -188,6 +188,12 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee=None, dia
     if emm is not None and emm["pairs"]:
         est = next(c for c in emm["pair_columns"] if c in ("estimate", "odds_ratio", "ratio"))
         specs.append(("pairs", ch.pairs_chart(emm["pairs"], est), "pairwise comparisons of the marginal means"))
+    structs = []
+    for c in ctx["random"]["structures"]:
+        name = f"struct{len(structs)}"
+        structs.append(name)
+        specs.append((name, ch.structure_curve(c["data"], c["lags"], c["term"]),
+                      f"correlation against {'lag' if c['lags'] else 'distance'}: {c['term']}"))
     cats = []
     for c in ctx["random"]["caterpillars"]:
         name = f"cat{len(cats)}"
@@ -218,6 +224,7 @@ def make_report(m, template_dir=None, marginal: str | None = None, gee=None, dia
     env = _environment(template_dir)
     page = env.get_template("report/base.html.j2").render(
         **ctx, charts=charts, charts_by_name=by_name, caterpillar_charts=[by_name[n] for n in cats],
+        structure_charts=[by_name[n] for n in structs],
         vega_bundle=packed_bundle(),
     )
     box = env.get_template("report/_findings.html.j2").render(findings=ctx["findings"], linked=False)

@@ -17,7 +17,7 @@ from scipy import stats
 
 from ..errors import DataError, ModelError
 from ..inference import diagnose, emmeans, icc, mor, r2
-from ..inference.simulate import design_of, mean_at, predict_design
+from ..inference.simulate import design_of, mean_at, predict_design, re_row_variance
 from ..marginal import attenuation_note, causal_checks, comparison_table, effect_claim
 from ..results.display import column_decimals, dispersion_lines, format_column, format_p, statistic_label, title
 from .focal import choose_focus, fixed_variables, focus_frame, other_terms
@@ -167,14 +167,21 @@ def _structure_text(m) -> list[str]:
     spec = m.spec
     out = []
     groups = list(dict.fromkeys(t.group for t in spec.terms))
+    for t in spec.terms:
+        if _structured(t):
+            name = _STRUCTURE_NAMES.get(t.structure.name, t.structure.name)
+            out.append(f"'{t.group}' ({spec.ngroups[t.group]} levels): {getattr(t, 'text', t.label)}, "
+                       f"{_article(name)} {name} covariance over its {t.q} columns.")
     for g in groups:
-        cols = [c for t in spec.terms if t.group == g for c in t.col_names]
+        if all(_structured(t) for t in spec.terms if t.group == g):
+            continue
+        cols = [c for t in spec.terms if t.group == g and not _structured(t) for c in t.col_names]
         slopes = [c for c in cols if c != "(Intercept)"]
         kinds = "an intercept" if "(Intercept)" in cols else "no intercept"
         txt = f"'{g}' ({spec.ngroups[g]} levels): {kinds}"
         if slopes:
             txt += " and slope(s) for " + ", ".join(slopes) + " that vary by " + g
-        corr = [t for t in spec.terms if t.group == g and t.q > 1]
+        corr = [t for t in spec.terms if t.group == g and t.q > 1 and not _structured(t)]
         if slopes:
             txt += ", correlated" if corr else ", uncorrelated"
         out.append(txt + ".")
@@ -188,10 +195,68 @@ def _structure_text(m) -> list[str]:
     return out
 
 
+_STRUCTURE_NAMES = {"ar1": "AR(1)", "cs": "compound-symmetry", "toep": "Toeplitz", "diag": "diagonal (uncorrelated)",
+                    "ou": "Ornstein-Uhlenbeck (continuous-time)", "exp": "exponential spatial",
+                    "gau": "Gaussian spatial", "mat": "Matérn spatial"}
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "AEIOUaeiou" else "a"
+
+
+def _structured(t) -> bool:
+    return bool(getattr(t, "structured", False))
+
+
+def structure_sentences(m, term, params: dict, curve: pd.DataFrame) -> list[str]:
+    """What a structured term's estimates say, each number read off the fitted correlation
+    curve (:meth:`covariance_structure`) or the structure's parameters."""
+    st = term.structure
+    sds = [v for k, v in params.items() if k.startswith("sd")]
+    sd = f"SD {sds[0]:.3g}" if len(sds) == 1 else f"SDs {min(sds):.3g} to {max(sds):.3g}"
+    name = _STRUCTURE_NAMES.get(st.name, st.name)
+    head = f"{getattr(term, 'text', term.label)}: {_article(name)} {name} covariance; {sd}"
+    rho = dict(zip(curve["distance"], curve["correlation"]))
+    if st.name == "ar1":
+        q = term.q
+        lags = [k for k in (1, 2, q - 1) if 0 < k < q]
+        return [head + "; correlation " + ", ".join(f"{rho[float(k)]:.3g} at lag {k}" for k in dict.fromkeys(lags))
+                + " (neighbouring levels correlate most; the correlation decays geometrically with the lag)."]
+    if st.name == "cs":
+        return [head + f"; every pair of levels correlates {params['rho']:.3g}, whatever their distance."]
+    if st.name == "toep":
+        return [head + "; correlation by lag: " + ", ".join(f"{rho[float(k)]:.3g} at lag {k}" for k in range(1, term.q))
+                + "."]
+    if st.name == "diag":
+        return [head + "; its columns are uncorrelated (only their SDs are estimated)."]
+    d, r = curve["distance"].to_numpy(float), curve["correlation"].to_numpy(float)
+    far = f"{r[-1]:.2g} at the largest distance between the positions ({d[-1]:.3g})"
+    if r[-1] < 0.5 < r[0]:
+        half = float(np.interp(0.5, r[::-1], d[::-1]))  # r decreases with d
+        return [head + f"; the correlation falls to 0.5 at distance {half:.3g} and to {far}."]
+    return [head + f"; the correlation stays above 0.5 out to {far}."]
+
+
 def random_section(m) -> dict:
     vc = m.varcorr()
     out = {"varcorr": vc.replace({np.nan: None}).to_dict(orient="records"), "structure": _structure_text(m),
-           "icc": None, "r2": None, "mor": None, "missing": []}
+           "icc": None, "r2": None, "mor": None, "missing": [], "structures": []}
+    if any(_structured(t) for t in m.spec.terms):
+        curves = m.covariance_structure(points=401)
+        params = m.structure_parameters()
+        for t in m.spec.terms:
+            if _structured(t) and t.label in params:
+                c = curves[curves.term == t.label]
+                shown = c if c["lag"].notna().all() else c.iloc[::10]
+                vc_rows = out["varcorr"]
+                cols = set(t.col_names)
+                first = t.col_names[0]
+                out["varcorr"] = [r for r in vc_rows if not (r["grp"] == t.group and r["var1"] in cols
+                                                             and (r["var2"] is not None or r["var1"] != first))]
+                out["structures"].append({"term": getattr(t, "text", t.label), "structure": t.structure.name,
+                                          "sentences": structure_sentences(m, t, params[t.label], c),
+                                          "data": shown[["distance", "correlation"]],
+                                          "lags": bool(c["lag"].notna().all())})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out["icc"] = icc(m)
@@ -203,7 +268,7 @@ def random_section(m) -> dict:
     cats = []
     re = m.ranef()
     for t in m.spec.terms:
-        if t.label != t.group:
+        if t.label != t.group or _structured(t):
             continue
         frame = re[t.group]
         sizes = np.bincount(np.asarray(t.codes), minlength=t.nlevels)
@@ -273,7 +338,8 @@ def _marginal_note(m) -> str:
     """What the marginal coefficients are and what averaging does for this family, link and design."""
     fam = m.request.family
     link = fam.link.name
-    slopes = any(c != "(Intercept)" for t in m.spec.terms for c in t.col_names)
+    v = re_row_variance(design_of(m, None).Zvals, [m.covariance_matrices()[t.label].to_numpy() for t in m.spec.terms])
+    slopes = bool(np.ptp(v) > 1e-10 * max(float(np.max(v)), 1e-300))  # the random-effect variance varies by row
     text = ("A GLMM's coefficients are conditional on the cluster (subject-specific). The marginal "
             "(population-averaged) coefficients below describe the mean averaged over the fitted random-effect "
             "distribution — what a GEE estimates.")
@@ -283,16 +349,17 @@ def _marginal_note(m) -> str:
     elif link == "identity":
         text += " With the identity link averaging changes nothing: marginal and conditional coefficients are equal."
     elif link == "log" and not slopes:
-        text += (" With a log link and random intercepts only, averaging multiplies every mean by the same factor "
-                 "exp(σ²/2): the slopes are unchanged and only the intercept grows, by σ²/2.")
+        text += (" With a log link and the same random-effect variance σ² on every row (random intercepts; here "
+                 f"σ² = {float(v[0]):.4g}), averaging multiplies every mean by the same factor exp(σ²/2): the slopes "
+                 "are unchanged and only the intercept grows, by σ²/2.")
     elif link == "inverse":
         text += (" With the inverse link the population-averaged mean does not exist (the pole of 1/η lies inside "
                  "the normal random effect's range).")
     elif link in ("logit", "probit") and not slopes:
-        text += (f" With a {link} link and random intercepts only, averaging flattens the curve: the coefficients "
-                 "move towards zero.")
+        text += (f" With a {link} link and the same random-effect variance on every row (random intercepts), "
+                 "averaging flattens the curve: the coefficients move towards zero.")
     else:
-        text += (" With random slopes the variance of the random effects changes with the covariate, so averaging "
+        text += (" With random slopes the variance of the random effects changes with the covariates, so averaging "
                  "can move a coefficient towards or away from zero (the sentence after the table says which).")
     return text
 

@@ -538,3 +538,28 @@ def test_report_states_the_dispersion_model_as_factors_of_its_parameter():
     assert "— smaller." in " ".join(sec["sentences"])
     page = _text(m.report(diagnostics_nsim=10, svg_fallback=False).html)
     assert "Dispersion model ~ h: log sigma^2" in page
+
+
+@pytest.mark.parametrize("cid", ["epil_ar1_pois", "exp_pois"])
+def test_report_section3_draws_and_states_the_structure(cid):
+    """An AR(1) model over epil's visits and a spatial Poisson field: section 3's sentences are read
+    off the fitted structure (rho^k at lag k; the distance where exp(-d / range) = 0.5 is
+    range * log 2), and its chart draws the correlation against lag or distance."""
+    from tests.test_structured import load
+
+    case, d = load(cid)
+    m = _fit(case["formula"], d, family=case["family"])
+    raw = m.report(diagnostics_nsim=10, svg_fallback=False).html
+    page = _text(raw)
+    sec3 = page[page.index("3. Random-effect structure", page.index("2. Fixed effects")):page.index("4. Conditional")]
+    (term, p), = m.structure_parameters().items()
+    if cid == "epil_ar1_pois":
+        rho = p["rho"]
+        assert f"correlation {rho:.3g} at lag 1, {rho ** 2:.3g} at lag 2, {rho ** 3:.3g} at lag 3" in sec3
+        assert "an AR(1) covariance" in sec3 and f"SD {p['sd']:.3g}" in sec3
+        assert "against lag (levels apart)" in raw
+    else:
+        half = p["range"] * np.log(2)
+        assert f"the correlation falls to 0.5 at distance {half:.3g}" in sec3
+        assert "an exponential spatial covariance" in sec3 and "against distance" in raw
+    assert len(re.findall(r"pos\(-?\d", sec3)) <= 1  # one SD row of the table, not a row per position
