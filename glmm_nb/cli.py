@@ -95,6 +95,7 @@ def _fit(args) -> int:
     import pandas as pd
 
     from .api import glmm, with_data_source
+    from .cells import check_disp_options
     from .design import check_output_path
     from .design.levels import ordered_column
     from .errors import DataError
@@ -117,9 +118,11 @@ def _fit(args) -> int:
             raise DataError(f"{opt} names the column '{col}', which is not in {path.name}")
     if args.hurdle and args.ziformula is None:
         raise DataError("--hurdle needs --ziformula (the model of zero vs positive, e.g. --ziformula '~ 1')")
+    check_disp_options(args.family, args.dispformula, not args.ml)
     m = glmm(
         args.formula, df, family=args.family, link=args.link, method=args.method, nagq=args.nagq,
         reml=not args.ml, weights=args.weights, offset=args.offset, ziformula=args.ziformula, hurdle=args.hurdle,
+        dispformula=args.dispformula,
     )
     m = with_data_source(m, str(path), df.attrs.get("sep"))  # the report's Reproduce section reads this CSV
     if args.format == "text":
@@ -200,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--ziformula", default=None, metavar="FORMULA",
                    help="zero part of a count model, e.g. '~ 1' (zero-inflation; with --hurdle: a hurdle model)")
     f.add_argument("--hurdle", action="store_true", help="with --ziformula: a hurdle model (zero vs positive)")
+    f.add_argument("--dispformula", default=None, metavar="FORMULA",
+                   help="log-linear model of the dispersion, e.g. '~ h' (gaussian sigma with --ml, NB theta, "
+                        "Gamma/beta/beta-binomial/Tweedie phi, t sigma)")
     f.add_argument("-o", "--output", help="write the HTML report to this file")
     f.add_argument("--encoding", default="utf-8", help="text encoding of the CSV file (default utf-8)")
     f.add_argument("--sep", default=None, help="field delimiter of the CSV file (default: sniffed from the file)")

@@ -84,9 +84,11 @@ def model_family(family, link=None, ziformula=None, hurdle: bool = False, dispfo
     if hurdle and ziformula is None:
         raise ModelError("hurdle=True needs ziformula= (the model for zero vs positive, e.g. '~ 1')")
     if dispformula is not None:
-        if ziformula is not None:
-            raise ModelError("dispformula= together with ziformula= is not available yet; fit one of them")
-        return with_dispersion_model(fam)
+        if hurdle:  # its mean (1 - pi) mu / (1 - f(0)) depends on each row's dispersion: every prediction on
+            # new data (predict, emmeans, effect curves) would need the dispersion model's rows there
+            raise ModelError("dispformula= with a hurdle model is not available: its mean depends on each row's "
+                             "dispersion; fit the zero-inflated model (hurdle=False) or one dispersion")
+        fam = with_dispersion_model(fam)
     return zero_inflated(fam, hurdle) if ziformula is not None else fam
 
 

@@ -106,6 +106,7 @@ class DispersionModel(Family):
         self.n_dispersion = base.n_dispersion - 1  # a shape parameter stays one number
         self.dispersion = None
         self.dispersion_name = base.dispersion_name  # the modelled one (the summary's disp part)
+        self.dispersion_meaning = base.dispersion_meaning
         self.discrete, self.reads_cbind, self.count_like = base.discrete, base.reads_cbind, base.count_like
         self.mean_word = base.mean_word
         self.limit_family = None
@@ -132,6 +133,11 @@ class DispersionModel(Family):
     @property
     def ratio_name(self):
         return self.base.ratio_name
+
+    @property
+    def disp_power(self) -> float:
+        """k of the base family: the dispersion model's linear predictor is k log d."""
+        return self.base.disp_power
 
     @property
     def dispersion_names(self) -> tuple[str, ...]:

@@ -85,22 +85,49 @@ class ZeroInflated(Family):
     def is_default_link(self) -> bool:
         return self.base.is_default_link
 
-    # -- the extra parameters -----------------------------------------------------------------
+    # -- the extra parameters: [count dispersion(s)], zero part gamma, [dispersion model delta] --
+    @property
+    def has_disp_model(self) -> bool:
+        return self.base.has_disp_model
+
+    def _split(self, spec) -> tuple[int, int]:
+        """(count dispersions before gamma, zero-part columns): the base's extra parameters are
+        its dispersion(s), then (a dispersion model) its delta, which go after gamma."""
+        return self.base.n_dispersion, spec.zi_X.shape[1]
+
+    def _base_x(self, x, spec):
+        nd, kz = self._split(spec)
+        return np.concatenate([x[:nd], x[nd + kz:]])
+
     def n_extra(self, spec) -> int:
-        return self.base.n_dispersion + spec.zi_X.shape[1]
+        return self.base.n_extra(spec) + spec.zi_X.shape[1]
 
     def extra_names(self, spec) -> list[str]:
-        return self.base.extra_names(spec) + [f"zi~{c}" for c in spec.zi_names]
+        b, nd = self.base.extra_names(spec), self.base.n_dispersion
+        return b[:nd] + [f"zi~{c}" for c in spec.zi_names] + b[nd:]
 
     def at_extra(self, x, spec) -> "ZeroInflated":
         x = np.asarray(x, dtype=float)
-        nd = self.base.n_dispersion
+        nd, kz = self._split(spec)
         out = copy.copy(self)
-        out.base = self.base.at_extra(x[:nd], spec) if nd else self.base
+        out.base = self.base.at_extra(self._base_x(x, spec), spec) if self.base.n_extra(spec) else self.base
         out.dispersion = out.base.dispersion
         out._zi_X = np.asarray(spec.zi_X, dtype=float)
-        out.zeta = out._zi_X @ x[nd:]
+        out.zeta = out._zi_X @ x[nd:nd + kz]
         return out
+
+    def dispersion_at(self, Xd):
+        """The dispersion model's d = exp(X_d delta) (a count part with a dispformula)."""
+        return self.base.dispersion_at(Xd)
+
+    def with_disp_design(self, Xd) -> "ZeroInflated":
+        out = copy.copy(self)
+        out.base = self.base.with_disp_design(Xd)
+        return out
+
+    @property
+    def disp_scale_text(self) -> str:
+        return self.base.disp_scale_text
 
     def with_zeta(self, zeta) -> "ZeroInflated":
         """The same family with another zero-part linear predictor (new data)."""
@@ -125,7 +152,7 @@ class ZeroInflated(Family):
 
     def extra_start(self, y, mu, pw, spec) -> np.ndarray:
         """Base dispersion start, and a zero part that explains the excess zeros by its intercept."""
-        start = list(self.base.extra_start(y, mu, pw, spec)) if self.base.n_dispersion else []
+        start = list(self.base.extra_start(y, mu, pw, spec)) if self.base.n_extra(spec) else []
         b = self.base.at_extra(np.asarray(start), spec) if start else self.base
         f0 = np.exp(b.loglik_kernel(np.zeros_like(y), b.link.link(mu), np.ones_like(y)))
         zero = float(np.mean(y == 0))
@@ -136,11 +163,12 @@ class ZeroInflated(Family):
         gamma = np.zeros(spec.zi_X.shape[1])
         if "(Intercept)" in spec.zi_names:
             gamma[list(spec.zi_names).index("(Intercept)")] = special.logit(np.clip(p0, 0.02, 0.98))
-        return np.concatenate([start, gamma])
+        nd = self.base.n_dispersion
+        return np.concatenate([start[:nd], gamma, start[nd:]])
 
     @property
     def start_family(self) -> Family:
-        return self.base
+        return self.base.start_family  # the count family itself (without a dispersion model)
 
     def _z(self, shape):
         z = np.asarray(self.zeta, dtype=float)
@@ -194,9 +222,9 @@ class ZeroInflated(Family):
             Wo[pos] += -vv * r0**2 + v * Wo0
             dW[pos] += -vv * (1 + 2 * v) * r0**3 + 3 * vv * r0 * Wo0 + v * dW0
             r[zero] = Wo[zero] = dW[zero] = 0.0
-        else:  # on the zero rows the count part's pieces are those at y = 0
-            ez = eta[zero]
-            l0 = self.base.loglik_kernel(np.zeros_like(ez), ez, np.ones_like(ez))
+        else:  # on the zero rows the count part's pieces are those at y = 0 (log f(0) from whole
+            # arrays, then the zero rows: a dispersion model's d is one value per row)
+            l0 = self.base.loglik_kernel(np.zeros_like(eta), eta, ones)[zero]
             r0, Wo0, dW0 = r[zero], Wo[zero], dW[zero]
             q = special.expit(l0 - zeta[zero])
             qq = q * (1 - q)
@@ -224,9 +252,14 @@ class ZeroInflated(Family):
             lz = np.where(zero, (1 - q) - pi, -pi)
             rz = np.where(zero, -qq * r0, 0.0)
             wz = np.where(zero, -qq * Wo0 + qq * (1 - 2 * q) * r0**2, 0.0)
-        if self.base.n_dispersion:
-            lb, rbp, wbp = (a[..., 0] for a in self.base.extra_pieces(eta, y, ones))
-            l0p, r0p, w0p = (a[..., 0] for a in self.base.extra_pieces(eta, np.zeros_like(eta), ones))
+        tail_l = tail_r = tail_w = None
+        if self.base.n_dispersion or self.base.has_disp_model:
+            # each column of the count part's extra parameters (dispersion, dispersion model)
+            lb, rbp, wbp = self.base.extra_pieces(eta, y, ones)
+            l0p, r0p, w0p = self.base.extra_pieces(eta, np.zeros_like(eta), ones)
+            zero, r0, Wo0, l0 = zero[..., None], r0[..., None], Wo0[..., None], l0[..., None]
+            if not self.hurdle:
+                q, qq = q[..., None], qq[..., None]
             if self.hurdle:
                 v = 1.0 / np.expm1(-np.minimum(l0, -1e-12))
                 vv = v * (1 + v)
@@ -238,12 +271,18 @@ class ZeroInflated(Family):
                 lp = np.where(zero, q * l0p, lb)
                 rp = np.where(zero, qq * l0p * r0 + q * r0p, rbp)
                 wp = np.where(zero, qq * l0p * Wo0 + q * w0p - (1 - 2 * q) * qq * l0p * r0**2 - 2 * qq * r0 * r0p, wbp)
-            cols_l.append(lp[..., None])
-            cols_r.append(rp[..., None])
-            cols_w.append(wp[..., None])
+            nd = self.base.n_dispersion
+            cols_l.append(lp[..., :nd])
+            cols_r.append(rp[..., :nd])
+            cols_w.append(wp[..., :nd])
+            tail_l, tail_r, tail_w = lp[..., nd:], rp[..., nd:], wp[..., nd:]
         cols_l.append(lz[..., None] * Xz)
         cols_r.append(rz[..., None] * Xz)
         cols_w.append(wz[..., None] * Xz)
+        if tail_l is not None:  # the dispersion model's delta after gamma
+            cols_l.append(tail_l)
+            cols_r.append(tail_r)
+            cols_w.append(tail_w)
         w = np.asarray(pw, dtype=float)
         w = w.reshape(w.shape + (1,) * (eta.ndim + 1 - w.ndim))
         return (w * np.concatenate(cols_l, axis=-1), w * np.concatenate(cols_r, axis=-1),

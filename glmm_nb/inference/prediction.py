@@ -129,8 +129,9 @@ def zero_part_interval(m, eta, D, re_part, Xz, type: str, q) -> pd.DataFrame:
     spec = m.spec
     nth, p = len(m.theta), spec.p
     Vphi = m.extras.get("vcov_phi")
-    V = (np.full((p + len(m.dispersion) + len(m.zi_fixef),) * 2, np.nan) if Vphi is None
-         else np.asarray(Vphi, dtype=float)[nth:, nth:])  # (beta, log dispersion, gamma)
+    k = p + len(m.dispersion) + len(m.zi_fixef)  # (beta, log dispersion, gamma); a dispersion model's delta
+    # comes after gamma, and the zero-inflated mean (1 - pi) mu does not depend on it
+    V = np.full((k, k), np.nan) if Vphi is None else np.asarray(Vphi, dtype=float)[nth:nth + k, nth:nth + k]
     zeta = Xz @ m.zi_fixef.to_numpy()
     psi = np.array([fam.from_dispersion(float(d)) for d in m.dispersion])
     nd = psi.size

@@ -185,30 +185,46 @@ class ProfileProblem:
         return sdcor_bounds(self.spec, self.gaussian)[self.re_names.index(name)]
 
 
-def _limit(prob: ProfileProblem, name: str, side: int, z: float, scale: float) -> float:
+FLAT = 1e-6  # deviance change between two widening steps below which a profile has levelled off
+
+
+def _limit(prob: ProfileProblem, name: str, side: int, z: float, scale: float, log_scale: bool = False) -> float:
+    """The limit on one side: steps widening by 1.6 until the signed root passes ``side * z``,
+    then Brent's root between the last two points. A family parameter on the log scale
+    (``log_scale``: log(df), log(theta) …) whose profile levels off below the cut-off (the
+    deviance changes by less than :data:`FLAT` over a widening step, as t's log(df) approaching
+    the gaussian limit) has no limit on that side: ``side * inf`` — not a crossing found later
+    in the numerical noise of an extreme value (df ~ 1e13). On the natural scale of an SD or a
+    coefficient a slow rise is not a limit, so there the search goes on."""
     est = prob.estimate(name)
     lo, hi = prob.bound(name)
     edge = lo if side < 0 else hi
     warm = [None]
 
-    def zeta(v):
+    def deviance(v):
         d, x = prob.restricted(name, v, warm[0])
         warm[0] = x
+        return d
+
+    def zeta(v, d=None):
+        d = deviance(v) if d is None else d
         return np.sign(v - est) * np.sqrt(max(d - prob.d_hat, 0.0))
 
     target = side * z
     step = scale
-    prev = est
+    prev, d_prev = est, prob.d_hat
     for _ in range(40):
         v = est + side * step
         if edge is not None and (v - edge) * side >= 0:
             v = edge
-        zv = zeta(v)
-        if (zv - target) * side >= 0:
+        d_v = deviance(v)
+        if (zeta(v, d_v) - target) * side >= 0:
             return optimize.brentq(lambda t: zeta(t) - target, min(prev, v), max(prev, v), xtol=1e-7, rtol=1e-9)
         if edge is not None and v == edge:
             return float(edge)
-        prev = v
+        if log_scale and prev != est and abs(d_v - d_prev) < FLAT:
+            return side * float("inf")
+        prev, d_prev = v, d_v
         step *= 1.6
     return float("nan")
 
@@ -227,7 +243,8 @@ def profile_confint(m, level: float = 0.95, parm: list[str] | None = None) -> pd
     # many small optimizations on small dense blocks: BLAS threads cost more than they give
     with threadpool_limits(limits=1, user_api="blas"):
         out = _profile_confint(m, level, parm)
-    out.attrs["note"] = note
+    unbounded = out.attrs.pop("unbounded", "")
+    out.attrs["note"] = "; ".join(n for n in (note, unbounded) if n)
     return out
 
 
@@ -249,7 +266,25 @@ def _profile_confint(m, level: float, parm: list[str] | None) -> pd.DataFrame:
         for name in names:
             rows.append(_profile_limits(m, prob, name, z, se, th_se, bar))
     out = pd.DataFrame(rows, columns=["term", "conf_low", "conf_high"]).set_index("term")
+    out.attrs["unbounded"] = _unbounded_note(m, out)
     return out
+
+
+def _unbounded_note(m, out: pd.DataFrame) -> str:
+    """A sentence for each limit that is infinite because the profile levelled off."""
+    fam = m.request.family
+    notes = []
+    for term, row in out.iterrows():
+        for col, word in (("conf_low", "lower"), ("conf_high", "upper")):
+            if not np.isinf(row[col]):
+                continue
+            toward = "infinity" if row[col] > 0 else "-infinity"
+            limit = ""
+            if term == getattr(fam, "shape_name", None) and fam.limit_family is not None:
+                limit = f" (the {fam.limit_family.name} limit)"
+            notes.append(f"the profile of {term} levels off below the cut-off as {term} -> {toward}{limit}: "
+                         f"the data set no {word} limit, reported as {row[col]:g}")
+    return "; ".join(notes)
 
 
 def _profile_limits(m, prob: ProfileProblem, name: str, z: float, se, th_se, bar: Progress) -> tuple:
@@ -262,9 +297,10 @@ def _profile_limits(m, prob: ProfileProblem, name: str, z: float, se, th_se, bar
         scale = 0.25 * max(abs(prob.estimate(name)), 0.05)
         if name.startswith("cor__"):
             scale = 0.1
-    lo = _limit(prob, name, -1, z, scale)
+    log_scale = name in m.dispersion.index
+    lo = _limit(prob, name, -1, z, scale, log_scale)
     bar.update(1, name)
-    hi = _limit(prob, name, +1, z, scale)
+    hi = _limit(prob, name, +1, z, scale, log_scale)
     bar.update(1, name)
     if name in m.dispersion.index:  # profiled on the optimizer's scale; intervals are invariant
         k = list(m.dispersion.index).index(name)

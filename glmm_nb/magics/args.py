@@ -45,10 +45,11 @@ class MagicArgs:
     ziformula: str | None = None
     hurdle: bool = False
     ordered: tuple[str, ...] = ()
+    dispformula: str | None = None
 
 
 _VALUED = {"--data", "--family", "--link", "--method", "--nagq", "--weights", "--offset", "--report", "--marginal",
-           "--focus", "--ziformula", "--ordered"}
+           "--focus", "--ziformula", "--ordered", "--dispformula"}
 _FLAGS = {"--reml", "--ml", "--quiet", "--embed", "--hurdle"}
 
 
@@ -76,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ziformula", metavar="FORMULA",
                    help="zero part of a count model, quoted when it holds spaces: --ziformula '~ x'")
     p.add_argument("--hurdle", action="store_true", help="with --ziformula: a hurdle model (zero vs positive)")
+    p.add_argument("--dispformula", metavar="FORMULA",
+                   help="log-linear model of the dispersion (gaussian sigma with --ml, NB theta, phi, t sigma …), "
+                        "quoted when it holds spaces: --dispformula '~ h'")
     p.add_argument("--ordered", action="append", default=[], metavar="COL=a,b,c",
                    help="make a column ordered categories, low to high as given (labels need the order; numbers "
                         "may omit it)")
@@ -164,10 +168,12 @@ def parse_line(line: str, cell: bool) -> MagicArgs:
         raise ArgError(str(exc)) from None
     if ns.ziformula is not None and ns.ziformula.strip() == "~":
         raise ArgError("--ziformula '~': quote a zero-part formula that holds spaces, e.g. --ziformula '~ x'")
+    if ns.dispformula is not None and ns.dispformula.strip() == "~":
+        raise ArgError("--dispformula '~': quote a dispersion formula that holds spaces, e.g. --dispformula '~ h'")
     return MagicArgs(name=lead_name or name or ns.name, formula=formula, data=ns.data, family=ns.family, link=ns.link,
                      method=ns.method, nagq=ns.nagq, reml=ns.reml, weights=ns.weights, offset=ns.offset,
                      report=ns.report, quiet=ns.quiet, marginal=ns.marginal, embed=ns.embed,
-                     ziformula=ns.ziformula, hurdle=ns.hurdle, ordered=tuple(ns.ordered))
+                     ziformula=ns.ziformula, hurdle=ns.hurdle, ordered=tuple(ns.ordered), dispformula=ns.dispformula)
 
 
 def _strip_comment(line: str) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..api import glmm, with_data_source
+from ..cells import check_disp_options
 from ..design import check_output_path, to_pandas
 from ..design.levels import ordered_column
 from ..errors import DataError, ModelError
@@ -64,13 +65,15 @@ def run_magic(args: MagicArgs, formula: str, namespace: dict, defaults: dict) ->
     if args.report:
         check_output_path(args.report, what="--report")  # before the fit, not after it
     reml = defaults.get("reml", True) if args.reml is None else args.reml
+    family = args.family or defaults.get("family", "binomial")
+    check_disp_options(family, args.dispformula, reml)
     method = args.method or defaults.get("method", "laplace")
     nagq = args.nagq if args.nagq is not None else defaults.get("nagq", 1)
     if method == "agq" and nagq == 1 and args.nagq is None:
         nagq = 10
-    m = glmm(formula, data, family=args.family or defaults.get("family", "binomial"),
-             link=args.link or defaults.get("link") or None, method=method, nagq=nagq, reml=reml,
-             weights=args.weights, offset=args.offset, ziformula=args.ziformula, hurdle=args.hurdle)
+    m = glmm(formula, data, family=family, link=args.link or defaults.get("link") or None, method=method, nagq=nagq,
+             reml=reml, weights=args.weights, offset=args.offset, ziformula=args.ziformula, hurdle=args.hurdle,
+             dispformula=args.dispformula)
     m = with_data_source(m, data_name)  # the report's Reproduce section: data = <this variable>
     if args.name:
         namespace[args.name] = m

@@ -157,6 +157,7 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
                          vcov_method="conditional", extras={})
     p = spec.p
     beta, psi = phi[ntheta : ntheta + p], phi[ntheta + p :]
+    kz = 0 if spec.zi_X is None else spec.zi_X.shape[1]  # after the dispersion(s): gamma, then delta
     fam = st.family  # at the fitted extra parameters
     nd = request.family.n_dispersion
     vcov = vcov_full = None  # vcov_full: covariance of (theta, beta[, log dispersion])
@@ -202,8 +203,9 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
                      method=request.method, nagq=request.nagq, reml=None, loglik=float(loglik),
                      deviance=lme4_dev, vcov_method=vcov_method,
                      extras={"vcov_theta_beta": vcov_full, "vcov_phi": vcov_phi},
-                     dispersion=_dispersion(request.family, psi[:nd], disp_se), **_zero_part(spec, psi[nd:], zi_vcov),
-                     **_disp_part(spec, psi[nd:], zi_vcov),
+                     dispersion=_dispersion(request.family, psi[:nd], disp_se),
+                     **_zero_part(spec, psi[nd:nd + kz], zi_vcov[:kz, :kz]),
+                     **_disp_part(spec, psi[nd + kz:], zi_vcov[kz:, kz:]),
                      **_thresholds(request.family, spec, psi, vcov_phi, ntheta + p))
 
 

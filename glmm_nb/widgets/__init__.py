@@ -1,10 +1,10 @@
 """The model workbench — the only package of glmm_nb that imports ipywidgets.
 
-``ModelBuilder(df)`` (or ``ModelBuilder(df, formula=..., family=..., ziformula=..., weights=...)``)
+``ModelBuilder(df)`` (or ``ModelBuilder(df, formula=..., family=..., ziformula=..., dispformula=..., weights=...)``)
 shows every option of :func:`glmm_nb.glmm` as controls: the response (one column,
 ``cbind(successes, failures)`` or successes of trials), fixed effects, grouping factors with
 per-factor random slopes (correlated or not), an offset, prior weights, family and link, a zero
-part (zero-inflation or hurdle), the level order of an ordinal response, REML/ML, Laplace or
+part (zero-inflation or hurdle), a dispersion model ("dispersion ~"), the level order of an ordinal response, REML/ML, Laplace or
 AGQ with nAGQ. A formula box follows the controls and fills them back when the formula can be
 shown as controls; the equivalent ``%%glmm`` cell is shown beside it.
 

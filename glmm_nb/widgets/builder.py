@@ -16,7 +16,7 @@ import warnings
 import pandas as pd
 
 from ..api import glmm, with_data_source
-from ..cells import cell_text
+from ..cells import cell_text, check_disp_options, takes_dispformula
 from ..design import to_pandas
 from ..design.levels import ordered_column
 from ..errors import DataError, FormulaError, GLMMError
@@ -43,10 +43,11 @@ class ModelBuilder:
     Parameters
     ----------
     data : pandas.DataFrame (or a polars / Arrow table)
-    formula, family, link, ziformula, hurdle, weights, offset, reml, method, nagq
+    formula, family, link, ziformula, hurdle, dispformula, weights, offset, reml, method, nagq
         A model to start from, as for :func:`glmm_nb.glmm` (``weights`` and ``offset`` as
         column names; the offset enters the formula as ``offset(col)``). Without ``formula``
-        a response and family are guessed.
+        a response and family are guessed. A gaussian model with a ``dispformula`` is fitted
+        by ML: the "REML" box is then cleared and locked, in sight.
     levels : list of str, optional
         The order (low to high) of an ordinal response given as labels.
     name : str
@@ -61,7 +62,8 @@ class ModelBuilder:
     """
 
     def __init__(self, data, formula: str | None = None, family: str | None = None, link: str | None = None,
-                 ziformula: str | None = None, hurdle: bool = False, weights: str | None = None,
+                 ziformula: str | None = None, hurdle: bool = False, dispformula: str | None = None,
+                 weights: str | None = None,
                  offset: str | None = None, reml: bool = True, method: str = "laplace", nagq: int = 10,
                  levels=None, name: str = "df"):
         import ipywidgets as w
@@ -82,6 +84,7 @@ class ModelBuilder:
             raise DataError(f"link {link!r} is not one of the {fam.name} links ({', '.join(fam.links)})")
         if hurdle and not ziformula:
             raise DataError("hurdle=True needs ziformula= (the model of zero vs positive, e.g. '~ 1')")
+        check_disp_options(fam, dispformula, False, flag="dispformula=")
         self._syncing = False
         cols = self.columns
         self.response_form = w.Dropdown(options=_FORMS, value="column", description="Response is")
@@ -102,6 +105,8 @@ class ModelBuilder:
         self.zero = w.Dropdown(options=_ZERO, value="hurdle" if hurdle else ("zi" if ziformula else "none"),
                                description="Zero part")
         self.ziformula = w.Text(value=ziformula or "~ 1", description="zero ~")
+        self.dispformula = w.Text(value=dispformula or "", description="dispersion ~",
+                                  placeholder="~ h (empty: one dispersion)")
         self.levels = w.Text(value=",".join(map(str, levels)) if levels else "", description="Levels",
                              placeholder="low,…,high (ordinal labels)")
         self.formula_text = w.Text(description="Formula", layout=w.Layout(width="100%"))
@@ -129,7 +134,8 @@ class ModelBuilder:
 
         for wid in (self.response_form, self.response, self.response2, self.fixed, self.offset, self.offset_log):
             wid.observe(self._changed, names="value")  # they write the formula
-        for wid in (self.link, self.method, self.nagq, self.reml, self.weights, self.zero, self.ziformula, self.levels):
+        for wid in (self.link, self.method, self.nagq, self.reml, self.weights, self.zero, self.ziformula,
+                    self.dispformula, self.levels):
             wid.observe(self._options_changed, names="value")  # they are options of glmm()
         self.groups.observe(self._groups_changed, names="value")
         self.family.observe(self._family_changed, names="value")
@@ -142,7 +148,8 @@ class ModelBuilder:
         self.widget = w.VBox([
             w.HBox([w.VBox([self.response_form, self.response, self.response2, self.fixed, self.groups]),
                     w.VBox([self.family, self.link, self.method, self.nagq, self.reml, self.levels]),
-                    w.VBox([self.weights, self.offset, self.offset_log, self.zero, self.ziformula])]),
+                    w.VBox([self.weights, self.offset, self.offset_log, self.zero, self.ziformula,
+                            self.dispformula])]),
             self.slopes_box, self.formula_text, self.formula_note, self.cell_area,
             w.HBox([self.model_name, self.fit_button, self.progress, self.status]),
             self.selected, self.tabs,
@@ -184,7 +191,13 @@ class ModelBuilder:
         return {"family": self.family.value, "link": self.link.value, "method": self.method.value,
                 "nagq": self.nagq.value if self.method.value == "agq" else 1,
                 "reml": self.reml.value, "weights": None if self.weights.value == _NONE else self.weights.value,
-                "ziformula": self.ziformula.value if zero != "none" else None, "hurdle": zero == "hurdle"}
+                "ziformula": self.ziformula.value if zero != "none" else None, "hurdle": zero == "hurdle",
+                "dispformula": self._dispformula()}
+
+    def _dispformula(self) -> str | None:
+        """The "dispersion ~" box's formula where the family has a dispersion to model, else None."""
+        text = self.dispformula.value.strip()
+        return text if text and takes_dispformula(self.family.value) else None
 
     @property
     def cell(self) -> str:
@@ -195,7 +208,7 @@ class ModelBuilder:
         return cell_text("result", self.name, self.formula, o["family"],
                          None if o["link"] == fam.links[0] else o["link"], o["method"], self.nagq.value,
                          reml=o["reml"], weights=o["weights"], ziformula=o["ziformula"], hurdle=o["hurdle"],
-                         ordered=f"{self.response.value}={levels}" if levels else None)
+                         ordered=f"{self.response.value}={levels}" if levels else None, dispformula=o["dispformula"])
 
     def _set(self, widget, value):
         """Set a control without treating it as the analyst's edit."""
@@ -227,7 +240,11 @@ class ModelBuilder:
             return
         fam = get_family(self.family.value)
         self.nagq.disabled = self.method.value != "agq"
-        self.reml.disabled = not fam.profiled_lmm
+        self.dispformula.disabled = not takes_dispformula(fam)
+        ml_only = fam.profiled_lmm and self._dispformula() is not None  # glmmTMB's heteroscedastic LMM: ML
+        if ml_only and self.reml.value:
+            self._set(self.reml, False)
+        self.reml.disabled = not fam.profiled_lmm or ml_only
         self.zero.disabled = not fam.count_like
         self.ziformula.disabled = self.zero.disabled or self.zero.value == "none"
         self.levels.disabled = not fam.ordinal

@@ -172,11 +172,13 @@ def guess_response(data: pd.DataFrame, cols: list[str]) -> tuple[str | None, str
 
 
 def describe(m) -> str:
-    """One line naming a fitted model's family, link and zero part."""
+    """One line naming a fitted model's family, link, zero part and dispersion model."""
     zero = m.request.family
     part = ""
     if len(m.zi_fixef):
         part = " + hurdle" if getattr(zero, "hurdle", False) else " + zero-inflation"
+    if len(m.disp_fixef):
+        part += f" + dispersion {m.spec.disp_formula}"
     return f"{m.family} ({m.link}){part}"
 
 
