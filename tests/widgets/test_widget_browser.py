@@ -107,6 +107,9 @@ def test_builder_fits_and_compares_in_chromium(lab, tmp_path):
         page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="Compare").first.click()
         table = page.locator(".jupyter-widgets table.dataframe").first
         table.wait_for(timeout=60_000)
+        # the comparison re-renders when m2 arrives: wait for its row, not just for a table (a loaded machine
+        # showed the m1-only table first)
+        table.locator("tbody tr th", has_text="m2").first.wait_for(timeout=60_000)
         rows = {r.locator("th").first.inner_text().strip(): [c.inner_text().strip() for c in r.locator("td").all()]
                 for r in table.locator("tbody tr").all()}
         head = [h.inner_text().strip() for h in table.locator("thead tr").first.locator("th").all()][1:]
