@@ -67,6 +67,19 @@ def _pacf_to_acf(pacf: np.ndarray) -> np.ndarray:
     return np.array(rho)
 
 
+def _acf_to_pacf(rho: np.ndarray, edge: float) -> np.ndarray:
+    """Partial autocorrelations from ρ_1..ρ_{q-1} (Durbin–Levinson forward), each clipped to ±edge."""
+    out, prev = [], np.zeros(0)
+    full = np.r_[1.0, rho]
+    for k in range(1, len(rho) + 1):
+        num = full[k] - np.dot(prev, full[k - 1 : 0 : -1]) if k > 1 else full[1]
+        den = 1.0 - np.dot(prev, full[1:k]) if k > 1 else 1.0
+        p = float(np.clip(num / den, -edge, edge)) if den > 0 else float(np.sign(num) * edge)
+        prev = np.r_[prev - p * prev[::-1], p]
+        out.append(p)
+    return np.array(out)
+
+
 def matern(d: np.ndarray, rng: float, kappa: float) -> np.ndarray:
     """Matérn correlation with range ``rng`` and smoothness ``kappa`` (TMB's ``matern``)."""
     x = np.asarray(d, dtype=float) / rng
@@ -272,6 +285,54 @@ class Structure:
             if self.name == "mat":
                 out["smoothness"] = float(np.exp(c[1]))
         return out
+
+    # ------------------------------------------------------------------------ natural scale
+    def natural_keys(self) -> list[str]:
+        """Names of the structure's correlation parameters on glmmTMB's reporting scale, the
+        coordinates that intervals are given in (after the SDs): ``rho`` (cs, ar1), ``rho1…``
+        (toep: lag correlations), ``rate`` (ou), ``range`` (exp, gau, mat), ``smoothness`` (mat)."""
+        return {"cs": ["rho"], "ar1": ["rho"], "toep": [f"rho{k}" for k in range(1, self.q)], "ou": ["rate"],
+                "exp": ["range"], "gau": ["range"], "mat": ["range", "smoothness"]}.get(self.name, [])
+
+    def natural(self, theta: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+        """``(SDs (absolute), natural_keys…)`` from theta — one-to-one, unlike :meth:`parameters`."""
+        theta = np.asarray(theta, dtype=float)
+        c = theta[self.n_sd :]
+        sd = np.asarray(theta[: self.n_sd], dtype=float) * sigma
+        if self.name in ("cs", "ar1"):
+            nat = [self.corr(c)[1, 0]]
+        elif self.name == "toep":
+            nat = list(self.corr(c)[1:, 0])
+        else:
+            nat = list(np.exp(c))
+        return np.r_[sd, np.asarray(nat, dtype=float)]
+
+    def from_natural(self, psi: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+        """theta from :meth:`natural`'s vector. Correlations are kept strictly inside their range
+        and rates/ranges above 1e-10; a Toeplitz vector that is not positive definite is mapped to
+        the boundary (its offending partial autocorrelation clipped to ±(1 − 1e-10))."""
+        psi = np.asarray(psi, dtype=float)
+        sd, v = psi[: self.n_sd] / sigma, psi[self.n_sd :]
+        edge = 1.0 - 1e-10
+        if self.name == "ar1":
+            r = np.clip(v, -edge, edge)
+            c = r / np.sqrt(1.0 - r**2)
+        elif self.name == "cs":
+            a = 1.0 / (self.q - 1)
+            p = np.clip((v + a) / (1.0 + a), 1e-12, 1.0 - 1e-12)
+            c = np.log(p / (1.0 - p))
+        elif self.name == "toep":
+            c = _acf_to_pacf(v, edge)
+            c = c / np.sqrt(1.0 - c**2)
+        else:
+            c = np.log(np.maximum(v, 1e-10))
+        return np.r_[sd, c]
+
+    def natural_bounds(self) -> list[tuple[float | None, float | None]]:
+        """Box bounds of :meth:`natural`'s coordinates (SDs ≥ 0)."""
+        low = {"cs": -1.0 / max(self.q - 1, 1), "ar1": -1.0, "toep": -1.0}.get(self.name)
+        nat = [(low, 1.0) if low is not None else (0.0, None)] * len(self.natural_keys())
+        return [(0.0, None)] * self.n_sd + nat
 
     def correlation_at(self, theta: np.ndarray, d: np.ndarray) -> np.ndarray:
         """The correlation at lags (ar1, cs, toep, diag: integers 0..q-1) or distances (ou, exp, gau,

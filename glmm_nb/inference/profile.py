@@ -192,11 +192,24 @@ def _limit(prob: ProfileProblem, name: str, side: int, z: float, scale: float) -
     warm = [None]
 
     def zeta(v):
-        d, x = prob.restricted(name, v, warm[0])
+        try:
+            d, x = prob.restricted(name, v, warm[0])
+        except np.linalg.LinAlgError:  # a correlation matrix singular to working precision
+            raise _NoLimit from None
         warm[0] = x
         return np.sign(v - est) * np.sqrt(max(d - prob.d_hat, 0.0))
 
-    target = side * z
+    try:
+        return _search(zeta, est, edge, side * z, side, scale)
+    except _NoLimit:
+        return float("nan")
+
+
+class _NoLimit(Exception):
+    """The profile met a numerically singular covariance before the cut-off: no limit."""
+
+
+def _search(zeta, est: float, edge, target: float, side: int, scale: float) -> float:
     step = scale
     prev = est
     for _ in range(40):
@@ -227,7 +240,7 @@ def profile_confint(m, level: float = 0.95, parm: list[str] | None = None) -> pd
     # many small optimizations on small dense blocks: BLAS threads cost more than they give
     with threadpool_limits(limits=1, user_api="blas"):
         out = _profile_confint(m, level, parm)
-    out.attrs["note"] = note
+    out.attrs["note"] = "; ".join(n for n in (note, out.attrs.get("note", "")) if n)
     return out
 
 
@@ -245,11 +258,26 @@ def _profile_confint(m, level: float, parm: list[str] | None) -> pd.DataFrame:
     rows = []
     bar = Progress("profile intervals", total=2 * len(names), unit="limit",
                    enabled=progress_enabled(m.request.control.get("progress")))
+    skipped = [n for n in names if _toep_higher_lag(n)]
     with bar:
         for name in names:
+            if name in skipped:
+                rows.append((name, np.nan, np.nan))
+                bar.update(2, name)
+                continue
             rows.append(_profile_limits(m, prob, name, z, se, th_se, bar))
     out = pd.DataFrame(rows, columns=["term", "conf_low", "conf_high"]).set_index("term")
+    if skipped:
+        out.attrs["note"] = (f"no profile limits for {', '.join(skipped)}: a Toeplitz lag correlation beyond lag one "
+                             "is bounded by the others (positive definiteness), which a box-constrained profile "
+                             "cannot hold; use method='wald' or 'bootstrap' for these")
     return out
+
+
+def _toep_higher_lag(name: str) -> bool:
+    """``rho2__toep|g``, ``rho3__toep|g``, …"""
+    head = name.split("__", 1)[0]
+    return "__toep|" in name and head.startswith("rho") and head[3:].isdigit() and int(head[3:]) >= 2
 
 
 def _profile_limits(m, prob: ProfileProblem, name: str, z: float, se, th_se, bar: Progress) -> tuple:
@@ -260,7 +288,7 @@ def _profile_limits(m, prob: ProfileProblem, name: str, z: float, se, th_se, bar
         scale = float(th_se[list(m.thresholds.index).index(name)])
     else:
         scale = 0.25 * max(abs(prob.estimate(name)), 0.05)
-        if name.startswith("cor__"):
+        if name.startswith(("cor__", "rho")):
             scale = 0.1
     lo = _limit(prob, name, -1, z, scale)
     bar.update(1, name)
