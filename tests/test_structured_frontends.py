@@ -96,3 +96,17 @@ def test_cell_magic_fits_a_structured_formula(capsys):
     m = ip.user_ns["m_ar1"]
     assert m.loglik == pytest.approx(AR1["loglik"], abs=1e-6)
     assert f"{m.structure_parameters()['id']['rho']:.3f} (ar1)" in capsys.readouterr().out
+
+
+def test_model_builder_fits_a_structured_formula():
+    pytest.importorskip("ipywidgets")
+    b = glmm_nb.ModelBuilder(_ar1_data(), formula="y ~ x + ar1(timef + 0 | id)", family="gaussian", name="ar")
+    assert "fitted as written" in b.formula_note.value  # no controls for a structure: said, not dropped
+    b.reml.value = False
+    m = b.fit()
+    assert m.loglik == pytest.approx(AR1["loglik"], abs=1e-6) and "converged" in b.status.value
+    rho = m.structure_parameters()["id"]["rho"]
+    assert f"{rho:.3f} (ar1)" in b.output.value
+    fr = b.table().to_frame()
+    assert float(fr.loc["rho (ar1(timef + 0 | id))"].iloc[0]) == pytest.approx(rho, abs=6e-4)
+    assert not any(i.startswith("SD (timef[") for i in fr.index)
