@@ -371,6 +371,18 @@ class Structure:
         var = self.sd(theta)[0] ** 2 * np.maximum(1.0 - np.sum(A * A, axis=0), 0.0)
         return w, var
 
+    def kriging_cov(self, theta: np.ndarray, new_coords: np.ndarray) -> np.ndarray:
+        r"""Joint conditional covariance of the term at new positions given its effects at the fitted
+        ones, :math:`sd^2 (R_{00} - R_{0S} R^{-1} R_{S0})` (relative to σ², (m, m)): with the kriging
+        mean :meth:`kriging` it gives the exact joint draws of the process at the new positions."""
+        theta = np.asarray(theta, dtype=float)
+        new = np.asarray(new_coords, dtype=float)
+        d0 = np.sqrt(np.sum((new[:, None, :] - self.coords[None, :, :]) ** 2, axis=2))
+        d00 = np.sqrt(np.sum((new[:, None, :] - new[None, :, :]) ** 2, axis=2))
+        A = solve_triangular(self._factor(theta)[1], self.correlation_at(theta, d0).T, lower=True)
+        K = self.correlation_at(theta, d00) - A.T @ A
+        return self.sd(theta)[0] ** 2 * (K + K.T) / 2
+
     def compact(self, theta: np.ndarray) -> str:
         """glmmTMB's compact correlation text: ``0.748 (ar1)``, ``2.48 (exp: range)``."""
         p = self.parameters(theta)

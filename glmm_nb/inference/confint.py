@@ -29,8 +29,11 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
     parameter on its boundary. A structured term's parameters (``sd__ar1|g``, ``rho__ar1|g``,
     ``range__exp|g`` …, :func:`~glmm_nb.inference.params.sdcor_names`) take theirs from
     :meth:`~glmm_nb.results.GLMMResult.structure_table` (log scale for SDs, rates and ranges,
-    Fisher's z for correlations, mapped back). They are symmetric and can be poor for small SDs — lme4 does not
-    give them at all; prefer ``profile`` or ``bootstrap`` for variance parameters.
+    Fisher's z for correlations, mapped back). The unstructured ones are symmetric and can be poor
+    for small SDs — lme4 does not give them at all; prefer ``profile`` or ``bootstrap`` for variance
+    parameters. Profile intervals of a Toeplitz term's lag correlations beyond lag one are NaN (said
+    in ``attrs["note"]``); a limit that the profile does not reach (e.g. an ou rate or a spatial
+    range whose likelihood flattens out) is NaN, as in lme4.
     """
     check_level(level)
     check_choice(method, "method", ("wald", "profile", "bootstrap"))
@@ -91,11 +94,8 @@ def _wald_thresholds(m, level: float) -> pd.DataFrame:
 
 
 def _wald_re(m, level: float) -> pd.DataFrame:
-    from scipy import stats
-
-    from ..numdiff import fd_hessian, fd_hessian_fun
-    from .profile import ProfileProblem
-
+    """Wald rows of the random-effect parameters: structured terms' from structure_table(), the
+    rest from the deviance's curvature on the SD/correlation scale."""
     names = sdcor_names(m.spec, m.request.family.profiled_lmm)
     out = pd.DataFrame(np.nan, index=names, columns=["conf_low", "conf_high"])
     if any(t.structured for t in m.spec.terms):
