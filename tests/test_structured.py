@@ -589,3 +589,20 @@ def test_simulate_at_new_positions_by_moments(fits, re_):
     np.testing.assert_allclose(sims.mean(axis=1), mu, atol=0.012)
     np.testing.assert_allclose(np.cov(sims), cov, atol=0.01)
     assert cov[0, 1] > 0.1 and cov[0, 0] - m.sigma**2 > 0.1  # large enough for the checks above to fail
+
+
+def test_bootstrap_draws_are_the_refits_structure_parameters(fits):
+    """Each bootstrap draw of sd__ar1|subject and rho__ar1|subject is the SD and lag-one
+    correlation (structure_parameters) of the model refitted to that draw's simulated response."""
+    from glmm_nb.inference.bootstrap import bootstrap
+    from glmm_nb.pipeline import refit
+
+    m = fits["epil_ar1_pois"][1]
+    b = bootstrap(m, nsim=2, seed=11, progress=False)
+    assert b.n_failed == 0
+    ys = np.asarray(m.simulate(nsim=2, seed=11, re="new"))
+    for i in range(2):
+        r = refit(m, y=ys[:, i], start=np.asarray(m.opt.final)).structure_parameters()["subject"]
+        assert b.draws.loc[i, "sd__ar1|subject"] == pytest.approx(r["sd"], rel=1e-8)
+        assert b.draws.loc[i, "rho__ar1|subject"] == pytest.approx(r["rho"], rel=1e-8)
+    assert b.draws.loc[0, "rho__ar1|subject"] != pytest.approx(b.draws.loc[1, "rho__ar1|subject"], rel=1e-3)
