@@ -606,3 +606,33 @@ def test_bootstrap_draws_are_the_refits_structure_parameters(fits):
         assert b.draws.loc[i, "sd__ar1|subject"] == pytest.approx(r["sd"], rel=1e-8)
         assert b.draws.loc[i, "rho__ar1|subject"] == pytest.approx(r["rho"], rel=1e-8)
     assert b.draws.loc[0, "rho__ar1|subject"] != pytest.approx(b.draws.loc[1, "rho__ar1|subject"], rel=1e-3)
+
+
+def test_toeplitz_profile_lag_one_on_the_cutoff_and_higher_lags_said(fits):
+    """toep_pois: ρ1 is the first partial autocorrelation (glmm_nb's c1 = ρ1/√(1−ρ1²)), so its
+    profile is checked in theta by a plain optimizer: each limit at the ML deviance + 3.8415 (2e-3).
+    ρ2, ρ3 have no profile limits (their range depends on the others): NaN, and the note says so."""
+    from scipy import optimize
+
+    from glmm_nb.inference.profile import profile_confint
+    from glmm_nb.pipeline import make_devfun
+
+    m = fits["toep_pois"][1]
+    ci = profile_confint(m, parm=["rho1__toep|id", "rho2__toep|id"])
+    assert ci.loc["rho2__toep|id"].isna().all() and "rho2__toep|id" in ci.attrs["note"]
+    f = make_devfun(m.request)
+    x_hat = np.asarray(m.opt.final)
+    d_hat = f(x_hat)
+    j = 4  # theta: 4 SDs, then c1, c2, c3; then beta
+    bounds = [(0.0, None)] * 4 + [(None, None)] * (x_hat.size - 4)
+    free = np.arange(x_hat.size) != j
+    for v in ci.loc["rho1__toep|id"]:
+        def g(z, c=v / np.sqrt(1 - v * v)):
+            x = np.empty(x_hat.size)
+            x[free], x[j] = z, c
+            val, grad = f.value_and_grad(x)
+            return val, grad[free]
+
+        res = optimize.minimize(g, x_hat[free], jac=True, method="L-BFGS-B",
+                                bounds=[b for b, k in zip(bounds, free) if k], options={"ftol": 1e-14, "gtol": 1e-9})
+        assert res.fun - d_hat == pytest.approx(stats.chi2.ppf(0.95, 1), abs=2e-3), v

@@ -294,20 +294,22 @@ class Structure:
         return {"cs": ["rho"], "ar1": ["rho"], "toep": [f"rho{k}" for k in range(1, self.q)], "ou": ["rate"],
                 "exp": ["range"], "gau": ["range"], "mat": ["range", "smoothness"]}.get(self.name, [])
 
-    def natural(self, theta: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-        """``(SDs (absolute), natural_keys…)`` from theta — one-to-one, unlike :meth:`parameters`."""
+    def natural(self, theta: np.ndarray, sigma: float = 1.0, pacf: bool = False) -> np.ndarray:
+        """``(SDs (absolute), natural_keys…)`` from theta — one-to-one, unlike :meth:`parameters`.
+        ``pacf``: a Toeplitz term's partial autocorrelations instead of its lag correlations (a box,
+        the coordinates a profile moves in; the first is ρ1 itself)."""
         theta = np.asarray(theta, dtype=float)
         c = theta[self.n_sd :]
         sd = np.asarray(theta[: self.n_sd], dtype=float) * sigma
         if self.name in ("cs", "ar1"):
             nat = [self.corr(c)[1, 0]]
         elif self.name == "toep":
-            nat = list(self.corr(c)[1:, 0])
+            nat = list(c / np.sqrt(1.0 + c**2)) if pacf else list(self.corr(c)[1:, 0])
         else:
             nat = list(np.exp(c))
         return np.r_[sd, np.asarray(nat, dtype=float)]
 
-    def from_natural(self, psi: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    def from_natural(self, psi: np.ndarray, sigma: float = 1.0, pacf: bool = False) -> np.ndarray:
         """theta from :meth:`natural`'s vector. Correlations are kept strictly inside their range
         and rates/ranges above 1e-10; a Toeplitz vector that is not positive definite is mapped to
         the boundary (its offending partial autocorrelation clipped to ±(1 − 1e-10))."""
@@ -322,7 +324,7 @@ class Structure:
             p = np.clip((v + a) / (1.0 + a), 1e-12, 1.0 - 1e-12)
             c = np.log(p / (1.0 - p))
         elif self.name == "toep":
-            c = _acf_to_pacf(v, edge)
+            c = np.clip(v, -edge, edge) if pacf else _acf_to_pacf(v, edge)
             c = c / np.sqrt(1.0 - c**2)
         else:
             c = np.log(np.maximum(v, 1e-10))

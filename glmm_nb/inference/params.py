@@ -46,11 +46,13 @@ def sdcor_names(spec: ModelSpec, gaussian: bool) -> list[str]:
     return out
 
 
-def theta_to_sdcor(spec: ModelSpec, theta: np.ndarray, sigma: float, gaussian: bool) -> np.ndarray:
+def theta_to_sdcor(spec: ModelSpec, theta: np.ndarray, sigma: float, gaussian: bool, pacf: bool = False) -> np.ndarray:
+    """The vector in :func:`sdcor_names` order (``pacf``: a Toeplitz term's partial
+    autocorrelations in place of its lag correlations — the box a profile moves in)."""
     out = []
     for t, sl in zip(spec.terms, spec.theta_slices()):
         if t.structured:
-            out += list(t.structure.natural(theta[sl], sigma))
+            out += list(t.structure.natural(theta[sl], sigma, pacf))
             continue
         T = t.T(theta[sl]) * sigma
         S = T @ T.T
@@ -63,14 +65,14 @@ def theta_to_sdcor(spec: ModelSpec, theta: np.ndarray, sigma: float, gaussian: b
     return np.array(out, dtype=float)
 
 
-def sdcor_to_theta(spec: ModelSpec, psi: np.ndarray, gaussian: bool) -> tuple[np.ndarray, float]:
-    """theta (and sigma) from a vector in :func:`sdcor_names` order."""
+def sdcor_to_theta(spec: ModelSpec, psi: np.ndarray, gaussian: bool, pacf: bool = False) -> tuple[np.ndarray, float]:
+    """theta (and sigma) from a vector in :func:`sdcor_names` order (``pacf``: as :func:`theta_to_sdcor`)."""
     sigma = float(psi[-1]) if gaussian else 1.0
     theta, i = [], 0
     for t in spec.terms:
         if t.structured:
             k = t.ntheta
-            theta += list(t.structure.from_natural(psi[i : i + k], sigma))
+            theta += list(t.structure.from_natural(psi[i : i + k], sigma, pacf))
             i += k
             continue
         q = t.q

@@ -40,14 +40,15 @@ __all__ = ["profile_confint", "ProfileProblem"]
 
 class ProfileProblem:
     """The deviance on the (sdcor, beta) scale for one fitted model (its request's deviance
-    function, from the public chain)."""
+    function, from the public chain). A Toeplitz term moves in its partial autocorrelations (a
+    box; the first is ρ1): only its SDs and ρ1 are profiled (:func:`_toep_higher_lag`)."""
 
     def __init__(self, m):
         self.m = m
         self.spec = m.spec
         self.gaussian = m.request.family.profiled_lmm
         self.dev = make_devfun(m.request)
-        self.psi_hat = theta_to_sdcor(m.spec, m.theta, m.sigma, self.gaussian)
+        self.psi_hat = theta_to_sdcor(m.spec, m.theta, m.sigma, self.gaussian, pacf=True)
         self.re_names = sdcor_names(m.spec, self.gaussian)
         self.beta_hat = m.fixef.to_numpy()
         if self.gaussian:
@@ -75,10 +76,10 @@ class ProfileProblem:
 
     def objective(self, x: np.ndarray, dev=None) -> float:
         if self.gaussian:
-            theta, sigma = sdcor_to_theta(self.spec, x, True)
+            theta, sigma = sdcor_to_theta(self.spec, x, True, pacf=True)
             return (dev or self.dev).deviance_sigma(theta, sigma)
         k = len(self.psi_hat)
-        theta, _ = sdcor_to_theta(self.spec, x[:k], False)
+        theta, _ = sdcor_to_theta(self.spec, x[:k], False, pacf=True)
         return self.dev(np.concatenate([theta, x[k:]]))
 
     def objective_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -86,14 +87,14 @@ class ProfileProblem:
         theta times the Jacobian of the (cheap) sdcor → theta map, by finite differences."""
         k = len(self.psi_hat)
         psi = x[:k]
-        theta, _ = sdcor_to_theta(self.spec, psi, False)
+        theta, _ = sdcor_to_theta(self.spec, psi, False, pacf=True)
         val, g = self.dev.value_and_grad(np.concatenate([theta, x[k:]]))
         Jac = np.empty((theta.size, k))
         for i in range(k):
             h = 1e-7 * max(1.0, abs(psi[i]))
             e = np.zeros(k)
             e[i] = h
-            Jac[:, i] = (sdcor_to_theta(self.spec, psi + e, False)[0] - theta) / h
+            Jac[:, i] = (sdcor_to_theta(self.spec, psi + e, False, pacf=True)[0] - theta) / h
         return val, np.concatenate([Jac.T @ g[: theta.size], g[theta.size :]])
 
     def restricted(self, name: str, v: float, warm: np.ndarray | None):
