@@ -87,9 +87,9 @@ def _ar1_data():
 
 def test_cell_magic_fits_a_structured_formula(capsys):
     pytest.importorskip("IPython")
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing import globalipapp
 
-    ip = start_ipython()
+    ip = globalipapp.start_ipython() or globalipapp.get_ipython()  # one shell per process (tests/magics too)
     ip.run_line_magic("load_ext", "glmm_nb")
     ip.user_ns["d_ar1"] = _ar1_data()
     ip.run_cell("%%glmm m_ar1 --data d_ar1 --family gaussian --ml\ny ~ x + ar1(timef + 0 | id)\n")

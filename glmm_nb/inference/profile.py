@@ -73,6 +73,8 @@ class ProfileProblem:
             self.x_hat = np.concatenate([self.psi_hat, self.beta_hat, self.extra_hat])
             self.bounds = sdcor_bounds(m.spec, False) + [(None, None)] * (len(self.beta_hat) + len(self.extra_hat))
         self.d_hat = self.objective(self.x_hat)
+        self.structured = any(t.structured for t in m.spec.terms)
+        self.nugget_lost: set[str] = set()  # limits not given: sigma -> 0 on the profile
 
     def objective(self, x: np.ndarray, dev=None) -> float:
         if self.gaussian:
@@ -197,6 +199,10 @@ def _limit(prob: ProfileProblem, name: str, side: int, z: float, scale: float) -
             d, x = prob.restricted(name, v, warm[0])
         except np.linalg.LinAlgError:  # a correlation matrix singular to working precision
             raise _NoLimit from None
+        if prob.gaussian and prob.structured and x[-1] < 1e-3 * prob.x_hat[-1]:
+            # the residual SD runs to 0 (a vanishing nugget): theta = SD/sigma cannot follow it
+            prob.nugget_lost.add(name)
+            raise _NoLimit
         warm[0] = x
         return np.sign(v - est) * np.sqrt(max(d - prob.d_hat, 0.0))
 
@@ -268,10 +274,16 @@ def _profile_confint(m, level: float, parm: list[str] | None) -> pd.DataFrame:
                 continue
             rows.append(_profile_limits(m, prob, name, z, se, th_se, bar))
     out = pd.DataFrame(rows, columns=["term", "conf_low", "conf_high"]).set_index("term")
+    notes = []
+    if prob.nugget_lost:
+        notes.append(f"no profile limit on one side for {', '.join(sorted(prob.nugget_lost))}: along it the residual SD "
+                     "runs to 0 (the structured term takes over the residual variance), where the SD/sigma "
+                     "parameterization cannot follow; see the Wald interval")
     if skipped:
-        out.attrs["note"] = (f"no profile limits for {', '.join(skipped)}: a Toeplitz lag correlation beyond lag one "
-                             "is bounded by the others (positive definiteness), which a box-constrained profile "
-                             "cannot hold; use method='wald' or 'bootstrap' for these")
+        notes.append(f"no profile limits for {', '.join(skipped)}: a Toeplitz lag correlation beyond lag one "
+                     "is bounded by the others (positive definiteness), which a box-constrained profile "
+                     "cannot hold; use method='wald' or 'bootstrap' for these")
+    out.attrs["note"] = "; ".join(notes)
     return out
 
 
