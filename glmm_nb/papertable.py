@@ -3,7 +3,8 @@
 ``glmm_nb.table([m1, m2], labels=["A", "B"])`` lines up, block by block, the fixed effects
 (estimate with its Wald CI, SE or p beside it), an ordinal model's thresholds, the zero part of
 zero-inflated and hurdle models (separate blocks: they are different parameters), the variance
-components (SDs and correlations), dispersion parameters, then the number of observations and
+components (SDs and correlations; a structured term's parameters as one compact block, as
+``m.structure_parameters()``: ``SD (ar1(timef + 0 | id))``, ``rho (ar1(...))``), dispersion parameters, then the number of observations and
 groups, family, AIC, BIC and the log-likelihood. Every block has its heading in every format
 (HTML, LaTeX booktabs, Markdown with ``|`` escaped, Word via python-docx) and ``to_frame()``
 has a unique index (``"zi: (Intercept)"``, ``"threshold: 1|2"``). Numbers of one model's block
@@ -78,14 +79,23 @@ def _model_blocks(m, show: str, digits: int, stars: bool, conf_level: float) -> 
     if len(getattr(m, "disp_fixef", ())):
         out[_DISP] = _coef_rows(m.coef_table(conf_level=conf_level, part="disp"), show, digits, stars)
     vc = m.varcorr()
-    names = []
+    structured = {t.label: t for t in m.spec.terms if t.structured}
+    params = m.structure_parameters()
+    names, values = [], []
     for r in vc.itertuples():
+        if r.grp in structured:  # one compact block per structured term, at its first row
+            if r.grp in params:
+                for n, v in _structure_rows(structured[r.grp], params.pop(r.grp)):
+                    names.append(n)
+                    values.append(v)
+            continue
         if r.var2 is None or r.var2 != r.var2:
             names.append("SD (residual)" if r.grp == "Residual" else f"SD ({r.var1} | {r.grp})")
         else:
             names.append(f"Cor ({r.var1}, {r.var2} | {r.grp})")
-    d = block_decimals(vc["sdcor"].to_numpy(dtype=float), digits)
-    out["Random effects"] = {n: _fmt(v, d, digits) for n, v in zip(names, vc["sdcor"].to_numpy(dtype=float))}
+        values.append(float(r.sdcor))
+    d = block_decimals(np.asarray(values, dtype=float), digits)
+    out["Random effects"] = {n: _fmt(v, d, digits) for n, v in zip(names, values)}
     if len(m.dispersion):
         d = block_decimals(m.dispersion.to_numpy(dtype=float), digits)
         out["Dispersion"] = {str(name): _fmt(float(v), d, digits) for name, v in m.dispersion.items()}
@@ -95,6 +105,23 @@ def _model_blocks(m, show: str, digits: int, stars: bool, conf_level: float) -> 
         model[k] = _fmt(v, 2, digits)
     out["Model"] = model
     return out
+
+
+def _structure_rows(t, params: dict[str, float]) -> list[tuple[str, float]]:
+    """A structured term's parameters (:meth:`structure_parameters`) as labelled rows:
+    ``SD (ar1(timef + 0 | id))``, ``rho (ar1(...))``, ``range (exp(...))`` — not a row per column."""
+    label = {"sd": "SD", "rho": "rho", "rate": "rate", "rho_unit": "rho at distance 1", "range": "range",
+             "smoothness": "smoothness"}
+    rows = []
+    for k, v in params.items():
+        if k in label:
+            name = label[k]
+        elif k.startswith("sd"):
+            name = f"SD {t.col_names[int(k[2:]) - 1]}"
+        else:  # toep: rho1, rho2, … by lag
+            name = f"rho (lag {k[3:]})"
+        rows.append((f"{name} ({t.text})", float(v)))
+    return rows
 
 
 def _ci_label(conf_level: float) -> str:

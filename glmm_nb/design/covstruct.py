@@ -67,6 +67,19 @@ def _pacf_to_acf(pacf: np.ndarray) -> np.ndarray:
     return np.array(rho)
 
 
+def _acf_to_pacf(rho: np.ndarray, edge: float) -> np.ndarray:
+    """Partial autocorrelations from ρ_1..ρ_{q-1} (Durbin–Levinson forward), each clipped to ±edge."""
+    out, prev = [], np.zeros(0)
+    full = np.r_[1.0, rho]
+    for k in range(1, len(rho) + 1):
+        num = full[k] - np.dot(prev, full[k - 1 : 0 : -1]) if k > 1 else full[1]
+        den = 1.0 - np.dot(prev, full[1:k]) if k > 1 else 1.0
+        p = float(np.clip(num / den, -edge, edge)) if den > 0 else float(np.sign(num) * edge)
+        prev = np.r_[prev - p * prev[::-1], p]
+        out.append(p)
+    return np.array(out)
+
+
 def matern(d: np.ndarray, rng: float, kappa: float) -> np.ndarray:
     """Matérn correlation with range ``rng`` and smoothness ``kappa`` (TMB's ``matern``)."""
     x = np.asarray(d, dtype=float) / rng
@@ -273,6 +286,56 @@ class Structure:
                 out["smoothness"] = float(np.exp(c[1]))
         return out
 
+    # ------------------------------------------------------------------------ natural scale
+    def natural_keys(self) -> list[str]:
+        """Names of the structure's correlation parameters on glmmTMB's reporting scale, the
+        coordinates that intervals are given in (after the SDs): ``rho`` (cs, ar1), ``rho1…``
+        (toep: lag correlations), ``rate`` (ou), ``range`` (exp, gau, mat), ``smoothness`` (mat)."""
+        return {"cs": ["rho"], "ar1": ["rho"], "toep": [f"rho{k}" for k in range(1, self.q)], "ou": ["rate"],
+                "exp": ["range"], "gau": ["range"], "mat": ["range", "smoothness"]}.get(self.name, [])
+
+    def natural(self, theta: np.ndarray, sigma: float = 1.0, pacf: bool = False) -> np.ndarray:
+        """``(SDs (absolute), natural_keys…)`` from theta — one-to-one, unlike :meth:`parameters`.
+        ``pacf``: a Toeplitz term's partial autocorrelations instead of its lag correlations (a box,
+        the coordinates a profile moves in; the first is ρ1 itself)."""
+        theta = np.asarray(theta, dtype=float)
+        c = theta[self.n_sd :]
+        sd = np.asarray(theta[: self.n_sd], dtype=float) * sigma
+        if self.name in ("cs", "ar1"):
+            nat = [self.corr(c)[1, 0]]
+        elif self.name == "toep":
+            nat = list(c / np.sqrt(1.0 + c**2)) if pacf else list(self.corr(c)[1:, 0])
+        else:
+            nat = list(np.exp(c))
+        return np.r_[sd, np.asarray(nat, dtype=float)]
+
+    def from_natural(self, psi: np.ndarray, sigma: float = 1.0, pacf: bool = False) -> np.ndarray:
+        """theta from :meth:`natural`'s vector. Correlations are kept strictly inside their range
+        and rates/ranges above 1e-10; a Toeplitz vector that is not positive definite is mapped to
+        the boundary (its offending partial autocorrelation clipped to ±(1 − 1e-10))."""
+        psi = np.asarray(psi, dtype=float)
+        sd, v = psi[: self.n_sd] / sigma, psi[self.n_sd :]
+        edge = 1.0 - 1e-10
+        if self.name == "ar1":
+            r = np.clip(v, -edge, edge)
+            c = r / np.sqrt(1.0 - r**2)
+        elif self.name == "cs":
+            a = 1.0 / (self.q - 1)
+            p = np.clip((v + a) / (1.0 + a), 1e-12, 1.0 - 1e-12)
+            c = np.log(p / (1.0 - p))
+        elif self.name == "toep":
+            c = np.clip(v, -edge, edge) if pacf else _acf_to_pacf(v, edge)
+            c = c / np.sqrt(1.0 - c**2)
+        else:
+            c = np.log(np.maximum(v, 1e-10))
+        return np.r_[sd, c]
+
+    def natural_bounds(self) -> list[tuple[float | None, float | None]]:
+        """Box bounds of :meth:`natural`'s coordinates (SDs ≥ 0)."""
+        low = {"cs": -1.0 / max(self.q - 1, 1), "ar1": -1.0, "toep": -1.0}.get(self.name)
+        nat = [(low, 1.0) if low is not None else (0.0, None)] * len(self.natural_keys())
+        return [(0.0, None)] * self.n_sd + nat
+
     def correlation_at(self, theta: np.ndarray, d: np.ndarray) -> np.ndarray:
         """The correlation at lags (ar1, cs, toep, diag: integers 0..q-1) or distances (ou, exp, gau,
         mat: any values ≥ 0); not for ``us``."""
@@ -309,6 +372,18 @@ class Structure:
         w = solve_triangular(L.T, A, lower=False).T
         var = self.sd(theta)[0] ** 2 * np.maximum(1.0 - np.sum(A * A, axis=0), 0.0)
         return w, var
+
+    def kriging_cov(self, theta: np.ndarray, new_coords: np.ndarray) -> np.ndarray:
+        r"""Joint conditional covariance of the term at new positions given its effects at the fitted
+        ones, :math:`sd^2 (R_{00} - R_{0S} R^{-1} R_{S0})` (relative to σ², (m, m)): with the kriging
+        mean :meth:`kriging` it gives the exact joint draws of the process at the new positions."""
+        theta = np.asarray(theta, dtype=float)
+        new = np.asarray(new_coords, dtype=float)
+        d0 = np.sqrt(np.sum((new[:, None, :] - self.coords[None, :, :]) ** 2, axis=2))
+        d00 = np.sqrt(np.sum((new[:, None, :] - new[None, :, :]) ** 2, axis=2))
+        A = solve_triangular(self._factor(theta)[1], self.correlation_at(theta, d0).T, lower=True)
+        K = self.correlation_at(theta, d00) - A.T @ A
+        return self.sd(theta)[0] ** 2 * (K + K.T) / 2
 
     def compact(self, theta: np.ndarray) -> str:
         """glmmTMB's compact correlation text: ``0.748 (ar1)``, ``2.48 (exp: range)``."""

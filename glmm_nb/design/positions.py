@@ -61,14 +61,28 @@ class PositionSpec:
         if new.size:
             if kriging is None:
                 raise DataError(
-                    f"newdata has a position {_label(xy[new[0]])} of {where} that the fit did not see; "
-                    "simulating new random effects there is not implemented (predict() krigs them)"
+                    f"newdata has a position {_label(xy[new[0]])} of {where} that the fit did not see, and "
+                    "no kriging was asked for (predict() and simulate() krig new positions)"
                 )
             Z[new], var[new] = kriging(xy[new])
         rows = np.nonzero(idx >= 0)[0]
         Z[rows, idx[rows]] = 1.0
         Z[~ok] = np.nan
         return pd.DataFrame(Z, columns=list(self.col_names), index=data.index), var
+
+
+    def unseen(self, data: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct positions of ``data`` that the fit did not see, (m, dim), and each row's
+        index among them (-1 for a fitted position or a missing coordinate)."""
+        xy = _coordinates(data, self.columns, where)
+        ok = np.all(np.isfinite(xy), axis=1)
+        fresh = np.array([ok[i] and tuple(xy[i]) not in self._index for i in range(len(data))], dtype=bool)
+        idx = np.full(len(data), -1, dtype=np.int64)
+        if not fresh.any():
+            return np.zeros((0, xy.shape[1])), idx
+        uniq, inv = np.unique(xy[fresh], axis=0, return_inverse=True)
+        idx[fresh] = inv.ravel()
+        return uniq, idx
 
 
 def _coordinates(data: pd.DataFrame, columns, where: str) -> np.ndarray:

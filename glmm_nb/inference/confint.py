@@ -26,24 +26,21 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
 
     ``wald`` intervals for the random-effect parameters come from the curvature of the
     deviance on the SD/correlation scale (clipped to [0, ∞) and [-1, 1]); they are NaN for a
-    parameter on its boundary. They are symmetric and can be poor for small SDs — lme4 does not
-    give them at all; prefer ``profile`` or ``bootstrap`` for variance parameters.
+    parameter on its boundary. A structured term's parameters (``sd__ar1|g``, ``rho__ar1|g``,
+    ``range__exp|g`` …, :func:`~glmm_nb.inference.params.sdcor_names`) take theirs from
+    :meth:`~glmm_nb.results.GLMMResult.structure_table` (log scale for SDs, rates and ranges,
+    Fisher's z for correlations, mapped back). The unstructured ones are symmetric and can be poor
+    for small SDs — lme4 does not give them at all; prefer ``profile`` or ``bootstrap`` for variance
+    parameters. Profile intervals of a Toeplitz term's lag correlations beyond lag one are NaN (said
+    in ``attrs["note"]``); a limit that the profile does not reach (e.g. an ou rate or a spatial
+    range whose likelihood flattens out) is NaN, as in lme4.
     """
     check_level(level)
     check_choice(method, "method", ("wald", "profile", "bootstrap"))
     note = ""
-    structured = [t.text for t in m.spec.terms if t.structured]
-    if structured and method != "wald":
-        raise ModelError(
-            f"{method} intervals are not available for a model with a structured covariance term "
-            f"({', '.join(structured)}) yet; use method='wald' (fixed effects) — see m.structure_parameters()"
-        )
     if method == "wald":
         ct = m.coef_table(conf_level=level)[["conf_low", "conf_high"]]
-        re_part = _wald_re(m, level) if not structured else pd.DataFrame(columns=["conf_low", "conf_high"], dtype=float)
-        if structured:
-            note = "no intervals for the structured covariance terms' parameters here: see m.structure_table()"
-        out = pd.concat([re_part, ct, _wald_dispersion(m, level), _wald_zero_part(m, level),
+        out = pd.concat([_wald_re(m, level), ct, _wald_dispersion(m, level), _wald_zero_part(m, level),
                          _wald_zero_part(m, level, "disp"), _wald_thresholds(m, level)])
     elif method == "profile":
         from .profile import profile_confint
@@ -97,12 +94,28 @@ def _wald_thresholds(m, level: float) -> pd.DataFrame:
 
 
 def _wald_re(m, level: float) -> pd.DataFrame:
+    """Wald rows of the random-effect parameters: structured terms' from structure_table(), the
+    rest from the deviance's curvature on the SD/correlation scale."""
+    names = sdcor_names(m.spec, m.request.family.profiled_lmm)
+    out = pd.DataFrame(np.nan, index=names, columns=["conf_low", "conf_high"])
+    if any(t.structured for t in m.spec.terms):
+        st = _wald_structured(m, level)
+        out.loc[st.index] = st.to_numpy()
+        plain = [n for n in names if n not in st.index]
+        if not plain:
+            return out
+        rest = _wald_re_curvature(m, level, names)
+        out.loc[plain] = rest.loc[plain].to_numpy()
+        return out
+    return _wald_re_curvature(m, level, names)
+
+
+def _wald_re_curvature(m, level: float, names: list[str]) -> pd.DataFrame:
     from scipy import stats
 
     from ..numdiff import fd_hessian, fd_hessian_fun
     from .profile import ProfileProblem
 
-    names = sdcor_names(m.spec, m.request.family.profiled_lmm)
     out = pd.DataFrame(np.nan, index=names, columns=["conf_low", "conf_high"])
     prob = ProfileProblem(m)
     k = len(prob.psi_hat)
@@ -124,5 +137,24 @@ def _wald_re(m, level: float) -> pd.DataFrame:
     z = stats.norm.ppf(0.5 + level / 2)
     out["conf_low"], out["conf_high"] = clip_sdcor_limits(names, prob.psi_hat - z * se, prob.psi_hat + z * se)
     return out
+
+
+def _wald_structured(m, level: float) -> pd.DataFrame:
+    """The structured terms' rows of :meth:`structure_table`, under their :func:`sdcor_names`."""
+    tab = m.structure_table(conf_level=level)
+    rows = {}
+    for t in m.spec.terms:
+        if not t.structured:
+            continue
+        st = t.structure
+        for (label, par), r in tab.loc[[t.label]].iterrows():
+            if par == "rho_unit":  # a function of the rate (ou), not a coordinate of its own
+                continue
+            if par.startswith("sd") and par != "sd":
+                key = f"sd__{t.col_names[int(par[2:]) - 1]}|{label}"
+            else:
+                key = f"{par}__{st.name}|{label}"
+            rows[key] = (r["conf_low"], r["conf_high"])
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["conf_low", "conf_high"])
 
 

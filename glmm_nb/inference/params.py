@@ -4,6 +4,12 @@ Per term (lme4's ``as.data.frame(VarCorr)`` order): the SDs of its columns, then
 correlations of the column pairs (1,2), (1,3), (2,3), …; for gaussian models the residual SD
 ``sigma`` last. With D = diag(SDs) and C the correlation matrix, :math:`T = D\,\mathrm{chol}(C)/
 \sigma` — well defined when an SD is zero, which ``chol(D C D)`` is not.
+
+A structured term (``ar1(...)``, ``exp(...)``, …; :mod:`glmm_nb.design.covstruct`) is given on
+glmmTMB's reporting scale instead, one coordinate per parameter: its SDs (``sd__ar1|g`` when the
+structure has one SD for all columns, else ``sd__col|g``), then ``rho__ar1|g`` / ``rho__cs|g``,
+``rho1__toep|g`` … (lag correlations), ``rate__ou|g``, ``range__exp|g`` (and gau, mat),
+``smoothness__mat|g``.
 """
 
 from __future__ import annotations
@@ -20,10 +26,19 @@ def _pairs(q: int) -> list[tuple[int, int]]:
     return [(a, b) for a in range(q) for b in range(a + 1, q)]
 
 
+def _structured_names(t) -> list[str]:
+    st = t.structure
+    sds = [f"sd__{st.name}|{t.label}"] if st.n_sd == 1 else [f"sd__{c}|{t.label}" for c in t.col_names]
+    return sds + [f"{k}__{st.name}|{t.label}" for k in st.natural_keys()]
+
+
 def sdcor_names(spec: ModelSpec, gaussian: bool) -> list[str]:
     """``sd__(Intercept)|herd``, ``cor__(Intercept).x|g``, …, ``sigma``."""
     out = []
     for t in spec.terms:
+        if t.structured:
+            out += _structured_names(t)
+            continue
         out += [f"sd__{c}|{t.label}" for c in t.col_names]
         out += [f"cor__{t.col_names[a]}.{t.col_names[b]}|{t.label}" for a, b in _pairs(t.q)]
     if gaussian:
@@ -31,9 +46,14 @@ def sdcor_names(spec: ModelSpec, gaussian: bool) -> list[str]:
     return out
 
 
-def theta_to_sdcor(spec: ModelSpec, theta: np.ndarray, sigma: float, gaussian: bool) -> np.ndarray:
+def theta_to_sdcor(spec: ModelSpec, theta: np.ndarray, sigma: float, gaussian: bool, pacf: bool = False) -> np.ndarray:
+    """The vector in :func:`sdcor_names` order (``pacf``: a Toeplitz term's partial
+    autocorrelations in place of its lag correlations — the box a profile moves in)."""
     out = []
     for t, sl in zip(spec.terms, spec.theta_slices()):
+        if t.structured:
+            out += list(t.structure.natural(theta[sl], sigma, pacf))
+            continue
         T = t.T(theta[sl]) * sigma
         S = T @ T.T
         sd = np.sqrt(np.diag(S))
@@ -45,11 +65,16 @@ def theta_to_sdcor(spec: ModelSpec, theta: np.ndarray, sigma: float, gaussian: b
     return np.array(out, dtype=float)
 
 
-def sdcor_to_theta(spec: ModelSpec, psi: np.ndarray, gaussian: bool) -> tuple[np.ndarray, float]:
-    """theta (and sigma) from a vector in :func:`sdcor_names` order."""
+def sdcor_to_theta(spec: ModelSpec, psi: np.ndarray, gaussian: bool, pacf: bool = False) -> tuple[np.ndarray, float]:
+    """theta (and sigma) from a vector in :func:`sdcor_names` order (``pacf``: as :func:`theta_to_sdcor`)."""
     sigma = float(psi[-1]) if gaussian else 1.0
     theta, i = [], 0
     for t in spec.terms:
+        if t.structured:
+            k = t.ntheta
+            theta += list(t.structure.from_natural(psi[i : i + k], sigma, pacf))
+            i += k
+            continue
         q = t.q
         sd = np.asarray(psi[i : i + q], dtype=float)
         i += q
@@ -73,6 +98,9 @@ def sdcor_to_theta(spec: ModelSpec, psi: np.ndarray, gaussian: bool) -> tuple[np
 def sdcor_bounds(spec: ModelSpec, gaussian: bool) -> list[tuple[float | None, float | None]]:
     out: list[tuple[float | None, float | None]] = []
     for t in spec.terms:
+        if t.structured:
+            out += t.structure.natural_bounds()
+            continue
         out += [(0.0, None)] * t.q + [(-1.0, 1.0)] * len(_pairs(t.q))
     if gaussian:
         out.append((1e-8, None))
@@ -80,9 +108,10 @@ def sdcor_bounds(spec: ModelSpec, gaussian: bool) -> list[tuple[float | None, fl
 
 
 def clip_sdcor_limits(names: list[str], lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Wald limits of SDs and correlations kept in their ranges: SDs ≥ 0, correlations in [-1, 1]."""
+    """Wald limits of SDs and correlations kept in their ranges: SDs (rates, ranges) ≥ 0,
+    correlations in [-1, 1]."""
     lo, hi = np.array(lo, dtype=float), np.array(hi, dtype=float)
-    cor = np.array([n.startswith("cor__") for n in names], dtype=bool)
+    cor = np.array([n.startswith(("cor__", "rho")) for n in names], dtype=bool)
     lo = np.where(cor, np.maximum(lo, -1.0), np.maximum(lo, 0.0))
     hi = np.where(cor, np.minimum(hi, 1.0), hi)
     return lo, hi

@@ -40,14 +40,15 @@ __all__ = ["profile_confint", "ProfileProblem"]
 
 class ProfileProblem:
     """The deviance on the (sdcor, beta) scale for one fitted model (its request's deviance
-    function, from the public chain)."""
+    function, from the public chain). A Toeplitz term moves in its partial autocorrelations (a
+    box; the first is ρ1): only its SDs and ρ1 are profiled (:func:`_toep_higher_lag`)."""
 
     def __init__(self, m):
         self.m = m
         self.spec = m.spec
         self.gaussian = m.request.family.profiled_lmm
         self.dev = make_devfun(m.request)
-        self.psi_hat = theta_to_sdcor(m.spec, m.theta, m.sigma, self.gaussian)
+        self.psi_hat = theta_to_sdcor(m.spec, m.theta, m.sigma, self.gaussian, pacf=True)
         self.re_names = sdcor_names(m.spec, self.gaussian)
         self.beta_hat = m.fixef.to_numpy()
         if self.gaussian:
@@ -72,13 +73,15 @@ class ProfileProblem:
             self.x_hat = np.concatenate([self.psi_hat, self.beta_hat, self.extra_hat])
             self.bounds = sdcor_bounds(m.spec, False) + [(None, None)] * (len(self.beta_hat) + len(self.extra_hat))
         self.d_hat = self.objective(self.x_hat)
+        self.structured = any(t.structured for t in m.spec.terms)
+        self.nugget_lost: set[str] = set()  # limits not given: sigma -> 0 on the profile
 
     def objective(self, x: np.ndarray, dev=None) -> float:
         if self.gaussian:
-            theta, sigma = sdcor_to_theta(self.spec, x, True)
+            theta, sigma = sdcor_to_theta(self.spec, x, True, pacf=True)
             return (dev or self.dev).deviance_sigma(theta, sigma)
         k = len(self.psi_hat)
-        theta, _ = sdcor_to_theta(self.spec, x[:k], False)
+        theta, _ = sdcor_to_theta(self.spec, x[:k], False, pacf=True)
         return self.dev(np.concatenate([theta, x[k:]]))
 
     def objective_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -86,14 +89,14 @@ class ProfileProblem:
         theta times the Jacobian of the (cheap) sdcor → theta map, by finite differences."""
         k = len(self.psi_hat)
         psi = x[:k]
-        theta, _ = sdcor_to_theta(self.spec, psi, False)
+        theta, _ = sdcor_to_theta(self.spec, psi, False, pacf=True)
         val, g = self.dev.value_and_grad(np.concatenate([theta, x[k:]]))
         Jac = np.empty((theta.size, k))
         for i in range(k):
             h = 1e-7 * max(1.0, abs(psi[i]))
             e = np.zeros(k)
             e[i] = h
-            Jac[:, i] = (sdcor_to_theta(self.spec, psi + e, False)[0] - theta) / h
+            Jac[:, i] = (sdcor_to_theta(self.spec, psi + e, False, pacf=True)[0] - theta) / h
         return val, np.concatenate([Jac.T @ g[: theta.size], g[theta.size :]])
 
     def restricted(self, name: str, v: float, warm: np.ndarray | None):
@@ -202,7 +205,14 @@ def _limit(prob: ProfileProblem, name: str, side: int, z: float, scale: float, l
     warm = [None]
 
     def deviance(v):
-        d, x = prob.restricted(name, v, warm[0])
+        try:
+            d, x = prob.restricted(name, v, warm[0])
+        except np.linalg.LinAlgError:  # a correlation matrix singular to working precision
+            raise _NoLimit from None
+        if prob.gaussian and prob.structured and x[-1] < 1e-3 * prob.x_hat[-1]:
+            # the residual SD runs to 0 (a vanishing nugget): theta = SD/sigma cannot follow it
+            prob.nugget_lost.add(name)
+            raise _NoLimit
         warm[0] = x
         return d
 
@@ -210,9 +220,20 @@ def _limit(prob: ProfileProblem, name: str, side: int, z: float, scale: float, l
         d = deviance(v) if d is None else d
         return np.sign(v - est) * np.sqrt(max(d - prob.d_hat, 0.0))
 
-    target = side * z
+    try:
+        return _search(zeta, deviance, prob.d_hat, est, edge, side * z, side, scale, log_scale)
+    except _NoLimit:
+        return float("nan")
+
+
+class _NoLimit(Exception):
+    """The profile met a numerically singular covariance before the cut-off: no limit."""
+
+
+def _search(zeta, deviance, d_hat: float, est: float, edge, target: float, side: int, scale: float,
+            log_scale: bool) -> float:
     step = scale
-    prev, d_prev = est, prob.d_hat
+    prev, d_prev = est, d_hat
     for _ in range(40):
         v = est + side * step
         if edge is not None and (v - edge) * side >= 0:
@@ -244,7 +265,7 @@ def profile_confint(m, level: float = 0.95, parm: list[str] | None = None) -> pd
     with threadpool_limits(limits=1, user_api="blas"):
         out = _profile_confint(m, level, parm)
     unbounded = out.attrs.pop("unbounded", "")
-    out.attrs["note"] = "; ".join(n for n in (note, unbounded) if n)
+    out.attrs["note"] = "; ".join(n for n in (note, out.attrs.get("note", ""), unbounded) if n)
     return out
 
 
@@ -262,12 +283,33 @@ def _profile_confint(m, level: float, parm: list[str] | None) -> pd.DataFrame:
     rows = []
     bar = Progress("profile intervals", total=2 * len(names), unit="limit",
                    enabled=progress_enabled(m.request.control.get("progress")))
+    skipped = [n for n in names if _toep_higher_lag(n)]
     with bar:
         for name in names:
+            if name in skipped:
+                rows.append((name, np.nan, np.nan))
+                bar.update(2, name)
+                continue
             rows.append(_profile_limits(m, prob, name, z, se, th_se, bar))
     out = pd.DataFrame(rows, columns=["term", "conf_low", "conf_high"]).set_index("term")
+    notes = []
+    if prob.nugget_lost:
+        notes.append(f"no profile limit on one side for {', '.join(sorted(prob.nugget_lost))}: along it the residual SD "
+                     "runs to 0 (the structured term takes over the residual variance), where the SD/sigma "
+                     "parameterization cannot follow; see the Wald interval")
+    if skipped:
+        notes.append(f"no profile limits for {', '.join(skipped)}: a Toeplitz lag correlation beyond lag one "
+                     "is bounded by the others (positive definiteness), which a box-constrained profile "
+                     "cannot hold; use method='wald' or 'bootstrap' for these")
+    out.attrs["note"] = "; ".join(notes)
     out.attrs["unbounded"] = _unbounded_note(m, out)
     return out
+
+
+def _toep_higher_lag(name: str) -> bool:
+    """``rho2__toep|g``, ``rho3__toep|g``, …"""
+    head = name.split("__", 1)[0]
+    return "__toep|" in name and head.startswith("rho") and head[3:].isdigit() and int(head[3:]) >= 2
 
 
 def _unbounded_note(m, out: pd.DataFrame) -> str:
@@ -295,7 +337,7 @@ def _profile_limits(m, prob: ProfileProblem, name: str, z: float, se, th_se, bar
         scale = float(th_se[list(m.thresholds.index).index(name)])
     else:
         scale = 0.25 * max(abs(prob.estimate(name)), 0.05)
-        if name.startswith("cor__"):
+        if name.startswith(("cor__", "rho")):
             scale = 0.1
     log_scale = name in m.dispersion.index
     lo = _limit(prob, name, -1, z, scale, log_scale)

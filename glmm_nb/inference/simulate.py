@@ -206,7 +206,9 @@ def simulate(m, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.n
     """Simulated responses, (n, nsim), on the family's count scale (binomial: successes).
 
     ``newdata`` must be complete (no missing value in a variable of the model); binomial
-    simulation needs whole numbers of trials (the fit's weights), it never rounds them.
+    simulation needs whole numbers of trials (the fit's weights), it never rounds them. At
+    positions that an ou/exp/gau/mat term did not see, the random effect is drawn from the
+    process given the fitted positions (:func:`kriging_draws`).
     """
     check_choice(re, "re", ("new", "conditional"))
     check_int(nsim, "nsim", minimum=1)
@@ -223,7 +225,7 @@ def simulate(m, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.n
                 "fill them"
             )
     rng = np.random.default_rng(seed)
-    d = design_of(m, newdata)
+    d = design_of(m, newdata, krige=True)  # a new position's row of Z: its kriging weights
     fam = _family_for(m, d.zeta)
     if fam.has_disp_model and newdata is not None:  # each new row's own dispersion
         fam = fam.with_disp_design(new_disp_matrix(m.spec, newdata))
@@ -245,4 +247,31 @@ def simulate(m, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.n
             L = np.linalg.cholesky(S + 1e-14 * np.eye(q)) if np.any(S) else np.zeros((q, q))
             b = np.einsum("ab,jsb->jsa", L, rng.standard_normal((J, nsim, q)))  # (J, nsim, q)
             eta += np.einsum("nq,nsq->ns", zv, b[codes])
+    if newdata is not None:
+        eta += kriging_draws(m, newdata, d, re, rng, nsim)
     return fam.simulate_from_eta(rng, eta, d.trials, m.sigma, (n, nsim))
+
+
+def kriging_draws(m, newdata: pd.DataFrame, d: Design, re: str, rng, nsim: int) -> np.ndarray:
+    r"""What a position term adds at positions the fit did not see, beyond its kriging mean
+    :math:`w'b(S)` (already in the rows of Z): draws of :math:`e \sim N(0, K)` with K the joint
+    conditional covariance of the new positions given the fitted ones
+    (:meth:`~glmm_nb.design.covstruct.Structure.kriging_cov`), one vector per group and draw, so
+    that :math:`w'b(S) + e` is exactly the process at the new positions. ``re="new"``: b(S) is a
+    fresh draw, so the sum is a fresh draw of the whole process; ``re="conditional"``: b(S) is the
+    conditional mode, for the groups of the fit (others keep b = 0, as their fitted positions)."""
+    out = np.zeros((len(newdata), nsim))
+    for k, (t, sl) in enumerate(zip(m.spec.terms, m.spec.theta_slices())):
+        if not hasattr(t.lhs_spec, "unseen"):
+            continue
+        new, idx = t.lhs_spec.unseen(newdata, f"the term {t.text}")
+        if not len(new):
+            continue
+        K = t.structure.kriging_cov(np.asarray(m.theta)[sl], new) * m.sigma**2
+        w, V = np.linalg.eigh(K)
+        F = V * np.sqrt(np.maximum(w, 0.0))
+        codes, J = (d.own_codes[k], d.own_nlev[k]) if re == "new" else (d.codes[k], t.nlevels)
+        e = np.einsum("ab,jsb->jsa", F, rng.standard_normal((J, nsim, len(new))))  # (J, nsim, m)
+        rows = np.nonzero((idx >= 0) & (codes >= 0))[0]
+        out[rows] = e[codes[rows], :, idx[rows]]
+    return out

@@ -1,0 +1,220 @@
+"""Structured random-effect covariances (issue 26), downstream of the fit: profile, Wald and
+bootstrap intervals of the structure's parameters against glmmTMB 1.1.5
+(fixtures/structured/profile_refs.json, made by make_profile_refs.R there) and against the
+chi-square cut-off, and simulation at positions the fit did not see, by moments.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import glmm_nb
+from tests.test_structured import S, _coords, load
+
+_CACHE: dict = {}
+
+
+class _Fits:
+    """The cases these tests use, each fitted once (ML, as glmmTMB) on first use."""
+
+    def __getitem__(self, cid):
+        if cid not in _CACHE:
+            case, d = load(cid)
+            _CACHE[cid] = (case, glmm_nb.glmm(case["formula"], d, family=case["family"], reml=False))
+        return _CACHE[cid]
+
+
+@pytest.fixture(scope="module")
+def fits():
+    return _Fits()
+
+
+PROFILE = json.loads((S / "profile_refs.json").read_text())
+
+
+@pytest.mark.parametrize("cid", ["epil_ar1_pois", "epil_cs_pois", "exp_pois"])
+def test_profile_intervals_against_glmmtmb(fits, cid):
+    """glmmTMB's confint(method = "profile", parm = "theta_") limits (its scale: log SD, and c with
+    rho = c/sqrt(1+c^2) for ar1, rho = (1+a) plogis(c) - a for cs, range = exp(c) for exp) mapped to
+    SDs, rho and the range: 3e-4 relative (reached 2e-4: glmmTMB interpolates its profile by a
+    spline); the Wald limits differ from them by 0.3 % to 4 % (exp: by a factor of 4 in the range)."""
+    case, m = fits[cid]
+    ref = PROFILE[cid]
+    lo, hi = np.array(ref["lower"]), np.array(ref["upper"])
+    if cid == "epil_ar1_pois":
+        f = lambda c: c / np.sqrt(1 + c * c)  # noqa: E731
+        names = ["sd__ar1|subject", "rho__ar1|subject"]
+    elif cid == "epil_cs_pois":
+        f = lambda c: (1 + 1 / 3) / (1 + np.exp(-c)) - 1 / 3  # noqa: E731
+        names = [f"sd__periodf[p{k}]|subject" for k in range(1, 5)] + ["rho__cs|subject"]
+    else:
+        f = np.exp
+        names = ["sd__exp|grp", "range__exp|grp"]
+    ci = m.confint(method="profile")
+    assert list(ci.index[: len(names)]) == names
+    np.testing.assert_allclose(ci.loc[names, "conf_low"], np.r_[np.exp(lo[:-1]), f(lo[-1])], rtol=3e-4)
+    np.testing.assert_allclose(ci.loc[names, "conf_high"], np.r_[np.exp(hi[:-1]), f(hi[-1])], rtol=3e-4)
+    wald = m.confint(method="wald").loc[names]
+    assert np.all(np.abs(wald["conf_low"].to_numpy() / ci.loc[names, "conf_low"].to_numpy() - 1) > 2e-3)
+
+
+def test_profile_of_a_gaussian_ar1_and_its_vanishing_nugget(fits):
+    """ar1_gauss (ML): the SD's lower and rho's upper limits match glmmTMB's profile (3e-4). Along
+    the SD's upper and rho's lower side the residual SD runs to 0 (the ar1 term takes over the
+    residual variance); our SD/sigma parameterization cannot follow it there: no limit (NaN) and a
+    note — glmmTMB's own lower limit for rho runs off to -1 (c = -79) on that ridge."""
+    case, m = fits["ar1_gauss"]
+    ref = PROFILE["ar1_gauss"]
+    ci = m.confint(method="profile")
+    assert ci.loc["sd__ar1|id", "conf_low"] == pytest.approx(np.exp(ref["lower"][0]), rel=3e-4)
+    c = ref["upper"][1]
+    assert ci.loc["rho__ar1|id", "conf_high"] == pytest.approx(c / np.sqrt(1 + c * c), rel=3e-4)
+    assert np.isnan(ci.loc["sd__ar1|id", "conf_high"]) and np.isnan(ci.loc["rho__ar1|id", "conf_low"])
+    assert "residual SD runs to 0" in ci.attrs["note"] and "rho__ar1|id" in ci.attrs["note"]
+
+
+def test_profile_limits_sit_on_the_cutoff(fits):
+    """ou_pois (glmmTMB 1.1.5's own profile stops on a singular spline fit there): at each limit of
+    the SD and the rate, the deviance minimised over everything else — here by a plain bounded
+    optimizer on the Laplace deviance and its gradient in theta (log rate) — is the ML deviance + 3.8415 (to 2e-3).
+    The rate's profile never reaches the cut-off upwards (rate → ∞ is independent effects, an
+    observation-level intercept, within 3.84 of the optimum): its upper limit is NaN, as lme4's."""
+    from scipy import optimize
+
+    from glmm_nb.pipeline import make_devfun
+
+    case, m = fits["ou_pois"]
+    ci = m.confint(method="profile")
+    f = make_devfun(m.request)
+    x_hat = np.asarray(m.opt.final)
+    d_hat = f(x_hat)
+    bounds = [(0.0, None)] + [(None, None)] * (x_hat.size - 1)
+
+    def prof(j, fixed):
+        free = np.arange(x_hat.size) != j
+
+        def g(z):
+            x = np.empty(x_hat.size)
+            x[free], x[j] = z, fixed
+            val, grad = f.value_and_grad(x)
+            return val, grad[free]
+
+        res = optimize.minimize(g, x_hat[free], jac=True, method="L-BFGS-B", bounds=[b for b, k in zip(bounds, free) if k],
+                                options={"ftol": 1e-14, "gtol": 1e-9})
+        return res.fun - d_hat
+
+    cut = stats.chi2.ppf(0.95, 1)
+    for j, name, v in ((0, "sd__ou|id", ci.loc["sd__ou|id", "conf_low"]), (0, "sd__ou|id", ci.loc["sd__ou|id", "conf_high"]),
+                       (1, "rate__ou|id", ci.loc["rate__ou|id", "conf_low"])):
+        assert prof(j, v if j == 0 else np.log(v)) == pytest.approx(cut, abs=2e-3), (name, v)
+    assert np.isnan(ci.loc["rate__ou|id", "conf_high"])
+    assert 0 < prof(1, np.log(1e3)) < cut
+    est = m.structure_parameters()["id"]
+    assert ci.loc["sd__ou|id", "conf_low"] < est["sd"] < ci.loc["sd__ou|id", "conf_high"]
+    assert ci.loc["rate__ou|id", "conf_low"] < est["rate"]
+
+
+def test_wald_intervals_of_structure_parameters(fits):
+    """confint(method='wald') carries structure_table()'s rows under the sdcor names; for epil ar1
+    glmmTMB 1.1.5's confint(m, method = "wald", parm = "theta_") gives the SD 0.4820404 to
+    0.6784099 (log scale, mapped back): 2e-5."""
+    m = fits["epil_ar1_pois"][1]
+    ci = m.confint(method="wald")
+    assert list(ci.index) == ["sd__ar1|subject", "rho__ar1|subject"] + list(m.fixef.index)
+    np.testing.assert_allclose(ci.loc["sd__ar1|subject"], [0.4820404, 0.6784099], rtol=2e-5)
+    tab = m.structure_table().loc["subject"]
+    np.testing.assert_allclose(ci.loc["rho__ar1|subject"], tab.loc["rho", ["conf_low", "conf_high"]], rtol=1e-12)
+    np.testing.assert_allclose(ci.loc[m.fixef.index, "conf_low"], m.fixef - 1.959964 * m.coef_table()["std_error"],
+                               rtol=1e-6)
+    ct = fits["toep_pois"][1].confint(method="wald")
+    assert [n for n in ct.index if "toep" in n] == ["rho1__toep|id", "rho2__toep|id", "rho3__toep|id"]
+    assert ct.loc["sd__timef[t1]|id", "conf_low"] == pytest.approx(
+        fits["toep_pois"][1].structure_table().loc[("id", "sd1"), "conf_low"], rel=1e-12)
+
+
+@pytest.mark.parametrize("re_", ["conditional", "new"])
+def test_simulate_at_new_positions_by_moments(fits, re_):
+    """ou_gauss: rows of a fitted subject (conditional) or of a new one (new) at times the fit did
+    not see (11, 12, 12 again, -1) and at a fitted time. The process, written out from the implied
+    covariance S over the 277 fitted times (sd² = S_11, rate from S_12): C(t, t') = sd² exp(-rate |t - t'|).
+    conditional: mean x'β + C_0S S⁻¹ b̂, covariance C_00 - C_0S S⁻¹ C_S0 + σ² I (rows at one time share
+    their draw); new: mean x'β, covariance C_00 + σ² I. 100,000 draws: means to 0.012, covariances
+    to 0.01 (5 standard errors); dropping the kriging variance, or drawing each new time on its own,
+    is off by 0.1 or more."""
+    case, m = fits["ou_gauss"]
+    _, d = load("ou_gauss")
+    S = m.covariance_matrices()["id"]
+    t_fit = np.array([_coords(c)[0] for c in S.columns])
+    Sv = S.to_numpy()
+    sd2 = Sv[0, 0]
+    rate = -np.log(Sv[0, 1] / sd2) / abs(t_fit[1] - t_fit[0])
+    sub = d["id"].iloc[0] if re_ == "conditional" else "new-subject"
+    t_new = np.array([11.0, 12.0, 12.0, -1.0, d["t"].iloc[0]])
+    new = pd.DataFrame({"id": sub, "t": t_new, "x": [0.0, 0.5, 0.5, -1.0, 1.0]})
+    C = lambda a, b: sd2 * np.exp(-rate * np.abs(a[:, None] - b[None, :]))  # noqa: E731
+    mu = m.fixef["(Intercept)"] + m.fixef["x"] * new["x"].to_numpy()
+    cov = C(t_new, t_new)
+    if re_ == "conditional":
+        b = m.ranef(condvar=False)["id"].loc[sub].to_numpy()
+        A = np.linalg.solve(Sv, C(t_fit, t_new))
+        mu = mu + A.T @ b
+        cov = cov - C(t_new, t_fit) @ A
+    cov = cov + m.sigma**2 * np.eye(len(t_new))
+    if re_ == "new":
+        with pytest.warns(Warning, match="not seen in the fit"):
+            sims = np.asarray(m.simulate(newdata=new, nsim=100_000, seed=7, re=re_))
+    else:
+        sims = np.asarray(m.simulate(newdata=new, nsim=100_000, seed=7, re=re_))
+    np.testing.assert_allclose(sims.mean(axis=1), mu, atol=0.012)
+    np.testing.assert_allclose(np.cov(sims), cov, atol=0.01)
+    assert cov[0, 1] > 0.1 and cov[0, 0] - m.sigma**2 > 0.1  # large enough for the checks above to fail
+
+
+def test_bootstrap_draws_are_the_refits_structure_parameters(fits):
+    """Each bootstrap draw of sd__ar1|subject and rho__ar1|subject is the SD and lag-one
+    correlation (structure_parameters) of the model refitted to that draw's simulated response."""
+    from glmm_nb.inference.bootstrap import bootstrap
+    from glmm_nb.pipeline import refit
+
+    m = fits["epil_ar1_pois"][1]
+    b = bootstrap(m, nsim=2, seed=11, progress=False)
+    assert b.n_failed == 0
+    ys = np.asarray(m.simulate(nsim=2, seed=11, re="new"))
+    for i in range(2):
+        r = refit(m, y=ys[:, i], start=np.asarray(m.opt.final)).structure_parameters()["subject"]
+        assert b.draws.loc[i, "sd__ar1|subject"] == pytest.approx(r["sd"], rel=1e-8)
+        assert b.draws.loc[i, "rho__ar1|subject"] == pytest.approx(r["rho"], rel=1e-8)
+    assert b.draws.loc[0, "rho__ar1|subject"] != pytest.approx(b.draws.loc[1, "rho__ar1|subject"], rel=1e-3)
+
+
+def test_toeplitz_profile_lag_one_on_the_cutoff_and_higher_lags_said(fits):
+    """toep_pois: ρ1 is the first partial autocorrelation (glmm_nb's c1 = ρ1/√(1−ρ1²)), so its
+    profile is checked in theta by a plain optimizer: each limit at the ML deviance + 3.8415 (2e-3).
+    ρ2, ρ3 have no profile limits (their range depends on the others): NaN, and the note says so."""
+    from scipy import optimize
+
+    from glmm_nb.inference.profile import profile_confint
+    from glmm_nb.pipeline import make_devfun
+
+    m = fits["toep_pois"][1]
+    ci = profile_confint(m, parm=["rho1__toep|id", "rho2__toep|id"])
+    assert ci.loc["rho2__toep|id"].isna().all() and "rho2__toep|id" in ci.attrs["note"]
+    f = make_devfun(m.request)
+    x_hat = np.asarray(m.opt.final)
+    d_hat = f(x_hat)
+    j = 4  # theta: 4 SDs, then c1, c2, c3; then beta
+    bounds = [(0.0, None)] * 4 + [(None, None)] * (x_hat.size - 4)
+    free = np.arange(x_hat.size) != j
+    for v in ci.loc["rho1__toep|id"]:
+        def g(z, c=v / np.sqrt(1 - v * v)):
+            x = np.empty(x_hat.size)
+            x[free], x[j] = z, c
+            val, grad = f.value_and_grad(x)
+            return val, grad[free]
+
+        res = optimize.minimize(g, x_hat[free], jac=True, method="L-BFGS-B",
+                                bounds=[b for b, k in zip(bounds, free) if k], options={"ftol": 1e-14, "gtol": 1e-9})
+        assert res.fun - d_hat == pytest.approx(stats.chi2.ppf(0.95, 1), abs=2e-3), v
