@@ -129,8 +129,9 @@ def zero_part_interval(m, eta, D, re_part, Xz, type: str, q) -> pd.DataFrame:
     spec = m.spec
     nth, p = len(m.theta), spec.p
     Vphi = m.extras.get("vcov_phi")
-    V = (np.full((p + len(m.dispersion) + len(m.zi_fixef),) * 2, np.nan) if Vphi is None
-         else np.asarray(Vphi, dtype=float)[nth:, nth:])  # (beta, log dispersion, gamma)
+    k = p + len(m.dispersion) + len(m.zi_fixef)
+    V = (np.full((k, k), np.nan) if Vphi is None
+         else np.asarray(Vphi, dtype=float)[nth : nth + k, nth : nth + k])  # (beta, log dispersion, gamma)
     zeta = Xz @ m.zi_fixef.to_numpy()
     psi = np.array([fam.from_dispersion(float(d)) for d in m.dispersion])
     nd = psi.size
@@ -200,6 +201,10 @@ def predict_interval(m, newdata: pd.DataFrame | None = None, re: str = "none", t
     check_choice(type, "type", ("link", "response", "conditional", "zero_prob") if zero else ("link", "response"))
     check_choice(interval, "interval", ("confidence", "prediction", "none"))
     check_level(level)
+    if m.spec.zi_terms and re != "none":
+        raise ModelError(f"intervals with re='conditional' are not available with random effects in the zero part "
+                         f"(ziformula {m.spec.zi_formula!r}); use re='none', or m.predict() for the conditional "
+                         "predictions themselves")
     gaussian = is_lmm(m)
     if interval == "prediction" and not gaussian:
         raise ModelError("interval='prediction' is available for gaussian models only")

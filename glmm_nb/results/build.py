@@ -163,7 +163,8 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
     vcov_phi = None  # covariance of all optimizer parameters, zero where on a bound or held fixed
     vcov_method = "hessian"
     disp_se = np.full(nd, np.nan)
-    zi_vcov = np.full((psi.size - nd,) * 2, np.nan)
+    nzt = spec.zi_ntheta  # the zero part's theta, last (ZeroInflated.n_extra)
+    zi_vcov = np.full((psi.size - nd - nzt,) * 2, np.nan)
     if eig is not None and np.all(eig > 0):  # eig: Hessian over the free parameters
         V = 2.0 * np.linalg.inv(H[np.ix_(free, free)])
         pos = np.cumsum(free) - 1  # position of each free parameter in V
@@ -173,13 +174,16 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
         for k in range(nd):
             if free[ntheta + p + k]:
                 disp_se[k] = np.sqrt(V[pos[ntheta + p + k], pos[ntheta + p + k]])
-        if free[ntheta + p + nd :].all():
-            zidx = pos[ntheta + p + nd :]
+        if free[ntheta + p + nd : phi.size - nzt].all():
+            zidx = pos[ntheta + p + nd : phi.size - nzt]
             zi_vcov = V[np.ix_(zidx, zidx)]
         if free.all():
             vcov_full = V
         vcov_phi = np.zeros((phi.size, phi.size))
         vcov_phi[np.ix_(free, free)] = V
+    if vcov is None and nzt:  # no conditional-on-theta version for the joint Laplace: say nothing
+        vcov = np.full((p, p), np.nan)
+        vcov_method = "none"
     if vcov is None:
         # conditional on theta: (X'WX - X'WZ~ M^-1 Z~'WX)^-1 (lme4's RX-based vcov)
         rs, X, W = devfun.rs, devfun.X, st.W
@@ -202,7 +206,8 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
                      method=request.method, nagq=request.nagq, reml=None, loglik=float(loglik),
                      deviance=lme4_dev, vcov_method=vcov_method,
                      extras={"vcov_theta_beta": vcov_full, "vcov_phi": vcov_phi},
-                     dispersion=_dispersion(request.family, psi[:nd], disp_se), **_zero_part(spec, psi[nd:], zi_vcov),
+                     dispersion=_dispersion(request.family, psi[:nd], disp_se),
+                     **_zero_part(spec, psi[nd : psi.size - nzt], zi_vcov), **_zero_re(spec, st, psi[psi.size - nzt :]),
                      **_disp_part(spec, psi[nd:], zi_vcov),
                      **_thresholds(request.family, spec, psi, vcov_phi, ntheta + p))
 
@@ -231,6 +236,20 @@ def _zero_part(spec, gamma, V) -> dict:
     names = list(spec.zi_names)
     return {"zi_fixef": pd.Series(gamma, index=names, name="estimate"),
             "zi_vcov": pd.DataFrame(V, index=names, columns=names)}
+
+
+def _zero_re(spec, st, theta_zi) -> dict:
+    """The zero part's random effects: theta, conditional modes u and, per term, the conditional
+    covariance of b from the joint factorization (the zero part's terms follow the count part's)."""
+    if not spec.zi_terms:
+        return {}
+    nc = len(spec.terms)
+    cov = []
+    for k, (t, sl) in enumerate(zip(spec.zi_terms, spec.zi_theta_slices())):
+        T = t.T(theta_zi[sl])
+        cov.append(np.matmul(np.matmul(T, st.fac.inv_blocks_term(nc + k)), T.T))
+    return {"zi_theta": np.asarray(theta_zi, dtype=float), "zi_u": np.asarray(st.u_zi, dtype=float),
+            "zi_cond_cov": tuple(cov)}
 
 
 def _disp_part(spec, delta, V) -> dict:
