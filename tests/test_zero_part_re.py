@@ -264,3 +264,11 @@ def test_bad_inputs_name_the_culprit(fits):
         m.predict(type="response", re="marginal")
     with pytest.raises(ModelError, match="zero part"):
         m.predict(ZRE.iloc[:3], type="link", re="conditional", se_fit=True)
+
+
+def test_a_zero_part_variance_at_zero_is_named():
+    """Zero-part effects on a factor that carries no variation (alternate rows): singular, said."""
+    d = ZRE.assign(k=np.tile(["a", "b"], len(ZRE) // 2))
+    with pytest.warns(glmm_nb.SingularFitWarning, match=r"\(1 \| k\) in the zero part"):
+        m = glmm_nb.glmm("y ~ x + (1 | g)", d, family="poisson", ziformula="~ x + (1 | k)")
+    assert m.singular and m.varcorr().set_index("grp").loc["zi:k", "sdcor"] < 1e-4

@@ -42,13 +42,17 @@ def conditional_covariance(spec: ModelSpec, fac, theta: np.ndarray, scale2: floa
 
 
 def fit_messages(spec, theta, converged, opt_msgs, scgrad, eig, pirls_ok: bool = True,
-                 tol: float = 2e-3) -> tuple[list[str], bool, bool]:
-    """Plain-language singular-fit and convergence messages (also raised as warnings)."""
+                 tol: float = 2e-3, zi_theta=None) -> tuple[list[str], bool, bool]:
+    """Plain-language singular-fit and convergence messages (also raised as warnings);
+    ``zi_theta``: the zero part's random-effect terms' theta (their singular terms named too)."""
     msgs = []
     if spec.meta.get("separated"):  # warned when the design was built; said again in the summary
         text = separation_message(spec.meta["separated"])
         msgs.append(text[0].upper() + text[1:])
     sing = singular_terms(spec, theta)
+    if zi_theta is not None:
+        sing += [f"{t.text} in the zero part" for t, sl in zip(spec.zi_terms, spec.zi_theta_slices())
+                 if t.structure.singular(zi_theta[sl], 1e-4)]
     if sing:
         msgs.append(
             "Singular fit: the variance of " + ", ".join(sing) + " is estimated as zero (or its "
@@ -191,7 +195,7 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
         vcov = np.linalg.inv(X.T @ (W[:, None] * X) - ZtWX.T @ st.fac.solve(ZtWX))
         vcov_method = "conditional"
     msgs, ok, sing = fit_messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig,
-                                  pirls_ok=bool(st.converged))
+                                  pirls_ok=bool(st.converged), zi_theta=psi[psi.size - nzt :] if nzt else None)
     if at_limit:
         base = getattr(fam0, "base", fam0)
         d = base.to_dispersion(float(phi[ntheta + spec.p]))
