@@ -1,8 +1,8 @@
 r"""Zero-inflated and hurdle count families (Poisson, NB2, NB1 count parts), as glmmTMB.
 
-With :math:`\pi_i = \mathrm{expit}(\zeta_i)`, :math:`\zeta = X_{zi}\gamma` (the ``ziformula``)
-and :math:`f` the count density with mean :math:`\mu_i = g^{-1}(\eta_i)` (random effects in
-:math:`\eta` only):
+With :math:`\pi_i = \mathrm{expit}(\zeta_i)`, :math:`\zeta = X_{zi}\gamma` (the ``ziformula``;
+plus :math:`Z_{zi}b_{zi}` when it has random-effect terms, :mod:`glmm_nb.likelihood.zire`)
+and :math:`f` the count density with mean :math:`\mu_i = g^{-1}(\eta_i)`:
 
 * zero-inflated: :math:`p(0) = \pi + (1-\pi) f(0)`, :math:`p(y) = (1-\pi) f(y)` for y > 0
   (``pi`` is the probability of a structural zero; mean :math:`(1-\pi)\mu`);
@@ -20,7 +20,8 @@ and its η-derivatives :math:`\ell_0', \ell_0'', \ell_0'''`). Zero-inflated zero
 :math:`t' = -v\ell_0'`, :math:`t'' = -v(1+v)\ell_0'^2 - v\ell_0''`,
 :math:`t''' = -v(1+v)(1+2v)\ell_0'^3 - 3v(1+v)\ell_0'\ell_0'' - v\ell_0'''`; hurdle zeros carry
 no information on η. The Laplace log-determinant uses the observed information (as glmmTMB).
-The extra parameters are the count part's log-dispersion (NB) and :math:`\gamma`.
+The extra parameters are the count part's log-dispersion (NB), :math:`\gamma` and the zero part's
+random-effect theta (if any).
 """
 
 from __future__ import annotations
