@@ -272,3 +272,9 @@ def test_a_zero_part_variance_at_zero_is_named():
     with pytest.warns(glmm_nb.SingularFitWarning, match=r"\(1 \| k\) in the zero part"):
         m = glmm_nb.glmm("y ~ x + (1 | g)", d, family="poisson", ziformula="~ x + (1 | k)")
     assert m.singular and m.varcorr().set_index("grp").loc["zi:k", "sdcor"] < 1e-4
+    # the SD on its bound is no free parameter: the others keep their SEs, those of the model
+    # without the term (to the optimizer's precision on a flat boundary)
+    m0 = glmm_nb.glmm("y ~ x + (1 | g)", d, family="poisson", ziformula="~ x")
+    assert m.loglik == pytest.approx(m0.loglik, abs=1e-6)
+    np.testing.assert_allclose(np.sqrt(np.diag(m.vcov)), np.sqrt(np.diag(m0.vcov)), rtol=1e-3)
+    np.testing.assert_allclose(np.sqrt(np.diag(m.zi_vcov)), np.sqrt(np.diag(m0.zi_vcov)), rtol=1e-3)

@@ -127,6 +127,11 @@ def _free(request: FitRequest, phi: np.ndarray, ntheta: int) -> np.ndarray:
     theta = phi[:ntheta]
     at_bound = np.isfinite(lower) & (np.abs(theta - np.where(np.isfinite(lower), lower, 0)) < 1e-6)
     free = np.r_[~at_bound, np.ones(phi.size - ntheta, bool)]
+    spec = request.spec
+    if spec.zi_terms:  # the zero part's theta, last: on its bound too
+        zl = np.concatenate([t.theta_lower() for t in spec.zi_terms])
+        zt = phi[phi.size - zl.size :]
+        free[phi.size - zl.size :] = ~(np.isfinite(zl) & (np.abs(zt - np.where(np.isfinite(zl), zl, 0)) < 1e-6))
     for i in fixed_indices(request):
         free[i] = False
     return free
