@@ -278,3 +278,24 @@ def test_a_zero_part_variance_at_zero_is_named():
     assert m.loglik == pytest.approx(m0.loglik, abs=1e-6)
     np.testing.assert_allclose(np.sqrt(np.diag(m.vcov)), np.sqrt(np.diag(m0.vcov)), rtol=1e-3)
     np.testing.assert_allclose(np.sqrt(np.diag(m.zi_vcov)), np.sqrt(np.diag(m0.zi_vcov)), rtol=1e-3)
+
+
+def test_merged_term_and_schur_paths_agree(monkeypatch):
+    """The same-factor case runs as one block-diagonal term; the general (Schur) path must give the
+    same deviance, modes and conditional covariances."""
+    import glmm_nb.likelihood.zire as zire
+
+    req = make_request("y ~ x + (1 | g)", ZNB, family="negative_binomial", ziformula="~ x + (1 | g)")
+    phi = np.array([0.47, 0.51, 0.38, 0.3, -1.7, 1.19, 1.74])
+    merged = make_devfun(req)
+    assert merged.merged
+    a = merged.state(phi)
+    monkeypatch.setattr(zire, "mergeable", lambda spec: False)
+    schur = make_devfun(req)
+    assert not schur.merged
+    b = schur.state(phi)
+    assert a.deviance == pytest.approx(b.deviance, abs=1e-9)
+    np.testing.assert_allclose(a.u, b.u, atol=1e-9)
+    np.testing.assert_allclose(a.u_zi, b.u_zi, atol=1e-9)
+    for k in (0, 1):
+        np.testing.assert_allclose(a.fac.inv_blocks_term(k), b.fac.inv_blocks_term(k), atol=1e-10)

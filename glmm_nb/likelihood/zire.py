@@ -21,7 +21,11 @@ machinery (:class:`~.reops.ReStructure`) unchanged, by writing
 three pseudo-rows per observation with diagonal weights: :math:`(\tilde z_c, 0)` weighted
 :math:`a-c`, :math:`(0, \tilde z_z)` weighted :math:`b-c`, :math:`(\tilde z_c, \tilde z_z)`
 weighted :math:`c`. The count terms come first, then the zero part's terms, so the blocks of
-:math:`M^{-1}` of term ``k`` are the joint conditional covariances. PIRLS takes Newton steps in
+:math:`M^{-1}` of term ``k`` are the joint conditional covariances. One count term and one
+zero-part term on the same grouping factor (the common case) become one term of
+:math:`q_c + q_z` columns with a block-diagonal T, so M is block diagonal by cluster and factored
+as a batch of small Cholesky factors (the Schur path would factor a dense block of the zero
+part's columns). PIRLS takes Newton steps in
 u (observed information; where M is not positive definite, a step with the cross weights
 dropped and negative weights clipped, still a descent direction); the deviance, as glmmTMB's
 Laplace approximation with every constant, is
@@ -38,6 +42,7 @@ has already solved (modes within about 1e-12), so D agrees between warm and cold
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -77,17 +82,79 @@ class _Stacked:
         return out
 
 
+@dataclass(frozen=True, eq=False)
+class _MergedTerm:
+    """A count term and a zero-part term on the same grouping factor as one term (T block
+    diagonal): what :class:`ReStructure` reads of a term."""
+
+    count: object
+    zero: object
+    codes: np.ndarray
+    Zvals: np.ndarray
+    structure = SimpleNamespace(coords=None)
+    structured = False
+
+    @property
+    def q(self) -> int:
+        return self.count.q + self.zero.q
+
+    @property
+    def nlevels(self) -> int:
+        return self.count.nlevels
+
+    @property
+    def ntheta(self) -> int:
+        return self.count.ntheta + self.zero.ntheta
+
+    def T(self, theta: np.ndarray) -> np.ndarray:
+        qc, nc = self.count.q, self.count.ntheta
+        out = np.zeros((self.q, self.q))
+        out[:qc, :qc] = self.count.T(theta[:nc])
+        out[qc:, qc:] = self.zero.T(theta[nc:])
+        return out
+
+
+def mergeable(spec: ModelSpec) -> bool:
+    """One count term and one zero-part term on the same grouping factor (no positions)."""
+    if len(spec.terms) != 1 or len(spec.zi_terms) != 1:
+        return False
+    c, z = spec.terms[0], spec.zi_terms[0]
+    return (c.group_vars == z.group_vars and c.levels == z.levels and np.array_equal(c.codes, z.codes)
+            and c.structure.coords is None and z.structure.coords is None)
+
+
 def stacked_terms(spec: ModelSpec) -> _Stacked:
-    """Count terms on pseudo-rows 1 and 3, zero-part terms on pseudo-rows 2 and 3 (zeros elsewhere)."""
+    """Count terms on pseudo-rows 1 and 3, zero-part terms on pseudo-rows 2 and 3 (zeros
+    elsewhere); one merged term where :func:`mergeable`."""
     n = spec.nobs
 
-    def tile(t, on):
+    def rows(t, on):
         Z = np.asarray(t.Zvals, dtype=float)
-        Zs = np.concatenate([Z if k in on else np.zeros_like(Z) for k in range(3)])
-        return replace(t, codes=np.tile(np.asarray(t.codes), 3), Zvals=Zs)
+        return np.concatenate([Z if k in on else np.zeros_like(Z) for k in range(3)])
 
-    terms = tuple(tile(t, (0, 2)) for t in spec.terms) + tuple(tile(t, (1, 2)) for t in spec.zi_terms)
+    if mergeable(spec):
+        c, z = spec.terms[0], spec.zi_terms[0]
+        Zs = np.concatenate([rows(c, (0, 2)), rows(z, (1, 2))], axis=1)
+        return _Stacked((_MergedTerm(c, z, np.tile(np.asarray(c.codes), 3), Zs),), 3 * n)
+    terms = (tuple(replace(t, codes=np.tile(np.asarray(t.codes), 3), Zvals=rows(t, (0, 2))) for t in spec.terms)
+             + tuple(replace(t, codes=np.tile(np.asarray(t.codes), 3), Zvals=rows(t, (1, 2))) for t in spec.zi_terms))
     return _Stacked(terms, 3 * n)
+
+
+class _TermBlocks:
+    """The merged term's factorization seen term by term (count term 0, zero-part term 1)."""
+
+    def __init__(self, fac, qc: int):
+        self.fac, self.qc = fac, qc
+        self.logdet = fac.logdet
+        self.dense_block = fac.dense_block
+
+    def solve(self, rhs):
+        return self.fac.solve(rhs)
+
+    def inv_blocks_term(self, k: int) -> np.ndarray:
+        B = self.fac.inv_blocks_term(0)
+        return B[:, : self.qc, : self.qc] if k == 0 else B[:, self.qc :, self.qc :]
 
 
 class ZiReLaplaceDevfun:
@@ -106,6 +173,7 @@ class ZiReLaplaceDevfun:
         self.family = family
         self.rs = ReStructure(spec)  # the count part's terms alone (the result's conditional modes)
         self.joint = ReStructure(stacked_terms(spec))
+        self.merged = mergeable(spec)
         self.n = spec.nobs
         self.y = np.asarray(spec.y, dtype=float)
         self.pw = np.asarray(spec.weights, dtype=float)
@@ -205,8 +273,19 @@ class ZiReLaplaceDevfun:
         ll = -0.5 * (pdev - float(u @ u))
         dev = -2.0 * ll + float(u @ u) + fac.logdet
         self._u = u
-        return ZiPirlsState(theta, beta, u[: self.Qc], self.rs.vals(theta), eta, mu, r, Wobs, Wobs, dW, fac, ll,
-                            dev, it, converged, f, u_zi=u[self.Qc :], zeta=zeta)
+        u_c, u_z = self.split_modes(u)
+        if self.merged:
+            fac = _TermBlocks(fac, self.spec.terms[0].q)
+        return ZiPirlsState(theta, beta, u_c, self.rs.vals(theta), eta, mu, r, Wobs, Wobs, dW, fac, ll,
+                            dev, it, converged, f, u_zi=u_z, zeta=zeta)
+
+    def split_modes(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The joint modes as (count part's, zero part's), each in its own terms' layout."""
+        if not self.merged:
+            return u[: self.Qc], u[self.Qc :]
+        qc = self.spec.terms[0].q
+        U = u.reshape(self.spec.terms[0].nlevels, -1)
+        return U[:, :qc].ravel(), U[:, qc:].ravel()
 
     # ------------------------------------------------------------------------ deviance
     def state(self, phi: np.ndarray) -> ZiPirlsState:
