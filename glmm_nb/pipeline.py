@@ -21,8 +21,8 @@ from threadpoolctl import threadpool_limits
 from .design import ModelSpec, check_agq_size, check_options, model_spec
 from .errors import ModelError
 from .families import Family, GaussianML, get_family, with_dispersion_model, zero_inflated
-from .likelihood import (AgqDevfun, LaplaceDevfun, LmmDevfun, OrdinalAgqDevfun, OrdinalLaplaceDevfun, anova_theta_start,
-                         glm_irls)
+from .likelihood import (AgqDevfun, LaplaceDevfun, LmmDevfun, OrdinalAgqDevfun, OrdinalLaplaceDevfun, ZiReLaplaceDevfun,
+                         anova_theta_start, glm_irls)
 from .optimize import OptSummary, minimize_devfun, restart_edge
 from .progress import fit_progress
 from .request import METHODS, FitRequest, fixed_indices
@@ -105,6 +105,9 @@ def make_request(formula, data: pd.DataFrame, family: str | Family = "binomial",
     spec = model_spec(formula, data, fam, weights=weights, offset=offset, ziformula=ziformula,
                       dispformula=dispformula)
     check_agq_size(nagq, spec, method)
+    if spec.zi_terms and method == "agq":
+        raise ModelError(f"method='agq' is not available with random effects in the zero part (ziformula "
+                         f"{spec.zi_formula!r}); fit by Laplace, as glmmTMB")
     return FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=reml, control=control, start=start,
                       fixed=fixed)
 
@@ -127,6 +130,8 @@ def make_devfun(request: FitRequest, stage: str = "final"):
         cls = OrdinalAgqDevfun if fam.ordinal else AgqDevfun
         dev = cls(request.spec, fam, request.nagq)
         inner = dev.lap  # PIRLS runs in the Laplace deviance the quadrature is placed by
+    elif request.spec.zi_terms:  # random effects in the zero part: the joint Laplace over both parts
+        dev = inner = ZiReLaplaceDevfun(request.spec, fam)
     else:
         dev = inner = (OrdinalLaplaceDevfun if fam.ordinal else LaplaceDevfun)(request.spec, fam)
     inner.maxit = int(request.control.get("pirls_maxit", inner.maxit))
@@ -185,6 +190,8 @@ def parameter_bounds(request: FitRequest, profiled: bool) -> tuple[np.ndarray, n
     lower = spec.theta_lower()
     if not profiled:
         lower = np.concatenate([lower, np.full(spec.p + request.family.n_extra(spec), -np.inf)])
+        if spec.zi_terms:  # the zero part's theta come last (ZeroInflated.n_extra)
+            lower[lower.size - spec.zi_ntheta :] = np.concatenate([t.theta_lower() for t in spec.zi_terms])
     upper = np.full(lower.size, np.inf)
     for i, v in fixed_indices(request).items():
         lower[i] = upper[i] = v
@@ -205,7 +212,7 @@ def minimize(request: FitRequest, devfun, start: np.ndarray, label: str = "L-BFG
     variance stops on its bound while the deviance decreases inward: lme4's ``restart_edge``)."""
     lower, upper = parameter_bounds(request, devfun.profiled)
     maxiter = int(request.control.get("maxiter", 2000))
-    if devfun.analytic_gradient:
+    if devfun.analytic_gradient or getattr(devfun, "gradient_by_differences", False):
         def run(x0):
             return minimize_devfun(devfun.value_and_grad, x0, lower, scale=parameter_scale(request, devfun),
                                    maxiter=maxiter, label=label, upper=upper)

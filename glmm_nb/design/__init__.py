@@ -17,7 +17,7 @@ from .matrices import drop_collinear, model_matrix, rename_intercept, required_v
 from .random import random_terms
 from .response import read_response
 from .reterms import ReTerm, theta_to_T, tril_index
-from .newdata import NewDesign, new_design, new_fixed_matrix, new_zero_matrix
+from .newdata import NewDesign, new_design, new_fixed_matrix, new_zero_matrix, new_zero_re
 from .separation import ordinal_separated_columns, separated_columns, separation_message
 from .spec import ModelSpec, fixed_matrix, model_spec, new_disp_matrix
 
@@ -27,5 +27,5 @@ __all__ = [
            "rename_intercept", "required_variables", "random_terms", "read_response", "fixed_matrix",
            "theta_to_T", "tril_index", "as_frame", "check_agq_size", "check_options", "check_output_path", "check_bool", "check_choice", "check_column", "check_int",
            "check_level", "check_seed", "close_names", "numpy_dtypes", "Grouping", "MappedGroups", "grouping",
-           "map_groups", "new_design", "new_fixed_matrix", "new_zero_matrix", "new_disp_matrix",
+           "map_groups", "new_design", "new_fixed_matrix", "new_zero_matrix", "new_zero_re", "new_disp_matrix",
            "ordinal_separated_columns", "separated_columns", "separation_message"]

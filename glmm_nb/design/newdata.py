@@ -28,7 +28,7 @@ from .grouping import map_groups, value_label
 from .positions import PositionSpec
 from .matrices import eval_numeric, model_matrix, rename_intercept, required_variables
 
-__all__ = ["NewDesign", "categorical_variables", "new_fixed_matrix", "new_zero_matrix", "new_design", "check_new_levels", "design_variables"]
+__all__ = ["NewDesign", "categorical_variables", "new_fixed_matrix", "new_zero_matrix", "new_zero_re", "new_design", "check_new_levels", "design_variables"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,11 +181,22 @@ def new_zero_matrix(spec, newdata) -> np.ndarray:
     return Z
 
 
+def new_zero_re(spec, newdata) -> tuple[tuple, tuple]:
+    """Per zero-part random-effect term of ``spec``: the fitted level of each row of ``newdata``
+    (−1: unseen or missing, its effect 0) and the term's columns, (codes, Zvals)."""
+    codes, zvals = [], []
+    for t in spec.zi_terms:
+        codes.append(map_groups(newdata, t.group_vars, t.var_levels, t.level_codes).codes)
+        zm = _matrix(t.lhs_spec, newdata, t.text).to_numpy(dtype=float)
+        zvals.append(zm[:, list(t.columns)] if t.columns is not None else zm)
+    return tuple(codes), tuple(zvals)
+
+
 def design_variables(spec) -> list[str]:
     """The columns new data need for conditional predictions: the fixed part's, the offsets',
     the zero part's and every random-effect term's (its columns and grouping columns)."""
     needed = set(_variables(spec, True)) | set(zero_variables(spec))
-    for t in spec.terms:
+    for t in tuple(spec.terms) + tuple(getattr(spec, "zi_terms", ())):
         needed |= set(t.group_vars)
         needed |= set(t.lhs_spec.variables_by_source.get("data", set()))
     return sorted(needed)

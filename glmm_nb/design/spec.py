@@ -79,6 +79,7 @@ class ModelSpec:
     zi_X: np.ndarray | None = None
     zi_names: tuple[str, ...] = ()
     zi_fixed_spec: Any = None
+    zi_terms: tuple[ReTerm, ...] = ()  # the zero part's random-effect terms (``ziformula="~ x + (1 | g)"``)
     levels: tuple[str, ...] = ()
     disp_formula: str | None = None  # the dispersion model's right-hand side ("~ h"), if any
     disp_X: np.ndarray | None = None
@@ -107,6 +108,18 @@ class ModelSpec:
     def theta_slices(self) -> list[slice]:
         out, start = [], 0
         for t in self.terms:
+            out.append(slice(start, start + t.ntheta))
+            start += t.ntheta
+        return out
+
+    @property
+    def zi_ntheta(self) -> int:
+        return int(sum(t.ntheta for t in self.zi_terms))
+
+    def zi_theta_slices(self) -> list[slice]:
+        """Each zero-part term's slice of the zero part's theta."""
+        out, start = [], 0
+        for t in self.zi_terms:
             out.append(slice(start, start + t.ntheta))
             start += t.ntheta
         return out
@@ -178,12 +191,15 @@ def zi_rhs(ziformula: str) -> str:
         rhs = rhs[1:].strip()
     elif "~" in rhs:
         raise FormulaError(f"ziformula '{ziformula}' has a response; write only the right-hand side ('~ x')")
-    if "|" in rhs:
-        raise FormulaError(
-            f"ziformula '{ziformula}' has a random-effect term: the zero part takes fixed effects only "
-            "(random effects go in the count part's formula)"
-        )
     return rhs or "1"
+
+
+def zi_parsed(zi: str) -> ParsedFormula:
+    """A zero-part right-hand side with random-effect terms (``x + (1 | g)``), split as a formula."""
+    parsed = parse_formula(f"zero_part__ ~ {zi}")
+    if parsed.offsets:
+        raise FormulaError(f"ziformula '~ {zi}' has an offset; the zero part takes none")
+    return parsed
 
 
 def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights=None, offset=None,
@@ -212,7 +228,12 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
             "for a model without random effects use a GLM (e.g. statsmodels.formula.api.glm)"
         )
     zi = zi_rhs(ziformula) if ziformula is not None else None
-    extra = tuple(required_variables(zi, "the zero part")) if zi else ()
+    zi_p = zi_parsed(zi) if zi is not None and "|" in zi else None
+    zi_fix = zi_p.fixed if zi_p is not None else zi
+    extra = tuple(required_variables(zi_fix, "the zero part")) if zi else ()
+    if zi_p is not None:  # the zero part's random-effect terms: their columns and grouping factors
+        for rt in zi_p.random:
+            extra += tuple(required_variables(rt.lhs, "the zero part")) + tuple(rt.group_vars)
     dz = disp_rhs(dispformula) if dispformula is not None else None
     extra += tuple(required_variables(dz, "the dispersion model")) if dz else ()
     used = used_variables(parsed, data, extra=extra)
@@ -248,12 +269,13 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
         warn_separation(separated)
     zi_parts = {}
     if zi is not None:
-        Zdf = model_matrix(zi, d, f"the zero part '~ {zi}'")
+        Zdf = model_matrix(zi_fix, d, f"the zero part '~ {zi}'")
         zn = rename_intercept(Zdf.columns)
         Zx = Zdf.to_numpy(dtype=float)
         check_finite(Zx, zn, "zero-part column")
         Zx, zn, _dropped = drop_collinear(Zx, zn)
-        zi_parts = {"zi_formula": f"~ {zi}", "zi_X": frozen(Zx), "zi_names": zn, "zi_fixed_spec": Zdf.model_spec}
+        zi_parts = {"zi_formula": f"~ {zi}", "zi_X": frozen(Zx), "zi_names": zn, "zi_fixed_spec": Zdf.model_spec,
+                    "zi_terms": random_terms(zi_p, d) if zi_p is not None else ()}
     if dz is not None:
         Ddf = model_matrix(dz, d, f"the dispersion model '~ {dz}'")
         dn = rename_intercept(Ddf.columns)

@@ -1,8 +1,8 @@
 r"""Zero-inflated and hurdle count families (Poisson, NB2, NB1 count parts), as glmmTMB.
 
-With :math:`\pi_i = \mathrm{expit}(\zeta_i)`, :math:`\zeta = X_{zi}\gamma` (the ``ziformula``)
-and :math:`f` the count density with mean :math:`\mu_i = g^{-1}(\eta_i)` (random effects in
-:math:`\eta` only):
+With :math:`\pi_i = \mathrm{expit}(\zeta_i)`, :math:`\zeta = X_{zi}\gamma` (the ``ziformula``;
+plus :math:`Z_{zi}b_{zi}` when it has random-effect terms, :mod:`glmm_nb.likelihood.zire`)
+and :math:`f` the count density with mean :math:`\mu_i = g^{-1}(\eta_i)`:
 
 * zero-inflated: :math:`p(0) = \pi + (1-\pi) f(0)`, :math:`p(y) = (1-\pi) f(y)` for y > 0
   (``pi`` is the probability of a structural zero; mean :math:`(1-\pi)\mu`);
@@ -20,7 +20,8 @@ and its η-derivatives :math:`\ell_0', \ell_0'', \ell_0'''`). Zero-inflated zero
 :math:`t' = -v\ell_0'`, :math:`t'' = -v(1+v)\ell_0'^2 - v\ell_0''`,
 :math:`t''' = -v(1+v)(1+2v)\ell_0'^3 - 3v(1+v)\ell_0'\ell_0'' - v\ell_0'''`; hurdle zeros carry
 no information on η. The Laplace log-determinant uses the observed information (as glmmTMB).
-The extra parameters are the count part's log-dispersion (NB) and :math:`\gamma`.
+The extra parameters are the count part's log-dispersion (NB), :math:`\gamma` and the zero part's
+random-effect theta (if any).
 """
 
 from __future__ import annotations
@@ -97,16 +98,20 @@ class ZeroInflated(Family):
 
     def _base_x(self, x, spec):
         nd, kz = self._split(spec)
-        return np.concatenate([x[:nd], x[nd + kz:]])
+        return np.concatenate([x[:nd], x[nd + kz: x.size - spec.zi_ntheta]])
 
     def n_extra(self, spec) -> int:
-        return self.base.n_extra(spec) + spec.zi_X.shape[1]
+        """Count dispersion(s), the zero part's coefficients, a dispersion model's delta, then the zero
+        part's random-effect terms' theta (last)."""
+        return self.base.n_extra(spec) + spec.zi_X.shape[1] + spec.zi_ntheta
 
     def extra_names(self, spec) -> list[str]:
         b, nd = self.base.extra_names(spec), self.base.n_dispersion
-        return b[:nd] + [f"zi~{c}" for c in spec.zi_names] + b[nd:]
+        return (b[:nd] + [f"zi~{c}" for c in spec.zi_names] + b[nd:]
+                + [f"zi~{n}" for t in spec.zi_terms for n in t.theta_names()])
 
     def at_extra(self, x, spec) -> "ZeroInflated":
+        """At (dispersion, gamma[, zero-part theta]): ``zeta`` = X_zi gamma (no random effects)."""
         x = np.asarray(x, dtype=float)
         nd, kz = self._split(spec)
         out = copy.copy(self)
@@ -128,6 +133,22 @@ class ZeroInflated(Family):
     @property
     def disp_scale_text(self) -> str:
         return self.base.disp_scale_text
+
+    def zeta_working(self, eta, y, pw):
+        r"""The zero-part pieces for a joint Laplace over (eta, zeta) (random effects in both):
+        :math:`(\partial_\zeta\ell, -\partial_\eta\partial_\zeta\ell, -\partial^2_\zeta\ell)`
+        per row. Zero-inflated zeros: :math:`(1-q)-\pi`, :math:`q(1-q)\ell_0'`,
+        :math:`\pi(1-\pi) - q(1-q)`; every other row: :math:`y{=}0` hurdle
+        :math:`1-\pi`, else :math:`-\pi`, 0, :math:`\pi(1-\pi)`."""
+        y, eta, zeta, zero = self._arrays(y, eta)
+        pi = special.expit(zeta)
+        pp = pi * (1 - pi)
+        if self.hurdle:
+            return pw * np.where(zero, 1 - pi, -pi), np.zeros_like(eta), pw * pp
+        l0, r0, _Wo0, _dW0 = self._at_zero(eta)
+        q = special.expit(l0 - zeta)
+        qq = np.where(zero, q * (1 - q), 0.0)
+        return pw * np.where(zero, (1 - q) - pi, -pi), pw * qq * r0, pw * (pp - qq)
 
     def with_zeta(self, zeta) -> "ZeroInflated":
         """The same family with another zero-part linear predictor (new data)."""
@@ -161,10 +182,14 @@ class ZeroInflated(Family):
         else:
             p0 = (zero - float(np.mean(f0))) / max(1 - float(np.mean(f0)), 1e-3)
         gamma = np.zeros(spec.zi_X.shape[1])
-        if "(Intercept)" in spec.zi_names:
+        # with random effects in the zero part, glmmTMB's start (gamma = 0, pi = 1/2): on a
+        # simulated ZINB the moment start (pi = 0.02, the NB explaining the zeros) ends at a local
+        # optimum 7 log-likelihood units below glmmTMB's, the start at 0 at glmmTMB's optimum
+        if "(Intercept)" in spec.zi_names and not spec.zi_terms:
             gamma[list(spec.zi_names).index("(Intercept)")] = special.logit(np.clip(p0, 0.02, 0.98))
         nd = self.base.n_dispersion
-        return np.concatenate([start[:nd], gamma, start[nd:]])
+        zt = [t.theta_start() for t in spec.zi_terms]
+        return np.concatenate([start[:nd], gamma, start[nd:], *zt])
 
     @property
     def start_family(self) -> Family:
@@ -343,7 +368,8 @@ class ZeroInflated(Family):
 
     def simulate(self, rng, mu, trials, scale, size):
         mu = np.broadcast_to(mu, size)
-        pi = np.broadcast_to(self.pi.reshape(-1, *([1] * (len(size) - 1))), size)
+        pi = self.pi if self.pi.ndim == len(size) else self.pi.reshape(-1, *([1] * (len(size) - 1)))
+        pi = np.broadcast_to(pi, size)  # one zeta per row, or per row and draw (new zero-part effects)
         if not self.hurdle:
             y = self.base.simulate(rng, mu, trials, scale, size)
             return np.where(rng.random(size) < pi, 0.0, y)

@@ -201,6 +201,10 @@ def predict_interval(m, newdata: pd.DataFrame | None = None, re: str = "none", t
     check_choice(type, "type", ("link", "response", "conditional", "zero_prob") if zero else ("link", "response"))
     check_choice(interval, "interval", ("confidence", "prediction", "none"))
     check_level(level)
+    if m.spec.zi_terms and re != "none":
+        raise ModelError(f"intervals with re='conditional' are not available with random effects in the zero part "
+                         f"(ziformula {m.spec.zi_formula!r}); use re='none', or m.predict() for the conditional "
+                         "predictions themselves")
     gaussian = is_lmm(m)
     if interval == "prediction" and not gaussian:
         raise ModelError("interval='prediction' is available for gaussian models only")

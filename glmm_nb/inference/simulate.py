@@ -16,7 +16,7 @@ import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
 
 from ..design import (as_frame, check_choice, check_int, check_seed, grouping_codes, new_disp_matrix, new_fixed_matrix,
-                      new_zero_matrix, numpy_dtypes)
+                      new_zero_matrix, new_zero_re, numpy_dtypes)
 from ..design.newdata import design_variables
 from ..errors import DataError, ModelError
 
@@ -32,7 +32,10 @@ class Design:
     own_codes: tuple  # per term: codes among the levels of this data (for new draws)
     own_nlev: tuple
     trials: np.ndarray
-    zeta: np.ndarray | None = None  # the zero part's linear predictor (zero-inflated/hurdle)
+    zeta: np.ndarray | None = None  # the zero part's fixed linear predictor (zero-inflated/hurdle)
+    zi_codes: tuple = ()  # per zero-part random-effect term: fitted level (-1 unseen), its columns,
+    zi_Zvals: tuple = ()  # and the level among this data's own (new draws)
+    zi_own: tuple = ()
 
 
 def design_of(m, newdata: pd.DataFrame | None, krige: bool = False) -> Design:
@@ -42,9 +45,12 @@ def design_of(m, newdata: pd.DataFrame | None, krige: bool = False) -> Design:
     if newdata is None:
         codes = tuple(np.asarray(t.codes) for t in spec.terms)
         trials = np.asarray(spec.weights)
+        zc = tuple(np.asarray(t.codes) for t in spec.zi_terms)
         return Design(np.asarray(spec.X), np.asarray(spec.offset), codes,
                       tuple(np.asarray(t.Zvals) for t in spec.terms), codes,
-                      tuple(t.nlevels for t in spec.terms), trials, zero_part(m, None))
+                      tuple(t.nlevels for t in spec.terms), trials, zero_part(m, None),
+                      zc, tuple(np.asarray(t.Zvals) for t in spec.zi_terms),
+                      tuple((c, t.nlevels) for c, t in zip(zc, spec.zi_terms)))
     newdata = numpy_dtypes(as_frame(newdata, "newdata"))
     d = spec.design_for(newdata, theta=m.theta if krige else None)
     own, nlev = [], []
@@ -52,8 +58,13 @@ def design_of(m, newdata: pd.DataFrame | None, krige: bool = False) -> Design:
         labels, c = grouping_codes(newdata, t.group_vars)
         own.append(c)
         nlev.append(len(labels))
+    zc, zv = new_zero_re(spec, newdata) if spec.zi_terms else ((), ())
+    zown = []
+    for t in spec.zi_terms:
+        labels, c = grouping_codes(newdata, t.group_vars)
+        zown.append((c, len(labels)))
     return Design(d.X, d.offset, d.codes, d.Zvals, tuple(own), tuple(nlev), np.ones(len(newdata)),
-                  zero_part(m, newdata))
+                  zero_part(m, newdata), zc, zv, tuple(zown))
 
 
 def fill_groups(m, newdata: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -85,6 +96,21 @@ def zero_part(m, newdata: pd.DataFrame | None) -> np.ndarray | None:
         return None
     Z = np.asarray(spec.zi_X) if newdata is None else new_zero_matrix(spec, newdata)
     return Z @ m.zi_fixef.to_numpy()
+
+
+def zeta_at(m, d: Design, re: str) -> np.ndarray | None:
+    """The zero part's linear predictor for ``re``: with random effects in the zero part, its
+    conditional modes added for ``re="conditional"`` (0 for a level not seen in the fit)."""
+    if d.zeta is None or not m.spec.zi_terms or re == "none":
+        return d.zeta
+    if re != "conditional":
+        raise ModelError(f"re={re!r} is not available with random effects in the zero part "
+                         f"(ziformula {m.spec.zi_formula!r}): use re='conditional' or re='none'")
+    zeta = np.array(d.zeta, dtype=float)
+    for b, codes, zv in zip(m.zi_mode_blocks(), d.zi_codes, d.zi_Zvals):
+        known = codes >= 0
+        zeta[known] += np.einsum("nq,nq->n", zv[known], b[codes[known]])
+    return zeta
 
 
 def _family_for(m, zeta):
@@ -141,6 +167,8 @@ def predict(m, newdata=None, type: str = "response", re: str = "conditional") ->
     """
     _check_type(m, type)
     check_choice(re, "re", ("conditional", "none", "marginal"))
+    if re == "marginal" and m.spec.zi_terms:
+        zeta_at(m, design_of(m, None), re)  # the error naming the zero part's random effects
     if newdata is not None:
         newdata = as_frame(newdata, "newdata")
     if re == "none" and newdata is not None:
@@ -174,7 +202,7 @@ def fixed_part(m, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def predict_design(m, d: Design, type: str = "response", re: str = "conditional") -> np.ndarray:
     """:func:`predict` on a design already built (reused across parameter draws)."""
-    fam = _family_for(m, d.zeta)
+    fam = _family_for(m, zeta_at(m, d, re))
     eta = linear_predictor(m, d, re)
     if fam.ordinal:
         _check_type(m, type)
@@ -226,7 +254,14 @@ def simulate(m, nsim: int = 1, seed=None, newdata=None, re: str = "new") -> np.n
             )
     rng = np.random.default_rng(seed)
     d = design_of(m, newdata, krige=True)  # a new position's row of Z: its kriging weights
-    fam = _family_for(m, d.zeta)
+    zeta = zeta_at(m, d, "conditional" if re == "conditional" else "none")
+    if m.spec.zi_terms and re == "new":  # fresh zero-part effects too, one draw per simulation
+        zeta = np.repeat(zeta[:, None], nsim, axis=1)
+        for t, sl, (codes, J), zv in zip(m.spec.zi_terms, m.spec.zi_theta_slices(), d.zi_own, d.zi_Zvals):
+            T = t.T(m.zi_theta[sl])
+            b = np.einsum("ab,jsb->jsa", T, rng.standard_normal((J, nsim, t.q)))
+            zeta += np.einsum("nq,nsq->ns", zv, b[codes])
+    fam = _family_for(m, zeta)
     if fam.has_disp_model and newdata is not None:  # each new row's own dispersion
         fam = fam.with_disp_design(new_disp_matrix(m.spec, newdata))
     n = d.X.shape[0]

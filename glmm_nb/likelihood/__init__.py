@@ -9,6 +9,7 @@ from .lmm import LmmDevfun, LmmState, anova_theta_start
 from .ordinal import OrdinalLaplaceDevfun, OrdinalState
 from .ordinal_agq import OrdinalAgqDevfun
 from .reops import ReStructure
+from .zire import ZiPirlsState, ZiReLaplaceDevfun
 
 __all__ = ["anova_theta_start", "AgqDevfun", "DevianceFunction", "Factorization", "LaplaceDevfun", "LmmDevfun", "LmmState", "OrdinalAgqDevfun", "OrdinalLaplaceDevfun", "OrdinalState",
-           "PirlsState", "ReStructure", "gh_rule", "glm_irls"]
+           "PirlsState", "ReStructure", "ZiPirlsState", "ZiReLaplaceDevfun", "gh_rule", "glm_irls"]

@@ -99,8 +99,9 @@ def parameter_covariance(m) -> tuple[np.ndarray, np.ndarray]:
     phi = np.concatenate([np.asarray(m.theta), m.fixef.to_numpy(), gamma])
     nt, p, nz = len(m.theta), len(m.fixef), len(gamma)
     V = m.extras.get("vcov_theta_beta")
-    if V is not None:  # theta, beta, dispersion, zero part: drop the dispersion, which the mean ignores
-        keep = np.r_[np.arange(nt + p), np.arange(V.shape[0] - nz, V.shape[0])] if nz else np.arange(nt + p)
+    if V is not None:  # theta, beta, dispersion(s), zero part[, delta, zero-part theta]: keep theta, beta, gamma
+        nd = m.request.family.n_dispersion
+        keep = np.r_[np.arange(nt + p), np.arange(nt + p + nd, nt + p + nd + nz)]
         return phi, V[np.ix_(keep, keep)]
     V = np.zeros((phi.size, phi.size))
     V[nt:nt + p, nt:nt + p] = m.vcov.to_numpy()

@@ -396,7 +396,8 @@ def _effect_sentences(m, tab, f, claim) -> list[str]:
     out.append(claim.population_sentence())
     if m.request.family.link.name == "log" and claim.kind == "ratio" and var in (tab.index if tab is not None else []):
         r = tab.loc[var]
-        if np.isfinite(r.marginal) and abs(np.exp(r.marginal) - claim.population) > 5e-4 * claim.population:
+        if (claim.population is not None and np.isfinite(r.marginal)
+                and abs(np.exp(r.marginal) - claim.population) > 5e-4 * claim.population):
             out.append(f"The marginal coefficient of {var} in the table (exp = {np.exp(r.marginal):.4g}) is the slope of "
                        "a log-linear curve fitted to the population-averaged means; the population-averaged mean is "
                        "not log-linear here, so the policy effect above, not the exponentiated coefficient, is what "

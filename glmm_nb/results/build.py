@@ -42,13 +42,17 @@ def conditional_covariance(spec: ModelSpec, fac, theta: np.ndarray, scale2: floa
 
 
 def fit_messages(spec, theta, converged, opt_msgs, scgrad, eig, pirls_ok: bool = True,
-                 tol: float = 2e-3) -> tuple[list[str], bool, bool]:
-    """Plain-language singular-fit and convergence messages (also raised as warnings)."""
+                 tol: float = 2e-3, zi_theta=None) -> tuple[list[str], bool, bool]:
+    """Plain-language singular-fit and convergence messages (also raised as warnings);
+    ``zi_theta``: the zero part's random-effect terms' theta (their singular terms named too)."""
     msgs = []
     if spec.meta.get("separated"):  # warned when the design was built; said again in the summary
         text = separation_message(spec.meta["separated"])
         msgs.append(text[0].upper() + text[1:])
     sing = singular_terms(spec, theta)
+    if zi_theta is not None:
+        sing += [f"{t.text} in the zero part" for t, sl in zip(spec.zi_terms, spec.zi_theta_slices())
+                 if t.structure.singular(zi_theta[sl], 1e-4)]
     if sing:
         msgs.append(
             "Singular fit: the variance of " + ", ".join(sing) + " is estimated as zero (or its "
@@ -123,6 +127,11 @@ def _free(request: FitRequest, phi: np.ndarray, ntheta: int) -> np.ndarray:
     theta = phi[:ntheta]
     at_bound = np.isfinite(lower) & (np.abs(theta - np.where(np.isfinite(lower), lower, 0)) < 1e-6)
     free = np.r_[~at_bound, np.ones(phi.size - ntheta, bool)]
+    spec = request.spec
+    if spec.zi_terms:  # the zero part's theta, last: on its bound too
+        zl = np.concatenate([t.theta_lower() for t in spec.zi_terms])
+        zt = phi[phi.size - zl.size :]
+        free[phi.size - zl.size :] = ~(np.isfinite(zl) & (np.abs(zt - np.where(np.isfinite(zl), zl, 0)) < 1e-6))
     for i in fixed_indices(request):
         free[i] = False
     return free
@@ -164,7 +173,8 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
     vcov_phi = None  # covariance of all optimizer parameters, zero where on a bound or held fixed
     vcov_method = "hessian"
     disp_se = np.full(nd, np.nan)
-    zi_vcov = np.full((psi.size - nd,) * 2, np.nan)
+    nzt = spec.zi_ntheta  # the zero part's theta, last (ZeroInflated.n_extra)
+    zi_vcov = np.full((psi.size - nd - nzt,) * 2, np.nan)
     if eig is not None and np.all(eig > 0):  # eig: Hessian over the free parameters
         V = 2.0 * np.linalg.inv(H[np.ix_(free, free)])
         pos = np.cumsum(free) - 1  # position of each free parameter in V
@@ -174,13 +184,16 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
         for k in range(nd):
             if free[ntheta + p + k]:
                 disp_se[k] = np.sqrt(V[pos[ntheta + p + k], pos[ntheta + p + k]])
-        if free[ntheta + p + nd :].all():
-            zidx = pos[ntheta + p + nd :]
+        if free[ntheta + p + nd : phi.size - nzt].all():
+            zidx = pos[ntheta + p + nd : phi.size - nzt]
             zi_vcov = V[np.ix_(zidx, zidx)]
         if free.all():
             vcov_full = V
         vcov_phi = np.zeros((phi.size, phi.size))
         vcov_phi[np.ix_(free, free)] = V
+    if vcov is None and nzt:  # no conditional-on-theta version for the joint Laplace: say nothing
+        vcov = np.full((p, p), np.nan)
+        vcov_method = "none"
     if vcov is None:
         # conditional on theta: (X'WX - X'WZ~ M^-1 Z~'WX)^-1 (lme4's RX-based vcov)
         rs, X, W = devfun.rs, devfun.X, st.W
@@ -188,7 +201,7 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
         vcov = np.linalg.inv(X.T @ (W[:, None] * X) - ZtWX.T @ st.fac.solve(ZtWX))
         vcov_method = "conditional"
     msgs, ok, sing = fit_messages(spec, theta, opt.converged, list(opt.messages), scgrad, eig,
-                                  pirls_ok=bool(st.converged))
+                                  pirls_ok=bool(st.converged), zi_theta=psi[psi.size - nzt :] if nzt else None)
     if at_limit:
         base = getattr(fam0, "base", fam0)
         d = base.to_dispersion(float(phi[ntheta + spec.p]))
@@ -205,7 +218,8 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
                      extras={"vcov_theta_beta": vcov_full, "vcov_phi": vcov_phi},
                      dispersion=_dispersion(request.family, psi[:nd], disp_se),
                      **_zero_part(spec, psi[nd:nd + kz], zi_vcov[:kz, :kz]),
-                     **_disp_part(spec, psi[nd + kz:], zi_vcov[kz:, kz:]),
+                     **_zero_re(spec, st, psi[psi.size - nzt:]),
+                     **_disp_part(spec, psi[nd + kz:psi.size - nzt], zi_vcov[kz:, kz:]),
                      **_thresholds(request.family, spec, psi, vcov_phi, ntheta + p))
 
 
@@ -233,6 +247,20 @@ def _zero_part(spec, gamma, V) -> dict:
     names = list(spec.zi_names)
     return {"zi_fixef": pd.Series(gamma, index=names, name="estimate"),
             "zi_vcov": pd.DataFrame(V, index=names, columns=names)}
+
+
+def _zero_re(spec, st, theta_zi) -> dict:
+    """The zero part's random effects: theta, conditional modes u and, per term, the conditional
+    covariance of b from the joint factorization (the zero part's terms follow the count part's)."""
+    if not spec.zi_terms:
+        return {}
+    nc = len(spec.terms)
+    cov = []
+    for k, (t, sl) in enumerate(zip(spec.zi_terms, spec.zi_theta_slices())):
+        T = t.T(theta_zi[sl])
+        cov.append(np.matmul(np.matmul(T, st.fac.inv_blocks_term(nc + k)), T.T))
+    return {"zi_theta": np.asarray(theta_zi, dtype=float), "zi_u": np.asarray(st.u_zi, dtype=float),
+            "zi_cond_cov": tuple(cov)}
 
 
 def _disp_part(spec, delta, V) -> dict:

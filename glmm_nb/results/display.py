@@ -12,6 +12,8 @@ import html
 import numpy as np
 import pandas as pd
 
+from .tables import ZI_PREFIX
+
 __all__ = ["format_number", "format_p", "column_decimals", "format_column", "coefficient_html", "title",
            "fixed_effects_display", "random_effects_display", "dispersion_lines", "criteria_display", "summary_text",
            "summary_html", "threshold_display", "ordinal_summary_text"]
@@ -104,10 +106,11 @@ def random_effects_display(m) -> pd.DataFrame:
     vc = m.varcorr()
     rows = []
     compact = m.structure_text()
-    for t in m.spec.terms:
-        sub = vc[(vc.grp == t.label) & vc.var2.isna()]
-        cors = vc[(vc.grp == t.label) & vc.var2.notna()]
-        if t.label in compact:  # glmmTMB's compact line for a structured term: "0.748 (ar1)"
+    keyed = [(t.label, t) for t in m.spec.terms] + [(ZI_PREFIX + t.label, t) for t in m.spec.zi_terms]
+    for key, t in keyed:  # the zero part's terms as "zi:g"
+        sub = vc[(vc.grp == key) & vc.var2.isna()]
+        cors = vc[(vc.grp == key) & vc.var2.notna()]
+        if key in compact:  # glmmTMB's compact line for a structured term: "0.748 (ar1)"
             for i, (_, r) in enumerate(sub.iloc[: 3 if t.q > 8 else t.q].iterrows()):
                 rows.append([t.label if i == 0 else "", r.var1, r.vcov, r.sdcor, compact[t.label] if i == 0 else ""])
             if t.q > 8:
@@ -118,7 +121,7 @@ def random_effects_display(m) -> pd.DataFrame:
             if i > 0:
                 cs = cors[cors.var2 == r.var1].sdcor.tolist()
                 corr = " ".join(f"{c:5.2f}" for c in cs)
-            rows.append([t.label if i == 0 else "", r.var1, r.vcov, r.sdcor, corr])
+            rows.append([key if i == 0 else "", r.var1, r.vcov, r.sdcor, corr])
     for name, value in m.residual_scale().items():
         rows.append([name, "", value**2, value, ""])
     tab = pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])

@@ -21,7 +21,7 @@ from ..errors import ModelError
 from ..optimize import OptSummary
 from ..request import FitRequest
 from . import display
-from .tables import check_level, wald_table
+from .tables import ZI_PREFIX, check_level, wald_table
 
 __all__ = ["GLMMResult"]
 
@@ -98,12 +98,15 @@ class GLMMResult:
     thresholds_vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
     disp_fixef: pd.Series = field(default_factory=lambda: pd.Series(dtype=float, name="estimate"))
     disp_vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
+    zi_theta: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the zero part's random-effect terms
+    zi_u: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    zi_cond_cov: tuple = ()
 
     # ------------------------------------------------------------------ sizes and criteria
     @property
     def npar(self) -> int:
         return (len(self.fixef) + len(self.theta) + len(self.residual_scale()) + len(self.dispersion)
-                + len(self.zi_fixef) + len(self.thresholds) + len(self.disp_fixef)
+                + len(self.zi_fixef) + len(self.zi_theta) + len(self.thresholds) + len(self.disp_fixef)
                 - len(self.request.fixed))  # held parameters are not estimated
 
     @property
@@ -170,7 +173,9 @@ class GLMMResult:
         cols = ["effect", "group", "term", "estimate", "std_error", "statistic", "p_value"]
         if len(self.zi_fixef):  # broom.mixed's glmmTMB layout: a component column
             parts[0] = fixed.assign(component="cond")
-            parts[1] = ran.assign(component="cond")
+            zgrp = ran.group.fillna("").str.startswith(ZI_PREFIX)  # the zero part's variance components
+            parts[1] = ran.assign(component=np.where(zgrp, "zi", "cond"),
+                                  group=ran.group.where(~zgrp, ran.group.str.slice(len(ZI_PREFIX))))
             zi = self.coef_table(conf_level=conf_level, part="zi").reset_index()
             parts.append(zi.assign(effect="fixed", group=None, component="zi"))
             cols = ["effect", "component"] + cols[1:]
@@ -198,6 +203,9 @@ class GLMMResult:
             T = t.T(self.theta[sl])
             S = self.sigma**2 * T @ T.T
             out[t.label] = pd.DataFrame(S, index=list(t.col_names), columns=list(t.col_names))
+        for t, sl in zip(self.spec.zi_terms, self.spec.zi_theta_slices()):  # the zero part's: "zi:" + label
+            T = t.T(self.zi_theta[sl])
+            out[ZI_PREFIX + t.label] = pd.DataFrame(T @ T.T, index=list(t.col_names), columns=list(t.col_names))
         return out
 
     def structure_parameters(self) -> dict[str, dict[str, float]]:
@@ -301,15 +309,16 @@ class GLMMResult:
     def varcorr(self) -> pd.DataFrame:
         """lme4's ``as.data.frame(VarCorr(m))``: grp, var1, var2, vcov, sdcor."""
         rows = []
-        for t in self.spec.terms:
-            S = self.covariance_matrices()[t.label].to_numpy()
+        cm = self.covariance_matrices()
+        for key, t in [(t.label, t) for t in self.spec.terms] + [(ZI_PREFIX + t.label, t) for t in self.spec.zi_terms]:
+            S = cm[key].to_numpy()
             sd = np.sqrt(np.diag(S))
             for a in range(t.q):
-                rows.append((t.label, t.col_names[a], None, S[a, a], sd[a]))
+                rows.append((key, t.col_names[a], None, S[a, a], sd[a]))
             for a in range(t.q):
                 for b in range(a + 1, t.q):
                     cor = S[a, b] / (sd[a] * sd[b]) if sd[a] > 0 and sd[b] > 0 else np.nan
-                    rows.append((t.label, t.col_names[a], t.col_names[b], S[a, b], cor))
+                    rows.append((key, t.col_names[a], t.col_names[b], S[a, b], cor))
         for name, value in self.residual_scale().items():
             rows.append((name, None, None, value**2, value))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
@@ -328,7 +337,13 @@ class GLMMResult:
             return fam.at_thresholds(self.thresholds.to_numpy())
         x = ([fam.from_dispersion(float(d), k) for k, d in enumerate(self.dispersion)] + list(self.zi_fixef.to_numpy())
              + list(self.disp_fixef.to_numpy()))
-        return fam.at_extra(np.asarray(x, dtype=float), self.spec) if x else fam
+        fam = fam.at_extra(np.asarray(x, dtype=float), self.spec) if x else fam
+        if self.spec.zi_terms:  # the fitted rows' zero part at its conditional modes (as glmmTMB's residuals)
+            zeta = np.array(fam.zeta, dtype=float)
+            for t, b in zip(self.spec.zi_terms, self.zi_mode_blocks()):
+                zeta += np.einsum("nq,nq->n", np.asarray(t.Zvals), b[np.asarray(t.codes)])
+            fam = fam.with_zeta(zeta)
+        return fam
 
     def residual_scale(self) -> dict[str, float]:
         """``{"Residual": sigma}`` for a profiled LMM, empty otherwise."""
@@ -343,23 +358,35 @@ class GLMMResult:
             out.append(u @ t.T(self.theta[sl]).T)
         return out
 
+    def zi_mode_blocks(self) -> list[np.ndarray]:
+        """The zero part's conditional modes b = T u per term, each (levels, q)."""
+        out, start = [], 0
+        for t, sl in zip(self.spec.zi_terms, self.spec.zi_theta_slices()):
+            u = self.zi_u[start : start + t.nlevels * t.q].reshape(t.nlevels, t.q)
+            start += t.nlevels * t.q
+            out.append(u @ t.T(self.zi_theta[sl]).T)
+        return out
+
     def ranef(self, condvar: bool = True) -> dict[str, pd.DataFrame]:
-        """Conditional modes per level, keyed by grouping factor.
+        """Conditional modes per level, keyed by grouping factor (the zero part's: ``"zi:g"``).
 
         With ``condvar`` each column ``c`` gets a partner ``condsd_c``: the conditional SD.
         Terms on the same factor (``(x || g)``) are side by side in one frame.
         """
         out: dict[str, pd.DataFrame] = {}
-        for k, (t, b) in enumerate(zip(self.spec.terms, self.mode_blocks())):
+        parts = [(t, b, cc, t.group) for t, b, cc in zip(self.spec.terms, self.mode_blocks(), self.cond_cov)]
+        parts += [(t, b, cc, ZI_PREFIX + t.group)
+                  for t, b, cc in zip(self.spec.zi_terms, self.zi_mode_blocks(), self.zi_cond_cov)]
+        for t, b, cc, key in parts:
             df = pd.DataFrame(b, index=pd.Index(t.levels, name=t.group), columns=list(t.col_names))
             if condvar:
-                sd = np.sqrt(np.maximum(np.einsum("jaa->ja", self.cond_cov[k]), 0.0))
+                sd = np.sqrt(np.maximum(np.einsum("jaa->ja", cc), 0.0))
                 for a, name in enumerate(t.col_names):
                     df[f"condsd_{name}"] = sd[:, a]
-            if t.group in out:
-                out[t.group] = out[t.group].join(df, rsuffix=f"_{t.label}")
+            if key in out:
+                out[key] = out[key].join(df, rsuffix=f"_{t.label}")
             else:
-                out[t.group] = df
+                out[key] = df
         return out
 
     # --------------------------------------------------------------------------- display

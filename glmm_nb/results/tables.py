@@ -13,7 +13,9 @@ from scipy import stats
 
 from ..errors import ModelError
 
-__all__ = ["wald_table", "check_level"]
+__all__ = ["wald_table", "check_level", "ZI_PREFIX"]
+
+ZI_PREFIX = "zi:"  # keys of the zero part's random-effect terms (covariance_matrices, varcorr, ranef)
 
 
 def check_level(level: float, name: str = "conf_level") -> float:
