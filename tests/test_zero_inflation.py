@@ -55,6 +55,8 @@ def test_zero_part_pieces_are_derivatives(base, hurdle):
     class Spec:  # the zero part's design of four rows: intercept and one covariate
         zi_X = np.array([[1, 0.3], [1, -1.0], [1, 0.5], [1, 2.0]])
         zi_names = ("(Intercept)", "x")
+        zi_terms = ()  # no random effects in the zero part
+        zi_ntheta = 0
 
     fam0 = zero_inflated(get_family(base), hurdle)
     nd = fam0.n_dispersion
