@@ -45,6 +45,8 @@ def test_nb2_density_is_precise_near_poisson_and_at_tiny_means():
     class Spec:
         zi_X = np.ones((3, 1))
         zi_names = ("(Intercept)",)
+        zi_terms = ()  # no random effects in the zero part
+        zi_ntheta = 0
     fam = hnb.at_extra(np.array([np.log(1.7e17), 0.0]), Spec)
     ll = fam.loglik_kernel(np.ones(3), np.array([-30.0, -170.0, -600.0]), np.ones(3))
     assert np.all(ll < 0) and np.all(ll > np.log(0.5) - 1e-9), ll  # log(1 - pi) + log(f(1)/(1 - f(0))) -> log 0.5

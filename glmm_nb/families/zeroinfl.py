@@ -182,10 +182,11 @@ class ZeroInflated(Family):
         else:
             p0 = (zero - float(np.mean(f0))) / max(1 - float(np.mean(f0)), 1e-3)
         gamma = np.zeros(spec.zi_X.shape[1])
-        # with random effects in the zero part, glmmTMB's start (gamma = 0, pi = 1/2): on a
-        # simulated ZINB the moment start (pi = 0.02, the NB explaining the zeros) ends at a local
-        # optimum 7 log-likelihood units below glmmTMB's, the start at 0 at glmmTMB's optimum
-        if "(Intercept)" in spec.zi_names and not spec.zi_terms:
+        # glmmTMB's start for a zero part with covariates or random effects (gamma = 0, pi = 1/2): the
+        # moment start (the excess zeros on the intercept) ended at local optima — a simulated ZINB with
+        # zero-part random effects 7 log-likelihood units below glmmTMB's; Salamanders' ZINB with
+        # ziformula ~ mined at mined[T.no] -> -29, 0.047 below glmmTMB's -822.4184 — where 0 reaches it
+        if "(Intercept)" in spec.zi_names and not spec.zi_terms and spec.zi_X.shape[1] == 1:
             gamma[list(spec.zi_names).index("(Intercept)")] = special.logit(np.clip(p0, 0.02, 0.98))
         nd = self.base.n_dispersion
         zt = [t.theta_start() for t in spec.zi_terms]
