@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..design import required_variables
+from ..marginal.claims import interacting_terms
 from ..errors import DataError
 
 __all__ = ["Focus", "check_focus", "fixed_variables", "offset_variables", "other_terms", "choose_focus", "focus_frame",
@@ -137,11 +138,10 @@ def offset_variables(m) -> list[str]:
 
 
 def other_terms(m, var: str) -> list[str]:
-    """Fixed-effect coefficients other than ``var`` itself that involve it (interactions,
-    ``I(var ** 2)``, ``log(var)``): when there are any, no single coefficient is var's effect."""
-    pattern = re.compile(rf"(?<![\w.]){re.escape(var)}(?![\w])")
-    own = {c for c in m.fixef.index if c == var or (c.startswith(var + "[") and ":" not in c)}
-    return [c for c in m.fixef.index if c not in own and pattern.search(c)]
+    """Fixed-effect coefficients other than ``var``'s own that involve it (interactions,
+    ``I(var ** 2)``, ``log(var)``): when there are any, no single coefficient is var's effect
+    (:func:`glmm_nb.marginal.claims.interacting_terms`)."""
+    return interacting_terms(m, var)
 
 
 def _is_treatment(name: str) -> bool:
