@@ -16,13 +16,13 @@ from .grouping import Grouping, MappedGroups, factor_codes, grouping, grouping_c
 from .matrices import drop_collinear, model_matrix, rename_intercept, required_variables
 from .random import random_terms
 from .response import read_response
-from .reterms import ReTerm, theta_to_T, tril_index
+from .reterms import ReTerm, term_slices, theta_to_T, tril_index
 from .newdata import NewDesign, new_design, new_fixed_matrix, new_zero_matrix, new_zero_re
 from .separation import ordinal_separated_columns, separated_columns, separation_message
 from .spec import ModelSpec, fixed_matrix, model_spec, new_disp_matrix
 
 __all__ = [
-    "to_pandas","ModelSpec", "NewDesign", "ReTerm", "ModelFrame", "model_spec", "model_frame", "used_variables",
+    "to_pandas","ModelSpec", "NewDesign", "ReTerm", "term_slices", "ModelFrame", "model_spec", "model_frame", "used_variables",
            "vector_argument", "factor_codes", "grouping_codes", "drop_collinear", "model_matrix",
            "rename_intercept", "required_variables", "random_terms", "read_response", "fixed_matrix",
            "theta_to_T", "tril_index", "as_frame", "check_agq_size", "check_options", "check_output_path", "check_bool", "check_choice", "check_column", "check_int",

@@ -22,7 +22,7 @@ import numpy as np
 
 from .covstruct import Structure, tril_index
 
-__all__ = ["ReTerm", "theta_to_T", "tril_index"]
+__all__ = ["ReTerm", "term_slices", "theta_to_T", "tril_index"]
 
 
 def theta_to_T(theta_block: np.ndarray, q: int) -> np.ndarray:
@@ -115,3 +115,12 @@ class ReTerm:
 
     def theta_names(self) -> list[str]:
         return [f"{self.label}.{n}" for n in self.structure.param_names(self.col_names)]
+
+
+def term_slices(terms) -> list[slice]:
+    """Each term's slice of the theta vector the terms share, in order."""
+    out, start = [], 0
+    for t in terms:
+        out.append(slice(start, start + t.ntheta))
+        start += t.ntheta
+    return out

@@ -23,7 +23,7 @@ from .newdata import NewDesign, new_design
 from .ordinal import drop_intercept, read_ordinal_response
 from .random import frozen, random_terms
 from .response import read_response
-from .reterms import ReTerm
+from .reterms import ReTerm, term_slices
 from .separation import ordinal_separated_columns, separated_columns, warn_separation
 
 __all__ = ["ModelSpec", "NewDesign", "model_spec", "fixed_matrix"]
@@ -106,11 +106,7 @@ class ModelSpec:
         return out
 
     def theta_slices(self) -> list[slice]:
-        out, start = [], 0
-        for t in self.terms:
-            out.append(slice(start, start + t.ntheta))
-            start += t.ntheta
-        return out
+        return term_slices(self.terms)
 
     @property
     def zi_ntheta(self) -> int:
@@ -118,11 +114,7 @@ class ModelSpec:
 
     def zi_theta_slices(self) -> list[slice]:
         """Each zero-part term's slice of the zero part's theta."""
-        out, start = [], 0
-        for t in self.zi_terms:
-            out.append(slice(start, start + t.ntheta))
-            start += t.ntheta
-        return out
+        return term_slices(self.zi_terms)
 
     def theta_lower(self) -> np.ndarray:
         return np.concatenate([t.theta_lower() for t in self.terms])

@@ -46,7 +46,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..design import ModelSpec
+from ..design import ModelSpec, term_slices
 from ..errors import ModelError
 from ..families import Family
 from ..numdiff import central_diff
@@ -75,11 +75,7 @@ class _Stacked:
     nobs: int
 
     def theta_slices(self) -> list[slice]:
-        out, start = [], 0
-        for t in self.terms:
-            out.append(slice(start, start + t.ntheta))
-            start += t.ntheta
-        return out
+        return term_slices(self.terms)
 
 
 @dataclass(frozen=True, eq=False)
