@@ -23,6 +23,7 @@ from .inference import (bootstrap, confint, ddf_table, diagnose, emmeans, icc, m
 from .marginal import average_marginal_effects, causal_checks, comparison_table, marginal_coefs
 from .pipeline import fit, make_devfun, make_request, refit
 from .results import GLMMResult
+from .timing import stopwatch
 
 __all__ = ["glmm", "make_devfun", "refit", "with_data_source", "MixedModel", "DaskMixedModel"]
 
@@ -359,10 +360,12 @@ def glmm(
         return fit_dask(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
                         weights=weights, offset=offset, control=control, start=start, engine=engine,
                         fixed=fixed, result_class=DaskMixedModel)
-    request = make_request(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
-                           weights=weights, offset=offset, control=control, start=start, ziformula=ziformula,
-                           hurdle=hurdle, fixed=fixed, dispformula=dispformula)
-    m = fit(request, MixedModel)
+    with stopwatch() as sw:
+        with sw.stage("design"):
+            request = make_request(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
+                                   weights=weights, offset=offset, control=control, start=start,
+                                   ziformula=ziformula, hurdle=hurdle, fixed=fixed, dispformula=dispformula)
+        m = fit(request, MixedModel)
     name = caller_name(data, sys._getframe(1))
     return m if name is None else with_data_source(m, name)
 

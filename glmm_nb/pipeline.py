@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import ExitStack
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from .optimize import OptSummary, minimize_devfun, restart_edge
 from .progress import fit_progress
 from .request import METHODS, FitRequest, fixed_indices
 from .results import GLMMResult, build_result
+from .timing import stopwatch
 
 __all__ = ["build_spec", "check_method", "make_request", "make_devfun", "start_values", "parameter_bounds",
            "parameter_scale", "minimize", "polish_agq", "agq_stage", "fit", "refit", "MAX_NAGQ"]
@@ -287,11 +289,17 @@ def fit(request: FitRequest, result_class: type = GLMMResult) -> GLMMResult:
     """
     # the core's dense algebra is on small blocks, where BLAS threads cost more than they give
     try:
-        with threadpool_limits(limits=1, user_api="blas"), fit_progress(request.control.get("progress")):
-            dev = make_devfun(request, "laplace")
-            opt = minimize(request, dev, start_values(request, dev))
+        with stopwatch() as sw, ExitStack() as stack:
+            with sw.stage("starts"):
+                stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+                stack.enter_context(fit_progress(request.control.get("progress")))
+                dev = make_devfun(request, "laplace")
+                x0 = start_values(request, dev)
+            with sw.stage("optimizer"):
+                opt = minimize(request, dev, x0)
             if request.uses_agq:
-                dev, opt = agq_stage(request, opt)
+                with sw.stage("agq"):
+                    dev, opt = agq_stage(request, opt)
             return build_result(request, dev, opt, result_class)
     except (np.linalg.LinAlgError, ArithmeticError) as exc:
         spec = request.spec
@@ -325,6 +333,13 @@ def refit(m: GLMMResult, **changes) -> GLMMResult:
         ``reml``, ``method``, ``nagq``, ``control``, ``start``, ``fixed`` (parameters held at
         given values, by name).
     """
+    with stopwatch() as sw:
+        with sw.stage("design"):
+            new = _refit_request(m, changes)
+        return fit(new, type(m))
+
+
+def _refit_request(m: GLMMResult, changes: dict) -> FitRequest:
     req = m.request
     allowed = set(_SPEC_CHANGES) | {"y", "family", "link", "reml", "method", "nagq", "control", "start", "fixed",
                                     "ziformula", "hurdle", "dispformula"}
@@ -363,6 +378,5 @@ def refit(m: GLMMResult, **changes) -> GLMMResult:
     check_agq_size(nagq, spec, method)
     reml, control, start, fixed = check_options(changes.get("reml", req.reml), changes.get("control", req.control),
                                                 changes.get("start", req.start), changes.get("fixed", req.fixed))
-    new = FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=reml, control=control, start=start,
-                     fixed=fixed)
-    return fit(new, type(m))
+    return FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=reml, control=control, start=start,
+                      fixed=fixed)

@@ -12,7 +12,7 @@ PKG = Path(glmm_nb.__file__).parent
 
 # lower number = lower layer; a module may import its own layer (acyclically) or below
 LAYERS = {
-    "errors": 0, "numdiff": 0, "datasets": 0, "progress": 0,
+    "errors": 0, "numdiff": 0, "datasets": 0, "progress": 0, "timing": 0,
     "formula": 1,
     "design": 2,
     "families": 3,

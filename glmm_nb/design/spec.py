@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..errors import DataError, FormulaError
 from ..formula import ParsedFormula, parse_formula
+from ..timing import stage
 from .checks import as_frame
 from .frame import model_frame, used_variables
 from .identify import check_counts, check_identifiable
@@ -141,13 +142,14 @@ def fixed_matrix(parsed: ParsedFormula, d: pd.DataFrame):
     Xdf = model_matrix(parsed.fixed, d, f"the fixed part '{parsed.fixed}'")
     names = rename_intercept(Xdf.columns)
     X = Xdf.to_numpy(dtype=float)
-    check_finite(X, names, "fixed-effect column")
-    if X.shape[1] > X.shape[0]:
-        raise DataError(
-            f"the fixed part '{parsed.fixed}' has {X.shape[1]} columns but there are only {X.shape[0]} "
-            "observations; simplify the fixed part or collect more data"
-        )
-    X, names, dropped = drop_collinear(X, names)
+    with stage("checks"):
+        check_finite(X, names, "fixed-effect column")
+        if X.shape[1] > X.shape[0]:
+            raise DataError(
+                f"the fixed part '{parsed.fixed}' has {X.shape[1]} columns but there are only {X.shape[0]} "
+                "observations; simplify the fixed part or collect more data"
+            )
+        X, names, dropped = drop_collinear(X, names)
     return X, names, Xdf.model_spec, dropped
 
 
@@ -238,9 +240,10 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
         trials = np.ones(len(d))
     else:
         y, trials, resp_name = read_response(parsed, d, family)
-    family.check_response(y, trials, mf.weights is not None, resp_name)
     pw = trials * (mf.weights if mf.weights is not None else 1.0)
-    check_counts(parsed, y, trials, pw, family, resp_name)
+    with stage("checks"):
+        family.check_response(y, trials, mf.weights is not None, resp_name)
+        check_counts(parsed, y, trials, pw, family, resp_name)
     off = np.zeros(len(d)) if mf.offset is None else mf.offset.copy()
     for o in parsed.offsets:
         off = off + eval_numeric(o, d, "offset")
@@ -253,10 +256,11 @@ def model_spec(formula: str | ParsedFormula, data: pd.DataFrame, family, weights
     if not np.all(np.isfinite(pw)):
         raise DataError("weights= has infinite values")
     terms = random_terms(parsed, d)
-    check_identifiable(terms, len(d), X.shape[1], family)
-    separated = separated_columns(X, y, pw, x_names) if family.reads_cbind else ()
-    if family.ordinal:
-        separated = ordinal_separated_columns(X, y, pw, x_names, len(levels))
+    with stage("checks"):
+        check_identifiable(terms, len(d), X.shape[1], family)
+        separated = separated_columns(X, y, pw, x_names) if family.reads_cbind else ()
+        if family.ordinal:
+            separated = ordinal_separated_columns(X, y, pw, x_names, len(levels))
     if separated:
         warn_separation(separated)
     zi_parts = {}

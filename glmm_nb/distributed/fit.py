@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from ..optimize import minimize_devfun
 from ..pipeline import check_method, parameter_bounds, polish_agq, start_values
 from ..request import FitRequest
 from ..results import GLMMResult, build_result
+from ..timing import stopwatch
 from .devfun import DaskGlmmDevfun, DaskLmmDevfun, EvalProgress, glm_start
 from .engine import current_client, make_engine
 from .intervals import sdcor_covariance_glmm, sdcor_covariance_lmm
@@ -265,7 +267,16 @@ def fit_dask(formula, data, family="binomial", link=None, method="laplace", nagq
     DaskFitError
         A worker died (or a partition's task failed); ``err.start`` resumes the fit.
     """
+    with stopwatch() as sw, ExitStack() as stack, sw.stage("design"):  # the stages of the fit nest in it
+        stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+        return _fit_dask(formula, data, (family, link), method, nagq, reml, weights, offset, control, start, fixed,
+                         engine, result_class, sw)
+
+
+def _fit_dask(formula, data, fam_args, method, nagq, reml, weights, offset, control, start, fixed, engine,
+              result_class, sw):
     t_start = time.perf_counter()
+    family, link = fam_args
     ddf = as_dask(data, engine)
     frame = _index_as_column(ddf)
     fam = get_family(family, link)
@@ -278,21 +289,58 @@ def fit_dask(formula, data, family="binomial", link=None, method="laplace", nagq
     arguments = {"formula": formula, "family": fam, "method": method, "nagq": nagq, "reml": bool(reml),
                  "weights": weights, "offset": offset, "control": control, "start": start, "fixed": fixed}
     client = current_client()
-    with threadpool_limits(limits=1, user_api="blas"):
-        plan, collection = make_plan(formula, frame, fam, weights=weights, offset=offset,
-                                     sample_clusters=opts.sample_clusters, sample_seed=opts.sample_seed,
-                                     shuffle=opts.shuffle, npartitions=opts.npartitions)
-        t_plan = time.perf_counter() - t_start
-        eng = make_engine(collection, plan, client, progress=opts.progress, poll=opts.poll,
-                          pause_timeout=opts.pause_timeout)
-        try:
-            return _fit(eng, plan, ddf, arguments, opts, result_class, {"plan": t_plan, "build": eng.build_time},
-                        t_start)
-        finally:
-            eng.close()
+    plan, collection = make_plan(formula, frame, fam, weights=weights, offset=offset,
+                                 sample_clusters=opts.sample_clusters, sample_seed=opts.sample_seed,
+                                 shuffle=opts.shuffle, npartitions=opts.npartitions)
+    t_plan = time.perf_counter() - t_start
+    eng = make_engine(collection, plan, client, progress=opts.progress, poll=opts.poll,
+                      pause_timeout=opts.pause_timeout)
+    try:
+        return _fit(eng, plan, ddf, arguments, opts, result_class, {"plan": t_plan, "build": eng.build_time},
+                    t_start, sw)
+    finally:
+        eng.close()
 
 
-def _fit(eng, plan, ddf, arguments, opts, result_class, timings, t_start):
+def _fit(eng, plan, ddf, arguments, opts, result_class, timings, t_start, sw):
+    with sw.stage("design"):  # the data passes that give the layout and the in-memory sample
+        request, sm, stats, n_dropped, ngroups, nobs, sd, layout = _layout_and_sample(eng, plan, arguments)
+        spec, fam, control = request.spec, request.family, request.control
+        progress = EvalProgress(opts.progress)
+        maxiter = int(control.get("maxiter", 2000))
+    t0 = time.perf_counter()
+    try:
+        if fam.profiled_lmm:
+            with sw.stage("starts"):
+                dev = DaskLmmDevfun(eng, spec, request.reml, LmmDevfun(spec, reml=request.reml), progress)
+                lower, upper = parameter_bounds(request, True)
+                x0 = start_values(request, dev)
+            with sw.stage("optimizer"):
+                opt = minimize_devfun(dev, x0, lower, jac=False, maxiter=maxiter, label="L-BFGS-B", upper=upper)
+        else:
+            with sw.stage("starts"):
+                dev = DaskGlmmDevfun(eng, "laplace", spec, fam, sm.lap, progress)
+                sdk = sd if layout.keep is None else sd[list(layout.keep)]
+                scale = np.concatenate([np.ones(spec.ntheta), np.where(sdk > 0, sdk, 1.0), np.ones(fam.n_dispersion)])
+                lower, upper = parameter_bounds(request, False)
+                x0 = start_values(request, dev, glm=lambda fam0: glm_start(eng, fam0), sample=sm.lap)
+            with sw.stage("optimizer"):
+                opt = minimize_devfun(dev.value_and_grad, x0, lower, scale=scale, maxiter=maxiter, label="L-BFGS-B",
+                                      upper=upper)
+            if request.uses_agq:
+                with sw.stage("agq"):
+                    dev = DaskGlmmDevfun(eng, "agq", spec, fam, sm.lap, progress)
+                    opt = agq_stage(request, dev, opt, scale)
+        timings["optimize"] = time.perf_counter() - t0
+        with sw.stage("result"):
+            return _finish(eng, plan, ddf, arguments, request, dev, opt, result_class, timings, t_start, sw, progress,
+                           (stats, n_dropped, ngroups, nobs))
+    finally:
+        progress.close()
+
+
+def _layout_and_sample(eng, plan, arguments):
+    """The partitions' statistics, the layout, and the in-memory sample's request."""
     fam, method, nagq, control = arguments["family"], arguments["method"], arguments["nagq"], arguments["control"]
     stats = eng.map("stats")
     n_dropped = int(sum(s["n_dropped"] for s in stats))
@@ -318,42 +366,27 @@ def _fit(eng, plan, ddf, arguments, opts, result_class, timings, t_start):
     request = FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=arguments["reml"], control=control,
                          start=None if start is None else np.asarray(start, dtype=float),
                          fixed=dict(arguments["fixed"] or {}))
-    progress = EvalProgress(opts.progress)
-    maxiter = int(control.get("maxiter", 2000))
-    t0 = time.perf_counter()
-    try:
-        if fam.profiled_lmm:
-            dev = DaskLmmDevfun(eng, spec, request.reml, LmmDevfun(spec, reml=request.reml), progress)
-            lower, upper = parameter_bounds(request, True)
-            opt = minimize_devfun(dev, start_values(request, dev), lower, jac=False, maxiter=maxiter,
-                                  label="L-BFGS-B", upper=upper)
-        else:
-            dev = DaskGlmmDevfun(eng, "laplace", spec, fam, sm.lap, progress)
-            sdk = sd if layout.keep is None else sd[list(layout.keep)]
-            scale = np.concatenate([np.ones(spec.ntheta), np.where(sdk > 0, sdk, 1.0), np.ones(fam.n_dispersion)])
-            lower, upper = parameter_bounds(request, False)
-            opt = minimize_devfun(dev.value_and_grad, start_values(request, dev, glm=lambda fam0: glm_start(eng, fam0), sample=sm.lap), lower, scale=scale,
-                                  maxiter=maxiter, label="L-BFGS-B", upper=upper)
-            if request.uses_agq:
-                dev = DaskGlmmDevfun(eng, "agq", spec, fam, sm.lap, progress)
-                opt = agq_stage(request, dev, opt, scale)
-        timings["optimize"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        if fam.profiled_lmm:
-            beta, _rx, _pw, sigma, _dev, _ld = dev.profile_at(opt.final)
-            finals = eng.map("final_lmm", opt.final, beta, sigma)
-        else:
-            finals = eng.map("final_glmm", opt.final)
-            dev.final = {"deviance": float(sum(f["deviance"] for f in finals)),
-                         "converged": all(f["converged"] for f in finals)}
-        result = build_result(request, dev, opt, result_class)
-        if fam.profiled_lmm:
-            sdcor_vcov = sdcor_covariance_lmm(dev, spec, result.theta, result.sigma)
-        else:
-            sdcor_vcov = sdcor_covariance_glmm(spec, result.theta, result.extras.get("vcov_theta_beta"))
-        timings["final"] = time.perf_counter() - t1
-    finally:
-        progress.close()
+    return request, sm, stats, n_dropped, ngroups, nobs, sd, layout
+
+
+def _finish(eng, plan, ddf, arguments, request, dev, opt, result_class, timings, t_start, sw, progress, counts):
+    """The partitions' final pass, the result record and the Dask record beside it."""
+    _stats, n_dropped, ngroups, nobs = counts
+    spec, fam = request.spec, request.family
+    t1 = time.perf_counter()
+    if fam.profiled_lmm:
+        beta, _rx, _pw, sigma, _dev, _ld = dev.profile_at(opt.final)
+        finals = eng.map("final_lmm", opt.final, beta, sigma)
+    else:
+        finals = eng.map("final_glmm", opt.final)
+        dev.final = {"deviance": float(sum(f["deviance"] for f in finals)),
+                     "converged": all(f["converged"] for f in finals)}
+    result = build_result(request, dev, opt, result_class)
+    if fam.profiled_lmm:
+        sdcor_vcov = sdcor_covariance_lmm(dev, spec, result.theta, result.sigma)
+    else:
+        sdcor_vcov = sdcor_covariance_glmm(spec, result.theta, result.extras.get("vcov_theta_beta"))
+    timings["final"] = time.perf_counter() - t1
     terms = _re_tables([f["ranef"] for f in finals], spec)
     timings["total"] = time.perf_counter() - t_start
     info = DaskFit(data=ddf, plan=plan, arguments=arguments, terms=terms, nobs=nobs, n_clusters=plan.n_clusters,
@@ -369,6 +402,7 @@ def _fit(eng, plan, ddf, arguments, opts, result_class, timings, t_start):
             info_mat = sum(f["info"] for f in finals)
             names = list(spec.x_names)
             changes["vcov"] = pd.DataFrame(np.linalg.inv(info_mat), index=names, columns=names)
+    changes["timings"] = sw.snapshot(opt.evaluations)
     return dataclasses.replace(result, **changes)
 
 

@@ -17,6 +17,7 @@ from ..errors import ConvergenceWarning, ModelError, SingularFitWarning, warn
 from ..families import threshold_names
 from ..optimize import OptSummary
 from ..request import FitRequest, fixed_indices
+from ..timing import stopwatch
 from .result import GLMMResult
 
 __all__ = ["build_result", "check_optimum", "singular_terms", "conditional_covariance"]
@@ -140,12 +141,19 @@ def _free(request: FitRequest, phi: np.ndarray, ntheta: int) -> np.ndarray:
 def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: type = GLMMResult) -> GLMMResult:
     """The result of a fit: ``devfun`` is the deviance function the optimum ``opt`` refers to
     (a :class:`~glmm_nb.likelihood.DevianceFunction`); ``result_class`` a subclass of
-    :class:`GLMMResult` to build (refits keep the class of the model they came from)."""
+    :class:`GLMMResult` to build (refits keep the class of the model they came from). Its
+    ``timings`` are those of the active stopwatch (:mod:`glmm_nb.timing`), else of this step."""
+    with stopwatch() as sw, sw.stage("result"):
+        return _build(request, devfun, opt, result_class, sw)
+
+
+def _build(request: FitRequest, devfun, opt: OptSummary, result_class: type, sw) -> GLMMResult:
     spec = request.spec
     phi = opt.final
     ntheta = spec.ntheta
-    g = devfun.exact_gradient(phi)
-    H = devfun.hessian(phi)
+    with sw.stage("hessian"):
+        g = devfun.exact_gradient(phi)
+        H = devfun.hessian(phi)
     free = _free(request, phi, ntheta)
     fam0 = request.family
     nd0 = fam0.n_dispersion if not devfun.profiled else 0
@@ -163,7 +171,7 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
         return _assemble(request, result_class, theta, st.beta, vcov, opt_full, st.u, st.fac, st.sigma, msgs, ok,
                          sing, method="reml" if devfun.reml else "ml", nagq=1, reml=devfun.reml,
                          loglik=float(-st.deviance / 2), deviance=float(st.deviance),
-                         vcov_method="conditional", extras={})
+                         vcov_method="conditional", extras={}, timings=sw.snapshot(opt.evaluations))
     p = spec.p
     beta, psi = phi[ntheta : ntheta + p], phi[ntheta + p :]
     kz = 0 if spec.zi_X is None else spec.zi_X.shape[1]  # after the dispersion(s): gamma, then delta
@@ -215,7 +223,7 @@ def build_result(request: FitRequest, devfun, opt: OptSummary, result_class: typ
     return _assemble(request, result_class, theta, beta, vcov, opt_full, st.u, st.fac, 1.0, msgs, ok, sing,
                      method=request.method, nagq=request.nagq, reml=None, loglik=float(loglik),
                      deviance=lme4_dev, vcov_method=vcov_method,
-                     extras={"vcov_theta_beta": vcov_full, "vcov_phi": vcov_phi},
+                     extras={"vcov_theta_beta": vcov_full, "vcov_phi": vcov_phi}, timings=sw.snapshot(opt.evaluations),
                      dispersion=_dispersion(request.family, psi[:nd], disp_se),
                      **_zero_part(spec, psi[nd:nd + kz], zi_vcov[:kz, :kz]),
                      **_zero_re(spec, st, psi[psi.size - nzt:]),

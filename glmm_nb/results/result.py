@@ -20,6 +20,7 @@ from ..design import ModelSpec
 from ..errors import ModelError
 from ..optimize import OptSummary
 from ..request import FitRequest
+from ..timing import FitTimings
 from . import display
 from .tables import ZI_PREFIX, check_level, wald_table
 
@@ -64,6 +65,13 @@ class GLMMResult:
     disp_fixef, disp_vcov : pandas.Series, pandas.DataFrame
         A ``dispformula``'s coefficients on glmmTMB's scale (``fixef(m)$disp``) and their
         covariance; empty otherwise.
+    timings : glmm_nb.timing.FitTimings
+        Where the fit's time went, a read-only mapping of seconds: ``design`` (formula, model
+        frame, X, Z), ``checks`` (response, rank, identifiability, separation), ``starts``
+        (deviance function set-up, GLM and theta starts), ``optimizer``, ``agq`` (AGQ stage,
+        0 for Laplace), ``hessian`` (at the optimum), ``result`` (everything after) and
+        ``total``; ``m.timings.evaluations`` counts the deviance evaluations. The stages add
+        up to ``total``. A refit times its own design; ``fit(request)`` starts at the request.
     """
 
     formula: str
@@ -101,6 +109,7 @@ class GLMMResult:
     zi_theta: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the zero part's random-effect terms
     zi_u: np.ndarray = field(default_factory=lambda: np.zeros(0))
     zi_cond_cov: tuple = ()
+    timings: FitTimings = field(default_factory=lambda: FitTimings({}))
 
     # ------------------------------------------------------------------ sizes and criteria
     @property
