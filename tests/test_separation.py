@@ -10,6 +10,8 @@ import pytest
 
 import glmm_nb
 from glmm_nb.design import separated_columns
+from glmm_nb.design.matrices import clearly_full_rank, drop_collinear
+from glmm_nb.design.separation import sample_certifies_overlap
 from glmm_nb.errors import ModelError, SeparationWarning
 from tests.conftest import GLMM_CASES, load_case
 
@@ -62,6 +64,44 @@ def test_large_data_are_checked_by_constraint_generation():
     y2 = y.copy()
     y2[:5] = 0
     assert separated_columns(Z, y2, np.ones(n), names + ["rare"]) == ("rare",)
+
+
+def test_a_sample_certifies_overlap_only_where_it_may():
+    """Large data: a sample of rows proves overlap (skipping the full check) when the outcome
+    overlaps; a separation the sample shows, or a rare column it misses, goes to the full check,
+    which still names the culprit."""
+    rng = np.random.default_rng(2)
+    n = 200_000
+    X = np.c_[np.ones(n), rng.normal(size=(n, 2))]
+    y = (rng.random(n) < 1 / (1 + np.exp(-X[:, 1]))).astype(float)
+    succ, fail = y > 0, y < 1
+    assert sample_certifies_overlap(X, succ, fail, np.abs(X).max(axis=0))
+    ys = (X[:, 1] > 0.1).astype(float)  # complete separation on a
+    assert not sample_certifies_overlap(X, ys > 0, ys < 1, np.abs(X).max(axis=0))
+    assert separated_columns(X, ys, np.ones(n), ["(Intercept)", "a", "b"]) == ("a", "(Intercept)")
+    Z = np.c_[X, (np.arange(n) % 50_000 == 0).astype(float)]  # 4 rows of a dummy, all failures
+    y2 = y.copy()
+    y2[Z[:, 3] > 0] = 0
+    assert not sample_certifies_overlap(Z, y2 > 0, y2 < 1, np.abs(Z).max(axis=0))  # rank-deficient sample
+    assert separated_columns(Z, y2, np.ones(n), ["(Intercept)", "a", "b", "rare"]) == ("rare",)
+
+
+def test_the_gram_shortcut_of_the_rank_check_decides_only_clear_cases():
+    """clearly_full_rank says True only far from drop_collinear's rule (relative residual 1e-7);
+    near or past it, the Gram-Schmidt pass decides as before."""
+    rng = np.random.default_rng(4)
+    n = 5_000
+    x = rng.normal(size=n)
+    base = np.c_[np.ones(n), x, rng.normal(size=n)]
+    assert clearly_full_rank(base)
+    for eps, clear, dropped in ((1e-3, True, ()), (1e-6, False, ()), (1e-9, False, ("w",))):
+        X = np.c_[base, 2 * x + 1 + eps * rng.normal(size=n)]  # w: relative residual about eps / 2.2
+        assert clearly_full_rank(X) == clear
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, names, out = drop_collinear(X, ("(Intercept)", "x", "z", "w"))
+        assert out == dropped, eps
+    assert not clearly_full_rank(np.c_[base, np.zeros(n)])
 
 
 @pytest.mark.parametrize("case_id", [c for c in GLMM_CASES if load_case(c)[0]["family"] == "binomial"])
