@@ -175,7 +175,7 @@ class DaskLmmDevfun:
         return default_hessian(self, theta)
 
 
-def glm_start(engine, family, maxit: int = 50, tol: float = 1e-10) -> np.ndarray:
+def glm_start(engine, family, maxit: int = 50, tol: float = 1e-8) -> np.ndarray:
     """The GLM fit without random effects by distributed IRLS — the same iterations and stopping
     rule as :func:`glmm_nb.likelihood.glm_irls`, each weighted least-squares step solved from
     the partitions' R factors (TSQR)."""

@@ -3,7 +3,7 @@ ordinal (cumulative-link) Laplace and AGQ deviances."""
 
 from .agq import AgqDevfun, gh_rule
 from .contracts import DevianceFunction, Factorization
-from .glm import glm_irls
+from .glm import glm_fit, glm_irls, moment_theta
 from .laplace import LaplaceDevfun, PirlsState
 from .lmm import LmmDevfun, LmmState, anova_theta_start
 from .ordinal import OrdinalLaplaceDevfun, OrdinalState
@@ -12,4 +12,4 @@ from .reops import ReStructure
 from .zire import ZiPirlsState, ZiReLaplaceDevfun
 
 __all__ = ["anova_theta_start", "AgqDevfun", "DevianceFunction", "Factorization", "LaplaceDevfun", "LmmDevfun", "LmmState", "OrdinalAgqDevfun", "OrdinalLaplaceDevfun", "OrdinalState",
-           "PirlsState", "ReStructure", "ZiPirlsState", "ZiReLaplaceDevfun", "gh_rule", "glm_irls"]
+           "PirlsState", "ReStructure", "ZiPirlsState", "ZiReLaplaceDevfun", "gh_rule", "glm_fit", "glm_irls", "moment_theta"]

@@ -1,4 +1,21 @@
-"""Ordinary GLM by iteratively reweighted least squares: fixed-effect start values."""
+r"""Ordinary GLM by iteratively reweighted least squares (fixed-effect start values), and the
+moment start of the random-effect SDs from its working residuals.
+
+IRLS solves each weighted least-squares step from the normal equations :math:`X'WX\beta = X'Wz`
+(one pass over the rows; columns scaled to unit norm first) and stops, as R's ``glm.fit``, when
+the deviance changes by less than ``tol`` relative. Where the scaled Gram matrix is too badly
+conditioned for the normal equations (a condition number above 1e10) the step is a QR least
+squares on the weighted rows, as before.
+
+Moment start. With the GLM means :math:`\mu_i` (random effects ignored), working weights
+:math:`w_i = p_i\,\mu'(\eta_i)^2 / V(\mu_i)` and working residuals
+:math:`r_i = (y_i - \mu_i)/\mu'(\eta_i)`, a scalar term with values :math:`v_i` and levels
+:math:`j` has the per-level estimates :math:`\hat b_j = \sum_j w v r / W_j`, :math:`W_j = \sum_j
+w v^2`, with :math:`E \hat b_j^2 \approx \sigma^2 + \phi / W_j`; :math:`\phi` is the within-level
+Pearson dispersion :math:`\sum_j \sum_{i \in j} w_i (r_i - v_i \hat b_j)^2 / (n - J)`. Hence
+:math:`\hat\sigma^2 = \overline{\hat b_j^2} - \phi\,\overline{1/W_j}` (at least 0): an ANOVA
+estimate on the working scale, the start of theta (= the SD for a GLMM).
+"""
 
 from __future__ import annotations
 
@@ -6,27 +23,82 @@ import numpy as np
 
 from ..families import Family
 
-__all__ = ["glm_irls"]
+__all__ = ["glm_irls", "glm_fit", "moment_theta"]
+
+_MAX_COND = 1e10
 
 
-def glm_irls(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-10) -> np.ndarray:
-    """Maximum-likelihood coefficients of the GLM without random effects."""
+def _wls(X: np.ndarray, w: np.ndarray, z: np.ndarray, colscale: np.ndarray) -> np.ndarray:
+    """argmin sum w (z - X b)^2 from the column-scaled normal equations (QR where ill-conditioned)."""
+    Xw = X * w[:, None]
+    G = (Xw.T @ X) / np.outer(colscale, colscale)
+    rhs = (Xw.T @ z) / colscale
+    try:
+        if np.linalg.cond(G) < _MAX_COND:
+            return np.linalg.solve(G, rhs) / colscale
+    except np.linalg.LinAlgError:
+        pass
+    sw = np.sqrt(w)
+    beta, *_ = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)
+    return beta
+
+
+def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8):
+    """IRLS for the GLM without random effects: ``(beta, mu)`` at convergence."""
     link = family.link
     mu = family.start_mu(y, pw)
     eta = link.link(mu)
     beta = np.zeros(X.shape[1])
+    colscale = np.sqrt(np.einsum("ij,ij->j", X, X))
+    colscale[colscale == 0] = 1.0
     dev_old = np.inf
     for _ in range(maxit):
         me = link.mu_eta(eta)
         w = pw * me**2 / family.variance(mu)
         z = eta - off + (y - mu) / me
-        sw = np.sqrt(w)
-        beta_new, *_ = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)
-        eta = X @ beta_new + off
+        beta = _wls(X, w, z, colscale)
+        eta = X @ beta + off
         mu = link.inverse(eta)
         dev = float(np.sum(family.dev_resid(y, mu, pw)))
-        beta = beta_new
         if abs(dev - dev_old) < tol * (abs(dev) + 0.1):
             break
         dev_old = dev
-    return beta
+    return beta, mu
+
+
+def glm_irls(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8) -> np.ndarray:
+    """Maximum-likelihood coefficients of the GLM without random effects (R's ``glm.fit`` rule:
+    relative deviance change below ``tol``)."""
+    return glm_fit(X, y, pw, off, family, maxit, tol)[0]
+
+
+def moment_theta(terms, y, mu, pw, family: Family) -> np.ndarray | None:
+    """The moment estimate of each scalar term's SD from the GLM's working residuals (module
+    docstring); None when a term is not scalar and unstructured (its start stays lme4's)."""
+    if not terms or any(t.q != 1 or t.ntheta != 1 or t.structured for t in terms):
+        return None
+    link = family.link
+    eta = link.link(mu)
+    me = link.mu_eta(eta)
+    w = pw * me**2 / family.variance(mu)
+    r = (y - mu) / me
+    if not (np.all(np.isfinite(w)) and np.all(np.isfinite(r))):
+        return None
+    out = []
+    wr = w * r
+    wr2 = wr * r
+    for t in terms:
+        v = t.Zvals[:, 0]
+        J = t.nlevels
+        W = np.bincount(t.codes, weights=w * v * v, minlength=J)
+        S = np.bincount(t.codes, weights=wr * v, minlength=J)
+        R2 = np.bincount(t.codes, weights=wr2, minlength=J)
+        ok = W > 0
+        nok = int(ok.sum())
+        if nok < 2 or y.size <= nok:
+            return None
+        b = S[ok] / W[ok]
+        phi = max(float(np.sum(R2[ok] - S[ok] * b)), 0.0) / (y.size - nok)
+        s2 = float(np.mean(b * b) - phi * np.mean(1.0 / W[ok]))
+        out.append(np.sqrt(max(s2, 0.0)))
+    return np.asarray(out)
