@@ -1,21 +1,33 @@
 """glmm_nb against the Python peers a user would pick instead: gpboost (Laplace GLMMs) and
-mixedlm (Rust, lme4-style), on the same simulated data, each fit in a fresh process after a
-warm-up fit of the same model, medians over ``--reps`` processes.
+mixedlm (Rust, lme4-style), on the same data, each fit in a fresh process after a warm-up fit of
+the same model, medians over ``--reps`` processes.
 
     pip install -e ".[bench]"          # gpboost, mixedlm
-    python benchmarks/bench_peers.py --threads one --reps 3
+    python benchmarks/bench_peers.py --threads one --reps 3 --json peers.json
     python benchmarks/bench_peers.py --threads default --cases logistic_100k nb2_100k
     python benchmarks/bench_peers.py --load 2    # the same with two CPU-bound processes beside it
+
+Cases: ``y ~ x + z + (1 | g)`` logistic, NB2 and Gamma(log) on 100,000 rows / 2,000 clusters and
+logistic on 1,000,000 / 20,000; the gaussian random slope ``y ~ x + z + (1 + x | g)`` by ML on
+200,000 / 4,000; bench_laplace.py's crossed Poisson ``y ~ x + (1 | a) + (1 | b)`` (50,000 rows,
+500 x 200 levels); and InstEval ``y ~ service + (1 | s) + (1 | d) + (1 | dept:service)`` by REML
+(lme4's data exported by Rscript when R with lme4 is installed, else a simulated data set of its
+shape; the JSON says which). gpboost has no REML, so it has no InstEval line ("-"); mixedlm fits
+it with ``lmer(..., REML=True)``. The fixed-effect covariates are simulated standard normals,
+the grouping factors integer codes (strings for mixedlm and for InstEval's factors).
 
 ``--threads one`` pins every pool to one thread (OMP, OpenBLAS, MKL, numba and gpboost's own
 ``num_parallel_threads``); ``default`` leaves them alone. ``--load N`` starts N busy-looping
 processes for the duration of the run (the "loaded machine" of issue 28). Each line prints the
 median seconds and the log-likelihood of every package; a peer that is not installed, or has no
-such model, prints "-". The log-likelihoods are on each package's own scale: gpboost reports its
-Laplace approximation (for crossed effects another approximation), mixedlm lme4's. gpboost's
-random slope is uncorrelated with the intercept (lme4's ``||``), so its log-likelihood there is
-of a smaller model. A smoke test on 1 % of the rows (``--scale 100``, 2026-12-07, loaded machine)
-ran every case; the figures of issue 28 need a quiet machine and full size.
+such model, prints "-". Under each case, glmm_nb's stages (``m.timings`` of its median run):
+design, checks, starts, optimizer, AGQ, Hessian, result, the deviance evaluations and the share
+of set-up and post-fit in the total. ``--json PATH`` writes every run (seconds, log-likelihood,
+glmm_nb's stages) after each case. The log-likelihoods are on each package's own scale: gpboost
+reports its Laplace approximation (for crossed effects another approximation), mixedlm lme4's.
+gpboost's random slope is uncorrelated with the intercept (lme4's ``||``), so its
+log-likelihood there is of a smaller model. ``--scale 100`` divides rows and levels by 100 (a
+smoke test: it runs every case; the figures of issue 28 need a quiet machine and full size).
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,18 +49,30 @@ import pandas as pd
 ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                                "VECLIB_MAXIMUM_THREADS")}
 
-# name: (rows, clusters, family, random part)
+# name: (rows, clusters, family, random part); the random part decides the formula (FORMULAS)
 CASES = {
     "logistic_100k": (100_000, 2_000, "binomial", "intercept"),
     "nb2_100k": (100_000, 2_000, "negative_binomial", "intercept"),
     "gamma_100k": (100_000, 2_000, "gamma", "intercept"),
     "logistic_1m": (1_000_000, 20_000, "binomial", "intercept"),
     "lmm_slope_200k": (200_000, 4_000, "gaussian", "slope"),
+    "poisson_crossed_50k": (50_000, 500, "poisson", "crossed"),
+    "insteval_reml": (73_421, 2_972, "gaussian_reml", "insteval"),
+}
+FORMULAS = {
+    "intercept": "y ~ x + z + (1 | g)",
+    "slope": "y ~ x + z + (1 + x | g)",
+    "crossed": "y ~ x + (1 | a) + (1 | b)",
+    "insteval": "y ~ service + (1 | s) + (1 | d) + (1 | dept:service)",
 }
 
 
 def simulate(name: str, seed: int = 1, scale: int = 1) -> pd.DataFrame:
     n, J, family, re = CASES[name]
+    if re == "insteval":
+        return insteval(scale)
+    if re == "crossed":  # bench_laplace.py's case: 500 x 200 levels
+        return crossed_poisson(seed, scale)
     n, J = n // scale, max(J // scale, 10)
     rng = np.random.default_rng(seed)
     g = rng.integers(0, J, n)
@@ -69,63 +94,123 @@ def simulate(name: str, seed: int = 1, scale: int = 1) -> pd.DataFrame:
     return pd.DataFrame({"y": y.astype(float), "x": x, "z": z, "g": g})
 
 
+def crossed_poisson(seed: int = 1, scale: int = 1) -> pd.DataFrame:
+    """bench_laplace.py's poisson_crossed_50k: 50,000 rows, (1 | a) + (1 | b) with 500 x 200 levels."""
+    rng = np.random.default_rng(seed)
+    n = 50_000 // scale
+    a = rng.integers(0, 500, n)
+    b = rng.integers(0, 200, n)
+    x = rng.normal(size=n)
+    eta = 0.5 + 0.2 * x + 0.4 * rng.normal(size=500)[a] + 0.3 * rng.normal(size=200)[b]
+    return pd.DataFrame({"y": rng.poisson(np.exp(eta)).astype(float), "x": x, "a": a, "b": b})
+
+
+def insteval(scale: int = 1) -> pd.DataFrame:
+    """lme4's InstEval (exported by Rscript, as bench_crossed.py), else a simulated data set of
+    its shape; ``attrs["source"]`` says which."""
+    if shutil.which("Rscript") and scale == 1:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "insteval.csv"
+            code = f'library(lme4); write.csv(InstEval[, c("y", "s", "d", "dept", "service")], "{out}", row.names = FALSE)'
+            if subprocess.run(["Rscript", "-e", code], capture_output=True).returncode == 0:
+                df = pd.read_csv(out)
+                df.attrs["source"] = "lme4::InstEval"
+                return df.astype({"y": float})
+    rng = np.random.default_rng(18)
+    n, ns, nd = 73_421 // scale, max(2_972 // scale, 10), max(1_128 // scale, 10)
+    s = np.sort(rng.integers(0, ns, n))
+    d = rng.integers(0, nd, n)
+    dept = rng.integers(0, 14, nd)[d]
+    service = rng.integers(0, 2, n)
+    y = (3.2 + 0.3 * rng.normal(size=ns)[s] + 0.5 * rng.normal(size=nd)[d]
+         + 0.1 * rng.normal(size=28)[dept * 2 + service] - 0.07 * service + 1.2 * rng.normal(size=n))
+    df = pd.DataFrame({"y": np.clip(np.round(y), 1, 5), "s": s, "d": d, "dept": dept, "service": service})
+    df.attrs["source"] = "simulated (InstEval's shape)"
+    return df
+
+
 # --------------------------------------------------------------------------- one fit, in a child process
-RUNNER = r'''
+RUNNER = r"""
 import json, sys, time
 import numpy as np, pandas as pd
-pkg, path, family, re, threads = sys.argv[1:6]
+pkg, path, family, re, threads, formula = sys.argv[1:7]
 d = pd.read_parquet(path)
-formula = "y ~ x + z + " + ("(1 + x | g)" if re == "slope" else "(1 | g)")
+FACTORS = {"intercept": ["g"], "slope": ["g"], "crossed": ["a", "b"], "insteval": ["s", "d", "dept", "service"]}[re]
+timings = None
 
 def fit_glmm_nb():
+    global timings
     import glmm_nb
-    kw = {"reml": False} if family == "gaussian" else {}
-    m = glmm_nb.glmm(formula, d, family=family, **kw)
+    data = d.astype({c: str for c in FACTORS}) if re == "insteval" else d
+    if family.startswith("gaussian"):
+        m = glmm_nb.glmm(formula, data, family="gaussian", reml=family == "gaussian_reml")
+    else:
+        m = glmm_nb.glmm(formula, data, family=family)
+    timings = m.timings.as_dict()
     return m.loglik
 
 def fit_gpboost():
     import gpboost as gpb
+    if family == "gaussian_reml":  # gpboost has no REML: no such model there
+        raise NotImplementedError
     lik = {"binomial": "bernoulli_logit", "negative_binomial": "negative_binomial", "gamma": "gamma",
-           "gaussian": "gaussian"}[family]
-    X = np.column_stack([np.ones(len(d)), d.x, d.z])
+           "gaussian": "gaussian", "poisson": "poisson"}[family]
     kw = {"num_parallel_threads": 1} if threads == "one" else {}
-    if re == "slope":
-        if family != "gaussian":
-            raise NotImplementedError
-        kw.update(group_rand_coef_data=d.x.to_numpy(), ind_effect_group_rand_coef=[1])
-    m = gpb.GPModel(group_data=d.g.to_numpy(), likelihood=lik, **kw)
+    if re == "crossed":
+        X = np.column_stack([np.ones(len(d)), d.x])
+        m = gpb.GPModel(group_data=d[["a", "b"]].to_numpy(), likelihood=lik, **kw)
+    else:
+        X = np.column_stack([np.ones(len(d)), d.x, d.z])
+        if re == "slope":
+            if family != "gaussian":
+                raise NotImplementedError
+            kw.update(group_rand_coef_data=d.x.to_numpy(), ind_effect_group_rand_coef=[1])
+        m = gpb.GPModel(group_data=d.g.to_numpy(), likelihood=lik, **kw)
     m.fit(y=d.y.to_numpy(), X=X)
     return -float(m.get_current_neg_log_likelihood())
 
 def fit_mixedlm():
     import mixedlm
-    if family == "gaussian":
-        return float(mixedlm.lmer(formula, d.assign(g=d.g.astype(str)), REML=False).logLik().value)
-    if family != "binomial":
+    data = d.astype({c: str for c in FACTORS})
+    if family.startswith("gaussian"):
+        return float(mixedlm.lmer(formula, data, REML=family == "gaussian_reml").logLik().value)
+    fam = {"binomial": getattr(mixedlm.families, "Binomial", None),
+           "poisson": getattr(mixedlm.families, "Poisson", None)}.get(family)
+    if fam is None:
         raise NotImplementedError
-    fam = mixedlm.families.Binomial()
-    return float(mixedlm.glmer(formula, d.assign(g=d.g.astype(str)), family=fam).logLik().value)
+    return float(mixedlm.glmer(formula, data, family=fam()).logLik().value)
 
 fit = {"glmm_nb": fit_glmm_nb, "gpboost": fit_gpboost, "mixedlm": fit_mixedlm}[pkg]
 try:
     fit()  # warm-up: imports, JIT compilation, caches
     t0 = time.perf_counter()
     ll = fit()
-    print(json.dumps({"seconds": time.perf_counter() - t0, "loglik": ll}))
+    print(json.dumps({"seconds": time.perf_counter() - t0, "loglik": ll, "timings": timings}))
 except (ImportError, NotImplementedError) as exc:
     print(json.dumps({"seconds": None, "loglik": None, "why": type(exc).__name__}))
-'''
+"""
 
 
 def run_one(pkg: str, path: Path, name: str, threads: str) -> dict:
     _, _, family, re = CASES[name]
     env = dict(os.environ, **(ONE_THREAD if threads == "one" else {}))
-    out = subprocess.run([sys.executable, "-c", RUNNER, pkg, str(path), family, re, threads], env=env,
+    out = subprocess.run([sys.executable, "-c", RUNNER, pkg, str(path), family, re, threads, FORMULAS[re]], env=env,
                          capture_output=True, text=True, timeout=3600)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
         return {"seconds": None, "loglik": None, "why": (out.stderr.strip().splitlines() or ["failed"])[-1][:80]}
     return json.loads(lines[-1])
+
+
+def stage_line(timings: dict | None) -> str:
+    """glmm_nb's ``m.timings`` of the median run, one line."""
+    if not timings:
+        return ""
+    keys = [k for k in ("design", "checks", "starts", "optimizer", "agq", "hessian", "result") if timings.get(k)]
+    total = timings["total"]
+    setup = (total - timings.get("optimizer", 0.0) - timings.get("agq", 0.0)) / total if total else 0.0
+    return (" " * 16 + "glmm_nb stages: " + ", ".join(f"{k} {timings[k]:.3f}" for k in keys)
+            + f" s; {timings['evaluations']} evaluations; set-up + post-fit {100 * setup:.0f} % of {total:.2f} s")
 
 
 def _burn(stop) -> None:
@@ -142,21 +227,25 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--load", type=int, default=0, help="CPU-bound processes running beside the fits")
     ap.add_argument("--scale", type=int, default=1, help="divide rows and clusters by this (a smoke test)")
+    ap.add_argument("--json", default=None, help="also write every run's figures to this JSON file")
     a = ap.parse_args()
     stop = mp.Event()
     burners = [mp.Process(target=_burn, args=(stop,), daemon=True) for _ in range(a.load)]
     for p in burners:
         p.start()
+    record = {"threads": a.threads, "load": a.load, "reps": a.reps, "scale": a.scale, "cases": {}}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             print(f"threads: {a.threads}; load: {a.load} busy process(es); medians of {a.reps} fresh processes")
-            print(f"{'case':<16}" + "".join(f"{p:>24}" for p in a.packages) + "   ratio to gpboost / mixedlm")
+            print(f"{'case':<20}" + "".join(f"{p:>24}" for p in a.packages) + "   ratio to gpboost / mixedlm")
             for name in a.cases:
                 path = Path(tmp) / f"{name}.parquet"
-                simulate(name, scale=a.scale).to_parquet(path)
-                res = {}
+                data = simulate(name, scale=a.scale)
+                data.to_parquet(path)
+                res, runs_of = {}, {}
                 for pkg in a.packages:
                     runs = [run_one(pkg, path, name, a.threads) for _ in range(a.reps)]
+                    runs_of[pkg] = runs
                     secs = [r["seconds"] for r in runs if r["seconds"] is not None]
                     res[pkg] = (statistics.median(secs) if secs else None,
                                 next((r["loglik"] for r in runs if r["loglik"] is not None), None),
@@ -168,7 +257,20 @@ def main() -> None:
                 ours = res.get("glmm_nb", (None,))[0]
                 ratios = [f"{ours / res[p][0]:.2f}" if ours and res.get(p, (None,))[0] else "-"
                           for p in ("gpboost", "mixedlm")]
-                print(f"{name:<16}" + "".join(f"{c:>24}" for c in cells) + "   " + " / ".join(ratios), flush=True)
+                print(f"{name:<20}" + "".join(f"{c:>24}" for c in cells) + "   " + " / ".join(ratios), flush=True)
+                timed = [r for r in runs_of.get("glmm_nb", []) if r.get("seconds") is not None]
+                median_run = sorted(timed, key=lambda r: r["seconds"])[(len(timed) - 1) // 2] if timed else None
+                if median_run:
+                    print(stage_line(median_run.get("timings")), flush=True)
+                record["cases"][name] = {
+                    "rows": len(data), "formula": FORMULAS[CASES[name][3]], "family": CASES[name][2],
+                    "data": data.attrs.get("source", "simulated"),
+                    "packages": {pkg: {"median_seconds": res[pkg][0], "loglik": res[pkg][1], "why": res[pkg][2] or None,
+                                       "runs": runs_of[pkg]} for pkg in a.packages},
+                    "ratio": {p: (ours / res[p][0] if ours and res.get(p, (None,))[0] else None)
+                              for p in ("gpboost", "mixedlm") if p in res}}
+                if a.json:  # after every case: a long run keeps what it measured
+                    Path(a.json).write_text(json.dumps(record, indent=1))
     finally:
         stop.set()
         for p in burners:

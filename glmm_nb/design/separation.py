@@ -83,7 +83,7 @@ def _direction(A: np.ndarray) -> np.ndarray | None:
     return _lp(A)
 
 
-_QUICK_ROWS = 50_000  # above: first try to certify overlap on a sample of rows
+_QUICK_ROWS = 2 * _WHOLE  # above: first try to certify overlap on a sample of rows
 
 
 def sample_certifies_overlap(X: np.ndarray, succ: np.ndarray, fail: np.ndarray, scale: np.ndarray) -> bool:
