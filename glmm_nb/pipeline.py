@@ -182,7 +182,10 @@ def start_values(request: FitRequest, devfun, glm=None, sample=None) -> np.ndarr
             theta0 = moment_theta(data.spec.terms, data.y, mu0, data.pw, fam0)
         if theta0 is None or any(i < spec.ntheta for i in fixed):
             return _better_theta_start(spec, beta0, fixed, devfun)
-        x0 = np.concatenate([np.clip(theta0, THETA_START_MIN, THETA_START_MAX), beta0])
+        # three digits: a start needs no more, and the sums' last bits (row order: a Dask sample,
+        # a permuted frame) then do not move the optimizer's path
+        theta0 = np.array([float(f"{v:.3g}") for v in np.clip(theta0, THETA_START_MIN, THETA_START_MAX)])
+        x0 = np.concatenate([theta0, beta0])
         for i, v in fixed.items():
             x0[i] = v
         return x0

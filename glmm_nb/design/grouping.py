@@ -136,12 +136,30 @@ def column_levels(col: pd.Series, name: str) -> tuple[tuple[str, ...], np.ndarra
             values = values.astype(str)
         else:
             values = np.array([value_label(v) for v in values], dtype=str)
+    if values.dtype.kind in "iu" and values.size:  # integer codes: labels are the numbers, no sort needed
+        uniq, inv = _dense_unique(values)
+        codes[present] = inv
+        return tuple(map(str, uniq.tolist())), codes
     uniq, inv = np.unique(values, return_inverse=True)
     labels = tuple(value_label(u) for u in uniq)
     if len(set(labels)) < len(labels):  # e.g. 1.0000000000000002 and 1.0 both print '1'
         raise DataError(f"grouping column '{name}' has distinct values that print alike; round or recode it")
     codes[present] = inv.ravel()
     return labels, codes
+
+
+def _dense_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` of integers in O(n) where their range is at
+    most a few times their number (a mark per value in the range), else by sorting."""
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo > 4 * values.size + 1024:
+        uniq, inv = np.unique(values, return_inverse=True)
+        return uniq, inv.ravel()
+    off = (values - lo).astype(np.intp)
+    seen = np.zeros(hi - lo + 1, dtype=bool)
+    seen[off] = True
+    rank = np.cumsum(seen, dtype=np.int64) - 1
+    return np.flatnonzero(seen).astype(values.dtype) + values.dtype.type(lo), rank[off]
 
 
 factor_codes = column_levels  # the name other modules use

@@ -138,5 +138,7 @@ def test_dask_engine_takes_polars_and_predicts_on_it():
     a = fit(cbpp, f, engine="dask")
     b = fit(pl.from_pandas(cbpp), f, engine="dask")
     np.testing.assert_allclose(b.fixef.to_numpy(), a.fixef.to_numpy(), rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(np.asarray(b.predict(pl.from_pandas(cbpp.iloc[:9]))),
-                                  np.asarray(a.predict(cbpp.iloc[:9])))
+    # the partitions' sums differ in the last bit between the two inputs (the deviance at the same
+    # start: 2.8e-14 of 200), so the two fits agree to rounding, not bit for bit
+    np.testing.assert_allclose(np.asarray(b.predict(pl.from_pandas(cbpp.iloc[:9]))),
+                               np.asarray(a.predict(cbpp.iloc[:9])), rtol=1e-12, atol=0)
