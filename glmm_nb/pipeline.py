@@ -171,15 +171,16 @@ def start_values(request: FitRequest, devfun, glm=None, sample=None) -> np.ndarr
     else:
         fam0 = request.family.start_family.at_dispersion(1.0)
         if glm is None:
-            beta0, mu0 = glm_fit(data.X, data.y, data.pw, data.off, fam0)
+            beta0, eta0, mu0 = glm_fit(data.X, data.y, data.pw, data.off, fam0)
         else:
             beta0 = np.asarray(glm(fam0))
-            mu0 = fam0.link.inverse(data.X @ beta0 + data.off)
+            eta0 = data.X @ beta0 + data.off
+            mu0 = fam0.link.inverse(eta0)
         if nx:  # moment estimates at the GLM means: log-dispersion, zero part
             beta0 = np.concatenate([beta0, request.family.extra_start(data.y, mu0, data.pw, spec)])
         theta0 = None
         if not spec.zi_terms and not request.family.has_zero_part:
-            theta0 = moment_theta(data.spec.terms, data.y, mu0, data.pw, fam0)
+            theta0 = moment_theta(data.spec.terms, data.y, eta0, mu0, data.pw, fam0)
         if theta0 is None or any(i < spec.ntheta for i in fixed):
             return _better_theta_start(spec, beta0, fixed, devfun)
         # three digits: a start needs no more, and the sums' last bits (row order: a Dask sample,

@@ -12,9 +12,10 @@ The stages, in the order a fit runs them:
 * ``hessian``: the Hessian at the optimum (standard errors, convergence check);
 * ``result``: everything else after the optimizer (the result record, its tables).
 
-A nested stage's time is charged to it and not to the stage around it, so the stages add up to
-``total`` (the wall time from the first stage to the result), apart from the few microseconds
-it takes to store the record. Standard library only: the design layer marks its checks here.
+A nested stage's time is charged to it and not to the stage around it, and the calls between two
+outermost stages to the one that follows, so the stages add up to ``total`` (the wall time from
+the start of the fit to the result), apart from the microseconds it takes to store the record.
+Standard library only: the design layer marks its checks here.
 """
 
 from __future__ import annotations
@@ -82,21 +83,26 @@ class Stopwatch:
         self.t0 = time.perf_counter()
         self._acc = dict.fromkeys(STAGES, 0.0)
         self._open: list[list] = []  # [name, start, time of the stages nested in it]
+        self._last = self.t0  # end of the last outermost stage
 
     @contextmanager
     def stage(self, name: str):
         if name not in self._acc:
             raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
-        entry = [name, time.perf_counter(), 0.0]
+        # an outermost stage starts where the last one ended: the calls between them are its set-up
+        entry = [name, time.perf_counter() if self._open else self._last, 0.0]
         self._open.append(entry)
         try:
             yield self
         finally:
             self._open.remove(entry)
-            elapsed = time.perf_counter() - entry[1]
+            now = time.perf_counter()
+            elapsed = now - entry[1]
             self._acc[name] += elapsed - entry[2]
             if self._open:
                 self._open[-1][2] += elapsed
+            else:
+                self._last = now
 
     def snapshot(self, evaluations: int = 0) -> FitTimings:
         """The times so far, open stages included up to now."""

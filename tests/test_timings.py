@@ -28,8 +28,7 @@ def check_parts(m, agq: bool = False) -> FitTimings:
     assert all(t[k] >= 0 for k in KEYS), dict(t)
     parts = sum(t[k] for k in STAGES)
     # the stages tile the fit: only storing the record itself is left out
-    assert parts == pytest.approx(t["total"], rel=0.02, abs=5e-3), dict(t)
-    assert parts <= t["total"] + 1e-9
+    assert parts == pytest.approx(t["total"], rel=1e-9, abs=1e-9), dict(t)
     assert t["optimizer"] > 0 and t["starts"] > 0 and t["result"] > 0 and t["hessian"] > 0
     assert (t["agq"] > 0) == agq
     assert t.evaluations == m.opt.evaluations > 0
@@ -100,6 +99,7 @@ def test_timings_are_read_only_and_plain(cbpp):
 
 def test_stopwatch_nesting_on_a_known_schedule():
     with stopwatch() as sw:
+        time.sleep(0.01)  # before the first stage: charged to it
         with sw.stage("design"):
             time.sleep(0.02)
             with stage("checks"):  # nested: charged to checks, not to design
@@ -110,10 +110,10 @@ def test_stopwatch_nesting_on_a_known_schedule():
                 time.sleep(0.02)
                 inner = sw.snapshot()  # open stages count up to now
         t = sw.snapshot(7)
-    assert t["checks"] >= 0.03 and 0.02 <= t["design"] < 0.03 + 0.02
+    assert t["checks"] >= 0.03 and 0.03 <= t["design"] < 0.03 + 0.03
     assert t["hessian"] >= 0.02 and 0.01 <= t["result"] < 0.01 + 0.02
-    assert sum(t[k] for k in STAGES) == pytest.approx(t["total"], abs=2e-3)
-    assert sum(inner[k] for k in STAGES) == pytest.approx(inner["total"], abs=2e-3)
+    assert sum(t[k] for k in STAGES) == pytest.approx(t["total"], abs=1e-3)  # the snapshot came after
+    assert sum(inner[k] for k in STAGES) == pytest.approx(inner["total"], abs=1e-9)
     assert inner["hessian"] >= 0.02 and inner["result"] >= 0.01
     assert t.evaluations == 7
     with stage("design"):  # no active stopwatch: nothing to charge, no error
