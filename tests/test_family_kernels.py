@@ -135,3 +135,20 @@ def test_nb2_kernel_at_the_poisson_limit():
     ll_nb = nb.kernel(ResponseData(y, ones, float(np.sum(nb.loglik_const(y, ones))))).loglik(eta)
     ll_po = float(np.sum(stats.poisson.logpmf(y, np.exp(eta))))
     assert ll_nb == pytest.approx(ll_po, abs=1e-8)
+
+
+@pytest.mark.parametrize("name,d", [("negative_binomial", 1.7), ("nbinom1", 0.8)])
+def test_deviance_residuals_against_scipy(name, d):
+    """2 w (log f(y; y) - log f(y; mu)) from scipy's NB densities (NB2's residuals skip the
+    lgamma terms that cancel; NB1's keep the generic form)."""
+    rng = np.random.default_rng(4)
+    y = rng.negative_binomial(2, 0.3, 200).astype(float)
+    mu = np.exp(rng.normal(1.0, 0.8, 200))
+    pw = rng.integers(1, 3, 200).astype(float)
+    fam = get_family(name).at_dispersion(d)
+    sat = np.maximum(y, 1e-10)
+    if name == "negative_binomial":
+        logf = lambda m: stats.nbinom.logpmf(y, d, d / (d + m))  # noqa: E731
+    else:
+        logf = lambda m: stats.nbinom.logpmf(y, m / d, 1 / (1 + d))  # noqa: E731
+    np.testing.assert_allclose(fam.dev_resid(y, mu, pw), 2 * pw * (logf(sat) - logf(mu)), rtol=1e-9, atol=1e-9)

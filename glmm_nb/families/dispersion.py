@@ -266,6 +266,15 @@ class NegativeBinomial2(DispersionFamily):
     def variance_at(self, mu, d):
         return mu + mu * mu / d
 
+    def dev_resid(self, y, mu, pw):
+        """2 w (l(y; y) - l(y; mu)), in which lgamma(y + theta) - lgamma(theta) cancels."""
+        d = self._d()
+        y = np.asarray(y, dtype=float)
+        sat = self.saturated_mean(y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 2 * pw * (special.xlogy(y, sat) - special.xlogy(y, mu)
+                             - (y + d) * (np.log1p(sat / d) - np.log1p(mu / d)))
+
     def kernel(self, data: ResponseData):
         if type(self) is NegativeBinomial2 and isinstance(self.link, Log):
             return NB2LogKernel(self, data)
@@ -316,6 +325,8 @@ class NegativeBinomial1(NegativeBinomial2):
     dispersion_meaning = "NB1: Var = mu (1 + alpha) (alpha = 0 is Poisson)"
     limit_family = Poisson  # alpha -> 0
     limit_text = "alpha -> 0"
+
+    dev_resid = DispersionFamily.dev_resid  # NB2's shortcut is of NB2's density
 
     def logpdf_kernel(self, y, mu, d):
         k = mu / d
@@ -556,15 +567,19 @@ class NB2LogKernel(MemoKernel):
         return mu, r, W, W, dW
 
     def extra_pieces(self, eta: np.ndarray):
+        # d/dpsi (psi = log d) of the log-density, of r and of W: with s = mu + d,
+        # l_psi = d [psi(y + d) - psi(d) - log(1 + mu/d) + (mu - y)/s] (the digamma ratio once per d
+        # over the distinct counts), r_psi = w d mu (y - mu)/s^2, W_psi = w d mu (mu(2d + y) - y d)/s^3
         mu, d, data = self._mu(eta), self.d, self.data
         y = data.y
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            s = mu + d
-            l_d = data.level_sum(lambda v: _digamma_ratio(v, d)) + data.wsum((mu - y) / s - np.log1p(mu / d))
-            l1p = d * (y - mu) / s**2
-            l2p = d * (mu - d - 2 * y) / s**3
-            rp = data.weighted(l1p * mu)
-            Wp = -data.weighted(l2p * mu * mu + l1p * mu)
+            inv = 1.0 / (mu + d)
+            a = (mu - y) * inv
+            a -= np.log1p(mu / d)
+            l_d = data.level_sum(lambda v: _digamma_ratio(v, d)) + data.wsum(a)
+            dmi = (d * inv) * mu * inv  # d mu / s^2
+            rp = data.weighted((y - mu) * dmi)
+            Wp = data.weighted((mu * (2 * d + y) - y * d) * dmi * inv)
         return np.array([d * l_d]), rp[:, None], Wp[:, None]
 
 

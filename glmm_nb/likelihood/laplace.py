@@ -117,7 +117,7 @@ class LaplaceDevfun:
         self.nevals = 0
         # (phi key, deviance, state) and (phi key, deviance, gradient): the last and the lowest
         self._states = self._grads = (None, None)
-        self._prev = None  # (vals, beta, u, W, r, factor) of the last PIRLS run: its modes' move
+        self._prev = None  # (vals, eta, u, W, r, factor, phi) of the last PIRLS run: its modes' move
 
     # ------------------------------------------------------------------------------ PIRLS
     def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray | None = None,
@@ -135,7 +135,7 @@ class LaplaceDevfun:
         eta = eta_f + rs.mult(vals, u)
         pdev = -2.0 * K.loglik(eta) + u @ u
         if u0 is None and self._prev is not None and self._moved(theta, beta):  # last modes moved
-            u_p = self._predict(vals, beta, eta - self.off)
+            u_p = self._predict(vals, eta)
             if u_p is not None:
                 eta_p = eta_f + rs.mult(vals, u_p)
                 pdev_p = -2.0 * K.loglik(eta_p) + u_p @ u_p
@@ -189,7 +189,7 @@ class LaplaceDevfun:
         dev = -2.0 * ll + float(u @ u) + fac.logdet
         self._u = u
         keep = keeps_states(fac) and np.isfinite(dev)
-        self._prev = (vals, beta, u, W, r, fac, np.concatenate([theta, beta])) if keep else None
+        self._prev = (vals, eta, u, W, r, fac, np.concatenate([theta, beta])) if keep else None
         return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam, K)
 
     PREDICT_MIN_STEP = 1e-4
@@ -202,14 +202,14 @@ class LaplaceDevfun:
         phi = np.concatenate([theta, beta])
         return bool(np.any(np.abs(phi - phi0) > self.PREDICT_MIN_STEP * np.maximum(1.0, np.abs(phi0))))
 
-    def _predict(self, vals: np.ndarray, beta: np.ndarray, eta_new: np.ndarray) -> np.ndarray | None:
+    def _predict(self, vals: np.ndarray, eta_new: np.ndarray) -> np.ndarray | None:
         """The last modes moved to (theta, beta) to first order (module docstring), or None.
 
-        ``eta_new`` is the new linear predictor at the last modes (without the offset).
+        ``eta_new`` is the new linear predictor at the last modes.
         """
         rs = self.rs
-        vals0, beta0, u0, W0, r0, fac0, _phi0 = self._prev
-        deta = eta_new - (self.X @ beta0 + rs.mult(vals0, u0))
+        vals0, eta0, u0, W0, r0, fac0, _phi0 = self._prev
+        deta = eta_new - eta0
         rhs = rs.tmult(vals - vals0, r0) - rs.tmult(vals0, W0 * deta)
         try:
             u = u0 + fac0.solve(rhs)
@@ -221,7 +221,7 @@ class LaplaceDevfun:
         """Start the next PIRLS run from u = 0 (and forget the kept evaluations)."""
         self._u = np.zeros(self.rs.Q)
         self._states = self._grads = (None, None)
-        self._prev = None  # (vals, beta, u, W, r, factor) of the last PIRLS run: its modes' move
+        self._prev = None  # (vals, eta, u, W, r, factor, phi) of the last PIRLS run: its modes' move
 
     # --------------------------------------------------------------------------- deviance
     def state(self, phi: np.ndarray) -> PirlsState:
@@ -303,9 +303,12 @@ class LaplaceDevfun:
                 Hfac = st.fac
         s = Hfac.solve(rs.tmult(vals, c))
         Zs = rs.mult(vals, s)
-        e = -2.0 * st.r + c - st.Wobs * Zs
+        e = c - 2.0 * st.r
+        e -= st.Wobs * Zs
         g_beta = self.X.T @ e
-        H = e[:, None] * st.u[rs.cols] + 2.0 * st.W[:, None] * P + st.r[:, None] * s[rs.cols]
+        H = 2.0 * st.W[:, None] * P
+        H += e[:, None] * st.u[rs.cols]
+        H += st.r[:, None] * s[rs.cols]
         g_theta = rs.theta_grad(st.theta, rs.row_grad(H))  # T's entries, chained to theta
         if not self.nx:
             return np.concatenate([g_theta, g_beta])

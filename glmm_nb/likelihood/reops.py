@@ -147,6 +147,8 @@ class ReStructure:
         for k, T in enumerate(self.Ts(theta)):
             if self.pos_idx[k] is not None:  # indicator rows: a gather of T's rows
                 out[:, self.slot0[k] : self.slot0[k + 1]] = T[self.pos_idx[k]]
+            elif T.shape == (1, 1):  # a scalar term: one product, not an (n, 1) @ (1, 1) matmul
+                np.multiply(self.Zv[k][:, 0], T[0, 0], out=out[:, self.slot0[k]])
             else:
                 out[:, self.slot0[k] : self.slot0[k + 1]] = self.Zv[k] @ T
         return out
