@@ -58,7 +58,8 @@ def test_kernel_matches_scipy_and_differences(name, d, weighted):
     assert type(K) is not Kernel  # the fast kernel is the one under test
     ll = K.loglik(eta)
     assert ll == pytest.approx(float(np.sum(_logdens(name, d, y, eta, pw))), abs=1e-8, rel=1e-12)
-    mu, r, W, Wobs, dW = K.working(eta)
+    mu, r, W, Wobs = K.working(eta)
+    dW = K.dW(eta)
     # five-point differences (error O(h^4)) of the per-row log-densities and of W_obs
     h = 2e-3
     f = [_logdens(name, d, y, eta + k * h, pw) for k in (-2, -1, 0, 1, 2)]
@@ -74,8 +75,11 @@ def test_kernel_matches_scipy_and_differences(name, d, weighted):
     # the generic kernel (the family's own methods) to rounding
     G = Kernel(fam, data)
     assert ll == pytest.approx(G.loglik(eta), abs=1e-9, rel=1e-14)
-    for a, b in zip(K.working(eta), G.working(eta)):
+    for a, b in zip((*K.working(eta), K.dW(eta)), (*G.working(eta), G.dW(eta))):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(G.dW(eta), fam.working(eta, y, pw)[4], rtol=1e-15)
+    K.working(eta + 0.1)  # dW at another eta than the last working(): computed afresh
+    np.testing.assert_allclose(K.dW(eta), G.dW(eta), rtol=1e-10, atol=1e-300)
     if d is None:
         return
     # the dispersion's pieces: d/dpsi (psi = log d) of the log-likelihood, the score and W_obs
@@ -117,7 +121,9 @@ def test_logit_kernel_beyond_the_exponential_range():
     assert K.loglik(eta) == pytest.approx(expect, rel=1e-14)
     assert K.loglik(-eta) == pytest.approx(-800.0 - 800.0 - 3 - np.log1p(np.exp(-3.0)) - 2 - np.log1p(np.exp(-2.0)),
                                            rel=1e-14)
-    mu, r, W, Wobs, dW = K.working(eta)
+    mu, r, W, Wobs = K.working(eta)
+    dW = K.dW(eta)
+    assert np.all(np.isfinite(dW))
     assert np.all(np.isfinite(mu)) and np.all(np.isfinite(W)) and np.all(W > 0)
     np.testing.assert_allclose(mu, [1.0, 0.0, 1 / (1 + np.exp(-3.0)), 1 / (1 + np.exp(2.0))], rtol=1e-14, atol=1e-300)
 

@@ -205,12 +205,18 @@ class LogitKernel(MemoKernel):
 
     def working(self, eta: np.ndarray):
         ex = self._exp(eta)
-        if ex is None:
-            return super().working(eta)
-        opx = 1.0 + ex
-        mu = ex / opx
-        W = self.data.weighted(np.maximum(mu / opx, EPS))
-        return mu, self.data.weighted(self.data.y - mu), W, W, W * (1.0 - 2.0 * mu)
+        if ex is None:  # the family's own forms
+            mu, r, W, Wobs, dW = self.family.working(eta, self.data.y, self.data.pw)
+        else:
+            opx = 1.0 + ex
+            mu = ex / opx
+            W = self.data.weighted(np.maximum(mu / opx, EPS))
+            r = self.data.weighted(self.data.y - mu)
+        self.last_working = (eta, mu, W)
+        return mu, r, W, W
+
+    def dW_from(self, mu, W):
+        return W * (1.0 - 2.0 * mu)
 
 
 class PoissonLogKernel(MemoKernel):
@@ -237,7 +243,11 @@ class PoissonLogKernel(MemoKernel):
         _e, ex = self._exp(eta)
         mu = np.maximum(ex, EPS)
         W = self.data.weighted(mu)
-        return mu, self.py - W, W, W, W
+        self.last_working = (eta, W)
+        return mu, self.py - W, W, W
+
+    def dW_from(self, W):
+        return W
 
 
 class Gaussian(Family):

@@ -563,8 +563,12 @@ class NB2LogKernel(MemoKernel):
             t = d * inv
             r = data.weighted((data.y - mu) * t)
             W = self.yd * mu * (t * inv)
-            dW = W * (d - mu) * inv
-        return mu, r, W, W, dW
+        self.last_working = (eta, mu, W, inv)
+        return mu, r, W, W
+
+    def dW_from(self, mu, W, inv):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return W * (self.d - mu) * inv
 
     def extra_pieces(self, eta: np.ndarray):
         # d/dpsi (psi = log d) of the log-density, of r and of W: with s = mu + d,
@@ -614,7 +618,11 @@ class GammaLogKernel(MemoKernel):
         lm, q = self._lq(eta)
         W = self.data.weighted(self.nu * q)
         r = self.data.weighted(self.nu * (q - 1.0))
-        return np.exp(lm), r, W, W, -W
+        self.last_working = (eta, W)
+        return np.exp(lm), r, W, W
+
+    def dW_from(self, W):
+        return -W
 
     def extra_pieces(self, eta: np.ndarray):
         lm, q = self._lq(eta)

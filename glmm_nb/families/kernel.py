@@ -13,8 +13,11 @@ of y), and serves
 ``kernel.loglik(eta)``
     :math:`\log p(y \mid \eta)`, all constants kept (a float);
 ``kernel.working(eta)``
-    ``mu, r, W, Wobs, dW`` of :meth:`~glmm_nb.families.Family.working`, reusing the inverse link
+    ``mu, r, W, Wobs`` of :meth:`~glmm_nb.families.Family.working`, reusing the inverse link
     of a ``loglik`` call at the same ``eta`` array (the step just accepted);
+``kernel.dW(eta)``
+    :math:`\partial W/\partial\eta` at the ``eta`` of the last ``working`` call (only the
+    gradient needs it: once per evaluation, not per PIRLS step);
 ``kernel.extra_pieces(eta)``
     the sum over observations of d log-density / d extra parameter, and the per-observation
     derivatives of the score and the observed weight (:meth:`Family.extra_pieces`).
@@ -79,6 +82,7 @@ class Kernel:
     def __init__(self, family, data: ResponseData):
         self.family = family
         self.data = data
+        self._dW = None  # (eta, dW/deta) of the last working()
 
     def loglik(self, eta: np.ndarray) -> float:
         d = self.data
@@ -86,7 +90,14 @@ class Kernel:
 
     def working(self, eta: np.ndarray):
         d = self.data
-        return self.family.working(eta, d.y, d.pw)
+        mu, r, W, Wobs, dW = self.family.working(eta, d.y, d.pw)
+        self._dW = (eta, dW)
+        return mu, r, W, Wobs
+
+    def dW(self, eta: np.ndarray) -> np.ndarray:
+        d = self.data
+        last = self._dW
+        return last[1] if last is not None and last[0] is eta else self.family.working(eta, d.y, d.pw)[4]
 
     def extra_pieces(self, eta: np.ndarray):
         """(sum over rows of dl/dx (k,), dr/dx (n, k), dW_obs/dx (n, k)) for the k extras."""
@@ -104,6 +115,7 @@ class MemoKernel(Kernel):
     def __init__(self, family, data: ResponseData):
         super().__init__(family, data)
         self._memo: list = []
+        self.last_working = None  # (eta, what dW_from needs) of the last working()
 
     def remember(self, eta: np.ndarray, value) -> None:
         self._memo.append((eta, value))
@@ -115,3 +127,11 @@ class MemoKernel(Kernel):
             if e is eta:
                 return value
         return None
+
+    def dW(self, eta: np.ndarray) -> np.ndarray:
+        """dW/deta from what ``working(eta)`` kept (``last_working``), or afresh."""
+        last = self.last_working
+        if last is None or last[0] is not eta:
+            self.working(eta)
+            last = self.last_working
+        return self.dW_from(*last[1:])

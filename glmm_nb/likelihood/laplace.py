@@ -148,7 +148,7 @@ class LaplaceDevfun:
             pdev = pdev0
         converged = False
         it = 0
-        mu, r, W, Wobs, dW = K.working(eta)
+        mu, r, W, Wobs = K.working(eta)
         for it in range(1, self.maxit + 1):
             # Newton steps (observed information) where it is positive; Fisher scoring otherwise
             Wf = W
@@ -179,12 +179,13 @@ class LaplaceDevfun:
                 converged = dec < 1e-6
                 break
             u, pdev, eta = accepted
-            mu, r, W, Wobs, dW = K.working(eta)
+            mu, r, W, Wobs = K.working(eta)
         if not fam.canonical and Wf is not W:
             # the Laplace log-determinant: Fisher weights (lme4's families) or the observed
             # information (families with observed_laplace, as TMB/glmmTMB), which W holds then;
             # the loop's last factor where it was of these very weights
             fac = rs.factor(vals, W)
+        dW = K.dW(eta)
         ll = -0.5 * (pdev - float(u @ u))
         dev = -2.0 * ll + float(u @ u) + fac.logdet
         self._u = u
@@ -210,7 +211,7 @@ class LaplaceDevfun:
         rs = self.rs
         vals0, eta0, u0, W0, r0, fac0, _phi0 = self._prev
         deta = eta_new - eta0
-        rhs = rs.tmult(vals - vals0, r0) - rs.tmult(vals0, W0 * deta)
+        rhs = rs.tmult(rs.vals_change(vals, vals0), r0) - rs.tmult(vals0, W0 * deta)
         try:
             u = u0 + fac0.solve(rhs)
         except (np.linalg.LinAlgError, ValueError):  # pragma: no cover - a factor that solved before
