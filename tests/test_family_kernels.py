@@ -158,3 +158,16 @@ def test_deviance_residuals_against_scipy(name, d):
     else:
         logf = lambda m: stats.nbinom.logpmf(y, m / d, 1 / (1 + d))  # noqa: E731
     np.testing.assert_allclose(fam.dev_resid(y, mu, pw), 2 * pw * (logf(sat) - logf(mu)), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("trials", [1, 4])
+def test_binomial_deviance_residuals_against_scipy(trials):
+    """0/1 responses and proportions out of several trials: 2 (log f(k; y) - log f(k; mu))."""
+    rng = np.random.default_rng(6)
+    pw = np.full(300, float(trials))
+    mu = 1 / (1 + np.exp(-rng.normal(0, 1.5, 300)))
+    k = rng.binomial(trials, mu).astype(float)
+    y = k / pw
+    fam = get_family("binomial")
+    expect = 2 * (stats.binom.logpmf(k, pw, y) - stats.binom.logpmf(k, pw, mu))
+    np.testing.assert_allclose(fam.dev_resid(y, mu, pw), expect, rtol=1e-9, atol=1e-10)

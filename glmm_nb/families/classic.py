@@ -57,8 +57,15 @@ class Binomial(Family):
         return special.xlogy(pw * y, mu) + special.xlogy(pw * (1 - y), 1.0 - mu)
 
     def dev_resid(self, y, mu, pw):
+        """2 w [y log(y/mu) + (1 - y) log((1 - y)/(1 - mu))]; the saturated part y log y +
+        (1 - y) log(1 - y) is 0 for 0/1 responses and computed only for proportions."""
         mu = np.clip(mu, EPS, 1 - EPS)
-        return 2 * pw * (special.xlogy(y, y / mu) + special.xlogy(1 - y, (1 - y) / (1 - mu)))
+        y = np.asarray(y, dtype=float)
+        t = y * np.log(mu)
+        t += (1 - y) * np.log1p(-mu)
+        if not np.all((y == 0) | (y == 1)):
+            t -= special.xlogy(y, y) + special.xlogy(1 - y, 1 - y)
+        return -2 * pw * t
 
     def working(self, eta, y, pw):
         if self.canonical:  # one expit instead of three

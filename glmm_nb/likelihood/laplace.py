@@ -57,7 +57,7 @@ from ..families import Family
 from ..families.kernel import Kernel, ResponseData
 from .contracts import default_gradient, default_hessian
 from .pirls import halving_step
-from .reops import ReStructure, keeps_states
+from .reops import ReStructure, keeps_states, row_constant
 
 __all__ = ["PirlsState", "LaplaceDevfun"]
 
@@ -293,8 +293,12 @@ class LaplaceDevfun:
     def gradient(self, st: PirlsState) -> np.ndarray:
         rs = self.rs
         vals = st.vals
-        P = st.fac.P(vals)
-        h = np.einsum("ns,ns->n", P, vals) if rs.s > 1 else P[:, 0] * vals[:, 0]
+        th = row_constant(vals)  # a random intercept alone: P_i = theta/m_j, sums per cluster below
+        if th is not None:
+            h = (th * th / st.fac.m)[rs.codes0]
+        else:
+            P = st.fac.P(vals)
+            h = np.einsum("ns,ns->n", P, vals) if rs.s > 1 else P[:, 0] * vals[:, 0]
         c = st.dW * h
         Hfac = st.fac
         if not (self.family.canonical or self.family.observed_laplace):
@@ -307,10 +311,17 @@ class LaplaceDevfun:
         e = c - 2.0 * st.r
         e -= st.Wobs * Zs
         g_beta = self.X.T @ e
-        H = 2.0 * st.W[:, None] * P
-        H += e[:, None] * st.u[rs.cols]
-        H += st.r[:, None] * s[rs.cols]
-        g_theta = rs.theta_grad(st.theta, rs.row_grad(H))  # T's entries, chained to theta
+        if th is not None:  # sum_i [e_i u_j + 2 W_i theta/m_j + r_i s_j] by three sums per cluster
+            cl, Q = rs.codes0, rs.Q
+            g_tau = np.array([float(st.u @ np.bincount(cl, weights=e, minlength=Q))
+                              + 2.0 * th * float(np.bincount(cl, weights=st.W, minlength=Q) @ (1.0 / st.fac.m))
+                              + float(s @ np.bincount(cl, weights=st.r, minlength=Q))])
+        else:
+            H = 2.0 * st.W[:, None] * P
+            H += e[:, None] * st.u[rs.cols]
+            H += st.r[:, None] * s[rs.cols]
+            g_tau = rs.row_grad(H)
+        g_theta = rs.theta_grad(st.theta, g_tau)  # T's entries, chained to theta
         if not self.nx:
             return np.concatenate([g_theta, g_beta])
         # extra parameters (a log-dispersion, zero-part coefficients) act per observation:
