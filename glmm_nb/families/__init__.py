@@ -6,7 +6,7 @@ Gamma and beta, whose dispersion parameter is estimated with the other parameter
 :mod:`.betabinomial` (overdispersed successes out of trials), :mod:`.shape` (a dispersion and a
 shape estimated: :mod:`.student` t, :mod:`.tweedie`), :mod:`.truncated` (zero-truncated counts), :mod:`.dispmodel` (a dispformula),
 :mod:`.ordinal` (cumulative-link models of ordered categories; cell probabilities in
-:mod:`.cumulative`). Adding a
+:mod:`.cumulative`); :mod:`.kernel` binds a family at one dispersion to one response for PIRLS. Adding a
 family is one subclass and one :func:`register_family` line.
 """
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError, ModelError
+from .kernel import Kernel, ResponseData
 from .links import LINKS, Link
 
 __all__ = ["Family"]
@@ -197,6 +198,13 @@ class Family:
         raise NotImplementedError
 
     # -- pieces for PIRLS and the gradient -----------------------------------------------------
+    def kernel(self, data: ResponseData) -> Kernel:
+        """This family (at its dispersion) bound to one response: the log-likelihood and the
+        working pieces as PIRLS evaluates them, with everything that does not depend on the
+        linear predictor computed once (:mod:`.kernel`). The generic kernel calls
+        :meth:`loglik_kernel`, :meth:`working` and :meth:`extra_pieces`."""
+        return Kernel(self, data)
+
     def working(self, eta, y, pw):
         """Return ``mu, r, W, Wobs, dW`` (see the module docstring)."""
         link = self.link

@@ -8,7 +8,8 @@ from scipy import special
 
 from ..errors import DataError, ModelError
 from .base import Family
-from .links import EPS, ETA_MAX
+from .kernel import MemoKernel, ResponseData
+from .links import EPS, ETA_MAX, Log, Logit
 
 __all__ = ["Binomial", "Poisson", "Gaussian"]
 
@@ -56,8 +57,15 @@ class Binomial(Family):
         return special.xlogy(pw * y, mu) + special.xlogy(pw * (1 - y), 1.0 - mu)
 
     def dev_resid(self, y, mu, pw):
+        """2 w [y log(y/mu) + (1 - y) log((1 - y)/(1 - mu))]; the saturated part y log y +
+        (1 - y) log(1 - y) is 0 for 0/1 responses and computed only for proportions."""
         mu = np.clip(mu, EPS, 1 - EPS)
-        return 2 * pw * (special.xlogy(y, y / mu) + special.xlogy(1 - y, (1 - y) / (1 - mu)))
+        y = np.asarray(y, dtype=float)
+        t = y * np.log(mu)
+        t += (1 - y) * np.log1p(-mu)
+        if not np.all((y == 0) | (y == 1)):
+            t -= special.xlogy(y, y) + special.xlogy(1 - y, 1 - y)
+        return -2 * pw * t
 
     def working(self, eta, y, pw):
         if self.canonical:  # one expit instead of three
@@ -65,6 +73,11 @@ class Binomial(Family):
             W = pw * np.maximum(mu * (1.0 - mu), EPS)
             return mu, pw * (y - mu), W, W, W * (1.0 - 2.0 * mu)
         return super().working(eta, y, pw)
+
+    def kernel(self, data: ResponseData):
+        if type(self) is Binomial and isinstance(self.link, Logit):
+            return LogitKernel(self, data)
+        return super().kernel(data)
 
     def start_mu(self, y, pw):
         return (pw * y + 0.5) / (pw + 1.0)
@@ -142,6 +155,11 @@ class Poisson(Family):
             return mu, pw * (y - mu), W, W, W
         return super().working(eta, y, pw)
 
+    def kernel(self, data: ResponseData):
+        if type(self) is Poisson and isinstance(self.link, Log):
+            return PoissonLogKernel(self, data)
+        return super().kernel(data)
+
     def start_mu(self, y, pw):
         return y + 0.1
 
@@ -167,6 +185,76 @@ class Poisson(Family):
         import statsmodels.api as sm
 
         return sm.families.Poisson(link=self._sm_link())
+
+
+class LogitKernel(MemoKernel):
+    r"""Binomial with the logit link: :math:`\ell = \sum_i w_i[y_i\eta_i - \log(1 + e^{\eta_i})]`
+    (+ constants) from one exponential per row, which the working pieces reuse:
+    :math:`\mu = e^\eta/(1 + e^\eta)`, :math:`\mu(1 - \mu) = \mu/(1 + e^\eta)`. Where some
+    :math:`\eta \ge` ``ETA_MAX`` (:math:`e^\eta` near overflow) the family's own stable forms."""
+
+    def __init__(self, family: "Binomial", data: ResponseData):
+        super().__init__(family, data)
+        self.py = data.memo("pw*y", lambda: data.weighted(data.y))
+
+    def _exp(self, eta):
+        ex = self.recall(eta)
+        if ex is None and np.max(eta) < ETA_MAX:
+            ex = np.exp(eta)
+        return ex
+
+    def loglik(self, eta: np.ndarray) -> float:
+        ex = self._exp(eta)
+        if ex is None:
+            return super().loglik(eta)
+        self.remember(eta, ex)
+        return float(self.py @ eta) - self.data.wsum(np.log1p(ex)) + self.data.const
+
+    def working(self, eta: np.ndarray):
+        ex = self._exp(eta)
+        if ex is None:  # the family's own forms
+            mu, r, W, Wobs, dW = self.family.working(eta, self.data.y, self.data.pw)
+        else:
+            opx = 1.0 + ex
+            mu = ex / opx
+            W = self.data.weighted(np.maximum(mu / opx, EPS))
+            r = self.data.weighted(self.data.y - mu)
+        self.last_working = (eta, mu, W)
+        return mu, r, W, W
+
+    def dW_from(self, mu, W):
+        return W * (1.0 - 2.0 * mu)
+
+
+class PoissonLogKernel(MemoKernel):
+    r"""Poisson with the log link: :math:`\ell = \sum_i w_i(y_i\eta_i - e^{\eta_i})` (+ constants),
+    one exponential per row shared with the working pieces :math:`W = w\mu`, :math:`r = w(y - \mu)`."""
+
+    def __init__(self, family: "Poisson", data: ResponseData):
+        super().__init__(family, data)
+        self.py = data.memo("pw*y", lambda: data.weighted(data.y))
+
+    def _exp(self, eta):
+        hit = self.recall(eta)
+        if hit is not None:
+            return hit
+        e = np.minimum(eta, ETA_MAX)
+        return e, np.exp(e)
+
+    def loglik(self, eta: np.ndarray) -> float:
+        e, ex = self._exp(eta)
+        self.remember(eta, (e, ex))
+        return float(self.py @ e) - self.data.wsum(ex) + self.data.const
+
+    def working(self, eta: np.ndarray):
+        _e, ex = self._exp(eta)
+        mu = np.maximum(ex, EPS)
+        W = self.data.weighted(mu)
+        self.last_working = (eta, W)
+        return mu, self.py - W, W, W
+
+    def dW_from(self, W):
+        return W
 
 
 class Gaussian(Family):

@@ -34,11 +34,13 @@ from scipy import special
 from ..errors import DataError
 from .base import Family
 from .classic import Poisson
-from .links import EPS
+from .kernel import MemoKernel, ResponseData
+from .links import EPS, ETA_MAX, Log
 
 __all__ = ["DispersionFamily", "NegativeBinomial2", "NegativeBinomial1", "GammaFamily", "BetaFamily"]
 
 _psi0 = special.digamma
+_LOG_EPS = float(np.log(EPS))  # log of the smallest mean the log link returns
 _SHIFT = 7.0  # the asymptotic series below are accurate to ~1e-12 relative from here on
 
 
@@ -264,6 +266,20 @@ class NegativeBinomial2(DispersionFamily):
     def variance_at(self, mu, d):
         return mu + mu * mu / d
 
+    def dev_resid(self, y, mu, pw):
+        """2 w (l(y; y) - l(y; mu)), in which lgamma(y + theta) - lgamma(theta) cancels."""
+        d = self._d()
+        y = np.asarray(y, dtype=float)
+        sat = self.saturated_mean(y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 2 * pw * (special.xlogy(y, sat) - special.xlogy(y, mu)
+                             - (y + d) * (np.log1p(sat / d) - np.log1p(mu / d)))
+
+    def kernel(self, data: ResponseData):
+        if type(self) is NegativeBinomial2 and isinstance(self.link, Log):
+            return NB2LogKernel(self, data)
+        return super().kernel(data)
+
     def start_mu(self, y, pw):
         return np.asarray(y, dtype=float) + 0.1
 
@@ -309,6 +325,8 @@ class NegativeBinomial1(NegativeBinomial2):
     dispersion_meaning = "NB1: Var = mu (1 + alpha) (alpha = 0 is Poisson)"
     limit_family = Poisson  # alpha -> 0
     limit_text = "alpha -> 0"
+
+    dev_resid = DispersionFamily.dev_resid  # NB2's shortcut is of NB2's density
 
     def logpdf_kernel(self, y, mu, d):
         k = mu / d
@@ -388,6 +406,11 @@ class GammaFamily(DispersionFamily):
 
     def variance_at(self, mu, d):
         return d * d * mu * mu
+
+    def kernel(self, data: ResponseData):
+        if type(self) is GammaFamily and isinstance(self.link, Log):
+            return GammaLogKernel(self, data)
+        return super().kernel(data)
 
     def start_mu(self, y, pw):
         return np.asarray(y, dtype=float)
@@ -495,3 +518,116 @@ class BetaFamily(DispersionFamily):
         from ..errors import ModelError
 
         raise ModelError("GEE for beta responses is not available (statsmodels has no beta family)")
+
+
+def _log_mean(eta):
+    """log mu of the log link (:class:`~.links.Log` clips mu to [EPS, exp(ETA_MAX)])."""
+    return np.clip(eta, _LOG_EPS, ETA_MAX)
+
+
+class NB2LogKernel(MemoKernel):
+    r"""NB2 with the log link at one theta (d). The log-density is
+    :math:`[\log\Gamma(y + d) - \log\Gamma(d) - y\log d] + y\log\mu - (y + d)\log(1 + \mu/d)`;
+    the bracket is summed once per d over the distinct counts (:func:`_lgamma_ratio`, stable
+    at large d), the rest per linear predictor with :math:`\log\mu = \eta`. With
+    :math:`s = \mu + d` the working pieces are closed forms of the chain rule of
+    :meth:`DispersionFamily.working` (every derivative of the inverse link is :math:`\mu`):
+    :math:`r = w d(y - \mu)/s`, :math:`W = w(y + d)d\mu/s^2`,
+    :math:`\partial W/\partial\eta = W(d - \mu)/s`."""
+
+    def __init__(self, family: NegativeBinomial2, data: ResponseData):
+        super().__init__(family, data)
+        d = self.d = family._d()
+        self.const = data.const + data.level_sum(lambda v: _lgamma_ratio(v, d))
+        self.yd = data.weighted(data.y + d)
+        self.py = data.memo("pw*y", lambda: data.weighted(data.y))
+
+    def _mu(self, eta):
+        mu = self.recall(eta)
+        return np.exp(_log_mean(eta)) if mu is None else mu
+
+    def loglik(self, eta: np.ndarray) -> float:
+        with np.errstate(over="ignore", invalid="ignore"):
+            lm = _log_mean(eta)
+            mu = np.exp(lm)
+            t = mu / self.d
+            np.log1p(t, out=t)
+            ll = float(self.py @ lm) - float(self.yd @ t) + self.const
+        self.remember(eta, mu)
+        return ll
+
+    def working(self, eta: np.ndarray):
+        mu, d, data = self._mu(eta), self.d, self.data
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            inv = 1.0 / (mu + d)
+            t = d * inv
+            r = data.weighted((data.y - mu) * t)
+            W = self.yd * mu * (t * inv)
+        self.last_working = (eta, mu, W, inv)
+        return mu, r, W, W
+
+    def dW_from(self, mu, W, inv):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return W * (self.d - mu) * inv
+
+    def extra_pieces(self, eta: np.ndarray):
+        # d/dpsi (psi = log d) of the log-density, of r and of W: with s = mu + d,
+        # l_psi = d [psi(y + d) - psi(d) - log(1 + mu/d) + (mu - y)/s] (the digamma ratio once per d
+        # over the distinct counts), r_psi = w d mu (y - mu)/s^2, W_psi = w d mu (mu(2d + y) - y d)/s^3
+        mu, d, data = self._mu(eta), self.d, self.data
+        y = data.y
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            inv = 1.0 / (mu + d)
+            a = (mu - y) * inv
+            a -= np.log1p(mu / d)
+            l_d = data.level_sum(lambda v: _digamma_ratio(v, d)) + data.wsum(a)
+            dmi = (d * inv) * mu * inv  # d mu / s^2
+            rp = data.weighted((y - mu) * dmi)
+            Wp = data.weighted((mu * (2 * d + y) - y * d) * dmi * inv)
+        return np.array([d * l_d]), rp[:, None], Wp[:, None]
+
+
+class GammaLogKernel(MemoKernel):
+    r"""Gamma with the log link at one sigma (shape :math:`\nu = \sigma^{-2}`). The log-density
+    is :math:`-\log\Gamma(\nu) + \nu\log\nu + \nu\log y - \nu\log\mu - \nu y/\mu` (besides
+    :meth:`GammaFamily.loglik_const`'s :math:`-\log y`); the terms free of mu are summed once per
+    nu, the rest per linear predictor with :math:`q = y e^{-\eta}`:
+    :math:`r = w\nu(q - 1)`, :math:`W = w\nu q`, :math:`\partial W/\partial\eta = -W`."""
+
+    def __init__(self, family: GammaFamily, data: ResponseData):
+        super().__init__(family, data)
+        nu = self.nu = family._d() ** -2.0
+        self.sw = data.memo("sum(pw)", lambda: float(np.sum(data.pw)))
+        self.slogy = data.memo("sum(pw*log(y))", lambda: data.wsum(np.log(data.y)))
+        self.const = data.const + self.sw * (nu * np.log(nu) - special.gammaln(nu)) + nu * self.slogy
+
+    def _lq(self, eta):
+        hit = self.recall(eta)
+        if hit is not None:
+            return hit
+        with np.errstate(over="ignore"):
+            lm = _log_mean(eta)
+            return lm, self.data.y * np.exp(-lm)
+
+    def loglik(self, eta: np.ndarray) -> float:
+        lm, q = self._lq(eta)
+        self.remember(eta, (lm, q))
+        return -self.nu * (self.data.wsum(lm) + self.data.wsum(q)) + self.const
+
+    def working(self, eta: np.ndarray):
+        lm, q = self._lq(eta)
+        W = self.data.weighted(self.nu * q)
+        r = self.data.weighted(self.nu * (q - 1.0))
+        self.last_working = (eta, W)
+        return np.exp(lm), r, W, W
+
+    def dW_from(self, W):
+        return -W
+
+    def extra_pieces(self, eta: np.ndarray):
+        lm, q = self._lq(eta)
+        nu, data = self.nu, self.data
+        lp = -2 * nu * (self.sw * (np.log(nu) + 1 - _psi0(nu)) + self.slogy - data.wsum(lm) - data.wsum(q))
+        W = data.weighted(nu * q)
+        r = data.weighted(nu * (q - 1.0))
+        return np.array([lp]), -2 * r[:, None], -2 * W[:, None]

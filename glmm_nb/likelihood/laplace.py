@@ -23,6 +23,11 @@ Gradient (total derivative, :math:`u^*` moving with the parameters). With
 for :math:`\theta_m` the (a, b) entry of a term's T, where :math:`P = \tilde Z M^{-1}` at each
 row's own columns. Both are single passes over the rows — no loop over clusters.
 
+Each PIRLS run binds the family at its dispersion to the response once
+(:mod:`glmm_nb.families.kernel`): the terms of the log-density free of :math:`\eta` are summed
+once per evaluation, and the working pieces reuse the inverse link of the accepted step's
+log-likelihood.
+
 Warm starts. Each PIRLS run needs one factorization of M per Newton step plus one at the mode
 (its log-determinant), and for large crossed designs a factorization is most of the cost
 (forming and factoring the dense Schur complement, :mod:`glmm_nb.likelihood.schur`). A run
@@ -49,9 +54,10 @@ import numpy as np
 from ..design import ModelSpec
 from ..errors import ModelError
 from ..families import Family
+from ..families.kernel import Kernel, ResponseData
 from .contracts import default_gradient, default_hessian
 from .pirls import halving_step
-from .reops import ReStructure, keeps_states
+from .reops import ReStructure, keeps_states, row_constant
 
 __all__ = ["PirlsState", "LaplaceDevfun"]
 
@@ -76,6 +82,7 @@ class PirlsState:
     iterations: int
     converged: bool
     family: Family  # at the dispersion of this evaluation
+    kernel: Kernel | None = None  # the family bound to the response at this dispersion
 
 
 class LaplaceDevfun:
@@ -103,56 +110,59 @@ class LaplaceDevfun:
         self.p = spec.p
         self.nx = family.n_extra(spec)  # parameters after beta: a dispersion, a zero part
         self.const = float(np.sum(family.loglik_const(self.y, self.pw)))
+        self.data = ResponseData(self.y, self.pw, self.const)  # what the families' kernels read
         self.tol = tol
         self.maxit = maxit
         self._u = np.zeros(self.rs.Q)
         self.nevals = 0
         # (phi key, deviance, state) and (phi key, deviance, gradient): the last and the lowest
         self._states = self._grads = (None, None)
-        self._prev = None  # (vals, beta, u, W, r, factor) of the last PIRLS run: its modes' move
+        self._prev = None  # (vals, eta, u, W, r, factor, phi) of the last PIRLS run: its modes' move
 
     # ------------------------------------------------------------------------------ PIRLS
-    def _loglik(self, eta: np.ndarray, fam: Family) -> float:
-        return float(np.sum(fam.loglik_kernel(self.y, eta, self.pw))) + self.const
-
     def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray | None = None,
               family: Family | None = None) -> PirlsState:
         """Conditional modes at (theta, beta); ``family`` at its dispersion (default: the
         devfun's family, which must then need none)."""
         rs = self.rs
         fam = self.family if family is None else family
+        K = fam.kernel(self.data)  # what does not depend on eta, once per dispersion
         vals = rs.vals(theta)
         eta_f = self.X @ beta + self.off
         u = (self._u if u0 is None else u0).copy()
         if not np.all(np.isfinite(u)):
             u = np.zeros(rs.Q)
         eta = eta_f + rs.mult(vals, u)
-        pdev = -2.0 * self._loglik(eta, fam) + u @ u
+        pdev = -2.0 * K.loglik(eta) + u @ u
         if u0 is None and self._prev is not None and self._moved(theta, beta):  # last modes moved
-            u_p = self._predict(vals, beta, eta - self.off)
+            u_p = self._predict(vals, eta)
             if u_p is not None:
                 eta_p = eta_f + rs.mult(vals, u_p)
-                pdev_p = -2.0 * self._loglik(eta_p, fam) + u_p @ u_p
+                pdev_p = -2.0 * K.loglik(eta_p) + u_p @ u_p
                 if pdev_p < pdev:
                     u, eta, pdev = u_p, eta_p, pdev_p
-        pdev0 = -2.0 * self._loglik(eta_f, fam)
+        pdev0 = -2.0 * K.loglik(eta_f)
         if not np.isfinite(pdev) or pdev0 < pdev:  # the warm start is worse than u = 0
             u = np.zeros(rs.Q)
-            eta = eta_f.copy()
+            eta = eta_f
             pdev = pdev0
         converged = False
         it = 0
-        mu, r, W, Wobs, dW = fam.working(eta, self.y, self.pw)
+        mu, r, W, Wobs = K.working(eta)
         for it in range(1, self.maxit + 1):
             # Newton steps (observed information) where it is positive; Fisher scoring otherwise
+            Wf = W
             if fam.canonical:
                 fac = rs.factor(vals, W)
             elif fam.observed_laplace:  # W is W_obs here: a full Newton step where M is positive
                 try:                    # definite, a step with the negative weights clipped elsewhere
+                    Wf = Wobs
                     fac = rs.factor(vals, Wobs)
                 except np.linalg.LinAlgError:
+                    Wf = None
                     fac = rs.factor(vals, np.maximum(Wobs, 0.0))
             else:
+                Wf = None
                 fac = rs.factor(vals, np.where(Wobs > 0, Wobs, W))
             grad = rs.tmult(vals, r) - u
             delta = fac.solve(grad)
@@ -162,24 +172,26 @@ class LaplaceDevfun:
                 break
             def penalized(u_new):
                 eta_new = eta_f + rs.mult(vals, u_new)
-                return -2.0 * self._loglik(eta_new, fam) + u_new @ u_new, eta_new
+                return -2.0 * K.loglik(eta_new) + u_new @ u_new, eta_new
 
             accepted = halving_step(u, delta, pdev, penalized)
             if accepted is None:
                 converged = dec < 1e-6
                 break
             u, pdev, eta = accepted
-            mu, r, W, Wobs, dW = fam.working(eta, self.y, self.pw)
-        if not fam.canonical:
+            mu, r, W, Wobs = K.working(eta)
+        if not fam.canonical and Wf is not W:
             # the Laplace log-determinant: Fisher weights (lme4's families) or the observed
-            # information (families with observed_laplace, as TMB/glmmTMB), which W holds then
+            # information (families with observed_laplace, as TMB/glmmTMB), which W holds then;
+            # the loop's last factor where it was of these very weights
             fac = rs.factor(vals, W)
+        dW = K.dW(eta)
         ll = -0.5 * (pdev - float(u @ u))
         dev = -2.0 * ll + float(u @ u) + fac.logdet
         self._u = u
         keep = keeps_states(fac) and np.isfinite(dev)
-        self._prev = (vals, beta, u, W, r, fac, np.concatenate([theta, beta])) if keep else None
-        return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam)
+        self._prev = (vals, eta, u, W, r, fac, np.concatenate([theta, beta])) if keep else None
+        return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam, K)
 
     PREDICT_MIN_STEP = 1e-4
 
@@ -191,15 +203,15 @@ class LaplaceDevfun:
         phi = np.concatenate([theta, beta])
         return bool(np.any(np.abs(phi - phi0) > self.PREDICT_MIN_STEP * np.maximum(1.0, np.abs(phi0))))
 
-    def _predict(self, vals: np.ndarray, beta: np.ndarray, eta_new: np.ndarray) -> np.ndarray | None:
+    def _predict(self, vals: np.ndarray, eta_new: np.ndarray) -> np.ndarray | None:
         """The last modes moved to (theta, beta) to first order (module docstring), or None.
 
-        ``eta_new`` is the new linear predictor at the last modes (without the offset).
+        ``eta_new`` is the new linear predictor at the last modes.
         """
         rs = self.rs
-        vals0, beta0, u0, W0, r0, fac0, _phi0 = self._prev
-        deta = eta_new - (self.X @ beta0 + rs.mult(vals0, u0))
-        rhs = rs.tmult(vals - vals0, r0) - rs.tmult(vals0, W0 * deta)
+        vals0, eta0, u0, W0, r0, fac0, _phi0 = self._prev
+        deta = eta_new - eta0
+        rhs = rs.tmult(rs.vals_change(vals, vals0), r0) - rs.tmult(vals0, W0 * deta)
         try:
             u = u0 + fac0.solve(rhs)
         except (np.linalg.LinAlgError, ValueError):  # pragma: no cover - a factor that solved before
@@ -210,7 +222,7 @@ class LaplaceDevfun:
         """Start the next PIRLS run from u = 0 (and forget the kept evaluations)."""
         self._u = np.zeros(self.rs.Q)
         self._states = self._grads = (None, None)
-        self._prev = None  # (vals, beta, u, W, r, factor) of the last PIRLS run: its modes' move
+        self._prev = None  # (vals, eta, u, W, r, factor, phi) of the last PIRLS run: its modes' move
 
     # --------------------------------------------------------------------------- deviance
     def state(self, phi: np.ndarray) -> PirlsState:
@@ -281,8 +293,12 @@ class LaplaceDevfun:
     def gradient(self, st: PirlsState) -> np.ndarray:
         rs = self.rs
         vals = st.vals
-        P = st.fac.P(vals)
-        h = np.einsum("ns,ns->n", P, vals) if rs.s > 1 else P[:, 0] * vals[:, 0]
+        th = row_constant(vals)  # a random intercept alone: P_i = theta/m_j, sums per cluster below
+        if th is not None:
+            h = (th * th / st.fac.m)[rs.codes0]
+        else:
+            P = st.fac.P(vals)
+            h = np.einsum("ns,ns->n", P, vals) if rs.s > 1 else P[:, 0] * vals[:, 0]
         c = st.dW * h
         Hfac = st.fac
         if not (self.family.canonical or self.family.observed_laplace):
@@ -292,15 +308,26 @@ class LaplaceDevfun:
                 Hfac = st.fac
         s = Hfac.solve(rs.tmult(vals, c))
         Zs = rs.mult(vals, s)
-        e = -2.0 * st.r + c - st.Wobs * Zs
+        e = c - 2.0 * st.r
+        e -= st.Wobs * Zs
         g_beta = self.X.T @ e
-        H = e[:, None] * st.u[rs.cols] + 2.0 * st.W[:, None] * P + st.r[:, None] * s[rs.cols]
-        g_theta = rs.theta_grad(st.theta, rs.row_grad(H))  # T's entries, chained to theta
+        if th is not None:  # sum_i [e_i u_j + 2 W_i theta/m_j + r_i s_j] by three sums per cluster
+            cl, Q = rs.codes0, rs.Q
+            g_tau = np.array([float(st.u @ np.bincount(cl, weights=e, minlength=Q))
+                              + 2.0 * th * float(np.bincount(cl, weights=st.W, minlength=Q) @ (1.0 / st.fac.m))
+                              + float(s @ np.bincount(cl, weights=st.r, minlength=Q))])
+        else:
+            H = 2.0 * st.W[:, None] * P
+            H += e[:, None] * st.u[rs.cols]
+            H += st.r[:, None] * s[rs.cols]
+            g_tau = rs.row_grad(H)
+        g_theta = rs.theta_grad(st.theta, g_tau)  # T's entries, chained to theta
         if not self.nx:
             return np.concatenate([g_theta, g_beta])
         # extra parameters (a log-dispersion, zero-part coefficients) act per observation:
         # direct terms, the log-determinant through W_obs, and the modes' move
         # du*/dx = H^-1 Z~' dr/dx acting on the log-determinant (c)
-        lp, rp, Wp = st.family.extra_pieces(st.eta, self.y, self.pw)
-        g_x = -2.0 * lp.sum(axis=0) + h @ Wp + Zs @ rp
+        K = st.kernel if st.kernel is not None else st.family.kernel(self.data)
+        lp, rp, Wp = K.extra_pieces(st.eta)
+        g_x = -2.0 * lp + h @ Wp + Zs @ rp
         return np.concatenate([g_theta, g_beta, g_x])

@@ -56,7 +56,7 @@ from ..design import ModelSpec
 from ..design.reterms import tril_index
 from .schur import BINCOUNT_MAX_Q, CrossStructure, SchurFactor, block_chol, padded_rows, unpad_rows
 
-__all__ = ["ReStructure", "BlockFactor", "SchurFactor", "keeps_states", "STATE_CACHE_BYTES"]
+__all__ = ["ReStructure", "BlockFactor", "SchurFactor", "keeps_states", "row_constant", "STATE_CACHE_BYTES"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,6 +102,12 @@ class ReStructure:
         self.ntau = len(entries)
         self.slices = spec.theta_slices()
         self.structured = any(t.structured for t in spec.terms)
+        self._squares = None  # (vals, vals * vals) of the last factor(): PIRLS factors M several times per vals
+        # a random intercept alone ((1 | g)): Z~ = theta in every row, held as a broadcast (n, 1)
+        # view, so that Z~u is a gather of theta u, Z~'v theta times a bincount of v, and the blocks
+        # of M are 1 + theta^2 sum W (see row_constant)
+        self.intercept_only = (self.single and self.q[0] == 1 and self.pos_idx[0] is None
+                               and bool(np.all(self.Zv[0] == 1.0)))
 
     # ---------------------------------------------------------------------------- theta
     def Ts(self, theta: np.ndarray) -> list[np.ndarray]:
@@ -127,6 +133,8 @@ class ReStructure:
         memory alignment, so two fits of the same data agree to the last bit); a vector term takes
         one matrix product.
         """
+        if self.intercept_only:  # z = 1: the sum of H
+            return np.array([np.sum(H[:, 0])])
         out = []
         for k, t in enumerate(self.terms):
             r, c = tril_index(t.q)
@@ -142,11 +150,16 @@ class ReStructure:
         return np.concatenate(out)
 
     def vals(self, theta: np.ndarray) -> np.ndarray:
-        """Non-zeros of Z~ = Z Lambda (n, s)."""
+        """Non-zeros of Z~ = Z Lambda (n, s); read-only and of zero memory (a broadcast of
+        theta) for a random intercept alone."""
+        if self.intercept_only:
+            return np.broadcast_to(np.float64(self.Ts(theta)[0][0, 0]), (self.n, 1))
         out = np.empty((self.n, self.s))
         for k, T in enumerate(self.Ts(theta)):
             if self.pos_idx[k] is not None:  # indicator rows: a gather of T's rows
                 out[:, self.slot0[k] : self.slot0[k + 1]] = T[self.pos_idx[k]]
+            elif T.shape == (1, 1):  # a scalar term: one product, not an (n, 1) @ (1, 1) matmul
+                np.multiply(self.Zv[k][:, 0], T[0, 0], out=out[:, self.slot0[k]])
             else:
                 out[:, self.slot0[k] : self.slot0[k + 1]] = self.Zv[k] @ T
         return out
@@ -154,12 +167,18 @@ class ReStructure:
     # ----------------------------------------------------------------------- products
     def mult(self, vals: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Z~ u, (n,)."""
+        c = row_constant(vals)
+        if c is not None:
+            return (c * u)[self.codes0]
         if self.s == 1:
             return vals[:, 0] * u[self.cols[:, 0]]
         return np.einsum("ns,ns->n", vals, u[self.cols])
 
     def tmult(self, vals: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Z~' v for v of shape (n,) → (Q,), or (n, p) → (Q, p)."""
+        c = row_constant(vals)
+        if c is not None and v.ndim == 1:
+            return c * np.bincount(self.codes0, weights=v, minlength=self.Q)
         if v.ndim == 1 and self.structured:  # compiled: the same sums as the bincount, no temporaries
             from .blockchol import scatter_add
 
@@ -172,6 +191,21 @@ class ReStructure:
         for j in range(v.shape[1]):
             out[:, j] = self.tmult(vals, v[:, j])
         return out
+
+    def vals_change(self, vals: np.ndarray, vals0: np.ndarray) -> np.ndarray:
+        """``vals - vals0`` (a broadcast again where both are one number per row)."""
+        c, c0 = row_constant(vals), row_constant(vals0)
+        if c is not None and c0 is not None:
+            return np.broadcast_to(np.float64(c - c0), vals.shape)
+        return vals - vals0
+
+    def squares(self, vals: np.ndarray) -> np.ndarray:
+        """``vals * vals``, kept for the last ``vals`` array (a cache: PIRLS factors M at several
+        weights for one theta)."""
+        hit = self._squares
+        if hit is None or hit[0] is not vals:
+            hit = self._squares = (vals, vals * vals)
+        return hit[1]
 
     @cached_property
     def cross(self) -> CrossStructure:
@@ -189,6 +223,14 @@ class ReStructure:
         if self.single:
             return BlockFactor(self, vals, W)
         return SchurFactor(self, vals, W, gram=gram, theta=theta)
+
+
+def row_constant(vals: np.ndarray) -> float | None:
+    """The value of a one-column Z~ that is one number in every row (the broadcast that
+    :meth:`ReStructure.vals` returns for a random intercept alone), else None."""
+    if vals.ndim == 2 and vals.shape[1] == 1 and vals.shape[0] and vals.strides[0] == 0:
+        return float(vals[0, 0])
+    return None
 
 
 STATE_CACHE_BYTES = 2**28  # deviance functions keep states while two dense Schur blocks fit this
@@ -210,7 +252,11 @@ class BlockFactor:
         self.rs, self.q, self.J = rs, q, J
         codes = rs.codes0
         if q == 1:
-            m = 1.0 + np.bincount(codes, weights=W * vals[:, 0] ** 2, minlength=J)
+            c = row_constant(vals)
+            if c is not None:
+                m = 1.0 + (c * c) * np.bincount(codes, weights=W, minlength=J)
+            else:
+                m = 1.0 + np.bincount(codes, weights=W * rs.squares(vals)[:, 0], minlength=J)
             if not np.all(m > 0):  # as Cholesky would: negative weights made M indefinite
                 raise np.linalg.LinAlgError("M is not positive definite")
             self.m = m
@@ -272,6 +318,9 @@ class BlockFactor:
         """(Z~ M^{-1}) at each row's own columns, (n, s)."""
         codes = self.rs.codes0
         if self.q == 1:
+            c = row_constant(vals)
+            if c is not None:
+                return (c / self.m)[codes][:, None]
             return vals / self.m[codes][:, None]
         if self.q > BINCOUNT_MAX_Q:  # never form (n, q, q): one batched product per level
             V = padded_rows(codes, self.J, vals)

@@ -154,7 +154,7 @@ def test_laplace_predicted_modes_are_closer_and_change_nothing():
     st0 = dev.state(phi0)
     theta1, beta1 = dev.split(phi1)
     vals1 = dev.rs.vals(theta1)
-    u_pred = dev._predict(vals1, beta1, dev.X @ beta1 + dev.rs.mult(vals1, st0.u))
+    u_pred = dev._predict(vals1, dev.X @ beta1 + dev.off + dev.rs.mult(vals1, st0.u))
     st1 = dev.state(phi1)
     cold = LaplaceDevfun(spec, fam).state(phi1)
     assert np.linalg.norm(u_pred - cold.u) < 0.1 * np.linalg.norm(st0.u - cold.u)

@@ -58,3 +58,39 @@ def test_factor_matches_dense(case_id, formula, family, branches, monkeypatch):
         j = J // 2
         idx = off + j * q + np.arange(q)
         np.testing.assert_allclose(blocks[j], Minv[np.ix_(idx, idx)], rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("formula", ["incidence ~ period + (1 | herd)", "incidence ~ period + (1 + size | herd)"])
+def test_random_intercept_alone_is_a_broadcast_and_matches_dense(formula):
+    """(1 | herd): Z~ is theta in every row, held as a zero-memory broadcast, and every product
+    on it (Z~u, Z~'v, Z~'V, M's factor, P, the per-entry gradient sums) equals the dense
+    computation; a vector term keeps full arrays."""
+    case, df = load_case("cbpp_laplace")
+    spec = build_spec(formula, df, "poisson")
+    rs = R.ReStructure(spec)
+    rng = np.random.default_rng(3)
+    theta = spec.theta_start() * 0.8
+    vals = rs.vals(theta)
+    assert (R.row_constant(vals) is not None) == rs.intercept_only == (spec.ntheta == 1)
+    if rs.intercept_only:
+        assert vals.strides[0] == 0 and not vals.flags.writeable
+        assert R.row_constant(vals) == pytest.approx(0.8)
+        assert R.row_constant(np.ascontiguousarray(vals)) is None  # only the broadcast is read as constant
+    W = rng.uniform(0.2, 2.0, rs.n)
+    M, Z = _dense(rs, np.asarray(vals), W)
+    u, v, V = rng.normal(size=rs.Q), rng.normal(size=rs.n), rng.normal(size=(rs.n, 3))
+    np.testing.assert_allclose(rs.mult(vals, u), Z @ u, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(rs.tmult(vals, v), Z.T @ v, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(rs.tmult(vals, V), Z.T @ V, rtol=1e-12, atol=1e-13)
+    fac = rs.factor(vals, W)
+    assert fac.logdet == pytest.approx(np.linalg.slogdet(M)[1], rel=1e-13)
+    Minv = np.linalg.inv(M)
+    P = np.array([[(Z[i] @ Minv)[rs.cols[i, t]] for t in range(rs.s)] for i in range(rs.n)])
+    np.testing.assert_allclose(fac.P(vals), P, rtol=1e-12, atol=1e-14)
+    H = rng.normal(size=(rs.n, rs.s))
+    expect = [np.sum(np.asarray(t.Zvals)[:, a] * H[:, b]) for t in spec.terms for a, b in zip(*np.tril_indices(t.q))]
+    np.testing.assert_allclose(rs.row_grad(H), expect, rtol=1e-12)
+    vals0 = rs.vals(theta * 0.5)
+    np.testing.assert_allclose(rs.vals_change(vals, vals0), np.asarray(vals) - np.asarray(vals0), rtol=1e-15)
+    with pytest.raises(np.linalg.LinAlgError):  # negative weights making M indefinite, as Cholesky would
+        rs.factor(vals, np.full(rs.n, -50.0))

@@ -1,0 +1,137 @@
+r"""A family bound to one response at one dispersion: what a PIRLS run evaluates again and again.
+
+A Laplace deviance evaluation runs PIRLS at fixed (theta, beta, dispersion): several
+log-likelihoods :math:`\ell(y \mid \eta)` (the warm starts, each step-halving trial) and the
+working pieces ``mu, r, W, Wobs, dW`` at every accepted step, then the extra parameters'
+per-observation pieces for the gradient. Much of that does not depend on :math:`\eta`: the
+normalising constants of the log-density, and for families with a dispersion the terms in the
+dispersion and the response only (NB2's :math:`\log\Gamma(y + \theta) - \log\Gamma(\theta)`, the
+gamma's :math:`\log\Gamma(\nu)` and :math:`\nu \log y`). A :class:`Kernel` holds them, computed
+once per dispersion value (over the distinct values of the response where they are functions
+of y), and serves
+
+``kernel.loglik(eta)``
+    :math:`\log p(y \mid \eta)`, all constants kept (a float);
+``kernel.working(eta)``
+    ``mu, r, W, Wobs`` of :meth:`~glmm_nb.families.Family.working`, reusing the inverse link
+    of a ``loglik`` call at the same ``eta`` array (the step just accepted);
+``kernel.dW(eta)``
+    :math:`\partial W/\partial\eta` at the ``eta`` of the last ``working`` call (only the
+    gradient needs it: once per evaluation, not per PIRLS step);
+``kernel.extra_pieces(eta)``
+    the sum over observations of d log-density / d extra parameter, and the per-observation
+    derivatives of the score and the observed weight (:meth:`Family.extra_pieces`).
+
+:class:`Kernel` is the generic one, made of the family's own methods; a family with a faster
+closed form returns its own subclass from :meth:`Family.kernel` (tested against this one).
+:class:`ResponseData` holds the response, the prior weights and summaries of them that the
+kernels share across dispersion values (the distinct values of y, weighted sums).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ResponseData", "Kernel", "MemoKernel"]
+
+
+class ResponseData:
+    """The response ``y``, the prior weights ``pw`` and ``const`` (the sum of the family's
+    :meth:`~Family.loglik_const`), with memoised summaries for the kernels."""
+
+    def __init__(self, y, pw, const: float):
+        self.y = np.asarray(y, dtype=float)
+        self.pw = np.asarray(pw, dtype=float)
+        self.const = float(const)
+        self.unit_weights = bool(np.all(self.pw == 1.0))
+        self._memo: dict = {}
+
+    def memo(self, key, make):
+        """``make()`` the first time ``key`` is asked for, the kept value afterwards."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def weighted(self, a: np.ndarray) -> np.ndarray:
+        """``pw * a`` (``a`` itself under unit weights)."""
+        return a if self.unit_weights else self.pw * a
+
+    def wsum(self, a: np.ndarray) -> float:
+        """:math:`\\sum_i w_i a_i`."""
+        return float(np.sum(a)) if self.unit_weights else float(self.pw @ a)
+
+    @property
+    def levels(self) -> tuple[np.ndarray, np.ndarray]:
+        """(distinct values of y, the sum of the prior weights at each): a sum over rows of a
+        function of y alone is ``weights @ f(values)``."""
+        def make():
+            values, inverse = np.unique(self.y, return_inverse=True)
+            return values, np.bincount(inverse.ravel(), weights=self.pw, minlength=values.size)
+        return self.memo("levels", make)
+
+    def level_sum(self, f) -> float:
+        """:math:`\\sum_i w_i f(y_i)` for ``f`` elementwise, evaluated at the distinct values."""
+        values, weights = self.levels
+        return float(weights @ f(values))
+
+
+class Kernel:
+    """The generic kernel: ``family``'s own ``loglik_kernel``, ``working`` and ``extra_pieces``
+    on ``data``'s response (see the module docstring)."""
+
+    def __init__(self, family, data: ResponseData):
+        self.family = family
+        self.data = data
+        self._dW = None  # (eta, dW/deta) of the last working()
+
+    def loglik(self, eta: np.ndarray) -> float:
+        d = self.data
+        return float(np.sum(self.family.loglik_kernel(d.y, eta, d.pw))) + d.const
+
+    def working(self, eta: np.ndarray):
+        d = self.data
+        mu, r, W, Wobs, dW = self.family.working(eta, d.y, d.pw)
+        self._dW = (eta, dW)
+        return mu, r, W, Wobs
+
+    def dW(self, eta: np.ndarray) -> np.ndarray:
+        d = self.data
+        last = self._dW
+        return last[1] if last is not None and last[0] is eta else self.family.working(eta, d.y, d.pw)[4]
+
+    def extra_pieces(self, eta: np.ndarray):
+        """(sum over rows of dl/dx (k,), dr/dx (n, k), dW_obs/dx (n, k)) for the k extras."""
+        d = self.data
+        lp, rp, Wp = self.family.extra_pieces(eta, d.y, d.pw)
+        return lp.sum(axis=0), rp, Wp
+
+
+class MemoKernel(Kernel):
+    """A kernel that keeps the inverse link (or what ``working`` needs from it) of its last few
+    ``loglik`` calls, keyed by the identity of the ``eta`` array (kept alive with it)."""
+
+    SLOTS = 3
+
+    def __init__(self, family, data: ResponseData):
+        super().__init__(family, data)
+        self._memo: list = []
+        self.last_working = None  # (eta, what dW_from needs) of the last working()
+
+    def remember(self, eta: np.ndarray, value) -> None:
+        self._memo.append((eta, value))
+        if len(self._memo) > self.SLOTS:
+            del self._memo[0]
+
+    def recall(self, eta: np.ndarray):
+        for e, value in self._memo:
+            if e is eta:
+                return value
+        return None
+
+    def dW(self, eta: np.ndarray) -> np.ndarray:
+        """dW/deta from what ``working(eta)`` kept (``last_working``), or afresh."""
+        last = self.last_working
+        if last is None or last[0] is not eta:
+            self.working(eta)
+            last = self.last_working
+        return self.dW_from(*last[1:])
