@@ -58,11 +58,14 @@ bound lands there; the row formula cost InstEval's fit 0.3 s for two such points
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+from scipy.linalg import block_diag
 
 from ..design import ModelSpec
 from .contracts import default_gradient, default_hessian
+from .lmm_stats import ClusterStats
 from .reops import ReStructure, keeps_states
 
 __all__ = ["LmmDevfun", "LmmState", "anova_theta_start"]
@@ -124,8 +127,11 @@ class LmmDevfun:
     """Profiled deviance of a linear mixed model (``reml=True`` for REML).
 
     Implements :class:`~.contracts.DevianceFunction` with ``phi = theta`` (``profiled``) and an
-    analytic gradient. ``grad_method``: ``"auto"`` (traces where every T is invertible, rows
-    otherwise), ``"trace"`` or ``"rows"`` — the two gradient formulas of the module docstring.
+    analytic gradient. ``grad_method``: ``"auto"`` (one grouping factor: per-cluster sums,
+    :mod:`.lmm_stats`; several: traces where every T is invertible, rows otherwise), ``"stats"``,
+    ``"trace"`` or ``"rows"`` — the gradient formulas of the module docstring and of
+    :mod:`.lmm_stats` (``"trace"``/``"rows"`` evaluate the deviance from the rows too).
+    :meth:`state` (the result builder's, inference's) always works from the rows.
     """
 
     analytic_gradient = True
@@ -133,6 +139,9 @@ class LmmDevfun:
     family = None
     grad_method = "auto"
     TRACE_MIN_DIAG = 1e-4
+    # per-cluster sums while y'Wy (less the least-squares fit) / r^2 stays below this: the
+    # rounding of r^2 is then below n * 1e-16 * this of the deviance (2e-6 for a million rows)
+    STATS_MAX_CANCEL = 1e4
 
     def __init__(self, spec: ModelSpec, reml: bool = True, X=None, y_adjust=None, rs=None):
         """``X`` replaces the fixed-effect matrix and ``y_adjust`` is subtracted from the
@@ -196,7 +205,35 @@ class LmmDevfun:
 
     def __call__(self, theta: np.ndarray) -> float:
         self.nevals += 1
+        if self._uses_stats() and (ev := self._stats_eval(np.asarray(theta, dtype=float))) is not None:
+            return ev.deviance
         return self.state(theta).deviance
+
+    def _uses_stats(self) -> bool:
+        return self.grad_method in ("auto", "stats") and self._one_factor
+
+    @cached_property
+    def _one_factor(self) -> bool:
+        """One grouping factor: a single term, or terms of the same factor (``(1 + x || g)``)."""
+        t0 = self.rs.terms[0]
+        return all(t.nlevels == t0.nlevels and np.array_equal(t.codes, t0.codes) for t in self.rs.terms[1:])
+
+    @cached_property
+    def cluster_stats(self) -> ClusterStats:
+        """The per-cluster cross-products of the one grouping factor (formed on first use); the
+        terms of one factor side by side, their T's a block diagonal."""
+        t = self.rs.terms[0]
+        Z = self.rs.Zv[0] if self.rs.single else np.column_stack(self.rs.Zv)
+        return ClusterStats(np.asarray(t.codes), Z, self.X, self.y, self.w, t.nlevels)
+
+    def _stats_eval(self, theta: np.ndarray):
+        """The evaluation from per-cluster sums, or None where its r^2 cancels more than
+        ``STATS_MAX_CANCEL`` against y'Wy (a residual variance near zero: the rows then)."""
+        Ts = self.rs.Ts(theta)
+        T = Ts[0] if len(Ts) == 1 else block_diag(*Ts)
+        cs = self.cluster_stats
+        ev = cs.evaluate(T, self.reml, self.n_eff, self.sum_log_w)
+        return ev if ev.pwrss * self.STATS_MAX_CANCEL > cs.yWy else None
 
     def exact_gradient(self, theta: np.ndarray) -> np.ndarray:
         return default_gradient(self, theta)
@@ -214,6 +251,8 @@ class LmmDevfun:
         """
         self.nevals += 1
         theta = np.asarray(theta, dtype=float)
+        if self._uses_stats() and (hit := self._stats_value_and_grad(theta)) is not None:
+            return hit
         method = self._grad_method(self.rs.Ts(theta))
         key = (theta.tobytes(), method)
         for hit in (self._last, self._best):
@@ -225,6 +264,22 @@ class LmmDevfun:
         if self._best is None or st.deviance <= self._best[1]:
             self._best = entry
         return st.deviance, g
+
+    def _stats_value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray] | None:
+        key = (theta.tobytes(), "stats")
+        for hit in (self._last, self._best):
+            if hit is not None and hit[0] == key:
+                return hit[1], hit[2].copy()
+        ev = self._stats_eval(theta)
+        if ev is None:
+            return None
+        rs = self.rs
+        G = ev.grad_T()
+        g = rs.theta_grad(theta, np.array([G[rs.slot0[e.term] + e.a, e.slot_b] for e in rs.entries]))
+        self._last = entry = (key, ev.deviance, g.copy(), None)
+        if self._best is None or ev.deviance <= self._best[1]:
+            self._best = entry
+        return ev.deviance, g
 
     def _keep_state(self, st: LmmState) -> bool:
         return keeps_states(st.fac)
