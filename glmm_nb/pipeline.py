@@ -16,13 +16,13 @@ import time
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from .design import ModelSpec, check_agq_size, check_options, model_spec
 from .errors import ModelError
 from .families import Family, GaussianML, get_family, with_dispersion_model, zero_inflated
 from .likelihood import (AgqDevfun, LaplaceDevfun, LmmDevfun, OrdinalAgqDevfun, OrdinalLaplaceDevfun, ZiReLaplaceDevfun,
                          anova_theta_start, glm_irls)
+from .likelihood.threads import fit_threads
 from .optimize import OptSummary, minimize_devfun, restart_edge
 from .progress import fit_progress
 from .request import METHODS, FitRequest, fixed_indices
@@ -285,9 +285,10 @@ def fit(request: FitRequest, result_class: type = GLMMResult) -> GLMMResult:
     start or at the estimate itself: data that do not identify the model) is a
     :class:`ModelError` saying so, never a numpy traceback.
     """
-    # the core's dense algebra is on small blocks, where BLAS threads cost more than they give
+    # the core's dense algebra is on small blocks, where BLAS threads cost more than they give;
+    # fit_threads records the caller's limits for the few large blocks (likelihood/threads.py)
     try:
-        with threadpool_limits(limits=1, user_api="blas"), fit_progress(request.control.get("progress")):
+        with fit_threads(), fit_progress(request.control.get("progress")):
             dev = make_devfun(request, "laplace")
             opt = minimize(request, dev, start_values(request, dev))
             if request.uses_agq:
