@@ -167,20 +167,28 @@ class LmmDevfun:
 
     def state(self, theta: np.ndarray, gram: bool = False) -> LmmState:
         """Everything at theta; ``gram`` prepares the factorization for the trace gradient.
-        A state kept by :meth:`value_and_grad` at this theta is returned as it is."""
+        A state kept by :meth:`value_and_grad` at this theta is returned as it is. One term:
+        beta, u and R_X'R_X come from the per-cluster sums (:mod:`.lmm_stats`), the
+        factorization, residuals and r^2 from the rows."""
         rs, w = self.rs, self.w
         theta = np.asarray(theta, dtype=float)
         if not gram and (hit := self._cached_state(theta)) is not None:
             return hit
         vals = rs.vals(theta)
         fac = rs.factor(vals, w, gram=gram, theta=theta)
-        ZtWX = rs.tmult(vals, w[:, None] * self.X)
-        ZtWy = rs.tmult(vals, w * self.y)
-        MiX = fac.solve(ZtWX)
-        Miy = fac.solve(ZtWy)
-        RX2 = self.XtWX - ZtWX.T @ MiX
-        beta = np.linalg.solve(RX2, self.XtWy - ZtWX.T @ Miy)
-        u = Miy - MiX @ beta
+        ev = self._stats_eval(theta) if rs.single and self._uses_stats() else None
+        if ev is not None:  # beta, u and R_X'R_X from the per-cluster sums; the rest from the rows
+            J, q = ev.u.shape
+            MiX = ev.F.transpose(2, 0, 1).reshape(J * q, self.p)
+            RX2, beta, u = ev.RX2, ev.beta, ev.u.ravel()
+        else:
+            ZtWX = rs.tmult(vals, w[:, None] * self.X)
+            ZtWy = rs.tmult(vals, w * self.y)
+            MiX = fac.solve(ZtWX)
+            Miy = fac.solve(ZtWy)
+            RX2 = self.XtWX - ZtWX.T @ MiX
+            beta = np.linalg.solve(RX2, self.XtWy - ZtWX.T @ Miy)
+            u = Miy - MiX @ beta
         resid = self.y - self.X @ beta - rs.mult(vals, u)
         pwrss = float(np.sum(w * resid**2) + u @ u)
         n, p = self.n_eff, self.p

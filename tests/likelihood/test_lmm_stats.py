@@ -127,3 +127,21 @@ def test_near_zero_residual_variance_falls_back_to_the_rows():
         f2, g2 = rows.value_and_grad(theta)
         assert f1 == pytest.approx(f2, rel=1e-9, abs=0)
         np.testing.assert_allclose(g1, g2, rtol=1e-7, atol=1e-9 * np.abs(g2).max())
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("case", ["sleepstudy slope", "intercept, weights and offset", "ar1 structure"])
+def test_state_matches_the_row_path(case, reml):
+    """The state the result builder and the small-sample inference read: beta, u, R_X'R_X and
+    M^{-1}Z~'WX from the sums, the rest from the rows; all as the row path's."""
+    make, formula, kw = CASES[case]
+    spec = build_spec(formula, make(), "gaussian", **kw)
+    fast, rows = LmmDevfun(spec, reml=reml), LmmDevfun(spec, reml=reml)
+    rows.grad_method = "rows"
+    for theta in _thetas(spec, np.random.default_rng(7)):
+        a, b = fast.state(theta), rows.state(theta)
+        assert a.deviance == pytest.approx(b.deviance, rel=1e-10)
+        assert a.sigma == pytest.approx(b.sigma, rel=1e-10)
+        for name in ("beta", "u", "RX2", "MiX", "resid"):
+            x, y = getattr(a, name), getattr(b, name)
+            np.testing.assert_allclose(x, y, rtol=1e-8, atol=1e-9 * max(1.0, np.abs(y).max()), err_msg=name)
