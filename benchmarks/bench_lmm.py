@@ -99,7 +99,8 @@ def main() -> None:
     ap.add_argument("--cases", nargs="*", default=["slope", "insteval"], choices=list(FORMULA))
     ap.add_argument("--packages", nargs="*", default=["glmm_nb", "mixedlm"])
     ap.add_argument("--roots", nargs="*", default=[ROOT], help="glmm_nb checkouts, compared in the same run")
-    ap.add_argument("--threads", choices=["one", "default"], default="one")
+    ap.add_argument("--threads", choices=["one", "default", "both"], default="one",
+                    help="both: glmm_nb alternately pinned to one thread and with default threads")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--load", type=int, default=0)
     a = ap.parse_args()
@@ -114,15 +115,18 @@ def main() -> None:
             for case in a.cases:
                 path = Path(tmp) / f"{case}.pkl"
                 data(case).to_pickle(path)
-                who = [(p, r) for p in a.packages for r in (a.roots if p == "glmm_nb" else [None])]
+                thr = ["one", "default"] if a.threads == "both" else [a.threads]
+                who = [(p, r, t) for p in a.packages for r in (a.roots if p == "glmm_nb" else [None])
+                       for t in (thr if p == "glmm_nb" else thr[-1:])]
                 res = {w: [] for w in who}
                 for _ in range(a.reps):
-                    for pkg, root in who:
-                        res[(pkg, root)].append(run(pkg, path, case, a.threads, root or ROOT))
-                for (pkg, root), runs in res.items():
+                    for pkg, root, t in who:
+                        res[(pkg, root, t)].append(run(pkg, path, case, t, root or ROOT))
+                for (pkg, root, t), runs in res.items():
                     secs = [r["seconds"] for r in runs]
                     cpu = [r["cpu"] for r in runs]
                     name = pkg if root is None or len(a.roots) == 1 else f"{pkg}@{Path(root).name}"
+                    name += f" ({t})" if a.threads == "both" else ""
                     print(f"{case:<10} {name:<24} {statistics.median(secs):8.3f} s (cpu {statistics.median(cpu):7.3f})"
                           f"  loglik {runs[0]['loglik']:.6f}  evals {runs[0]['evals']}  all {[round(s, 3) for s in secs]}",
                           flush=True)

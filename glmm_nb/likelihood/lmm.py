@@ -53,6 +53,12 @@ except for a scalar term at exactly 0: its columns of :math:`\tilde Z` vanish, s
 not couple its effects to the rest, :math:`A^{-1}` has a zero block where :math:`\partial A`
 does not, and its derivative of :math:`\log|A|` is exactly 0 (a line search projected onto the
 bound lands there; the row formula cost InstEval's fit 0.3 s for two such points).
+
+One grouping factor (one term, or several terms of the same factor such as ``(1 + x || g)``):
+the deviance and this gradient are sums over clusters, evaluated from per-cluster
+cross-products formed once (:mod:`.lmm_stats`): no pass over the rows per evaluation.
+Measured (200,000 rows, 4,000 clusters, ``(1 + x | g)``, ML; a loaded 2-core machine, the
+same run): 1 ms per evaluation against 17 ms from the rows.
 """
 
 from __future__ import annotations

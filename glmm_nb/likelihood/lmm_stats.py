@@ -73,15 +73,19 @@ class ClusterStats:
         self.XtWy = wX.T @ yc
         self.yWy = float(np.dot(w * yc, yc))
         ind = sp.csr_matrix((w, (codes, np.arange(n))), shape=(J, n))  # row j: weights of cluster j
+        ZXy = np.empty((n, q + p + 1))
+        ZXy[:, :q], ZXy[:, q : q + p], ZXy[:, -1] = Z, X, yc
         C = np.empty((q, q, J))
         E = np.empty((q, p, J))
         f = np.empty((q, J))
-        for a in range(q):  # a loop over the q columns of Z; the rows go to sparse products
+        for a in range(q):  # a loop over the q columns of Z; the rows go to one sparse product each
             za = Z[:, a]
-            C[a, a:] = (ind @ (za[:, None] * Z[:, a:])).T
-            C[a + 1 :, a] = C[a, a + 1 :]
-            E[a] = (ind @ (za[:, None] * X)).T
-            f[a] = ind @ (za * yc)
+            rows = ZXy[:, a:] if np.all(za == 1.0) else za[:, None] * ZXy[:, a:]  # an intercept: as it is
+            S = (ind @ rows).T  # (q - a + p + 1, J): Z_j'W[z_a, z_{a+1}.., X, y]
+            C[a, a:] = S[: q - a]
+            C[a + 1 :, a] = S[1 : q - a]
+            E[a] = S[q - a : q - a + p]
+            f[a] = S[-1]
         self.C, self.E, self.f = C, E, f
 
     def evaluate(self, T: np.ndarray, reml: bool, n_eff: int, sum_log_w: float) -> "StatsEval":
