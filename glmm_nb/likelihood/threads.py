@@ -81,11 +81,39 @@ def fit_threads():
         _CALLER.reset(token)
 
 
+_CPUS: int | None = None
+
+
+def _cgroup_quota() -> float | None:
+    """CPUs a container's CPU quota allows (cgroup v2 ``cpu.max``, v1 ``cfs_quota_us``), or None."""
+    for path, parse in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()),
+                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", lambda t: [t.strip(), None])):
+        try:
+            with open(path) as fh:
+                quota, period = parse(fh.read())
+            if period is None:
+                with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as fh:
+                    period = fh.read().strip()
+        except (OSError, ValueError):
+            continue
+        if quota not in ("max", "-1") and float(quota) > 0 and float(period) > 0:
+            return float(quota) / float(period)
+        return None
+    return None
+
+
 def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    """CPUs this process may run on: its affinity, within a container's CPU quota (the machine's
+    idle time in /proc/stat says nothing about a quota: threads beyond it are throttled)."""
+    global _CPUS
+    if _CPUS is None:
+        try:
+            n = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            n = os.cpu_count() or 1
+        quota = _cgroup_quota()
+        _CPUS = max(1, min(n, int(quota))) if quota is not None else n
+    return _CPUS
 
 
 def _read_sample() -> tuple[float, float, float] | None:

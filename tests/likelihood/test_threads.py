@@ -116,3 +116,24 @@ def test_threaded_sections_respect_the_callers_limits():
     assert set(blas1["blas"]) == {1} and set(blas1["numba"]) == {1}  # one thread asked for: one everywhere
     for r in (limited, env1, blas1):
         assert r["loglik"] == pytest.approx(free["loglik"], abs=1e-8)
+
+
+def test_a_container_quota_caps_the_cores(monkeypatch, tmp_path):
+    """docker --cpus=1 on a many-core host: /proc/stat shows the host idle, the quota throttles."""
+    real_open = open
+
+    def fake_open(path, *a, **k):
+        if str(path) == "/sys/fs/cgroup/cpu.max":
+            f = tmp_path / "cpu.max"
+            f.write_text("150000 100000\n")
+            return real_open(f, *a, **k)
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr(TH, "_CPUS", None)
+    monkeypatch.setattr(TH.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert TH._cpus() == 1
+    monkeypatch.setattr(TH, "_CPUS", None)
+    monkeypatch.setattr(TH, "_cgroup_quota", lambda: None)
+    assert TH._cpus() == 16
+    monkeypatch.setattr(TH, "_CPUS", None)
