@@ -17,21 +17,49 @@ from contextlib import ExitStack
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from .design import ModelSpec, check_agq_size, check_options, model_spec
 from .errors import ModelError
-from .families import Family, GaussianML, get_family, with_dispersion_model, zero_inflated
-from .likelihood import (AgqDevfun, LaplaceDevfun, LmmDevfun, OrdinalAgqDevfun, OrdinalLaplaceDevfun, ZiReLaplaceDevfun,
-                         anova_theta_start, glm_fit, moment_theta)
+from .families import (
+    Family,
+    GaussianML,
+    get_family,
+    with_dispersion_model,
+    zero_inflated,
+)
+from .likelihood import (
+    AgqDevfun,
+    LaplaceDevfun,
+    LmmDevfun,
+    OrdinalAgqDevfun,
+    OrdinalLaplaceDevfun,
+    ZiReLaplaceDevfun,
+    anova_theta_start,
+    glm_fit,
+    moment_theta,
+)
+from .likelihood.threads import fit_threads
 from .optimize import OptSummary, minimize_devfun, restart_edge
 from .progress import fit_progress
 from .request import METHODS, FitRequest, fixed_indices
 from .results import GLMMResult, build_result
 from .timing import stopwatch
 
-__all__ = ["build_spec", "check_method", "make_request", "make_devfun", "start_values", "parameter_bounds",
-           "parameter_scale", "minimize", "polish_agq", "agq_stage", "fit", "refit", "MAX_NAGQ"]
+__all__ = [
+    "MAX_NAGQ",
+    "agq_stage",
+    "build_spec",
+    "check_method",
+    "fit",
+    "make_devfun",
+    "make_request",
+    "minimize",
+    "parameter_bounds",
+    "parameter_scale",
+    "polish_agq",
+    "refit",
+    "start_values",
+]
 
 MAX_NAGQ = 50
 
@@ -310,11 +338,12 @@ def fit(request: FitRequest, result_class: type = GLMMResult) -> GLMMResult:
     start or at the estimate itself: data that do not identify the model) is a
     :class:`ModelError` saying so, never a numpy traceback.
     """
-    # the core's dense algebra is on small blocks, where BLAS threads cost more than they give
+    # the core's dense algebra is on small blocks, where BLAS threads cost more than they give;
+    # fit_threads records the caller's limits for the few large blocks (likelihood/threads.py)
     try:
         with stopwatch() as sw, ExitStack() as stack:
             with sw.stage("starts"):
-                stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+                stack.enter_context(fit_threads())
                 stack.enter_context(fit_progress(request.control.get("progress")))
                 dev = make_devfun(request, "laplace")
                 x0 = start_values(request, dev)

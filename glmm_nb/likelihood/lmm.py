@@ -53,16 +53,25 @@ except for a scalar term at exactly 0: its columns of :math:`\tilde Z` vanish, s
 not couple its effects to the rest, :math:`A^{-1}` has a zero block where :math:`\partial A`
 does not, and its derivative of :math:`\log|A|` is exactly 0 (a line search projected onto the
 bound lands there; the row formula cost InstEval's fit 0.3 s for two such points).
+
+One grouping factor (one term, or several terms of the same factor such as ``(1 + x || g)``):
+the deviance and this gradient are sums over clusters, evaluated from per-cluster
+cross-products formed once (:mod:`.lmm_stats`): no pass over the rows per evaluation.
+Measured (200,000 rows, 4,000 clusters, ``(1 + x | g)``, ML; a loaded 2-core machine, the
+same run): 1 ms per evaluation against 17 ms from the rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+from scipy.linalg import block_diag
 
 from ..design import ModelSpec
 from .contracts import default_gradient, default_hessian
+from .lmm_stats import ClusterStats
 from .reops import ReStructure, keeps_states
 
 __all__ = ["LmmDevfun", "LmmState", "anova_theta_start"]
@@ -124,8 +133,11 @@ class LmmDevfun:
     """Profiled deviance of a linear mixed model (``reml=True`` for REML).
 
     Implements :class:`~.contracts.DevianceFunction` with ``phi = theta`` (``profiled``) and an
-    analytic gradient. ``grad_method``: ``"auto"`` (traces where every T is invertible, rows
-    otherwise), ``"trace"`` or ``"rows"`` — the two gradient formulas of the module docstring.
+    analytic gradient. ``grad_method``: ``"auto"`` (one grouping factor: per-cluster sums,
+    :mod:`.lmm_stats`; several: traces where every T is invertible, rows otherwise), ``"stats"``,
+    ``"trace"`` or ``"rows"`` — the gradient formulas of the module docstring and of
+    :mod:`.lmm_stats` (``"trace"``/``"rows"`` evaluate the deviance from the rows too).
+    :meth:`state` (the result builder's, inference's) always works from the rows.
     """
 
     analytic_gradient = True
@@ -133,6 +145,9 @@ class LmmDevfun:
     family = None
     grad_method = "auto"
     TRACE_MIN_DIAG = 1e-4
+    # per-cluster sums while y'Wy (less the least-squares fit) / r^2 stays below this: the
+    # rounding of r^2 is then below n * 1e-16 * this of the deviance (2e-6 for a million rows)
+    STATS_MAX_CANCEL = 1e4
 
     def __init__(self, spec: ModelSpec, reml: bool = True, X=None, y_adjust=None, rs=None):
         """``X`` replaces the fixed-effect matrix and ``y_adjust`` is subtracted from the
@@ -158,20 +173,28 @@ class LmmDevfun:
 
     def state(self, theta: np.ndarray, gram: bool = False) -> LmmState:
         """Everything at theta; ``gram`` prepares the factorization for the trace gradient.
-        A state kept by :meth:`value_and_grad` at this theta is returned as it is."""
+        A state kept by :meth:`value_and_grad` at this theta is returned as it is. One term:
+        beta, u and R_X'R_X come from the per-cluster sums (:mod:`.lmm_stats`), the
+        factorization, residuals and r^2 from the rows."""
         rs, w = self.rs, self.w
         theta = np.asarray(theta, dtype=float)
         if not gram and (hit := self._cached_state(theta)) is not None:
             return hit
         vals = rs.vals(theta)
         fac = rs.factor(vals, w, gram=gram, theta=theta)
-        ZtWX = rs.tmult(vals, w[:, None] * self.X)
-        ZtWy = rs.tmult(vals, w * self.y)
-        MiX = fac.solve(ZtWX)
-        Miy = fac.solve(ZtWy)
-        RX2 = self.XtWX - ZtWX.T @ MiX
-        beta = np.linalg.solve(RX2, self.XtWy - ZtWX.T @ Miy)
-        u = Miy - MiX @ beta
+        ev = self._stats_eval(theta) if rs.single and self._uses_stats() else None
+        if ev is not None:  # beta, u and R_X'R_X from the per-cluster sums; the rest from the rows
+            J, q = ev.u.shape
+            MiX = ev.F.transpose(2, 0, 1).reshape(J * q, self.p)
+            RX2, beta, u = ev.RX2, ev.beta, ev.u.ravel()
+        else:
+            ZtWX = rs.tmult(vals, w[:, None] * self.X)
+            ZtWy = rs.tmult(vals, w * self.y)
+            MiX = fac.solve(ZtWX)
+            Miy = fac.solve(ZtWy)
+            RX2 = self.XtWX - ZtWX.T @ MiX
+            beta = np.linalg.solve(RX2, self.XtWy - ZtWX.T @ Miy)
+            u = Miy - MiX @ beta
         resid = self.y - self.X @ beta - rs.mult(vals, u)
         pwrss = float(np.sum(w * resid**2) + u @ u)
         n, p = self.n_eff, self.p
@@ -196,7 +219,35 @@ class LmmDevfun:
 
     def __call__(self, theta: np.ndarray) -> float:
         self.nevals += 1
+        if self._uses_stats() and (ev := self._stats_eval(np.asarray(theta, dtype=float))) is not None:
+            return ev.deviance
         return self.state(theta).deviance
+
+    def _uses_stats(self) -> bool:
+        return self.grad_method in ("auto", "stats") and self._one_factor
+
+    @cached_property
+    def _one_factor(self) -> bool:
+        """One grouping factor: a single term, or terms of the same factor (``(1 + x || g)``)."""
+        t0 = self.rs.terms[0]
+        return all(t.nlevels == t0.nlevels and np.array_equal(t.codes, t0.codes) for t in self.rs.terms[1:])
+
+    @cached_property
+    def cluster_stats(self) -> ClusterStats:
+        """The per-cluster cross-products of the one grouping factor (formed on first use); the
+        terms of one factor side by side, their T's a block diagonal."""
+        t = self.rs.terms[0]
+        Z = self.rs.Zv[0] if self.rs.single else np.column_stack(self.rs.Zv)
+        return ClusterStats(np.asarray(t.codes), Z, self.X, self.y, self.w, t.nlevels)
+
+    def _stats_eval(self, theta: np.ndarray):
+        """The evaluation from per-cluster sums, or None where its r^2 cancels more than
+        ``STATS_MAX_CANCEL`` against y'Wy (a residual variance near zero: the rows then)."""
+        Ts = self.rs.Ts(theta)
+        T = Ts[0] if len(Ts) == 1 else block_diag(*Ts)
+        cs = self.cluster_stats
+        ev = cs.evaluate(T, self.reml, self.n_eff, self.sum_log_w)
+        return ev if ev.pwrss * self.STATS_MAX_CANCEL > cs.yWy else None
 
     def exact_gradient(self, theta: np.ndarray) -> np.ndarray:
         return default_gradient(self, theta)
@@ -214,6 +265,8 @@ class LmmDevfun:
         """
         self.nevals += 1
         theta = np.asarray(theta, dtype=float)
+        if self._uses_stats() and (hit := self._stats_value_and_grad(theta)) is not None:
+            return hit
         method = self._grad_method(self.rs.Ts(theta))
         key = (theta.tobytes(), method)
         for hit in (self._last, self._best):
@@ -225,6 +278,22 @@ class LmmDevfun:
         if self._best is None or st.deviance <= self._best[1]:
             self._best = entry
         return st.deviance, g
+
+    def _stats_value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray] | None:
+        key = (theta.tobytes(), "stats")
+        for hit in (self._last, self._best):
+            if hit is not None and hit[0] == key:
+                return hit[1], hit[2].copy()
+        ev = self._stats_eval(theta)
+        if ev is None:
+            return None
+        rs = self.rs
+        G = ev.grad_T()
+        g = rs.theta_grad(theta, np.array([G[rs.slot0[e.term] + e.a, e.slot_b] for e in rs.entries]))
+        self._last = entry = (key, ev.deviance, g.copy(), None)
+        if self._best is None or ev.deviance <= self._best[1]:
+            self._best = entry
+        return ev.deviance, g
 
     def _keep_state(self, st: LmmState) -> bool:
         return keeps_states(st.fac)

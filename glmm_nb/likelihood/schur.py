@@ -48,14 +48,11 @@ its cached kernels costs 0.47 s, more than a whole InstEval fit spends forming `
 designs use the compiled loops (numba, cached on disk).
 
 Threads. The core runs single-threaded BLAS (small blocks); ``dpotrf``/``dpotri`` of a dense
-block with at least ``THREADED_MIN_Q2`` columns run on every core. Measured (quiet machine,
-2 cores, OpenBLAS): InstEval's 1,156-column block takes 51–57 ms for factor and inverse on one
-thread and 31–34 ms on two; 3,706 columns take 0.97–1.08 s and 0.62–0.74 s. OpenBLAS's idle
-workers spin after each call, so CPU time rises (InstEval's whole fit: 1.8–2.0 s of wall time and
-3.5–3.7 s of CPU on two threads; 2.7–2.8 s of wall and 2.9 s of CPU on one, measured before the
-scalar plan), and on a busy machine threads are far slower than one (a 10,000-row Poisson
-``(1 | a) + (1 | b)``, 2,000 × 1,000 levels, load 5 on 2 cores: 16–28 s against 3 s), so they
-are only the idle cores (:func:`idle_threads`): 800 / 1,000 / 1,500 levels cost 2.6 / 3.3 / 9.1 s.
+block with at least ``THREADED_MIN_Q2`` columns, and the compiled pattern loops, run on the
+cores that are idle now, within the caller's limits (:mod:`glmm_nb.likelihood.threads`, which
+says why and what threads on busy cores cost). Measured (quiet machine, 2 cores, OpenBLAS):
+InstEval's 1,156-column block takes 51–57 ms for factor and inverse on one thread and 31–34 ms
+on two; 3,706 columns take 0.97–1.08 s and 0.62–0.74 s.
 
 Selected inverse. The Laplace gradient, the LMM gradient and the conditional covariances
 need :math:`M^{-1}` only at the pattern of the data: :math:`S^{-1}` (dense, ``dpotri``, read
@@ -76,27 +73,22 @@ needs, before allocating anything.
 from __future__ import annotations
 
 import os
-import threading
-from contextlib import nullcontext
 from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
-from threadpoolctl import ThreadpoolController
 
 from ..errors import ModelError
+from .threads import KERNEL_LOCK, blas_threads, idle_threads, kernel_threads
 
 __all__ = ["CrossStructure", "SchurFactor", "block_chol", "available_memory", "idle_threads", "padded_rows",
-           "unpad_rows"]
+           "unpad_rows", "KERNEL_LOCK"]
 
 NUMBA_MIN_WORK = 20_000_000  # sum_j n_j^2 q1^2 above which the compiled kernels are used
 THREADED_MIN_Q2 = 1000  # dense blocks at least this large use every core (LAPACK; measured below)
 MEMORY_FRACTION = 0.8  # of the memory available, for the dense block and its inverse
 MEMORY_LIMIT: int | None = None  # bytes; overrides the measured limit (tests)
-# numba's default (workqueue) threading layer aborts the process when two Python threads run
-# parallel kernels at once: the compiled kernels are called under this lock
-KERNEL_LOCK = threading.Lock()
 CHUNK_ENTRIES = 4_000_000  # dense scratch per chunk in the scipy fallback of H
 SPARSE_MIN_Q2 = 1500  # a sparse LDL' of S is considered from this many columns on
 SPARSE_MAX_FILL = 0.05  # ... and used while its factor holds less than this share of Q2²/2
@@ -337,32 +329,6 @@ class CrossStructure:
             )
 
 
-_CONTROLLER = None
-
-
-def idle_threads() -> int:
-    """Threads for LAPACK: this one plus the cores the 1-minute load average leaves idle."""
-    ncpu = os.cpu_count() or 1
-    try:
-        return max(1, min(ncpu, int(ncpu - os.getloadavg()[0] + 1.0)))
-    except (OSError, AttributeError):  # pragma: no cover - platforms without a load average
-        return ncpu
-
-
-def _threads(Q2: int):
-    """The idle cores for LAPACK on a large dense block (OpenBLAS's workers spin: on busy cores
-    they cost ten times what they save); otherwise leave the caller's setting."""
-    global _CONTROLLER
-    if Q2 >= THREADED_MIN_Q2:
-        k = idle_threads()
-        if k <= 1:
-            return nullcontext()
-        if _CONTROLLER is None:  # finding the BLAS libraries costs 3 ms: once per process
-            _CONTROLLER = ThreadpoolController()
-        return _CONTROLLER.limit(limits=k, user_api="blas")
-    return nullcontext()
-
-
 class SchurFactor:
     """M = I + Z~'WZ~ for several terms by block elimination of the first term.
 
@@ -415,12 +381,12 @@ class SchurFactor:
             from .kernels import schur_gram_lower
 
             self._K = np.zeros((Q2, Q2))  # G'G (lower), for inv_blocks_sum, in the same pass
-            with KERNEL_LOCK:
+            with kernel_threads():
                 schur_gram_lower(S, self._K, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, Bv[0], Gv[0])
         elif cs.work >= NUMBA_MIN_WORK:
             from .kernels import schur_lower
 
-            with KERNEL_LOCK:
+            with kernel_threads():
                 schur_lower(S, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, Bv, Gv)
         elif cs.pairmap is not None:  # G'G per target for the trace, in the same pass
             plan = cs.scalar_plan(self.rs, W) if theta is not None else None
@@ -434,7 +400,7 @@ class SchurFactor:
             BtG = (cs.csr(Bv).T @ self.G).tocoo()
             low = BtG.row >= BtG.col
             S[BtG.row[low], BtG.col[low]] -= BtG.data[low]
-        with _threads(Q2):
+        with blas_threads(Q2, THREADED_MIN_Q2):
             U, info = lapack.dpotrf(S.T, lower=0, overwrite_a=1, clean=0)
         if info != 0:
             raise np.linalg.LinAlgError("the Schur complement is not positive definite")
@@ -524,7 +490,7 @@ class SchurFactor:
         until :attr:`Sinv` mirrors it in place): all the traces and entries need."""
         if self._Slow is None:
             C = np.array(self.U, order="F", copy=True)
-            with _threads(self.Q2):
+            with blas_threads(self.Q2, THREADED_MIN_Q2):
                 Ci, info = lapack.dpotri(C, lower=0, overwrite_c=1)
             if info != 0:  # pragma: no cover - U came from a successful dpotrf
                 raise np.linalg.LinAlgError("dpotri failed")
@@ -561,7 +527,7 @@ class SchurFactor:
             if cs.work >= NUMBA_MIN_WORK:
                 from .kernels import pattern_h
 
-                with KERNEL_LOCK:
+                with kernel_threads():
                     pattern_h(Sinv, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr, self.Gv, H)
             else:
                 q1 = self.q1
@@ -623,7 +589,7 @@ class SchurFactor:
             for a in range(q1):
                 for b in range(q1):
                     K[...] = 0.0
-                    with KERNEL_LOCK:
+                    with kernel_threads():
                         schur_lower(K, cs.cptr, cs.cpairs, cs.pair_lev, cs.pair_col, cs.jptr,
                                     self.Gv[a : a + 1], self.Gv[b : b + 1])
                     low[a, b] = [-v for v in _tril_dot(Sinv, K)]
