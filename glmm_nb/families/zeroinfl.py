@@ -150,6 +150,50 @@ class ZeroInflated(Family):
         qq = np.where(zero, q * (1 - q), 0.0)
         return pw * np.where(zero, (1 - q) - pi, -pi), pw * qq * r0, pw * (pp - qq)
 
+    def zeta_third(self, eta, y, pw):
+        r"""The derivatives of the joint weights (a, b, c) = -(ℓ_ηη, ℓ_ζζ, ℓ_ηζ) a joint Laplace
+        gradient needs besides :meth:`working`'s :math:`\partial a/\partial\eta`:
+        :math:`(\partial a/\partial\zeta = \partial c/\partial\eta,\ \partial b/\partial\eta =
+        \partial c/\partial\zeta,\ \partial b/\partial\zeta)` per row. With :math:`Q = q(1-q)`,
+        zero-inflated zeros: :math:`-Q\,W_{o0} + Q(1-2q)\ell_0'^2`, :math:`-Q(1-2q)\ell_0'`,
+        :math:`Q(1-2q) + \pi(1-\pi)(1-2\pi)`; every other row (and every hurdle row): 0, 0,
+        :math:`\pi(1-\pi)(1-2\pi)`."""
+        y, eta, zeta, zero = self._arrays(y, eta)
+        pi = special.expit(zeta)
+        b_z = pi * (1 - pi) * (1 - 2 * pi)
+        if self.hurdle:
+            zeros = np.zeros_like(eta)
+            return zeros, zeros, pw * b_z
+        l0, r0, Wo0, _dW0 = self._at_zero(eta)
+        q = special.expit(l0 - zeta)
+        Q = np.where(zero, q * (1 - q), 0.0)
+        Q2 = Q * (1 - 2 * q)
+        return pw * (-Q * Wo0 + Q2 * r0**2), pw * (-Q2 * r0), pw * (Q2 + b_z)
+
+    def zeta_extra_pieces(self, eta, y, pw):
+        r"""The derivatives of the zero part's pieces :math:`(\partial_\zeta\ell, c, b)` in the
+        count part's extra parameters (its dispersion(s), then a dispersion model's delta: the
+        columns of :meth:`extra_pieces` without the zero part's), (..., k) each. They move only
+        on the zero-inflated zeros, through :math:`\ell_0` and :math:`\ell_0'` (:math:`\dot\ell_0,
+        \dot\ell_0'` their derivatives): :math:`-Q\dot\ell_0`,
+        :math:`Q(1-2q)\dot\ell_0\ell_0' + Q\dot\ell_0'`, :math:`-Q(1-2q)\dot\ell_0`."""
+        y, eta, zeta, zero = self._arrays(y, eta)
+        if not (self.base.n_dispersion or self.base.has_disp_model):
+            z = np.zeros(eta.shape + (0,))
+            return z, z, z
+        ones = np.ones_like(eta)
+        l0p, r0p, _w0p = self.base.extra_pieces(eta, np.zeros_like(eta), ones)
+        if self.hurdle:
+            z = np.zeros_like(l0p)
+            return z, z, z
+        l0, r0, _Wo0, _dW0 = self._at_zero(eta)
+        q = special.expit(l0 - zeta)
+        Q = np.where(zero, q * (1 - q), 0.0)[..., None]
+        Q2 = Q * (1 - 2 * q)[..., None]
+        w = np.asarray(pw, dtype=float)
+        w = w.reshape(w.shape + (1,) * (eta.ndim + 1 - w.ndim))
+        return w * (-Q * l0p), w * (Q2 * l0p * r0[..., None] + Q * r0p), w * (-Q2 * l0p)
+
     def with_zeta(self, zeta) -> "ZeroInflated":
         """The same family with another zero-part linear predictor (new data)."""
         out = copy.copy(self)
