@@ -290,7 +290,7 @@ class ZeroInflated(Family):
             vv = v * (1 + v)
             r[pos] += v * r0
             Wo[pos] += -vv * r0**2 + v * Wo0
-            dW[pos] += -vv * (1 + 2 * v) * r0**3 + 3 * vv * r0 * Wo0 + v * dW0
+            dW[pos] += -vv * (1 + 2 * v) * r0 * r0 * r0 + 3 * vv * r0 * Wo0 + v * dW0
             r[zero] = Wo[zero] = dW[zero] = 0.0
         else:  # on the zero rows the count part's pieces are those at y = 0 (log f(0) from whole
             # arrays, then the zero rows: a dispersion model's d is one value per row)
@@ -300,7 +300,7 @@ class ZeroInflated(Family):
             qq = q * (1 - q)
             r[zero] = q * r0
             Wo[zero] = q * Wo0 - qq * r0**2
-            dW[zero] = q * dW0 + 3 * qq * r0 * Wo0 - qq * (1 - 2 * q) * r0**3
+            dW[zero] = q * dW0 + 3 * qq * r0 * Wo0 - qq * (1 - 2 * q) * r0 * r0 * r0
         return mu, pw * r, pw * Wo, pw * Wo, pw * dW
 
     def extra_pieces(self, eta, y, pw):
