@@ -144,3 +144,27 @@ def test_fits_reach_glmmtmbs_optimum_with_the_analytic_gradient():
         m = glmm_nb.glmm("y ~ x + (1 | g)", d, family=fam, ziformula=f"~ x + (1 | {zg})", hurdle=hurdle)
         assert m.converged, m.messages
         assert m.loglik == pytest.approx(ref[key]["loglik"], rel=1e-10, abs=0), key
+
+
+def test_wald_interval_of_the_count_sd_uses_the_whole_parameter_vector():
+    """m.confint() of a model with zero-part random effects: the count part's SD interval from the
+    curvature of D with the zero part's theta held at its estimate (the profile problem's vector
+    used to drop it, evaluating D at a shifted vector), against central differences of D's values."""
+    from scipy import stats
+
+    import glmm_nb
+    from glmm_nb.numdiff import fd_hessian_fun
+
+    m = glmm_nb.glmm("y ~ x + (1 | g)", ZNB, family="negative_binomial", ziformula="~ x + (1 | g)")
+    ci = m.confint(method="wald")
+    dev = make_devfun(m.request)
+    phi = np.concatenate([m.theta, m.fixef.to_numpy(), [np.log(float(m.dispersion.iloc[0]))],
+                          m.zi_fixef.to_numpy(), m.zi_theta])
+    assert dev(phi) == pytest.approx(-2 * m.loglik, abs=1e-7)
+    free = phi[:-1]
+    H = fd_hessian_fun(lambda x: dev(np.r_[x, phi[-1]]), free, h=1e-4)
+    se = np.sqrt(2.0 * np.linalg.inv(H)[0, 0])  # theta = the SD for a scalar intercept term
+    z = stats.norm.ppf(0.975)
+    lo, hi = ci.loc["sd__(Intercept)|g"]
+    assert (hi - lo) / (2 * z) == pytest.approx(se, rel=1e-3)
+    assert (lo + hi) / 2 == pytest.approx(m.theta[0], rel=1e-9)
