@@ -76,9 +76,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..design import ModelSpec, term_slices
+from ..design.reterms import tril_index
 from ..errors import ModelError
 from ..families import Family
-from ..design.reterms import tril_index
 from .contracts import default_gradient, default_hessian
 from .laplace import PirlsState
 from .pirls import halving_step
