@@ -11,6 +11,8 @@ Zero-inflated and hurdle models: the zero part's :math:`\zeta = X_{zi}\hat\gamma
 random effects' modes for ``re="conditional"``) gives ``type="zero_prob"``
 (:math:`\pi = \mathrm{expit}\,\zeta`), ``"conditional"`` (the count part's mean) and
 ``"response"`` (the mean with the zero part), as :func:`glmm_nb.inference.predict` in memory.
+``type="dispersion"``: each row's dispersion on glmmTMB's sigma scale (a dispersion model's
+:math:`\exp(X_d\hat\delta)`), as :func:`glmm_nb.api.predict_dispersion`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ..design.matrices import eval_numeric
 from ..design.newdata import check_new_levels
 from ..errors import DataError, ModelError
 
-__all__ = ["Predictor", "ZeroPart", "predict_dask"]
+__all__ = ["Predictor", "ZeroPart", "DispPart", "predict_dask"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,6 +50,7 @@ class Predictor:
     re: str = "conditional"
     with_offset_column: bool = False
     zero: Any = None  # a :class:`ZeroPart` for zero-inflated and hurdle models
+    disp: Any = None  # a :class:`DispPart` for type="dispersion"
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __dask_tokenize__(self):
@@ -61,6 +64,8 @@ class Predictor:
         if df.index.name is not None and df.index.name not in df.columns:
             df = df.reset_index()  # a named index (the cluster column after set_index) as a column
         df = numpy_dtypes(df)  # Dask's string dtype as object, which the fitted encoding reads as a factor
+        if self.type == "dispersion":
+            return self.disp(df)
         check_new_levels(self.fixed_spec, df, "the fixed part")
         mm = model_matrix("", df, "the fixed part", spec=self.fixed_spec)
         mm.columns = rename_intercept(mm.columns)
@@ -113,6 +118,28 @@ def _modes_part(df: pd.DataFrame, terms, zfun) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
+class DispPart:
+    """The dispersion per row on glmmTMB's sigma scale (as :func:`glmm_nb.api.predict_dispersion`):
+    the dispersion model's exp(X_d delta) through the fitted family, else the one value."""
+
+    value: float | None = None
+    fixed_spec: Any = None
+    names: tuple[str, ...] = ()
+    family: Any = None
+
+    def __call__(self, df: pd.DataFrame) -> np.ndarray:
+        if self.fixed_spec is None:
+            return np.full(len(df), self.value)
+        check_new_levels(self.fixed_spec, df, "the dispersion model")
+        mm = model_matrix("", df, "the dispersion model", spec=self.fixed_spec)
+        mm.columns = rename_intercept(mm.columns)
+        missing = [c for c in self.names if c not in mm.columns]
+        if missing:
+            raise DataError(f"newdata does not give the dispersion model's column(s) {', '.join(missing)}")
+        return self.family.dispersion_at(mm[list(self.names)].to_numpy(dtype=float))
+
+
+@dataclass(frozen=True, eq=False)
 class ZeroPart:
     """The zero part of a zero-inflated or hurdle fit: its encoding, coefficients, random
     effects' modes (ReTables) and the fitted family (the count part at its dispersion)."""
@@ -147,7 +174,7 @@ def predict_dask(m, newdata=None, type: str = "response", re: str = "conditional
     ndarray for a pandas frame.
     """
     zero_model = m.request.family.has_zero_part
-    types = ("link", "response", "conditional", "zero_prob") if zero_model else ("link", "response")
+    types = (("link", "response", "conditional", "zero_prob") if zero_model else ("link", "response")) + ("dispersion",)
     if type not in types:
         extra = "" if zero_model else " ('conditional' and 'zero_prob' are for zero-inflated and hurdle models)"
         raise ModelError(f"type must be {', '.join(map(repr, types))}, not {type!r}{extra}")
@@ -157,6 +184,17 @@ def predict_dask(m, newdata=None, type: str = "response", re: str = "conditional
         raise ModelError(f"re='marginal' is not available with random effects in the zero part (ziformula "
                          f"{m.spec.zi_formula!r}): use re='conditional' or re='none'")
     info = m.extras["dask"]
+    disp = None
+    if type == "dispersion":
+        fam = m.fitted_family
+        if fam.has_disp_model:
+            disp = DispPart(fixed_spec=info.plan.disp.fixed_spec, names=tuple(m.spec.disp_names), family=fam)
+        elif fam.profiled_lmm:
+            disp = DispPart(value=float(m.sigma))
+        elif fam.n_dispersion:
+            disp = DispPart(value=float(m.dispersion.iloc[0]))
+        else:
+            raise ModelError(f"the {m.family} family has no dispersion parameter")
     covs = tuple(m.covariance_matrices()[t.label].to_numpy() for t in m.spec.terms)
     zero = None
     if zero_model:
@@ -165,7 +203,7 @@ def predict_dask(m, newdata=None, type: str = "response", re: str = "conditional
     pred = Predictor(fixed_spec=info.plan.fixed_spec, x_names=tuple(m.spec.x_names), fixef=m.fixef.to_numpy(),
                      offsets=tuple(m.spec.formula.offsets), offset_column=info.plan.offset_column,
                      terms=tuple(t for t in info.terms if not t.zero_part), covs=covs, link=m.fitted_family.link,
-                     type=type, re=re, with_offset_column=newdata is None, zero=zero)
+                     type=type, re=re, with_offset_column=newdata is None, zero=zero, disp=disp)
     data = info.data if newdata is None else newdata
     if not hasattr(data, "map_partitions"):  # a polars/Arrow table: converted once
         data = as_frame(data, "newdata")
@@ -173,5 +211,5 @@ def predict_dask(m, newdata=None, type: str = "response", re: str = "conditional
         return pred(data)
     if not hasattr(data, "map_partitions"):
         raise DataError(f"newdata must be a Dask or pandas DataFrame, not {data.__class__.__name__}")
-    name = "fitted" if newdata is None and re == "conditional" else "predicted"
+    name = "fitted" if newdata is None and re == "conditional" and type != "dispersion" else "predicted"
     return data.map_partitions(_series, pred, name, meta=pd.Series(dtype=float, name=name))

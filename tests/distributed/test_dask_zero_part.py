@@ -109,6 +109,11 @@ def test_zero_parts_and_dispersion_models_equal_in_memory(client, case):
         np.testing.assert_allclose(m1.extras["dask"].sdcor_vcov, V0, rtol=1e-6)
     if kw.get("ziformula") and not kw.get("hurdle"):
         assert "Zero-inflation model" in m1.summary()
+    if m0.fitted_family.n_dispersion or m0.fitted_family.has_disp_model or m0.request.family.profiled_lmm:
+        got = m1.predict(type="dispersion").compute().sort_index().to_numpy()
+        np.testing.assert_allclose(got, m0.predict(type="dispersion"), rtol=1e-6)
+        new = d.iloc[::5]
+        np.testing.assert_allclose(m1.predict(new, type="dispersion"), m0.predict(new, type="dispersion"), rtol=1e-6)
     if kw.get("ziformula"):
         types = ("response", "conditional", "zero_prob", "link")
         for type in types:  # the data fitted: a Dask Series in the rows' order once sorted
