@@ -150,6 +150,26 @@ class ZeroInflated(Family):
         qq = np.where(zero, q * (1 - q), 0.0)
         return pw * np.where(zero, (1 - q) - pi, -pi), pw * qq * r0, pw * (pp - qq)
 
+    def joint_working(self, eta, y, pw):
+        """:meth:`working` and :meth:`zeta_working` in one pass (the count part's pieces at zero
+        shared): ``(mu, r, W_obs, dW, dl/dzeta, c, b)``, each equal to theirs."""
+        if self.hurdle:  # its zero-part pieces need nothing of the count part
+            mu, r, _W, Wo, dW = self.working(eta, y, pw)
+            return (mu, r, Wo, dW, *self.zeta_working(eta, y, pw))
+        y, eta, zeta, zero = self._arrays(y, eta)
+        ones = np.ones_like(eta)
+        mu, r, _W, Wo, dW = self.base.working(eta, y, ones)  # on the zero rows: the pieces at y = 0
+        l0 = self.base.loglik_kernel(np.zeros_like(eta), eta, ones)
+        pi = special.expit(zeta)
+        q = special.expit(l0 - zeta)
+        Q = np.where(zero, q * (1 - q), 0.0)
+        r2 = r * r
+        r_out = np.where(zero, q * r, r)
+        Wo_out = np.where(zero, q * Wo - Q * r2, Wo)
+        dW_out = np.where(zero, q * dW + 3 * Q * r * Wo - Q * (1 - 2 * q) * r2 * r, dW)
+        rz = np.where(zero, (1 - q) - pi, -pi)
+        return (mu, pw * r_out, pw * Wo_out, pw * dW_out, pw * rz, pw * (Q * r), pw * (pi * (1 - pi) - Q))
+
     def zeta_third(self, eta, y, pw):
         r"""The derivatives of the joint weights (a, b, c) = -(ℓ_ηη, ℓ_ζζ, ℓ_ηζ) a joint Laplace
         gradient needs besides :meth:`working`'s :math:`\partial a/\partial\eta`:

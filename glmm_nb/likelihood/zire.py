@@ -98,6 +98,7 @@ class ZiPirlsState(PirlsState):
     joint_u: np.ndarray | None = None  # (u_c, u_z) in the joint structure's layout
     joint_vals: np.ndarray | None = None  # the joint structure's non-zeros (3n, s)
     joint_fac: object = None  # the joint factorization itself (``fac`` may be a per-term view)
+    zeta_pieces: tuple | None = None  # (dl/dzeta, c, b) at the modes
 
 
 @dataclass(frozen=True)
@@ -248,9 +249,7 @@ class ZiReLaplaceDevfun:
 
     def _weights(self, fam, eta, zeta):
         f = fam.with_zeta(zeta)
-        mu, r, _W, Wobs, dW = f.working(eta, self.y, self.pw)
-        rz, c, b = f.zeta_working(eta, self.y, self.pw)
-        return f, mu, r, Wobs, dW, rz, c, b
+        return (f, *f.joint_working(eta, self.y, self.pw))
 
     def pirls(self, phi: np.ndarray) -> ZiPirlsState:
         """Joint conditional modes of (u_c, u_z) at ``phi``."""
@@ -306,7 +305,7 @@ class ZiReLaplaceDevfun:
             fac = _TermBlocks(fac, self.spec.terms[0].q)
         return ZiPirlsState(theta, beta, u_c, self.rs.vals(theta), eta, mu, r, Wobs, Wobs, dW, fac, ll,
                             dev, it, converged, f, u_zi=u_z, zeta=zeta, joint_theta=self.joint_theta(phi),
-                            joint_u=u, joint_vals=vals, joint_fac=joint_fac)
+                            joint_u=u, joint_vals=vals, joint_fac=joint_fac, zeta_pieces=(rz, c, b))
 
     def split_modes(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The joint modes as (count part's, zero part's), each in its own terms' layout."""
@@ -352,8 +351,8 @@ class ZiReLaplaceDevfun:
         """The total derivative of D in ``phi`` at the state's modes (module docstring)."""
         js, n, y, pw = self.joint, self.n, self.y, self.pw
         vals, u, fac, f, eta = st.joint_vals, st.joint_u, st.joint_fac, st.family, st.eta
-        _mu, r, _W, a, a_e = f.working(eta, y, pw)
-        rz, c, b = f.zeta_working(eta, y, pw)
+        r, a, a_e = st.r, st.Wobs, st.dW  # the weights PIRLS ended with, at the modes
+        rz, c, b = st.zeta_pieces
         a_z, b_e, b_z = f.zeta_third(eta, y, pw)  # c_eta = a_z, c_zeta = b_e
         P = fac.P(vals)
         h = np.einsum("ns,ns->n", P, vals)

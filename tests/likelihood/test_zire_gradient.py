@@ -168,3 +168,15 @@ def test_wald_interval_of_the_count_sd_uses_the_whole_parameter_vector():
     lo, hi = ci.loc["sd__(Intercept)|g"]
     assert (hi - lo) / (2 * z) == pytest.approx(se, rel=1e-3)
     assert (lo + hi) / 2 == pytest.approx(m.theta[0], rel=1e-9)
+
+
+@pytest.mark.parametrize("base,hurdle", [("poisson", False), ("negative_binomial", False), ("nbinom1", False),
+                                         ("poisson", True), ("negative_binomial", True)])
+def test_joint_working_is_working_and_zeta_working(hurdle, base):
+    """The fused pass PIRLS takes gives working()'s and zeta_working()'s pieces exactly."""
+    fam, y, eta, zeta, pw = _row_data(base, hurdle, None if base == "poisson" else 1.6)
+    f = fam.with_zeta(zeta)
+    mu, r, _W, Wo, dW = f.working(eta, y, pw)
+    got = f.joint_working(eta, y, pw)
+    for g, w in zip(got, (mu, r, Wo, dW, *f.zeta_working(eta, y, pw))):
+        np.testing.assert_allclose(g, w, rtol=1e-14, atol=1e-15)
