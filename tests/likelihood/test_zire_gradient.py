@@ -26,17 +26,22 @@ def _pairs(d: pd.DataFrame) -> pd.DataFrame:
     return d.assign(h=[f"p{c // 2:02d}" for c in codes])
 
 
-CASES = {  # name: (data, family, hurdle, ziformula, dispformula)
-    "zip_same": (ZRE, "poisson", False, "~ x + (1 | g)", None),
-    "zip_other": (_pairs(ZRE), "poisson", False, "~ x + (1 | h)", None),
-    "zinb2_same": (ZNB, "negative_binomial", False, "~ x + (1 | g)", None),
-    "zinb2_other": (_pairs(ZNB), "negative_binomial", False, "~ x + (1 | h)", None),
-    "hurdle_pois_same": (ZRE, "poisson", True, "~ x + (1 | g)", None),
-    "hurdle_pois_other": (_pairs(ZRE), "poisson", True, "~ x + (1 | h)", None),
-    "hurdle_nb2_other": (_pairs(ZNB), "negative_binomial", True, "~ x + (1 | h)", None),
-    "zinb1_same": (ZNB, "nbinom1", False, "~ x + (1 | g)", None),
-    "zinb2_dispformula": (ZNB, "negative_binomial", False, "~ x + (1 | g)", "~ x"),
-    "zip_vector_zero_term": (ZRE, "poisson", False, "~ x + (1 + x | g)", None),
+F = "y ~ x + (1 | g)"
+CASES = {  # name: (data, formula, family, hurdle, ziformula, dispformula, one merged term?)
+    "zip_same": (ZRE, F, "poisson", False, "~ x + (1 | g)", None, True),
+    "zip_other": (_pairs(ZRE), F, "poisson", False, "~ x + (1 | h)", None, False),
+    "zinb2_same": (ZNB, F, "negative_binomial", False, "~ x + (1 | g)", None, True),
+    "zinb2_other": (_pairs(ZNB), F, "negative_binomial", False, "~ x + (1 | h)", None, False),
+    "hurdle_pois_same": (ZRE, F, "poisson", True, "~ x + (1 | g)", None, True),
+    "hurdle_pois_other": (_pairs(ZRE), F, "poisson", True, "~ x + (1 | h)", None, False),
+    "hurdle_nb2_other": (_pairs(ZNB), F, "negative_binomial", True, "~ x + (1 | h)", None, False),
+    "zinb1_same": (ZNB, F, "nbinom1", False, "~ x + (1 | g)", None, True),
+    "zinb2_dispformula": (ZNB, F, "negative_binomial", False, "~ x + (1 | g)", "~ x", True),
+    "zip_vector_zero_term": (ZRE, F, "poisson", False, "~ x + (1 + x | g)", None, True),
+    # structured count term (theta chained through cs()'s SDs and rho), merged and not
+    "zip_cs_count_same": (ZRE, "y ~ x + cs(1 + x | g)", "poisson", False, "~ x + (1 | g)", None, True),
+    "zip_diag_count_other": (_pairs(ZRE), "y ~ x + diag(1 + x | g)", "poisson", False, "~ x + (1 | h)", None, False),
+    "zip_two_zero_terms": (_pairs(ZRE), F, "poisson", False, "~ x + (1 | g) + (1 | h)", None, False),
 }
 
 
@@ -55,11 +60,11 @@ def _points(req, rng, k: int = 3):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_gradient_equals_differences_of_the_deviance(case):
-    d, fam, hurdle, zf, df = CASES[case]
-    req = make_request("y ~ x + (1 | g)", d, family=fam, ziformula=zf, hurdle=hurdle, dispformula=df)
+    d, f, fam, hurdle, zf, df, merged = CASES[case]
+    req = make_request(f, d, family=fam, ziformula=zf, hurdle=hurdle, dispformula=df)
     dev = make_devfun(req)
     assert dev.analytic_gradient
-    assert dev.merged == (case.endswith("same") or case in ("zinb2_dispformula", "zip_vector_zero_term"))
+    assert dev.merged == merged
     rng = np.random.default_rng(zlib.crc32(case.encode()))
     for phi in _points(req, rng):
         v, g = dev.value_and_grad(phi)
