@@ -1,4 +1,5 @@
-"""Speed of negative binomial, Gamma, beta, beta-binomial and Tweedie mixed models against
+"""Speed of negative binomial, Gamma, beta, beta-binomial, Tweedie and zero-inflated Poisson
+models with random effects in the zero part (``zip_re_*``: the joint Laplace, analytic gradient) against
 glmmTMB (issues "Negative binomial, Gamma and beta mixed models" and "The rest of glmmTMB's
 model space").
 
