@@ -36,8 +36,8 @@ CASES = {  # case: (rows, clusters, formula, glmm_nb family, glmmTMB family, tar
     "tweedie_ri_100k": (100_000, 2_000, "y ~ x1 + x2 + (1 | g)", "tweedie", "tweedie", 0.1),
     # random effects in the zero part (the joint Laplace of likelihood/zire.py): on the count part's
     # factor (one block-diagonal term) and on another, crossed factor h (the Schur path)
-    "zip_re_same_10k": (10_000, 200, "y ~ x1 + (1 | g)", "poisson", "poisson", 0.1),
-    "zip_re_other_10k": (10_000, 200, "y ~ x1 + (1 | g)", "poisson", "poisson", 0.1),
+    "zip_re_same_10k": (10_000, 1_000, "y ~ x1 + (1 | g)", "poisson", "poisson", 0.1),
+    "zip_re_other_10k": (10_000, 1_000, "y ~ x1 + (1 | g)", "poisson", "poisson", 0.1),
 }
 ZI = {"zinb2_ri_100k": "~ x1", "zip_re_same_10k": "~ x1 + (1 | g)", "zip_re_other_10k": "~ x1 + (1 | h)"}
 

@@ -293,10 +293,12 @@ class ZeroInflated(Family):
                 l0 = self.base.loglik_kernel(np.zeros_like(ep), ep, np.ones_like(ep))
                 out[pos] = (-_softplus(zeta[pos]) + self.base.loglik_kernel(y[pos], ep, np.ones_like(ep))
                             - np.log(-np.expm1(np.minimum(l0, -1e-300))))
-            else:
-                out[:] = -_softplus(zeta) + self.base.loglik_kernel(y, eta, np.ones_like(eta))
-                lz = out[zero] + _softplus(zeta[zero])  # log f(0) on the zero rows
-                out[zero] = -_softplus(zeta[zero]) + lz + _softplus(zeta[zero] - lz)
+            else:  # log(1 - pi) + log f(y); zeros: log(pi + (1 - pi) f(0)) = logaddexp(zeta, log f(0)) - softplus(zeta)
+                lb = self.base.loglik_kernel(y, eta, np.ones_like(eta))  # log f(0) on the zero rows
+                sp = _softplus(zeta)
+                out = lb - sp
+                lz, zz = lb[zero], zeta[zero]
+                out[zero] = np.maximum(lz, zz) + np.log1p(np.exp(-np.abs(lz - zz))) - sp[zero]
         return pw * out
 
     def working(self, eta, y, pw):
