@@ -48,7 +48,7 @@ def assert_same(m0, m1, tol=1e-6):
     assert isinstance(m1, glmm_nb.api.DaskMixedModel)
     assert abs(m1.loglik - m0.loglik) <= 1e-8 * abs(m0.loglik), (m1.loglik, m0.loglik)
     assert abs(m1.deviance - m0.deviance) <= 1e-8 * abs(m0.deviance)  # lme4's conditional deviance, all rows
-    assert m1.npar == m0.npar and m1.nobs == m0.nobs and m1.converged == m0.converged
+    assert m1.npar == m0.npar and m1.nobs == m0.nobs and m1.ngroups == m0.ngroups and m1.converged == m0.converged
     np.testing.assert_allclose(m1.fixef.to_numpy(), m0.fixef.to_numpy(), rtol=tol, atol=tol)
     np.testing.assert_allclose(_se(m1.vcov), _se(m0.vcov), rtol=tol)
     np.testing.assert_allclose(m1.theta, m0.theta, rtol=0, atol=tol)
