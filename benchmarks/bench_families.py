@@ -1,4 +1,5 @@
-"""Speed of negative binomial, Gamma, beta, beta-binomial and Tweedie mixed models against
+"""Speed of negative binomial, Gamma, beta, beta-binomial, Tweedie and zero-inflated Poisson
+models with random effects in the zero part (``zip_re_*``: the joint Laplace, analytic gradient) against
 glmmTMB (issues "Negative binomial, Gamma and beta mixed models" and "The rest of glmmTMB's
 model space").
 
@@ -33,8 +34,12 @@ CASES = {  # case: (rows, clusters, formula, glmm_nb family, glmmTMB family, tar
     "zinb2_ri_100k": (100_000, 2_000, "y ~ x1 + x2 + (1 | g)", "negative_binomial", "nbinom2", 0.2),
     "betabin_ri_100k": (100_000, 2_000, "cbind(k, n - k) ~ x1 + x2 + (1 | g)", "betabinomial", "betabinomial", 0.1),
     "tweedie_ri_100k": (100_000, 2_000, "y ~ x1 + x2 + (1 | g)", "tweedie", "tweedie", 0.1),
+    # random effects in the zero part (the joint Laplace of likelihood/zire.py): on the count part's
+    # factor (one block-diagonal term) and on another, crossed factor h (the Schur path)
+    "zip_re_same_10k": (10_000, 1_000, "y ~ x1 + (1 | g)", "poisson", "poisson", 0.1),
+    "zip_re_other_10k": (10_000, 1_000, "y ~ x1 + (1 | g)", "poisson", "poisson", 0.1),
 }
-ZI = {"zinb2_ri_100k": "~ x1"}  # cases with a zero-inflation part
+ZI = {"zinb2_ri_100k": "~ x1", "zip_re_same_10k": "~ x1 + (1 | g)", "zip_re_other_10k": "~ x1 + (1 | h)"}
 
 
 def simulate(case: str, seed: int = 1) -> pd.DataFrame:
@@ -43,6 +48,11 @@ def simulate(case: str, seed: int = 1) -> pd.DataFrame:
     g = rng.integers(0, J, n)
     x1, x2 = rng.normal(size=n), rng.normal(size=n)
     b0 = rng.normal(0, 0.5, J)[g]
+    if case.startswith("zip_re"):  # ZIP, 50 levels of h crossed with g; logit pi = -0.8 + 0.5 x1 + b_z
+        h = rng.integers(0, 50, n)
+        zeta = -0.8 + 0.5 * x1 + (rng.normal(0, 0.8, J)[g] if "same" in case else rng.normal(0, 0.8, 50)[h])
+        y = np.where(rng.random(n) < 1 / (1 + np.exp(-zeta)), 0, rng.poisson(np.exp(0.6 + 0.3 * x1 + b0)))
+        return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": g, "h": h})
     if case.startswith("nb2") or case.startswith("zinb2"):
         mu = np.exp(0.5 + 0.3 * x1 - 0.2 * x2 + b0)
         y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
@@ -72,6 +82,7 @@ _R = r"""
 suppressMessages(library(glmmTMB))
 d <- read.csv("{path}")
 d$g <- factor(d$g)
+if (!is.null(d$h)) d$h <- factor(d$h)
 t0 <- proc.time()[["elapsed"]]
 m <- glmmTMB({formula}, data = d, family = {family}{zi})
 el <- proc.time()[["elapsed"]] - t0
@@ -97,7 +108,8 @@ def main() -> None:
             n, J, formula, fam, r_fam, target = CASES[case]
             path = Path(tmp) / f"{case}.csv"
             simulate(case).to_csv(path, index=False)
-            res = time_glmm_nb(path, ["g"], formula, fam, ziformula=ZI.get(case))
+            res = time_glmm_nb(path, ["g", "h"] if case.startswith("zip_re") else ["g"], formula, fam,
+                               ziformula=ZI.get(case))
             line = (f"{case:16s} rows={n:>8,d}  glmm_nb {res['time']:6.2f} s  peak {res['peak_mb']:6.0f} MB  "
                     f"logLik {res['loglik']:.3f}")
             if use_r:

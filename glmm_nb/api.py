@@ -244,14 +244,15 @@ class DaskMixedModel(MixedModel):
             raise ModelError("se_fit and interval need the design in memory; a Dask fit predicts values only")
         return predict_dask(self, newdata, type=type, re=re)
 
-    def coef_table(self, conf_level: float = 0.95, ddf: str | None = None) -> pd.DataFrame:
+    def coef_table(self, conf_level: float = 0.95, ddf: str | None = None, part: str = "cond") -> pd.DataFrame:
         """Wald z tests (``ddf="asymptotic"``): small-sample degrees of freedom need the whole
-        design in memory, and with data this large they are the normal's."""
+        design in memory, and with data this large they are the normal's. ``part``: as
+        :meth:`MixedModel.coef_table` (``"zi"``, ``"disp"``)."""
         if not (self._dask() or self.extras.get("dask_sample")):
-            return super().coef_table(conf_level, ddf)
+            return super().coef_table(conf_level, ddf, part=part)
         if ddf not in (None, "asymptotic"):
             raise ModelError(f"ddf={ddf!r} needs the whole design in memory; a Dask fit has Wald z tests")
-        return GLMMResult.coef_table(self, conf_level)
+        return GLMMResult.coef_table(self, conf_level, part=part)
 
     def confint(self, method: str = "wald", level: float = 0.95, **kw) -> pd.DataFrame:
         """Wald intervals from the whole data's curvature; see :func:`glmm_nb.distributed.wald_confint`
@@ -343,7 +344,9 @@ def glmm(
     engine : {None, "dask"}
         A Dask DataFrame as ``data`` is fitted on the active Dask cluster (or Dask's local
         scheduler) with the in-memory estimates; ``engine="dask"`` also takes a parquet path.
-        Crossed random effects are not supported there. ``control`` takes the Dask options
+        Zero parts (with their own random effects too), hurdle models and dispersion formulas
+        fit there as in memory; crossed random effects (the zero part's included) are not
+        supported there. ``control`` takes the Dask options
         (``progress``, ``sample_clusters`` …; see :func:`glmm_nb.distributed.fit_dask`).
 
     Returns
@@ -352,14 +355,10 @@ def glmm(
         (a :class:`DaskMixedModel` for Dask data)
     """
     if engine is not None or is_dask_data(data):
-        if ziformula is not None or hurdle:
-            raise ModelError("zero-inflated and hurdle models are not available on Dask data yet; "
-                             "fit them in memory (or on a sample)")
-        if dispformula is not None:
-            raise ModelError("dispformula= is not available on Dask data yet; fit in memory (or on a sample)")
         return fit_dask(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
                         weights=weights, offset=offset, control=control, start=start, engine=engine,
-                        fixed=fixed, result_class=DaskMixedModel)
+                        fixed=fixed, result_class=DaskMixedModel, ziformula=ziformula, hurdle=hurdle,
+                        dispformula=dispformula)
     with stopwatch() as sw:
         with sw.stage("design"):
             request = make_request(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,

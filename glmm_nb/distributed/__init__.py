@@ -2,8 +2,9 @@
 
 With one grouping factor (and factors nested in it) the Laplace and AGQ log-likelihoods, their
 gradients and the finite-difference Hessian are sums over clusters, and each cluster's
-conditional modes depend only on (theta, beta) and its own rows; the profiled LMM's Schur
-pieces are sums too. So the rows are shuffled once so that every cluster lives in one
+conditional modes depend only on (theta, beta) and its own rows — with a zero part, a
+dispersion model or random effects in the zero part too (the joint Laplace of
+:mod:`glmm_nb.likelihood.zire` per partition); the profiled LMM's Schur pieces are sums too. So the rows are shuffled once so that every cluster lives in one
 partition (:mod:`.plan`), each partition builds the in-memory deviance objects on its rows
 once and keeps them on its worker (:mod:`.partition`, :mod:`.engine`), and every optimizer
 step is one map-reduce that moves parameter-sized vectors only (:mod:`.devfun`). The optimizer,

@@ -22,14 +22,15 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ..design import as_frame, grouping_codes
+from ..design import as_frame, drop_collinear, grouping_codes
 from ..errors import DataError, DataWarning, ModelError
-from ..families import get_family
 from ..likelihood import LmmDevfun
 from ..optimize import minimize_devfun
-from ..pipeline import check_method, parameter_bounds, polish_agq, start_values
+from ..pipeline import (check_disp_reml, check_method, model_family, parameter_bounds, polish_agq, start_values,
+                        zero_part_formula)
 from ..request import FitRequest
 from ..results import GLMMResult, build_result
+from ..results.tables import ZI_PREFIX
 from ..timing import stopwatch
 from .devfun import DaskGlmmDevfun, DaskLmmDevfun, EvalProgress, glm_start
 from .engine import current_client, make_engine
@@ -87,6 +88,11 @@ class ReTable:
     sd: np.ndarray  # (J, q) conditional SDs
     lhs_spec: Any
     columns: tuple[int, ...] | None
+    zero_part: bool = False  # a term of the zero part (keyed "zi:<group>" by ranef())
+
+    @property
+    def key(self) -> str:
+        return ZI_PREFIX + self.group if self.zero_part else self.group
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,7 +124,7 @@ class DaskFit:
             if condvar:
                 for a, name in enumerate(t.col_names):
                     df[f"condsd_{name}"] = t.sd[:, a]
-            out[t.group] = out[t.group].join(df, rsuffix=f"_{t.label}") if t.group in out else df
+            out[t.key] = out[t.key].join(df, rsuffix=f"_{t.label}") if t.key in out else df
         return out
 
 
@@ -177,18 +183,8 @@ def _collinear(R: np.ndarray, n: int, names: tuple[str, ...]):
     return keep, dropped
 
 
-def make_layout(stats, plan, method: str, nagq: int, control: dict):
-    """Term order (lme4's, from the global level counts), labels, kept columns and checks."""
-    parsed = plan.parsed
-    raw = []  # (group, q, text) per raw term in parse order, as the partitions built them
-    for rt, lspec in zip(parsed.random, plan.lhs_specs):
-        q = len(lspec.column_names)
-        raw += [(rt.group, q, rt.text)] if rt.correlated else [(rt.group, 1, rt.text)] * q
-    nl = np.sum([s["nlevels"] for s in stats], axis=0).astype(int)
-    n_total = int(sum(s["n"] for s in stats))
-    for (group, q, text), k in zip(raw, nl):
-        if k < 2:
-            raise DataError(f"grouping factor '{group}' has a single level; a random effect needs at least two groups")
+def _term_order(raw, nl) -> tuple[list[int], list[str]]:
+    """lme4's term order (decreasing number of levels, stable) and labels (``g``, ``g.1`` …)."""
     order = list(range(len(raw)))
     if np.any(np.diff(nl) > 0):  # lme4's mkReTrms: rev(order(nl))
         order = [int(i) for i in np.argsort(nl, kind="stable")[::-1]]
@@ -199,6 +195,41 @@ def make_layout(stats, plan, method: str, nagq: int, control: dict):
         k = seen.get(g, 0)
         seen[g] = k + 1
         labels.append(g if k == 0 else f"{g}.{k}")
+    return order, labels
+
+
+def _raw(random, lhs_specs) -> list[tuple]:
+    """(group, q, text) per raw term in parse order, as the partitions built them."""
+    raw = []
+    for rt, lspec in zip(random, lhs_specs):
+        q = len(lspec.column_names)
+        raw += [(rt.group, q, rt.text)] if rt.correlated else [(rt.group, 1, rt.text)] * q
+    return raw
+
+
+def _part_columns(stats, key: str, names: tuple[str, ...]):
+    """A zero part's or dispersion model's kept columns, as :func:`glmm_nb.design.drop_collinear`
+    decides on its matrix (applied to the TSQR factor R: R'R = X'X, so the same decisions and
+    the same warning)."""
+    R = combine_r([s[key] for s in stats])
+    _R, kept, _dropped = drop_collinear(R, tuple(names))
+    keep = None if len(kept) == len(names) else tuple(names.index(c) for c in kept)
+    return keep, tuple(kept)
+
+
+def make_layout(stats, plan, method: str, nagq: int, control: dict):
+    """Term order (lme4's, from the global level counts), labels, kept columns and checks."""
+    parsed = plan.parsed
+    raw = _raw(parsed.random, plan.lhs_specs)
+    nl = np.sum([s["nlevels"] for s in stats], axis=0).astype(int)
+    n_total = int(sum(s["n"] for s in stats))
+    zi_raw = _raw(plan.zi.random, plan.zi.lhs_specs) if plan.zi is not None else []
+    zi_nl = np.sum([s["zi_nlevels"] for s in stats], axis=0).astype(int) if zi_raw else np.zeros(0, int)
+    for (group, q, text), k in zip(raw + zi_raw, np.r_[nl, zi_nl]):
+        if k < 2:
+            raise DataError(f"grouping factor '{group}' has a single level; a random effect needs at least two groups")
+    order, labels = _term_order(raw, nl)
+    zi_order, zi_labels = _term_order(zi_raw, zi_nl) if zi_raw else ([], [])
     for i in order:
         group, q, text = raw[i]
         if nl[i] >= n_total and q > 1:
@@ -210,8 +241,16 @@ def make_layout(stats, plan, method: str, nagq: int, control: dict):
                          "several, so the integral does not factor by cluster. Use method='laplace'.")
     keep, dropped = _collinear(combine_r([s["R"] for s in stats]), n_total, plan.x_all)
     x_names = plan.x_all if keep is None else tuple(plan.x_all[i] for i in keep)
+    parts = {}
+    if plan.zi is not None:
+        zi_keep, zi_names = _part_columns(stats, "Rz", plan.zi.names)
+        parts.update(zi_order=tuple(zi_order), zi_labels=tuple(zi_labels), zi_keep=zi_keep, zi_names=zi_names)
+    if plan.disp is not None:
+        disp_keep, disp_names = _part_columns(stats, "Rd", plan.disp.names)
+        parts.update(disp_keep=disp_keep, disp_names=disp_names)
     layout = Layout(order=tuple(order), labels=tuple(labels), keep=keep, x_names=x_names, dropped_x=dropped,
-                    agq_nodes=nagq if method == "agq" else 1, pirls_maxit=int(control.get("pirls_maxit", 60)))
+                    agq_nodes=nagq if method == "agq" else 1, pirls_maxit=int(control.get("pirls_maxit", 60)),
+                    **parts)
     ngroups: dict[str, int] = {}
     for i in order:
         ngroups.setdefault(raw[i][0], int(nl[i]))
@@ -236,7 +275,7 @@ def agq_stage(request, dev, laplace_opt, scale):
 def _re_tables(finals: list[list[dict]], spec) -> tuple[ReTable, ...]:
     """Gather the partitions' random effects per term, in lme4's level order."""
     out = []
-    for k, t in enumerate(spec.terms):
+    for k, t in enumerate((*spec.terms, *spec.zi_terms)):
         parts = [f[k] for f in finals]
         keys = pd.concat([p["keys"] for p in parts], ignore_index=True)
         b = np.concatenate([p["b"] for p in parts])
@@ -245,13 +284,14 @@ def _re_tables(finals: list[list[dict]], spec) -> tuple[ReTable, ...]:
         order = np.argsort(codes, kind="stable")
         out.append(ReTable(label=t.label, group=t.group, group_vars=t.group_vars, col_names=t.col_names,
                            levels=pd.Index(levels, name=t.group), b=b[order], sd=sd[order], lhs_spec=t.lhs_spec,
-                           columns=t.columns))
+                           columns=t.columns, zero_part=parts[0].get("zero_part", False)))
     return tuple(out)
 
 
 # -------------------------------------------------------------------------------- fit
 def fit_dask(formula, data, family="binomial", link=None, method="laplace", nagq=1, reml=True, weights=None,
-             offset=None, control=None, start=None, fixed=None, engine=None, result_class: type = GLMMResult):
+             offset=None, control=None, start=None, fixed=None, engine=None, result_class: type = GLMMResult,
+             ziformula=None, hurdle=False, dispformula=None):
     """Fit a GLMM to Dask data with the same estimates as the in-memory fit.
 
     Parameters are those of :func:`glmm_nb.glmm`; ``data`` is a Dask DataFrame (or, with
@@ -260,38 +300,49 @@ def fit_dask(formula, data, family="binomial", link=None, method="laplace", nagq
     ``npartitions``, ``progress``, ``poll``). Runs on the active ``distributed.Client``, or on
     Dask's local scheduler without one.
 
+    A zero part (``ziformula``, ``hurdle``; with random-effect terms too) and a dispersion
+    model (``dispformula``) are fitted as in memory: their likelihood is a sum over clusters
+    when every random-effect term of both parts is nested in the partitioning factor.
+
     Raises
     ------
     ModelError
-        Crossed random effects; options the Dask engine does not support.
+        Crossed random effects (the zero part's included); options the Dask engine does not support.
     DaskFitError
         A worker died (or a partition's task failed); ``err.start`` resumes the fit.
     """
     with stopwatch() as sw, ExitStack() as stack, sw.stage("design"):  # the stages of the fit nest in it
         stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
-        return _fit_dask(formula, data, (family, link), method, nagq, reml, weights, offset, control, start, fixed,
-                         engine, result_class, sw)
+        return _fit_dask(formula, data, (family, link, ziformula, hurdle, dispformula), method, nagq, reml, weights,
+                         offset, control, start, fixed, engine, result_class, sw)
 
 
 def _fit_dask(formula, data, fam_args, method, nagq, reml, weights, offset, control, start, fixed, engine,
               result_class, sw):
     t_start = time.perf_counter()
-    family, link = fam_args
+    family, link, ziformula, hurdle, dispformula = fam_args
     ddf = as_dask(data, engine)
     frame = _index_as_column(ddf)
-    fam = get_family(family, link)
+    ziformula = zero_part_formula(ziformula, hurdle)
+    fam = model_family(family, link, ziformula, hurdle, dispformula)
     if fam.ordinal:
         raise ModelError("ordinal (cumulative-link) models are not available on Dask data yet; fit them in memory "
                          "(ddf.compute(), or a sample of whole clusters)")
     method, nagq = check_method(method, nagq, fam)
+    check_disp_reml(fam, bool(reml))
+    if ziformula is not None and "|" in ziformula and method == "agq":
+        raise ModelError(f"method='agq' is not available with random effects in the zero part (ziformula "
+                         f"{ziformula!r}); fit by Laplace, as glmmTMB")
     control = dict(control or {})
     opts = DaskOptions.from_control(control)
     arguments = {"formula": formula, "family": fam, "method": method, "nagq": nagq, "reml": bool(reml),
-                 "weights": weights, "offset": offset, "control": control, "start": start, "fixed": fixed}
+                 "weights": weights, "offset": offset, "control": control, "start": start, "fixed": fixed,
+                 "ziformula": ziformula, "hurdle": bool(hurdle), "dispformula": dispformula}
     client = current_client()
     plan, collection = make_plan(formula, frame, fam, weights=weights, offset=offset,
                                  sample_clusters=opts.sample_clusters, sample_seed=opts.sample_seed,
-                                 shuffle=opts.shuffle, npartitions=opts.npartitions)
+                                 shuffle=opts.shuffle, npartitions=opts.npartitions, ziformula=ziformula,
+                                 dispformula=dispformula)
     t_plan = time.perf_counter() - t_start
     eng = make_engine(collection, plan, client, progress=opts.progress, poll=opts.poll,
                       pause_timeout=opts.pause_timeout)
@@ -321,7 +372,7 @@ def _fit(eng, plan, ddf, arguments, opts, result_class, timings, t_start, sw):
             with sw.stage("starts"):
                 dev = DaskGlmmDevfun(eng, "laplace", spec, fam, sm.lap, progress)
                 sdk = sd if layout.keep is None else sd[list(layout.keep)]
-                scale = np.concatenate([np.ones(spec.ntheta), np.where(sdk > 0, sdk, 1.0), np.ones(fam.n_dispersion)])
+                scale = np.concatenate([np.ones(spec.ntheta), np.where(sdk > 0, sdk, 1.0), np.ones(fam.n_extra(spec))])
                 lower, upper = parameter_bounds(request, False)
                 x0 = start_values(request, dev, glm=lambda fam0: glm_start(eng, fam0), sample=sm.lap)
             with sw.stage("optimizer"):
@@ -398,7 +449,7 @@ def _finish(eng, plan, ddf, arguments, request, dev, opt, result_class, timings,
                "extras": {**result.extras, "dask": info}}
     if not fam.profiled_lmm:
         changes["deviance"] = float(sum(f["lme4_deviance"] for f in finals))
-        if result.vcov_method == "conditional":
+        if result.vcov_method == "conditional" and finals[0]["info"] is not None:
             info_mat = sum(f["info"] for f in finals)
             names = list(spec.x_names)
             changes["vcov"] = pd.DataFrame(np.linalg.inv(info_mat), index=names, columns=names)
@@ -423,7 +474,7 @@ def _note(info: DaskFit, plan) -> str:
 
 
 _REFIT = ("formula", "data", "weights", "offset", "family", "link", "reml", "method", "nagq", "control", "start",
-          "fixed")
+          "fixed", "ziformula", "hurdle", "dispformula")
 
 
 def refit_dask(m, **changes):
@@ -436,6 +487,8 @@ def refit_dask(m, **changes):
     info = m.extras["dask"]
     args = dict(info.arguments)
     data = changes.pop("data", info.data)
+    if getattr(args["family"], "has_zero_part", False):  # the count family: the zero part is ziformula's
+        args["family"] = args["family"].base
     if "link" in changes and "family" not in changes:
         changes["family"] = args["family"].name
     args.update(changes)

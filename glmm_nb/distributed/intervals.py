@@ -1,7 +1,8 @@
 r"""Wald intervals of a Dask fit, from the whole data's curvature (no refits).
 
-Fixed effects and the dispersion: the coefficient table and the dispersion's log-scale SE of
-the result. Random-effect SDs and correlations (and sigma) on lme4's "sdcor" scale
+Fixed effects, the zero part's and the dispersion model's coefficients and the dispersion: the
+coefficient tables and the dispersion's log-scale SE of the result. Random-effect SDs and
+correlations (and sigma) on lme4's "sdcor" scale
 (:mod:`glmm_nb.inference.params`), as :func:`glmm_nb.inference.confint` computes them in
 memory:
 
@@ -84,6 +85,12 @@ def wald_confint(m, level: float = 0.95) -> pd.DataFrame:
         x = np.array([fam.from_dispersion(float(v), k) for k, v in enumerate(m.dispersion)])
         ends = [[fam.to_dispersion(v, k) for k, v in enumerate(x + sgn * z * se)] for sgn in (-1, 1)]
         disp = pd.DataFrame({"conf_low": ends[0], "conf_high": ends[1]}, index=m.dispersion.index)
-    out = pd.concat([re, fixed, disp])
+    parts = []
+    for part, est in (("zi", m.zi_fixef), ("disp", m.disp_fixef)):  # named as in memory: zi~term, disp~term
+        if est is not None and len(est):
+            t = m.coef_table(conf_level=level, part=part)[["conf_low", "conf_high"]]
+            t.index = [f"{part}~{c}" for c in t.index]
+            parts.append(t)
+    out = pd.concat([re, fixed, disp, *parts])
     out.index.name = "term"
     return out

@@ -35,7 +35,7 @@ import pandas as pd
 from ..design import ModelSpec, ReTerm, grouping, model_frame, model_matrix, read_response, rename_intercept
 from ..design.matrices import check_finite, eval_numeric
 from ..errors import DataError
-from ..likelihood import AgqDevfun, LaplaceDevfun, ReStructure
+from ..likelihood import AgqDevfun, LaplaceDevfun, ReStructure, ZiReLaplaceDevfun
 
 __all__ = ["PartitionModel", "Layout", "build_partition", "call", "combine_r"]
 
@@ -57,6 +57,10 @@ def _r_factor(A: np.ndarray) -> np.ndarray:
 def combine_r(rs: list[np.ndarray]) -> np.ndarray:
     """Combine partitions' R factors into the R factor of the stacked matrix (TSQR)."""
     return _r_factor(np.vstack(rs))
+
+
+def _columns(X: np.ndarray, keep) -> np.ndarray:
+    return X if keep is None else _frozen(np.ascontiguousarray(X[:, list(keep)]))
 
 
 def _frozen(a):
@@ -84,6 +88,12 @@ class Layout:
     dropped_x: tuple[str, ...]
     agq_nodes: int  # > 1: build the AGQ deviance too
     pirls_maxit: int
+    zi_order: tuple[int, ...] = ()  # the zero part's terms, as order and labels above
+    zi_labels: tuple[str, ...] = ()
+    zi_keep: tuple[int, ...] | None = None  # the zero part's kept columns (None: all)
+    zi_names: tuple[str, ...] = ()
+    disp_keep: tuple[int, ...] | None = None  # the dispersion model's kept columns
+    disp_names: tuple[str, ...] = ()
 
 
 class PartitionModel:
@@ -106,6 +116,9 @@ class PartitionModel:
         X = self.X
         mean = X.mean(axis=0)
         return {"n": self.n, "n_dropped": self.n_dropped, "nlevels": [t.nlevels for t in self.raw],
+                "zi_nlevels": [t.nlevels for t in self.zi_raw],
+                "Rz": None if self.Xz is None else _r_factor(self.Xz),
+                "Rd": None if self.Xd is None else _r_factor(self.Xd),
                 "R": _r_factor(X), "mean": mean, "m2": ((X - mean) ** 2).sum(axis=0),
                 "deferred": self.deferred, "valid": self.valid, "response_name": self.response_name,
                 "weights_given": self.weights_given}
@@ -126,13 +139,16 @@ class PartitionModel:
     def _arrays(self):
         if self.spec is not None:
             yield from (self.spec.y, self.spec.weights, self.spec.offset, self.spec.X)
-            for t in self.spec.terms:
+            yield from (self.spec.zi_X, self.spec.disp_X)
+            for t in (*self.spec.terms, *self.spec.zi_terms):
                 yield from (t.codes, t.Zvals)
             rs = (self.lmm or self.lap).rs
             yield rs.cols
+            if self.spec.zi_terms:
+                yield from (self.lap.joint.cols, *self.lap.joint.Zv)
         elif self.n:
-            yield from (self.y, self.pw, self.off, self.X)
-            for t in self.raw:
+            yield from (self.y, self.pw, self.off, self.X, self.Xz, self.Xd)
+            for t in (*self.raw, *self.zi_raw):
                 yield from (t.codes, t.Zvals)
 
     # -------------------------------------------------------------------------- finalize
@@ -141,6 +157,16 @@ class PartitionModel:
         terms = tuple(dataclasses.replace(self.raw[i], label=lab) for i, lab in zip(layout.order, layout.labels))
         X = self.X if layout.keep is None else _frozen(np.ascontiguousarray(self.X[:, list(layout.keep)]))
         plan = self.plan
+        parts = {}
+        if plan.zi is not None:
+            zi_terms = tuple(dataclasses.replace(self.zi_raw[i], label=lab)
+                             for i, lab in zip(layout.zi_order, layout.zi_labels))
+            parts.update(zi_formula=plan.zi.formula, zi_X=_columns(self.Xz, layout.zi_keep), zi_names=layout.zi_names,
+                         zi_fixed_spec=plan.zi.fixed_spec, zi_terms=zi_terms)
+            self.zi_level_values = [self.zi_level_values[i] for i in layout.zi_order]
+        if plan.disp is not None:
+            parts.update(disp_formula=plan.disp.formula, disp_X=_columns(self.Xd, layout.disp_keep),
+                         disp_names=layout.disp_names, disp_fixed_spec=plan.disp.fixed_spec)
         self.spec = ModelSpec(
             formula=plan.parsed, family=plan.family.name, response_name=self.response_name, y=self.y,
             weights=self.pw, offset=self.off, X=X, x_names=layout.x_names, fixed_spec=plan.fixed_spec, terms=terms,
@@ -148,14 +174,17 @@ class PartitionModel:
             user_weights=self.weights_given, dropped_x=layout.dropped_x, frame=self.frame,
             meta={"weights_column": plan.weights_column, "offset_column": plan.offset_column,
                   "weights_vector": self.user_weights, "offset_vector": self.user_offset},
+            **parts,
         )
         self.level_values = [self.level_values[i] for i in layout.order]
-        self.raw = self.X = self.y = self.pw = self.off = None
+        self.raw = self.X = self.y = self.pw = self.off = self.Xz = self.Xd = self.zi_raw = None
         fam = plan.family
         if fam.profiled_lmm:
             self.lmm = LmmPiece(self.spec)
             return
-        if layout.agq_nodes > 1:
+        if self.spec.zi_terms:  # random effects in the zero part: the joint Laplace (no AGQ, as in memory)
+            self.lap = ZiReLaplaceDevfun(self.spec, fam)
+        elif layout.agq_nodes > 1:
             self.agq = AgqDevfun(self.spec, fam, layout.agq_nodes)
             self.lap = self.agq.lap
         else:
@@ -216,11 +245,17 @@ class PartitionModel:
         lap = self.lap
         st = lap.state(phi)
         X, W = lap.X, st.W
-        ZtWX = lap.rs.tmult(st.vals, W[:, None] * X)
-        info = X.T @ (W[:, None] * X) - ZtWX.T @ st.fac.solve(ZtWX)
+        info = None  # the joint Laplace of a zero part with random effects has no conditional version
+        if not self.spec.zi_terms:
+            ZtWX = lap.rs.tmult(st.vals, W[:, None] * X)
+            info = X.T @ (W[:, None] * X) - ZtWX.T @ st.fac.solve(ZtWX)
+        ranef = self._ranef(st.theta, st.u, st.fac, 1.0)
+        if self.spec.zi_terms:
+            theta_zi = np.asarray(phi, dtype=float)[len(phi) - self.spec.zi_ntheta :]
+            ranef += self._ranef(theta_zi, st.u_zi, st.fac, 1.0, zero_part=True)
         return {"converged": bool(st.converged), "deviance": float(st.deviance),
                 "lme4_deviance": float(np.sum(st.family.dev_resid(lap.y, st.mu, lap.pw))), "info": info,
-                "ranef": self._ranef(st.theta, st.u, st.fac, 1.0)}
+                "ranef": ranef}
 
     # ----------------------------------------------------------------------- profiled LMM
     def lmm_totals(self, beta0):
@@ -234,16 +269,21 @@ class PartitionModel:
         return {"ranef": self._ranef(np.asarray(theta, float), u, fac, float(sigma) ** 2)}
 
     # ---------------------------------------------------------------------- random effects
-    def _ranef(self, theta, u, fac, scale2: float) -> list[dict]:
-        """Per term: the level keys, b = T u (J, q) and the conditional SDs (J, q)."""
+    def _ranef(self, theta, u, fac, scale2: float, zero_part: bool = False) -> list[dict]:
+        """Per term: the level keys, b = T u (J, q) and the conditional SDs (J, q); ``zero_part``:
+        the zero part's terms (their blocks of the joint factorization follow the count part's)."""
         out, start = [], 0
-        for k, (t, sl) in enumerate(zip(self.spec.terms, self.spec.theta_slices())):
+        spec = self.spec
+        terms, slices = (spec.zi_terms, spec.zi_theta_slices()) if zero_part else (spec.terms, spec.theta_slices())
+        k0 = len(spec.terms) if zero_part else 0
+        keys = self.zi_level_values if zero_part else self.level_values
+        for k, (t, sl) in enumerate(zip(terms, slices)):
             T = t.T(theta[sl])
             uk = u[start : start + t.nlevels * t.q].reshape(t.nlevels, t.q)
             start += t.nlevels * t.q
-            cov = scale2 * np.einsum("ab,jbc,dc->jad", T, fac.inv_blocks_term(k), T)
+            cov = scale2 * np.einsum("ab,jbc,dc->jad", T, fac.inv_blocks_term(k0 + k), T)
             out.append({"label": t.label, "group": t.group, "group_vars": t.group_vars, "columns": t.col_names,
-                        "keys": self.level_values[k], "b": uk @ T.T,
+                        "zero_part": zero_part, "keys": keys[k], "b": uk @ T.T,
                         "sd": np.sqrt(np.maximum(np.einsum("jaa->ja", cov), 0.0))})
         return out
 
@@ -286,6 +326,41 @@ class LmmPiece:
 
 
 # ------------------------------------------------------------------------------- building
+def _raw_terms(d: pd.DataFrame, random, lhs_specs, compact: bool):
+    """The random-effect terms of ``random`` on these rows (parse order, the partition's own
+    levels) and each term's level keys."""
+    raw, level_values = [], []
+    for rt, lspec in zip(random, lhs_specs):
+        mm = model_matrix("", d, f"the term {rt.text}", spec=lspec)
+        cn_all = rename_intercept(mm.columns)
+        Z = mm.to_numpy(dtype=float)
+        check_finite(Z, cn_all, f"column of the term {rt.text}:")
+        grp = grouping(d, rt.group_vars)
+        labels, codes = grp.levels, grp.codes
+        first = np.unique(codes, return_index=True)[1]
+        keys = d[list(rt.group_vars)].iloc[first].reset_index(drop=True)
+        chunks = [(None, cn_all, Z)] if rt.correlated else [((j,), (cn_all[j],), Z[:, [j]]) for j in range(len(cn_all))]
+        for cols_kept, cn, zv in chunks:
+            raw.append(ReTerm(group=rt.group, label=rt.group, group_vars=rt.group_vars, levels=labels,
+                              codes=_frozen(codes), col_names=cn, Zvals=_constant(zv, 1.0, compact), lhs_spec=lspec,
+                              columns=cols_kept, text=rt.text, var_levels=grp.var_levels,
+                              level_codes=_frozen(grp.level_codes)))
+            level_values.append(keys)
+    return raw, level_values
+
+
+def _part_matrix(d: pd.DataFrame, part, where: str, what: str) -> np.ndarray:
+    """The fixed-effect matrix of a zero part or a dispersion model with the plan's encoding."""
+    mm = model_matrix("", d, where, spec=part.fixed_spec)
+    names = rename_intercept(mm.columns)
+    if tuple(names) != part.names:
+        raise DataError(f"a partition's columns of {where} ({', '.join(names)}) differ from the plan's "
+                        f"({', '.join(part.names)}); a factor has levels that were not seen when planning")
+    X = mm.to_numpy(dtype=float)
+    check_finite(X, names, what)
+    return _frozen(np.ascontiguousarray(X))
+
+
 def _check_response(model, fam, y, trials, weights_given, name) -> None:
     """The family's response check; a locally constant response that fails it is deferred to
     the driver (the gaussian family refuses a constant response — constant over all rows)."""
@@ -349,23 +424,14 @@ def build_partition(frame: pd.DataFrame, plan, keep_frame: bool = False) -> Part
     check_finite(X, names, "fixed-effect column")
     model.X = _frozen(np.ascontiguousarray(X))
 
-    raw, level_values = [], []
-    for rt, lspec in zip(parsed.random, plan.lhs_specs):
-        mm = model_matrix("", d, f"the term {rt.text}", spec=lspec)
-        cn_all = rename_intercept(mm.columns)
-        Z = mm.to_numpy(dtype=float)
-        check_finite(Z, cn_all, f"column of the term {rt.text}:")
-        grp = grouping(d, rt.group_vars)
-        labels, codes = grp.levels, grp.codes
-        first = np.unique(codes, return_index=True)[1]
-        keys = d[list(rt.group_vars)].iloc[first].reset_index(drop=True)
-        chunks = [(None, cn_all, Z)] if rt.correlated else [((j,), (cn_all[j],), Z[:, [j]]) for j in range(len(cn_all))]
-        for cols_kept, cn, zv in chunks:
-            raw.append(ReTerm(group=rt.group, label=rt.group, group_vars=rt.group_vars, levels=labels,
-                              codes=_frozen(codes), col_names=cn, Zvals=_constant(zv, 1.0, compact), lhs_spec=lspec,
-                              columns=cols_kept, text=rt.text, var_levels=grp.var_levels,
-                              level_codes=_frozen(grp.level_codes)))
-            level_values.append(keys)
+    raw, level_values = _raw_terms(d, parsed.random, plan.lhs_specs, compact)
+    model.Xz = model.Xd = None
+    model.zi_raw, model.zi_level_values = [], []
+    if plan.zi is not None:
+        model.Xz = _part_matrix(d, plan.zi, "the zero part", "zero-part column")
+        model.zi_raw, model.zi_level_values = _raw_terms(d, plan.zi.random, plan.zi.lhs_specs, compact)
+    if plan.disp is not None:
+        model.Xd = _part_matrix(d, plan.disp, "the dispersion model", "dispersion-model column")
     model.raw, model.level_values = raw, level_values
     model.index = d.index if keep_frame else pd.RangeIndex(n)
     model.frame = d[list(plan.variables)].copy() if keep_frame else None

@@ -16,7 +16,9 @@ The formulaic specs are then built once on a small frame that holds every level 
 rows, repeated with each level in turn), and travel to the partitions inside the
 :class:`DaskPlan`. The partitioning factor is the grouping column every random-effect term
 contains: ``(1 | g)``, ``(1 + x | g)``, ``(x || g)`` and ``(1 | g/h)`` (whose terms are ``g``
-and ``g:h``) all keep whole clusters in one partition when the rows are split by ``g``.
+and ``g:h``) all keep whole clusters in one partition when the rows are split by ``g``; a zero
+part's random-effect terms (``ziformula="~ x + (1 | g)"``) must contain it too. A zero part's and
+a dispersion model's fixed parts get formulaic specs built the same way (:class:`PartPlan`).
 Crossed factors — ``(1 | a) + (1 | b)`` — couple every partition with every other, so the
 likelihood no longer splits into per-partition sums; they are refused with a message naming
 the limitation.
@@ -31,11 +33,13 @@ import numpy as np
 import pandas as pd
 
 from ..design import model_matrix, rename_intercept, used_variables
+from ..design.matrices import required_variables
+from ..design.spec import disp_rhs, zi_parsed, zi_rhs
 from ..errors import DataError, FormulaError, ModelError
 from ..families import Family
 from ..formula import ParsedFormula, parse_formula
 
-__all__ = ["DaskPlan", "DaskOptions", "make_plan", "partition_key", "HEAD_ROWS"]
+__all__ = ["DaskPlan", "DaskOptions", "PartPlan", "make_plan", "partition_key", "HEAD_ROWS"]
 
 HEAD_ROWS = 500  # real rows taken to build the formulaic specs
 
@@ -131,16 +135,37 @@ class DaskPlan:
     shuffled: bool = False
     sample_seed: int = 0
     npartitions_in: int = 0
+    zi: Any = None  # the zero part (a :class:`PartPlan`), if any
+    disp: Any = None  # the dispersion model (a :class:`PartPlan`), if any
 
 
-def partition_key(parsed: ParsedFormula) -> str:
-    """The grouping column every random-effect term contains, or a ModelError naming the
-    crossed terms (the limitation of the Dask engine)."""
+@dataclass(frozen=True, eq=False)
+class PartPlan:
+    """A zero part (``ziformula``) or a dispersion model (``dispformula``): its formula as the
+    in-memory spec records it, the formulaic spec of its fixed part, its columns before
+    collinear ones are dropped, and (zero part) its random-effect terms' parsed form and specs."""
+
+    formula: str
+    fixed_spec: Any
+    names: tuple[str, ...]
+    parsed: Any = None  # ParsedFormula of the zero part's random-effect terms, or None
+    lhs_specs: tuple = ()
+
+    @property
+    def random(self) -> tuple:
+        return tuple(self.parsed.random) if self.parsed is not None else ()
+
+
+def partition_key(parsed: ParsedFormula, extra_terms=()) -> str:
+    """The grouping column every random-effect term (``extra_terms``: the zero part's too)
+    contains, or a ModelError naming the crossed terms (the limitation of the Dask engine)."""
     common = None
-    for rt in parsed.random:
+    for rt in (*parsed.random, *extra_terms):
         common = set(rt.group_vars) if common is None else common & set(rt.group_vars)
     if not common:
-        terms = " + ".join(dict.fromkeys(rt.text for rt in parsed.random))
+        terms = " + ".join(dict.fromkeys(rt.text for rt in (*parsed.random, *extra_terms)))
+        if extra_terms:
+            terms += " (with the zero part's)"
         raise ModelError(
             f"the random-effect terms {terms} are crossed (no grouping column is common to all of them); "
             "a Dask fit needs every term nested in one grouping factor — e.g. (1 | school/class) — "
@@ -225,7 +250,8 @@ def _level_frame(head: pd.DataFrame, levels: dict[str, list]) -> pd.DataFrame:
 
 
 def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_clusters: int = 2000,
-              sample_seed: int = 0, shuffle="auto", npartitions: int | None = None):
+              sample_seed: int = 0, shuffle="auto", npartitions: int | None = None, ziformula: str | None = None,
+              dispformula: str | None = None):
     """Plan a Dask fit; returns ``(plan, collection)`` — the collection holds the columns read,
     shuffled by the cluster column when clusters span partitions (or ``shuffle=True``).
 
@@ -238,7 +264,12 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
     import dask
 
     parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
-    structured = [rt.text for rt in parsed.random if rt.structure != "us"]
+    zi = zi_rhs(ziformula) if ziformula is not None else None
+    zi_p = zi_parsed(zi) if zi is not None and "|" in zi else None
+    zi_fix = zi_p.fixed if zi_p is not None else zi
+    zi_random = tuple(zi_p.random) if zi_p is not None else ()
+    dz = disp_rhs(dispformula) if dispformula is not None else None
+    structured = [rt.text for rt in (*parsed.random, *zi_random) if rt.structure != "us"]
     if structured:  # its partitions build unstructured terms: refuse rather than fit another model
         raise ModelError(f"engine='dask' does not fit structured covariance terms yet ({', '.join(structured)}); "
                          "fit in memory (the default engine)")
@@ -248,10 +279,14 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
             "for a model without random effects use a GLM (e.g. statsmodels.formula.api.glm)"
         )
     meta = ddf._meta
-    used = used_variables(parsed, meta)
+    extra = tuple(required_variables(zi_fix, "the zero part")) if zi else ()
+    for rt in zi_random:
+        extra += tuple(required_variables(rt.lhs, "the zero part")) + tuple(rt.group_vars)
+    extra += tuple(required_variables(dz, "the dispersion model")) if dz else ()
+    used = used_variables(parsed, meta, extra=extra)
     w_col = _vector_column(weights, "weights", meta.columns)
     o_col = _vector_column(offset, "offset", meta.columns)
-    key = partition_key(parsed)
+    key = partition_key(parsed, zi_random)
     variables = tuple(used)
     columns = list(dict.fromkeys([*variables, *(c for c in (w_col, o_col) if c)]))
     subset = columns
@@ -259,7 +294,11 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
 
     # which columns are read as factors: by dtype, and as formulaic reads the fixed part / lhs
     provisional = [_spec(parsed.fixed, head, f"the fixed part '{parsed.fixed}'")]
-    provisional += [_spec(rt.lhs, head, f"the term {rt.text}") for rt in parsed.random]
+    provisional += [_spec(rt.lhs, head, f"the term {rt.text}") for rt in (*parsed.random, *zi_random)]
+    if zi is not None:
+        provisional.append(_spec(zi_fix, head, f"the zero part '~ {zi}'"))
+    if dz is not None:
+        provisional.append(_spec(dz, head, f"the dispersion model '~ {dz}'"))
     factor_cols = set()
     for sp in provisional:
         data_vars = set(sp.variables_by_source.get("data", set()))
@@ -292,6 +331,15 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
     fixed_spec = _spec(parsed.fixed, spec_frame, f"the fixed part '{parsed.fixed}'")
     x_all = rename_intercept(fixed_spec.column_names)
     lhs_specs = tuple(_spec(rt.lhs, spec_frame, f"the term {rt.text}") for rt in parsed.random)
+    zi_plan = disp_plan = None
+    if zi is not None:
+        zspec = _spec(zi_fix, spec_frame, f"the zero part '~ {zi}'")
+        zi_plan = PartPlan(formula=f"~ {zi}", fixed_spec=zspec, names=tuple(rename_intercept(zspec.column_names)),
+                           parsed=zi_p, lhs_specs=tuple(_spec(rt.lhs, spec_frame, f"the term {rt.text}")
+                                                        for rt in zi_random))
+    if dz is not None:
+        dspec = _spec(dz, spec_frame, f"the dispersion model '~ {dz}'")
+        disp_plan = PartPlan(formula=f"~ {dz}", fixed_spec=dspec, names=tuple(rename_intercept(dspec.column_names)))
     if factor_resp:
         categories[resp] = list(meta[resp].cat.categories) if resp in known else levels[resp]
 
@@ -308,5 +356,6 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
     plan = DaskPlan(parsed=parsed, family=family, key=key, variables=variables, columns=tuple(columns),
                     weights_column=w_col, offset_column=o_col, fixed_spec=fixed_spec, lhs_specs=lhs_specs,
                     x_all=tuple(x_all), categories=categories, sample_keys=sample, n_clusters=n_clusters,
-                    shuffled=shuffled, sample_seed=sample_seed, npartitions_in=base.npartitions)
+                    shuffled=shuffled, sample_seed=sample_seed, npartitions_in=base.npartitions, zi=zi_plan,
+                    disp=disp_plan)
     return plan, collection

@@ -150,6 +150,70 @@ class ZeroInflated(Family):
         qq = np.where(zero, q * (1 - q), 0.0)
         return pw * np.where(zero, (1 - q) - pi, -pi), pw * qq * r0, pw * (pp - qq)
 
+    def joint_working(self, eta, y, pw):
+        """:meth:`working` and :meth:`zeta_working` in one pass (the count part's pieces at zero
+        shared): ``(mu, r, W_obs, dW, dl/dzeta, c, b)``, each equal to theirs."""
+        if self.hurdle:  # its zero-part pieces need nothing of the count part
+            mu, r, _W, Wo, dW = self.working(eta, y, pw)
+            return (mu, r, Wo, dW, *self.zeta_working(eta, y, pw))
+        y, eta, zeta, zero = self._arrays(y, eta)
+        ones = np.ones_like(eta)
+        mu, r, _W, Wo, dW = self.base.working(eta, y, ones)  # on the zero rows: the pieces at y = 0
+        l0 = self.base.loglik_kernel(np.zeros_like(eta), eta, ones)
+        pi = special.expit(zeta)
+        q = special.expit(l0 - zeta)
+        Q = np.where(zero, q * (1 - q), 0.0)
+        r2 = r * r
+        r_out = np.where(zero, q * r, r)
+        Wo_out = np.where(zero, q * Wo - Q * r2, Wo)
+        dW_out = np.where(zero, q * dW + 3 * Q * r * Wo - Q * (1 - 2 * q) * r2 * r, dW)
+        rz = np.where(zero, (1 - q) - pi, -pi)
+        return (mu, pw * r_out, pw * Wo_out, pw * dW_out, pw * rz, pw * (Q * r), pw * (pi * (1 - pi) - Q))
+
+    def zeta_third(self, eta, y, pw):
+        r"""The derivatives of the joint weights (a, b, c) = -(ℓ_ηη, ℓ_ζζ, ℓ_ηζ) a joint Laplace
+        gradient needs besides :meth:`working`'s :math:`\partial a/\partial\eta`:
+        :math:`(\partial a/\partial\zeta = \partial c/\partial\eta,\ \partial b/\partial\eta =
+        \partial c/\partial\zeta,\ \partial b/\partial\zeta)` per row. With :math:`Q = q(1-q)`,
+        zero-inflated zeros: :math:`-Q\,W_{o0} + Q(1-2q)\ell_0'^2`, :math:`-Q(1-2q)\ell_0'`,
+        :math:`Q(1-2q) + \pi(1-\pi)(1-2\pi)`; every other row (and every hurdle row): 0, 0,
+        :math:`\pi(1-\pi)(1-2\pi)`."""
+        y, eta, zeta, zero = self._arrays(y, eta)
+        pi = special.expit(zeta)
+        b_z = pi * (1 - pi) * (1 - 2 * pi)
+        if self.hurdle:
+            zeros = np.zeros_like(eta)
+            return zeros, zeros, pw * b_z
+        l0, r0, Wo0, _dW0 = self._at_zero(eta)
+        q = special.expit(l0 - zeta)
+        Q = np.where(zero, q * (1 - q), 0.0)
+        Q2 = Q * (1 - 2 * q)
+        return pw * (-Q * Wo0 + Q2 * r0**2), pw * (-Q2 * r0), pw * (Q2 + b_z)
+
+    def zeta_extra_pieces(self, eta, y, pw):
+        r"""The derivatives of the zero part's pieces :math:`(\partial_\zeta\ell, c, b)` in the
+        count part's extra parameters (its dispersion(s), then a dispersion model's delta: the
+        columns of :meth:`extra_pieces` without the zero part's), (..., k) each. They move only
+        on the zero-inflated zeros, through :math:`\ell_0` and :math:`\ell_0'` (:math:`\dot\ell_0,
+        \dot\ell_0'` their derivatives): :math:`-Q\dot\ell_0`,
+        :math:`Q(1-2q)\dot\ell_0\ell_0' + Q\dot\ell_0'`, :math:`-Q(1-2q)\dot\ell_0`."""
+        y, eta, zeta, zero = self._arrays(y, eta)
+        if not (self.base.n_dispersion or self.base.has_disp_model):
+            z = np.zeros(eta.shape + (0,))
+            return z, z, z
+        ones = np.ones_like(eta)
+        l0p, r0p, _w0p = self.base.extra_pieces(eta, np.zeros_like(eta), ones)
+        if self.hurdle:
+            z = np.zeros_like(l0p)
+            return z, z, z
+        l0, r0, _Wo0, _dW0 = self._at_zero(eta)
+        q = special.expit(l0 - zeta)
+        Q = np.where(zero, q * (1 - q), 0.0)[..., None]
+        Q2 = Q * (1 - 2 * q)[..., None]
+        w = np.asarray(pw, dtype=float)
+        w = w.reshape(w.shape + (1,) * (eta.ndim + 1 - w.ndim))
+        return w * (-Q * l0p), w * (Q2 * l0p * r0[..., None] + Q * r0p), w * (-Q2 * l0p)
+
     def with_zeta(self, zeta) -> "ZeroInflated":
         """The same family with another zero-part linear predictor (new data)."""
         out = copy.copy(self)
@@ -229,10 +293,12 @@ class ZeroInflated(Family):
                 l0 = self.base.loglik_kernel(np.zeros_like(ep), ep, np.ones_like(ep))
                 out[pos] = (-_softplus(zeta[pos]) + self.base.loglik_kernel(y[pos], ep, np.ones_like(ep))
                             - np.log(-np.expm1(np.minimum(l0, -1e-300))))
-            else:
-                out[:] = -_softplus(zeta) + self.base.loglik_kernel(y, eta, np.ones_like(eta))
-                lz = out[zero] + _softplus(zeta[zero])  # log f(0) on the zero rows
-                out[zero] = -_softplus(zeta[zero]) + lz + _softplus(zeta[zero] - lz)
+            else:  # log(1 - pi) + log f(y); zeros: log(pi + (1 - pi) f(0)) = logaddexp(zeta, log f(0)) - softplus(zeta)
+                lb = self.base.loglik_kernel(y, eta, np.ones_like(eta))  # log f(0) on the zero rows
+                sp = _softplus(zeta)
+                out = lb - sp
+                lz, zz = lb[zero], zeta[zero]
+                out[zero] = np.maximum(lz, zz) + np.log1p(np.exp(-np.abs(lz - zz))) - sp[zero]
         return pw * out
 
     def working(self, eta, y, pw):
@@ -246,7 +312,7 @@ class ZeroInflated(Family):
             vv = v * (1 + v)
             r[pos] += v * r0
             Wo[pos] += -vv * r0**2 + v * Wo0
-            dW[pos] += -vv * (1 + 2 * v) * r0**3 + 3 * vv * r0 * Wo0 + v * dW0
+            dW[pos] += -vv * (1 + 2 * v) * r0 * r0 * r0 + 3 * vv * r0 * Wo0 + v * dW0
             r[zero] = Wo[zero] = dW[zero] = 0.0
         else:  # on the zero rows the count part's pieces are those at y = 0 (log f(0) from whole
             # arrays, then the zero rows: a dispersion model's d is one value per row)
@@ -256,7 +322,7 @@ class ZeroInflated(Family):
             qq = q * (1 - q)
             r[zero] = q * r0
             Wo[zero] = q * Wo0 - qq * r0**2
-            dW[zero] = q * dW0 + 3 * qq * r0 * Wo0 - qq * (1 - 2 * q) * r0**3
+            dW[zero] = q * dW0 + 3 * qq * r0 * Wo0 - qq * (1 - 2 * q) * r0 * r0 * r0
         return mu, pw * r, pw * Wo, pw * Wo, pw * dW
 
     def extra_pieces(self, eta, y, pw):

@@ -72,6 +72,8 @@ class ProfileProblem:
                 self.extra_hat = np.concatenate([self.extra_hat, m.request.family.tau(m.thresholds.to_numpy())])
             self.x_hat = np.concatenate([self.psi_hat, self.beta_hat, self.extra_hat])
             self.bounds = sdcor_bounds(m.spec, False) + [(None, None)] * (len(self.beta_hat) + len(self.extra_hat))
+        # the zero part's random-effect theta (last in the optimizer's vector) held at the estimate
+        self.zi_theta_hat = np.asarray(getattr(m, "zi_theta", None) if m.spec.zi_terms else [], dtype=float)
         self.d_hat = self.objective(self.x_hat)
         self.structured = any(t.structured for t in m.spec.terms)
         self.nugget_lost: set[str] = set()  # limits not given: sigma -> 0 on the profile
@@ -82,7 +84,7 @@ class ProfileProblem:
             return (dev or self.dev).deviance_sigma(theta, sigma)
         k = len(self.psi_hat)
         theta, _ = sdcor_to_theta(self.spec, x[:k], False, pacf=True)
-        return self.dev(np.concatenate([theta, x[k:]]))
+        return self.dev(np.concatenate([theta, x[k:], self.zi_theta_hat]))
 
     def objective_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """GLMM deviance and its gradient on the (sdcor, beta) scale: the analytic gradient in
@@ -90,7 +92,8 @@ class ProfileProblem:
         k = len(self.psi_hat)
         psi = x[:k]
         theta, _ = sdcor_to_theta(self.spec, psi, False, pacf=True)
-        val, g = self.dev.value_and_grad(np.concatenate([theta, x[k:]]))
+        val, g = self.dev.value_and_grad(np.concatenate([theta, x[k:], self.zi_theta_hat]))
+        g = g[: g.size - self.zi_theta_hat.size]
         Jac = np.empty((theta.size, k))
         for i in range(k):
             h = 1e-7 * max(1.0, abs(psi[i]))
