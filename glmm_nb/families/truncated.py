@@ -115,7 +115,7 @@ class Truncated(Family):
         vv = v * (1 + v)
         r = r + v * r0
         Wo = Wo - vv * r0**2 + v * Wo0
-        dW = dW - vv * (1 + 2 * v) * r0**3 + 3 * vv * r0 * Wo0 + v * dW0
+        dW = dW - vv * (1 + 2 * v) * r0 * r0 * r0 + 3 * vv * r0 * Wo0 + v * dW0
         return mu, pw * r, pw * Wo, pw * Wo, pw * dW
 
     def extra_pieces(self, eta, y, pw):

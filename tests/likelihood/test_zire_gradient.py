@@ -70,7 +70,7 @@ def test_gradient_equals_differences_of_the_deviance(case):
         v, g = dev.value_and_grad(phi)
         fd = central_diff(dev, phi, 1e-5 * np.maximum(np.abs(phi), 1e-1))
         assert v == pytest.approx(dev(phi), abs=1e-9)
-        np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6 * np.max(np.abs(fd)))
+        np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8 * np.max(np.abs(fd)))
         assert np.min(np.abs(fd)) > 1e-3  # every component is exercised (none is trivially zero)
 
 
