@@ -44,6 +44,8 @@ CASES = {
     "five columns (batched LAPACK)": (lambda: _sim(5), "y ~ x1 + x2 + (1 + x1 + x2 + x3 + x4 | g)", {}),
     "uncorrelated slope": (lambda: _sim(2), "y ~ x1 + x2 + (1 + x1 || g)", {}),
     "ar1 structure": (lambda: load_structured("ar1_gauss")[1], "y ~ x + ar1(timef + 0 | id)", {}),
+    "ar1 and an intercept of one factor": (lambda: load_structured("ar1_gauss")[1],
+                                           "y ~ x + ar1(timef + 0 | id) + (1 | id)", {}),
 }
 
 
