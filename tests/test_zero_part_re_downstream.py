@@ -5,6 +5,8 @@ a 2-D product grid summed term by term)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -140,3 +142,66 @@ def test_marginal_effects_and_the_claim_state_the_population_means(fits, key):
     lc, lp = np.log(c.conditional), np.log(c.population)
     assert word == ("closer" if abs(lp) < abs(lc) else "farther")
     assert pct == pytest.approx(abs(1 - lp / lc) * 100, rel=1e-9)
+
+
+# ------------------------------------------------------------- intervals of the zero part's SD
+CI = json.loads((FIXTURES / "cases_tmb" / "glmmtmb_zi_re_ci.json").read_text())
+ZSD = "zi~sd__(Intercept)|g"
+
+
+@pytest.mark.parametrize("key", ["zip", "zinb"])
+def test_wald_intervals_of_both_sds_match_glmmtmb(fits, key):
+    """glmmTMB's Wald interval of an SD is exp(log SD -/+ z se(log SD)); ours is on the SD scale,
+    SD -/+ z se(SD) with se(SD) = SD se(log SD) at the optimum (the delta method, exact there)."""
+    m, ref = fits[key], CI[key]
+    ci = m.confint(method="wald")
+    assert ci.index[-1] == ZSD and "sd__(Intercept)|g" in ci.index
+    z = stats.norm.ppf(0.975)
+    for row, k in (("sd__(Intercept)|g", 0), (ZSD, 1)):
+        sd, se = np.exp(ref["log_sd"][k]), np.exp(ref["log_sd"][k]) * ref["se_log_sd"][k]
+        lo, hi = ci.loc[row]
+        assert (lo + hi) / 2 == pytest.approx(sd, rel=2e-4)
+        assert (hi - lo) / (2 * z) == pytest.approx(se, rel=2e-3)
+        # glmmTMB's own (log-scale) limits, from the same two numbers
+        np.testing.assert_allclose(ref["wald"][k], np.exp(np.log(sd) + np.array([-z, z]) * ref["se_log_sd"][k]),
+                                   rtol=1e-6)
+
+
+@pytest.mark.parametrize("key,parm", [("zip", [ZSD, "sd__(Intercept)|g", "zi~x"]), ("zinb", [ZSD])])
+def test_profile_intervals_of_the_zero_part_sd_match_glmmtmb(fits, key, parm):
+    """Profile limits against glmmTMB's likelihood-ratio limits (uniroot), and each zero-part SD
+    limit on the chi-square cut-off: a fit with that SD held there (the public chain's
+    ``fixed=``) is z^2 / 2 log-likelihood units below the optimum."""
+    from glmm_nb.inference.profile import profile_confint
+
+    m, ref = fits[key], CI[key]
+    ci = profile_confint(m, parm=parm)
+    np.testing.assert_allclose(ci.loc[ZSD].to_numpy(), ref["profile"][1], rtol=1e-3)
+    if "sd__(Intercept)|g" in parm:  # the count part's, with the zero part's theta in its place
+        np.testing.assert_allclose(ci.loc["sd__(Intercept)|g"].to_numpy(), ref["profile"][0], rtol=1e-3)
+        # a fixed effect's profile moves the zero part's SD along (not held at the last gamma)
+        wald = m.confint(method="wald").loc["zi~x"].to_numpy()
+        np.testing.assert_allclose(ci.loc["zi~x"].to_numpy(), wald, atol=0.05)
+    d = ZRE if key == "zip" else ZNB
+    fam = "poisson" if key == "zip" else "negative_binomial"
+    z = stats.norm.ppf(0.975)
+    for v in ci.loc[ZSD]:
+        held = glmm_nb.glmm("y ~ x + (1 | g)", d, family=fam, ziformula="~ x + (1 | g)",
+                            fixed={"zi~g.(Intercept)": float(v)})
+        assert 2 * (m.loglik - held.loglik) == pytest.approx(z**2, abs=2e-3)
+
+
+def test_bootstrap_includes_the_zero_part_sd(fits):
+    from glmm_nb.inference.bootstrap import bootstrap
+    from glmm_nb.inference.simulate import simulate
+    from glmm_nb.pipeline import refit
+
+    m = fits["zip"]
+    b = bootstrap(m, nsim=2, seed=8)
+    assert list(b.draws.columns)[-1] == ZSD and len(b.draws) == 2
+    y = simulate(m, nsim=2, seed=8, re="new")[:, 0]
+    r = refit(m, y=y, start=np.asarray(m.opt.final))
+    assert b.draws[ZSD].iloc[0] == pytest.approx(np.sqrt(r.covariance_matrices()["zi:g"].iloc[0, 0]), rel=1e-8)
+    ci = m.confint(method="bootstrap", nsim=2, seed=8)
+    assert ci.index[-1] == ZSD
+    assert ci.loc[ZSD].to_numpy() == pytest.approx(b.draws[ZSD].quantile([0.025, 0.975]).to_numpy(), rel=1e-12)
