@@ -34,6 +34,10 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
     parameters. Profile intervals of a Toeplitz term's lag correlations beyond lag one are NaN (said
     in ``attrs["note"]``); a limit that the profile does not reach (e.g. an ou rate or a spatial
     range whose likelihood flattens out) is NaN, as in lme4.
+
+    Random effects in the zero part: their SDs/correlations are rows ``zi~sd__(Intercept)|g``
+    (…), last, by all three methods (glmmTMB's Wald interval of an SD is on the log scale,
+    exp(log SD ∓ z se); ours is symmetric on the SD scale with the same se(SD) = SD se(log SD)).
     """
     check_level(level)
     check_choice(method, "method", ("wald", "profile", "bootstrap"))
