@@ -314,3 +314,23 @@ def test_agq_fit_and_refusal_with_two_factors(fits):
     d = ZRE.assign(h=[f"p{(int(g[1:]) + 1) // 2:02d}" for g in ZRE.g])
     with pytest.raises(glmm_nb.ModelError, match=r"one grouping factor.*\(1 \| g\).*\(1 \| h\)"):
         glmm_nb.glmm("y ~ x + (1 | g)", d, family="poisson", ziformula="~ x + (1 | h)", method="agq", nagq=3)
+
+
+def test_lrt_of_the_zero_part_variance_is_a_boundary_test(fits):
+    """anova(m0, m) adding (1 | g) to the zero part: one new variance on its boundary, the 50:50
+    chi-bar-square (Self & Liang 1987), and each row labelled with its zero part."""
+    m = fits["zip"]
+    m0 = glmm_nb.glmm("y ~ x + (1 | g)", ZRE, family="poisson", ziformula="~ x")
+    a = glmm_nb.anova(m, m0)
+    assert list(a.index) == ["y ~ x + (1 | g), zi ~ x", "y ~ x + (1 | g), zi ~ x + (1 | g)"]
+    row = a.iloc[1]
+    chisq = 2 * (m.loglik - m0.loglik)
+    assert row.chisq == pytest.approx(chisq, rel=1e-12) and row.df == 1
+    assert row.p_value == pytest.approx(stats.chi2.sf(chisq, 1), rel=1e-12)
+    assert row.p_value_boundary == pytest.approx(0.5 * stats.chi2.sf(chisq, 1), rel=1e-12)
+    assert "one new variance" in row.test and "p_value_boundary" in row.test
+    # a zero part without the smaller model's coefficient is not nested in it
+    d = ZRE.assign(x2=ZRE.x**2)
+    m1 = glmm_nb.glmm("y ~ x + (1 | g)", d, family="poisson", ziformula="~ x2 + (1 | g)")
+    with pytest.raises(glmm_nb.ModelError, match=r"zero part's coefficient\(s\) x of"):
+        glmm_nb.anova(m1, m0)
