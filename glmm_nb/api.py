@@ -327,7 +327,7 @@ def glmm(
     start : array-like, optional
         Starting parameters: theta (gaussian) or theta then beta.
     ziformula : str, optional
-        A zero part for count families (``"~ 1"``, ``"~ x"``; fixed effects only): the
+        A zero part for count families (``"~ 1"``, ``"~ x"``, ``"~ x + (1 | g)"``): the
         probability of a structural zero (zero-inflation) or, with ``hurdle=True``, of a zero
         (a logistic zero-vs-positive model with a zero-truncated count part).
     hurdle : bool

@@ -20,24 +20,9 @@ import pandas as pd
 
 from .design import ModelSpec, check_agq_size, check_options, model_spec
 from .errors import ModelError
-from .families import (
-    Family,
-    GaussianML,
-    get_family,
-    with_dispersion_model,
-    zero_inflated,
-)
-from .likelihood import (
-    AgqDevfun,
-    LaplaceDevfun,
-    LmmDevfun,
-    OrdinalAgqDevfun,
-    OrdinalLaplaceDevfun,
-    ZiReLaplaceDevfun,
-    anova_theta_start,
-    glm_fit,
-    moment_theta,
-)
+from .families import Family, GaussianML, get_family, with_dispersion_model, zero_inflated
+from .likelihood import (AgqDevfun, LaplaceDevfun, LmmDevfun, OrdinalAgqDevfun, OrdinalLaplaceDevfun, ZiReAgqDevfun,
+                         ZiReLaplaceDevfun, anova_theta_start, check_zi_agq, glm_fit, moment_theta)
 from .likelihood.threads import fit_threads
 from .optimize import OptSummary, minimize_devfun, restart_edge
 from .progress import fit_progress
@@ -135,9 +120,8 @@ def make_request(formula, data: pd.DataFrame, family: str | Family = "binomial",
     spec = model_spec(formula, data, fam, weights=weights, offset=offset, ziformula=ziformula,
                       dispformula=dispformula)
     check_agq_size(nagq, spec, method)
-    if spec.zi_terms and method == "agq":
-        raise ModelError(f"method='agq' is not available with random effects in the zero part (ziformula "
-                         f"{spec.zi_formula!r}); fit by Laplace, as glmmTMB")
+    if spec.zi_terms and method == "agq":  # one grouping factor for both parts' effects, else refused
+        check_zi_agq(spec, nagq)
     return FitRequest(spec=spec, family=fam, method=method, nagq=nagq, reml=reml, control=control, start=start,
                       fixed=fixed)
 
@@ -157,7 +141,7 @@ def make_devfun(request: FitRequest, stage: str = "final"):
         return LmmDevfun(request.spec, reml=bool(request.reml))
     fam = request.family
     if stage == "final" and request.uses_agq:
-        cls = OrdinalAgqDevfun if fam.ordinal else AgqDevfun
+        cls = OrdinalAgqDevfun if fam.ordinal else ZiReAgqDevfun if request.spec.zi_terms else AgqDevfun
         dev = cls(request.spec, fam, request.nagq)
         inner = dev.lap  # PIRLS runs in the Laplace deviance the quadrature is placed by
     elif request.spec.zi_terms:  # random effects in the zero part: the joint Laplace over both parts

@@ -14,7 +14,9 @@ chi-square(df) (Self & Liang 1987, case 5; Stram & Lee 1994 for a new random eff
 covariances); for k = 2 the 1/4 : 1/2 : 1/4 mixture (Self & Liang case 6), exact when the new
 variances belong to separate terms (their information is then asymptotically orthogonal) and
 approximate for two new variances of one correlated term. Both p-values are shown; ``test``
-says which applies.
+says which applies. The zero part's random-effect terms (``ziformula="~ x + (1 | g)"``) count as
+terms of their own (a new zero-part variance is on its boundary too), and a model with a zero
+part is labelled with it (``y ~ x + (1 | g), zi ~ x``).
 """
 
 from __future__ import annotations
@@ -42,11 +44,25 @@ def _same_data(a, b) -> bool:
     )
 
 
+ZI = "zi:"  # the zero part's grouping factors, as varcorr() names them
+
+
+def _keyed_terms(m) -> list:
+    """(key, term) for the count part's terms (key: the grouping factor) and the zero part's
+    (key ``zi:`` + the grouping factor)."""
+    return [(t.group, t) for t in m.spec.terms] + [(ZI + t.group, t) for t in m.spec.zi_terms]
+
+
 def _re_map(m) -> dict:
     out: dict = {}
-    for t in m.spec.terms:
-        out.setdefault(t.group, set()).update(t.col_names)
+    for key, t in _keyed_terms(m):
+        out.setdefault(key, set()).update(t.col_names)
     return out
+
+
+def model_label(m) -> str:
+    """The model's formula, with its zero part's when it has one."""
+    return m.formula if not m.spec.zi_formula else f"{m.formula}, zi {m.spec.zi_formula}"
 
 
 def _nested(small, big) -> str | None:
@@ -54,20 +70,24 @@ def _nested(small, big) -> str | None:
     fs, fb = set(small.fixef.index), set(big.fixef.index)
     if not fs <= fb:
         return f"fixed effect(s) {', '.join(sorted(fs - fb))} of '{small.formula}' are not in '{big.formula}'"
+    zs, zb = set(small.zi_fixef.index), set(big.zi_fixef.index)
+    if zs and not zs <= zb:
+        return (f"the zero part's coefficient(s) {', '.join(sorted(zs - zb))} of '{model_label(small)}' are not in "
+                f"'{model_label(big)}'")
     rs, rb = _re_map(small), _re_map(big)
     for g, cols in rs.items():
         if g not in rb or not cols <= rb[g]:
-            return f"the random effects on '{g}' of '{small.formula}' are not contained in '{big.formula}'"
+            return f"the random effects on '{g}' of '{model_label(small)}' are not contained in '{model_label(big)}'"
     return None
 
 
 def new_variances(small, big) -> tuple[int, bool]:
     """(number of variances ``big`` adds to ``small``, whether they sit in separate terms — the
-    case where the binomial chi-bar-square weights are exact)."""
+    case where the binomial chi-bar-square weights are exact); the zero part's terms included."""
     rs = _re_map(small)
     k, separate = 0, True
-    for t in big.spec.terms:
-        new = [c for c in t.col_names if c not in rs.get(t.group, set())]
+    for key, t in _keyed_terms(big):
+        new = [c for c in t.col_names if c not in rs.get(key, set())]
         k += len(new)
         if len(new) > 1 and t.q > 1:
             separate = False
@@ -158,7 +178,7 @@ def anova(*models, ddf: str | None = None) -> pd.DataFrame:
     rows = []
     prev = None
     for m in ms:
-        row = {"model": m.formula, "npar": m.npar, "aic": m.aic, "bic": m.bic, "loglik": m.loglik,
+        row = {"model": model_label(m), "npar": m.npar, "aic": m.aic, "bic": m.bic, "loglik": m.loglik,
                "deviance": -2 * m.loglik, "chisq": np.nan, "df": np.nan, "p_value": np.nan,
                "p_value_boundary": np.nan, "test": ""}
         if prev is not None:

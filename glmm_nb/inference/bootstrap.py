@@ -18,7 +18,7 @@ import pandas as pd
 from ..errors import ModelError
 from ..pipeline import refit
 from ..progress import progress_enabled, quiet
-from .params import sdcor_names, theta_to_sdcor
+from .params import sdcor_names, theta_to_sdcor, zi_sdcor_names, zi_theta_to_sdcor
 from .simulate import simulate
 
 __all__ = ["BootstrapResult", "bootstrap"]
@@ -68,7 +68,7 @@ def refit_chunk(m, start, ys):
                 r = refit(m, y=y, start=start)
             row = np.concatenate([r.fixef.to_numpy(), theta_to_sdcor(m.spec, r.theta, r.sigma, gaussian),
                                   r.dispersion.to_numpy(dtype=float), r.zi_fixef.to_numpy(), r.disp_fixef.to_numpy(),
-                                  r.thresholds.to_numpy()])
+                                  r.thresholds.to_numpy(), zi_theta_to_sdcor(m.spec, r.zi_theta)])
             out.append((row, bool(r.converged)))
         except Exception:  # a refit that breaks counts as failed, as in bootMer
             out.append((None, False))
@@ -77,7 +77,8 @@ def refit_chunk(m, start, ys):
 
 def bootstrap(m, nsim: int = 200, seed: int | None = None, n_jobs: int = 1,
               progress: bool | None = None) -> BootstrapResult:
-    """Parametric bootstrap of the fixed effects and random-effect SDs/correlations.
+    """Parametric bootstrap of the fixed effects and random-effect SDs/correlations (the zero
+    part's, ``zi~sd__…``, last).
 
     ``progress``: a bar over the refits; None follows the fit's ``control["progress"]``, then
     the session setting (:func:`glmm_nb.set_progress`), else on in notebooks and terminals."""
@@ -116,7 +117,7 @@ def bootstrap(m, nsim: int = 200, seed: int | None = None, n_jobs: int = 1,
         bar.close()
     names = (list(m.fixef.index) + sdcor_names(spec, m.request.family.profiled_lmm) + list(m.dispersion.index)
              + [f"zi~{c}" for c in m.zi_fixef.index] + [f"disp~{c}" for c in m.disp_fixef.index]
-             + list(m.thresholds.index))
+             + list(m.thresholds.index) + zi_sdcor_names(spec))
     rows = [results[i][0] for i in range(nsim) if results[i][0] is not None and results[i][1]]
     failed = nsim - len(rows)
     draws = pd.DataFrame(rows, columns=names)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..design import check_choice, check_int, check_level
 from ..errors import ModelError
-from .params import clip_sdcor_limits, sdcor_names
+from .params import clip_sdcor_limits, sdcor_names, zi_sdcor_names
 
 __all__ = ["confint"]
 
@@ -34,14 +34,20 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
     parameters. Profile intervals of a Toeplitz term's lag correlations beyond lag one are NaN (said
     in ``attrs["note"]``); a limit that the profile does not reach (e.g. an ou rate or a spatial
     range whose likelihood flattens out) is NaN, as in lme4.
+
+    Random effects in the zero part: their SDs/correlations are rows ``zi~sd__(Intercept)|g``
+    (…), last, by all three methods (glmmTMB's Wald interval of an SD is on the log scale,
+    exp(log SD ∓ z se); ours is symmetric on the SD scale with the same se(SD) = SD se(log SD)).
     """
     check_level(level)
     check_choice(method, "method", ("wald", "profile", "bootstrap"))
     note = ""
     if method == "wald":
         ct = m.coef_table(conf_level=level)[["conf_low", "conf_high"]]
-        out = pd.concat([_wald_re(m, level), ct, _wald_dispersion(m, level), _wald_zero_part(m, level),
-                         _wald_zero_part(m, level, "disp"), _wald_thresholds(m, level)])
+        re = _wald_re(m, level)
+        zi_re = zi_sdcor_names(m.spec)
+        out = pd.concat([re.drop(index=zi_re), ct, _wald_dispersion(m, level), _wald_zero_part(m, level),
+                         _wald_zero_part(m, level, "disp"), _wald_thresholds(m, level), re.loc[zi_re]])
     elif method == "profile":
         from .profile import profile_confint
 
@@ -54,7 +60,8 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
         out = bootstrap(m, nsim=nsim, seed=seed, n_jobs=n_jobs).confint(level)
         re_names = sdcor_names(m.spec, m.request.family.profiled_lmm)
         out = out.loc[re_names + list(m.fixef.index) + list(m.dispersion.index) + [f"zi~{c}" for c in m.zi_fixef.index]
-                      + [f"disp~{c}" for c in m.disp_fixef.index] + list(m.thresholds.index)]
+                      + [f"disp~{c}" for c in m.disp_fixef.index] + list(m.thresholds.index)
+                      + zi_sdcor_names(m.spec)]
     else:
         raise ModelError(f"method must be 'wald', 'profile' or 'bootstrap', not {method!r}")
     out.index.name = "term"
@@ -94,9 +101,9 @@ def _wald_thresholds(m, level: float) -> pd.DataFrame:
 
 
 def _wald_re(m, level: float) -> pd.DataFrame:
-    """Wald rows of the random-effect parameters: structured terms' from structure_table(), the
-    rest from the deviance's curvature on the SD/correlation scale."""
-    names = sdcor_names(m.spec, m.request.family.profiled_lmm)
+    """Wald rows of the random-effect parameters (the zero part's last): structured terms' from
+    structure_table(), the rest from the deviance's curvature on the SD/correlation scale."""
+    names = sdcor_names(m.spec, m.request.family.profiled_lmm) + zi_sdcor_names(m.spec)
     out = pd.DataFrame(np.nan, index=names, columns=["conf_low", "conf_high"])
     if any(t.structured for t in m.spec.terms):
         st = _wald_structured(m, level)
@@ -118,10 +125,13 @@ def _wald_re_curvature(m, level: float, names: list[str]) -> pd.DataFrame:
 
     out = pd.DataFrame(np.nan, index=names, columns=["conf_low", "conf_high"])
     prob = ProfileProblem(m)
-    k = len(prob.psi_hat)
+    k, kz = len(prob.psi_hat), len(prob.zi_names)
     x = prob.x_hat
+    psi = np.concatenate([prob.psi_hat, prob.zi_psi_hat])
+    pos = np.r_[np.arange(k), np.arange(x.size - kz, x.size)]  # the SDs/correlations' places in x
+    plain = [n[3:] if n in prob.zi_names else n for n in names]
     interior = np.array([not (n.startswith("sd__") and v < 1e-6) and not (n.startswith("cor__") and abs(v) > 1 - 1e-6)
-                         for n, v in zip(names, prob.psi_hat)])
+                         for n, v in zip(plain, psi)])
     if not interior.all():
         return out
     if prob.gaussian or not prob.dev.analytic_gradient:
@@ -133,9 +143,10 @@ def _wald_re_curvature(m, level: float, names: list[str]) -> pd.DataFrame:
         V = 2.0 * np.linalg.inv(H)
     except np.linalg.LinAlgError:
         return out
-    se = np.sqrt(np.where(np.diag(V)[:k] > 0, np.diag(V)[:k], np.nan))
+    dv = np.diag(V)[pos]
+    se = np.sqrt(np.where(dv > 0, dv, np.nan))
     z = stats.norm.ppf(0.5 + level / 2)
-    out["conf_low"], out["conf_high"] = clip_sdcor_limits(names, prob.psi_hat - z * se, prob.psi_hat + z * se)
+    out["conf_low"], out["conf_high"] = clip_sdcor_limits(plain, psi - z * se, psi + z * se)
     return out
 
 

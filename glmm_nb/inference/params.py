@@ -10,16 +10,61 @@ glmmTMB's reporting scale instead, one coordinate per parameter: its SDs (``sd__
 structure has one SD for all columns, else ``sd__col|g``), then ``rho__ar1|g`` / ``rho__cs|g``,
 ``rho1__toep|g`` … (lag correlations), ``rate__ou|g``, ``range__exp|g`` (and gau, mat),
 ``smoothness__mat|g``.
+
+The zero part's random-effect terms (``ziformula="~ x + (1 | g)"``) have their own vector, named
+``zi~sd__(Intercept)|g``, ``zi~cor__…``, from the zero part's theta (:class:`ZeroPartTerms`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..design import ModelSpec
 from ..design.reterms import tril_index
 
-__all__ = ["sdcor_names", "theta_to_sdcor", "sdcor_to_theta", "sdcor_bounds", "clip_sdcor_limits"]
+__all__ = ["sdcor_names", "theta_to_sdcor", "sdcor_to_theta", "sdcor_bounds", "clip_sdcor_limits", "ZeroPartTerms",
+           "zi_sdcor_names", "zi_theta_to_sdcor", "zi_sdcor_to_theta", "zi_sdcor_bounds"]
+
+ZI = "zi~"  # the zero part's rows (as its coefficients', zi~(Intercept))
+
+
+@dataclass(frozen=True, eq=False)
+class ZeroPartTerms:
+    """The zero part's random-effect terms seen as a spec's terms (what the functions here read)."""
+
+    spec: ModelSpec
+
+    @property
+    def terms(self):
+        return self.spec.zi_terms
+
+    def theta_slices(self):
+        return self.spec.zi_theta_slices()
+
+
+def zi_sdcor_names(spec: ModelSpec) -> list[str]:
+    """``zi~sd__(Intercept)|g``, … for the zero part's terms (empty without them)."""
+    return [ZI + n for n in sdcor_names(ZeroPartTerms(spec), False)] if spec.zi_terms else []
+
+
+def zi_theta_to_sdcor(spec: ModelSpec, zi_theta: np.ndarray, pacf: bool = False) -> np.ndarray:
+    """The zero part's theta on the SD/correlation scale (no residual scale)."""
+    if not spec.zi_terms:
+        return np.zeros(0)
+    return theta_to_sdcor(ZeroPartTerms(spec), np.asarray(zi_theta, dtype=float), 1.0, False, pacf)
+
+
+def zi_sdcor_to_theta(spec: ModelSpec, psi: np.ndarray, pacf: bool = False) -> np.ndarray:
+    """The zero part's theta from its SD/correlation vector."""
+    if not spec.zi_terms:
+        return np.zeros(0)
+    return sdcor_to_theta(ZeroPartTerms(spec), psi, False, pacf)[0]
+
+
+def zi_sdcor_bounds(spec: ModelSpec) -> list[tuple[float | None, float | None]]:
+    return sdcor_bounds(ZeroPartTerms(spec), False) if spec.zi_terms else []
 
 
 def _pairs(q: int) -> list[tuple[int, int]]:

@@ -18,6 +18,10 @@ Ordinal models: the thresholds are profiled on their own scale. The optimizer ho
 coordinate; with :math:`\alpha_k = v` held, :math:`\tau_1 = v - \sum_{j=2}^{k} e^{\tau_j}` is
 eliminated and the deviance minimised over everything else (the chain rule carries the
 analytic gradient through the elimination).
+
+Random effects in the zero part: their SDs/correlations (``zi~sd__(Intercept)|g``) are profiled
+like the count part's, on the SD/correlation scale; they sit last in the vector, where the
+optimizer keeps the zero part's theta.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from ..errors import ModelError, warn
 from ..likelihood import LmmDevfun
 from ..pipeline import make_devfun, refit
 from ..progress import Progress, progress_enabled
-from .params import sdcor_bounds, sdcor_names, sdcor_to_theta, theta_to_sdcor
+from .params import (sdcor_bounds, sdcor_names, sdcor_to_theta, theta_to_sdcor, zi_sdcor_bounds, zi_sdcor_names,
+                     zi_sdcor_to_theta, zi_theta_to_sdcor)
 
 __all__ = ["profile_confint", "ProfileProblem"]
 
@@ -50,6 +55,8 @@ class ProfileProblem:
         self.dev = make_devfun(m.request)
         self.psi_hat = theta_to_sdcor(m.spec, m.theta, m.sigma, self.gaussian, pacf=True)
         self.re_names = sdcor_names(m.spec, self.gaussian)
+        self.zi_names = zi_sdcor_names(m.spec)
+        self.zi_psi_hat = zi_theta_to_sdcor(m.spec, m.zi_theta, pacf=True)
         self.beta_hat = m.fixef.to_numpy()
         if self.gaussian:
             self.names = list(m.fixef.index) + self.re_names
@@ -70,10 +77,13 @@ class ProfileProblem:
             if self.thresholds:
                 self.extra_names += self.thresholds
                 self.extra_hat = np.concatenate([self.extra_hat, m.request.family.tau(m.thresholds.to_numpy())])
+            # the zero part's random-effect SDs/correlations, last (the optimizer's zero-part theta)
+            self.extra_names += self.zi_names
+            self.extra_hat = np.concatenate([self.extra_hat, self.zi_psi_hat])
             self.x_hat = np.concatenate([self.psi_hat, self.beta_hat, self.extra_hat])
-            self.bounds = sdcor_bounds(m.spec, False) + [(None, None)] * (len(self.beta_hat) + len(self.extra_hat))
-        # the zero part's random-effect theta (last in the optimizer's vector) held at the estimate
-        self.zi_theta_hat = np.asarray(getattr(m, "zi_theta", None) if m.spec.zi_terms else [], dtype=float)
+            self.bounds = (sdcor_bounds(m.spec, False)
+                           + [(None, None)] * (len(self.beta_hat) + len(self.extra_hat) - len(self.zi_names))
+                           + zi_sdcor_bounds(m.spec))
         self.d_hat = self.objective(self.x_hat)
         self.structured = any(t.structured for t in m.spec.terms)
         self.nugget_lost: set[str] = set()  # limits not given: sigma -> 0 on the profile
@@ -82,25 +92,43 @@ class ProfileProblem:
         if self.gaussian:
             theta, sigma = sdcor_to_theta(self.spec, x, True, pacf=True)
             return (dev or self.dev).deviance_sigma(theta, sigma)
-        k = len(self.psi_hat)
+        return self.dev(self.phi(x))
+
+    def phi(self, x: np.ndarray) -> np.ndarray:
+        """The optimizer's parameters at ``x``: theta from the SDs/correlations (first, and the
+        zero part's last), the rest as they are."""
+        k, kz = len(self.psi_hat), len(self.zi_names)
         theta, _ = sdcor_to_theta(self.spec, x[:k], False, pacf=True)
-        return self.dev(np.concatenate([theta, x[k:], self.zi_theta_hat]))
+        zi = zi_sdcor_to_theta(self.spec, x[x.size - kz:], pacf=True)
+        return np.concatenate([theta, x[k:x.size - kz], zi])
 
     def objective_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """GLMM deviance and its gradient on the (sdcor, beta) scale: the analytic gradient in
-        theta times the Jacobian of the (cheap) sdcor → theta map, by finite differences."""
-        k = len(self.psi_hat)
-        psi = x[:k]
-        theta, _ = sdcor_to_theta(self.spec, psi, False, pacf=True)
-        val, g = self.dev.value_and_grad(np.concatenate([theta, x[k:], self.zi_theta_hat]))
-        g = g[: g.size - self.zi_theta_hat.size]
-        Jac = np.empty((theta.size, k))
-        for i in range(k):
-            h = 1e-7 * max(1.0, abs(psi[i]))
-            e = np.zeros(k)
-            e[i] = h
-            Jac[:, i] = (sdcor_to_theta(self.spec, psi + e, False, pacf=True)[0] - theta) / h
-        return val, np.concatenate([Jac.T @ g[: theta.size], g[theta.size :]])
+        theta (both parts') times the Jacobian of the (cheap) sdcor → theta map, by finite
+        differences."""
+        k, kz = len(self.psi_hat), len(self.zi_names)
+        phi = self.phi(x)
+        val, g = self.dev.value_and_grad(phi)
+        out = np.array(g, dtype=float)
+        for lo, n, to_theta in ((0, k, lambda p: sdcor_to_theta(self.spec, p, False, pacf=True)[0]),
+                                (x.size - kz, kz, lambda p: zi_sdcor_to_theta(self.spec, p, pacf=True))):
+            if not n:
+                continue
+            psi = x[lo:lo + n]
+            theta = to_theta(psi)
+            Jac = np.empty((theta.size, n))
+            for i in range(n):
+                h = 1e-7 * max(1.0, abs(psi[i]))
+                e = np.zeros(n)
+                e[i] = h
+                Jac[:, i] = (to_theta(psi + e) - theta) / h
+            tlo = 0 if lo == 0 else phi.size - theta.size
+            gt = g[tlo:tlo + theta.size]
+            if lo == 0:
+                out = np.concatenate([Jac.T @ gt, out[theta.size:]])
+            else:
+                out = np.concatenate([out[: out.size - theta.size], Jac.T @ gt])
+        return val, out
 
     def restricted(self, name: str, v: float, warm: np.ndarray | None):
         """min D with parameter ``name`` fixed at ``v``: (deviance, argmin of the rest)."""
@@ -186,6 +214,8 @@ class ProfileProblem:
         return float(self.psi_hat[self.re_names.index(name)])
 
     def bound(self, name: str) -> tuple[float | None, float | None]:
+        if name in self.zi_names:
+            return zi_sdcor_bounds(self.spec)[self.zi_names.index(name)]
         if name in self.m.fixef.index or (not self.gaussian and name in self.extra_names):
             return (None, None)
         return sdcor_bounds(self.spec, self.gaussian)[self.re_names.index(name)]

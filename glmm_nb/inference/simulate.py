@@ -1,10 +1,22 @@
-"""Linear predictors, predictions and simulated responses from a fitted model.
+r"""Linear predictors, predictions and simulated responses from a fitted model.
 
 ``re="conditional"`` uses the estimated random effects (conditional modes), zero for levels
 not seen in the fit (flagged); ``re="none"`` sets every random effect to zero (a "typical
 cluster"); ``re="marginal"`` integrates the inverse link over the fitted random-effect
 distribution by Gauss-Hermite quadrature (population-averaged); ``re="new"`` (simulation only)
 draws fresh random effects for every level.
+
+Population-averaged means with random effects in the zero part. The count part's and the zero
+part's random effects are independent (glmmTMB's model, :mod:`glmm_nb.likelihood.zire`: T is
+block diagonal, u ~ N(0, I)), so with :math:`s_i = z_{zi,i}'b_{zi} \sim N(0, v^{zi}_i)` and
+:math:`t_i = z_i'b \sim N(0, v_i)` independent, the mean :math:`(1 - \pi)\,h(\mu)` (zero-inflated
+:math:`h(\mu) = \mu`, hurdle :math:`h(\mu) = \mu/(1 - f(0;\mu))`) integrates to
+
+.. math:: E[(1 - \pi(\zeta_i + s_i))\,h(\mu(\eta_i + t_i))]
+   = (1 - \bar\pi_i)\,E_t[h(\mu(\eta_i + t_i))], \qquad \bar\pi_i = E_s[\mathrm{expit}(\zeta_i + s_i)],
+
+a product of two one-dimensional Gauss-Hermite integrals per row (40 nodes each). The
+population-averaged structural-zero (hurdle: zero) probability is :math:`\bar\pi_i` itself.
 """
 
 from __future__ import annotations
@@ -14,13 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from numpy.polynomial.hermite_e import hermegauss
+from scipy.special import expit, logit
 
 from ..design import (as_frame, check_choice, check_int, check_seed, grouping_codes, new_disp_matrix, new_fixed_matrix,
                       new_zero_matrix, new_zero_re, numpy_dtypes)
 from ..design.newdata import design_variables
 from ..errors import DataError, ModelError
 
-__all__ = ["Design", "design_of", "mean_at", "predict", "predict_design", "simulate"]
+__all__ = ["Design", "design_of", "mean_at", "predict", "predict_design", "simulate", "marginal_zero_prob",
+           "expit_normal_mean"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,9 +92,10 @@ def fill_groups(m, newdata: pd.DataFrame | None) -> pd.DataFrame | None:
     read = set(spec.fixed_spec.variables_by_source.get("data", set()))
     if getattr(spec, "zi_fixed_spec", None) is not None:
         read |= set(spec.zi_fixed_spec.variables_by_source.get("data", set()))
-    for t in spec.terms:
+    terms = tuple(spec.terms) + tuple(spec.zi_terms)
+    for t in terms:
         read |= set(t.lhs_spec.variables_by_source.get("data", set()))
-    fill = {g: spec.frame[g].iloc[0] for t in spec.terms for g in t.group_vars
+    fill = {g: spec.frame[g].iloc[0] for t in terms for g in t.group_vars
             if g not in newdata.columns and g not in read and g in spec.frame.columns}
     if not fill:
         return newdata
@@ -100,12 +115,13 @@ def zero_part(m, newdata: pd.DataFrame | None) -> np.ndarray | None:
 
 def zeta_at(m, d: Design, re: str) -> np.ndarray | None:
     """The zero part's linear predictor for ``re``: with random effects in the zero part, its
-    conditional modes added for ``re="conditional"`` (0 for a level not seen in the fit)."""
-    if d.zeta is None or not m.spec.zi_terms or re == "none":
+    conditional modes added for ``re="conditional"`` (0 for a level not seen in the fit); for
+    ``re="marginal"`` the fixed part, which :func:`predict_design` integrates over
+    (:func:`marginal_zero_prob`)."""
+    if d.zeta is None or not m.spec.zi_terms or re in ("none", "marginal"):
         return d.zeta
     if re != "conditional":
-        raise ModelError(f"re={re!r} is not available with random effects in the zero part "
-                         f"(ziformula {m.spec.zi_formula!r}): use re='conditional' or re='none'")
+        raise ModelError(f"re must be 'conditional', 'none' or 'marginal', not {re!r}")
     zeta = np.array(d.zeta, dtype=float)
     for b, codes, zv in zip(m.zi_mode_blocks(), d.zi_codes, d.zi_Zvals):
         known = codes >= 0
@@ -130,6 +146,29 @@ def _check_type(m, type: str) -> None:
 
 def _re_cov(m) -> list[np.ndarray]:
     return [m.covariance_matrices()[t.label].to_numpy() for t in m.spec.terms]
+
+
+def _zi_re_cov(m) -> list[np.ndarray]:
+    """The zero part's random-effect covariances T T' (its theta; no residual scale)."""
+    Ts = [t.T(np.asarray(m.zi_theta)[sl]) for t, sl in zip(m.spec.zi_terms, m.spec.zi_theta_slices())]
+    return [T @ T.T for T in Ts]
+
+
+def expit_normal_mean(zeta: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """E[expit(zeta + s)], s ~ N(0, v), per row (40-point Gauss-Hermite; exact at v = 0)."""
+    zeta = np.asarray(zeta, dtype=float)
+    x, w = hermegauss(40)
+    w = w / np.sqrt(2 * np.pi)
+    return expit(zeta[..., None] + np.sqrt(np.asarray(v, dtype=float))[..., None] * x) @ w
+
+
+def marginal_zero_prob(m, d: Design, zeta: np.ndarray | None = None, zi_covs=None) -> np.ndarray:
+    """The population-averaged structural-zero (hurdle: zero) probability of the rows of ``d``:
+    E over the zero part's random effects of expit(zeta + z_zi'b_zi) (``zeta``: the fixed part,
+    default ``d.zeta``; ``zi_covs``: the zero part's covariances, default the fit's)."""
+    zeta = d.zeta if zeta is None else zeta
+    covs = _zi_re_cov(m) if zi_covs is None else zi_covs
+    return expit_normal_mean(zeta, re_row_variance(d.zi_Zvals, covs) if covs else np.zeros(np.shape(zeta)))
 
 
 def re_row_variance(zvals, covs) -> np.ndarray:
@@ -167,8 +206,6 @@ def predict(m, newdata=None, type: str = "response", re: str = "conditional") ->
     """
     _check_type(m, type)
     check_choice(re, "re", ("conditional", "none", "marginal"))
-    if re == "marginal" and m.spec.zi_terms:
-        zeta_at(m, design_of(m, None), re)  # the error naming the zero part's random effects
     if newdata is not None:
         newdata = as_frame(newdata, "newdata")
     if re == "none" and newdata is not None:
@@ -209,6 +246,13 @@ def predict_design(m, d: Design, type: str = "response", re: str = "conditional"
     if fam.ordinal and re == "marginal":
         raise ModelError("an ordinal model has no population-averaged linear predictor; "
                          "use m.predict(type='prob', re='marginal')")
+    if re == "marginal" and fam.has_zero_part and m.spec.zi_terms and type != "conditional":
+        # (1 - pi) enters the mean linearly and independently of the count part's effects:
+        # E_s[pi] in place of pi (module docstring)
+        pbar = marginal_zero_prob(m, d)
+        if type == "zero_prob":
+            return pbar
+        fam = fam.with_zeta(logit(pbar))
     if re != "marginal" or type == "zero_prob" or (fam.link.name == "identity" and not fam.has_zero_part):
         return _respond(fam, eta, type)
     # population-averaged: E_b[h(eta + z'b)], z'b ~ N(0, v_i) with v_i = sum_k z_ik' S_k z_ik and

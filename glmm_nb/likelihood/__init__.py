@@ -10,6 +10,8 @@ from .ordinal import OrdinalLaplaceDevfun, OrdinalState
 from .ordinal_agq import OrdinalAgqDevfun
 from .reops import ReStructure
 from .zire import ZiPirlsState, ZiReLaplaceDevfun
+from .zire_agq import ZiReAgqDevfun, check_zi_agq, zi_agq_refusal
 
 __all__ = ["anova_theta_start", "AgqDevfun", "DevianceFunction", "Factorization", "LaplaceDevfun", "LmmDevfun", "LmmState", "OrdinalAgqDevfun", "OrdinalLaplaceDevfun", "OrdinalState",
-           "PirlsState", "ReStructure", "ZiPirlsState", "ZiReLaplaceDevfun", "gh_rule", "glm_fit", "glm_irls", "moment_theta"]
+           "PirlsState", "ReStructure", "ZiPirlsState", "ZiReAgqDevfun", "ZiReLaplaceDevfun", "check_zi_agq", "gh_rule",
+           "glm_fit", "glm_irls", "moment_theta", "zi_agq_refusal"]

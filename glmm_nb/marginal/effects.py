@@ -9,8 +9,9 @@ column moved by ``delta``) the mean predicted response under the two scenarios i
 
 and reported as a difference (risk/rate difference) and a ratio (risk/rate ratio).
 Intervals by simulation from the normal approximation to the estimates' sampling
-distribution (seeded); the conditional way holds the spherical conditional modes u fixed, so
-its interval reflects uncertainty in beta and theta but not in the modes.
+distribution (seeded): theta and beta, and for zero-inflated and hurdle models the zero part's
+coefficients and random-effect theta, drawn jointly; the conditional way holds the spherical
+conditional modes u fixed, so its interval does not reflect uncertainty in the modes.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from ..design import as_frame, new_zero_matrix, numpy_dtypes
 from ..errors import DataError, ModelError
 from ..inference.simulate import design_of, predict_design
-from .coefs import parameter_draws
+from .coefs import parameter_draws_all
 
 __all__ = ["average_marginal_effects", "comparison_table"]
 
@@ -67,22 +69,31 @@ def average_marginal_effects(m, var: str, delta: float = 1.0, level: float = 0.9
         raise ModelError("this result carries no model frame")
     d0, d1, contrast = _scenarios(frame, var, delta)
     x0, x1 = design_of(m, d0), design_of(m, d1)
+    # the zero part's design under each scenario: its linear predictor at each draw of gamma
+    Zs = [new_zero_matrix(m.spec, numpy_dtypes(as_frame(d, "newdata"))) for d in (d0, d1)] \
+        if m.spec.zi_X is not None else None
 
-    def summarise(res):
+    def summarise(res, designs=(x0, x1)):
         out = {}
         for way in WAYS:
-            p0 = float(np.mean(predict_design(res, x0, re=_RE[way])))
-            p1 = float(np.mean(predict_design(res, x1, re=_RE[way])))
+            p0, p1 = (float(np.mean(predict_design(res, x, re=_RE[way]))) for x in designs)
             out[way] = (p0, p1)
         return out
+
+    def draw(th, b, g, zt):
+        res = dataclasses.replace(m, theta=th, fixef=pd.Series(b, index=m.fixef.index))
+        if Zs is None:
+            return summarise(res)
+        res = dataclasses.replace(res, zi_fixef=pd.Series(g, index=m.zi_fixef.index, name=m.zi_fixef.name),
+                                  zi_theta=zt)
+        return summarise(res, tuple(dataclasses.replace(x, zeta=Z @ g) for x, Z in zip((x0, x1), Zs)))
 
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         point = summarise(m)
-        sims = [summarise(dataclasses.replace(m, theta=th, fixef=pd.Series(b, index=m.fixef.index)))
-                for th, b in parameter_draws(m, nsim, seed)]
+        sims = [draw(*d) for d in parameter_draws_all(m, nsim, seed)]
     a = (1 - level) / 2
     rows = []
     for way in WAYS:
