@@ -332,7 +332,7 @@ def _fit_dask(formula, data, fam_args, method, nagq, reml, weights, offset, cont
     check_disp_reml(fam, bool(reml))
     if ziformula is not None and "|" in ziformula and method == "agq":
         raise ModelError(f"method='agq' is not available with random effects in the zero part (ziformula "
-                         f"{ziformula!r}); fit by Laplace, as glmmTMB")
+                         f"{ziformula!r}) on Dask data; fit by Laplace (as glmmTMB), or by AGQ in memory")
     control = dict(control or {})
     opts = DaskOptions.from_control(control)
     arguments = {"formula": formula, "family": fam, "method": method, "nagq": nagq, "reml": bool(reml),
