@@ -141,14 +141,19 @@ class LaplaceDevfun:
                 pdev_p = -2.0 * K.loglik(eta_p) + u_p @ u_p
                 if pdev_p < pdev:
                     u, eta, pdev = u_p, eta_p, pdev_p
-        pdev0 = -2.0 * K.loglik(eta_f)
-        if not np.isfinite(pdev) or pdev0 < pdev:  # the warm start is worse than u = 0
-            u = np.zeros(rs.Q)
-            eta = eta_f
-            pdev = pdev0
+        if np.isfinite(pdev):
+            mu, r, W, Wobs = K.working(eta)
+            zr = rs.tmult(vals, r)  # Z~'r at the start (the first Newton step's)
+        if not (np.isfinite(pdev) and self._beats_zero(K, u, zr, pdev)):
+            pdev0 = -2.0 * K.loglik(eta_f)
+            if not np.isfinite(pdev) or pdev0 < pdev:  # the warm start is worse than u = 0
+                u = np.zeros(rs.Q)
+                eta = eta_f
+                pdev = pdev0
+                mu, r, W, Wobs = K.working(eta)
+                zr = rs.tmult(vals, r)
         converged = False
         it = 0
-        mu, r, W, Wobs = K.working(eta)
         for it in range(1, self.maxit + 1):
             # Newton steps (observed information) where it is positive; Fisher scoring otherwise
             Wf = W
@@ -164,7 +169,7 @@ class LaplaceDevfun:
             else:
                 Wf = None
                 fac = rs.factor(vals, np.where(Wobs > 0, Wobs, W))
-            grad = rs.tmult(vals, r) - u
+            grad = (zr if it == 1 else rs.tmult(vals, r)) - u
             delta = fac.solve(grad)
             dec = float(grad @ delta)
             if dec < self.tol and (it > 1 or dec < 1e-20):
@@ -192,6 +197,19 @@ class LaplaceDevfun:
         keep = keeps_states(fac) and np.isfinite(dev)
         self._prev = (vals, eta, u, W, r, fac, np.concatenate([theta, beta])) if keep else None
         return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam, K)
+
+    @staticmethod
+    def _beats_zero(K: Kernel, u: np.ndarray, zr: np.ndarray, pdev: float) -> bool:
+        r"""Whether the start u (penalized deviance ``pdev``, :math:`\tilde Z'r` = ``zr`` there)
+        is known to beat u = 0 without evaluating u = 0: trivially where u = 0, and where the
+        log-density is concave in eta (``K.concave``) by the tangent bound
+        :math:`\ell(\eta_f) \le \ell(\eta) - r'\tilde Z u`, i.e.
+        :math:`D_p(0) \ge D_p(u) - u'u + 2u'\tilde Z'r`, where that exceeds :math:`D_p(u)`
+        (by more than rounding). The choice of start is then the one evaluating u = 0 makes."""
+        uu = float(u @ u)
+        if uu == 0.0:
+            return True
+        return bool(K.concave and 2.0 * float(zr @ u) - uu > 1e-8 * (abs(pdev) + uu))
 
     PREDICT_MIN_STEP = 1e-4
 
