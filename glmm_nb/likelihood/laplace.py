@@ -106,6 +106,7 @@ class LaplaceDevfun:
         self.pw = np.asarray(spec.weights, dtype=float)
         self.X = np.asarray(spec.X, dtype=float)
         self.off = np.asarray(spec.offset, dtype=float)
+        self._has_off = bool(np.any(self.off != 0.0))
         self.ntheta = spec.ntheta
         self.p = spec.p
         self.nx = family.n_extra(spec)  # parameters after beta: a dispersion, a zero part
@@ -128,7 +129,9 @@ class LaplaceDevfun:
         fam = self.family if family is None else family
         K = fam.kernel(self.data)  # what does not depend on eta, once per dispersion
         vals = rs.vals(theta)
-        eta_f = self.X @ beta + self.off
+        eta_f = self.X @ beta
+        if self._has_off:
+            eta_f += self.off
         u = (self._u if u0 is None else u0).copy()
         if not np.all(np.isfinite(u)):
             u = np.zeros(rs.Q)
