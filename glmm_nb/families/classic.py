@@ -193,6 +193,8 @@ class LogitKernel(MemoKernel):
     :math:`\mu = e^\eta/(1 + e^\eta)`, :math:`\mu(1 - \mu) = \mu/(1 + e^\eta)`. Where some
     :math:`\eta \ge` ``ETA_MAX`` (:math:`e^\eta` near overflow) the family's own stable forms."""
 
+    concave = True  # d2l/deta2 = -w mu (1 - mu) <= 0
+
     def __init__(self, family: "Binomial", data: ResponseData):
         super().__init__(family, data)
         self.py = data.memo("pw*y", lambda: data.weighted(data.y))
@@ -229,6 +231,8 @@ class LogitKernel(MemoKernel):
 class PoissonLogKernel(MemoKernel):
     r"""Poisson with the log link: :math:`\ell = \sum_i w_i(y_i\eta_i - e^{\eta_i})` (+ constants),
     one exponential per row shared with the working pieces :math:`W = w\mu`, :math:`r = w(y - \mu)`."""
+
+    concave = True  # d2l/deta2 = -w mu <= 0
 
     def __init__(self, family: "Poisson", data: ResponseData):
         super().__init__(family, data)

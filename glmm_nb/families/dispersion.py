@@ -535,6 +535,8 @@ class NB2LogKernel(MemoKernel):
     :math:`r = w d(y - \mu)/s`, :math:`W = w(y + d)d\mu/s^2`,
     :math:`\partial W/\partial\eta = W(d - \mu)/s`."""
 
+    concave = True  # d2l/deta2 = -W = -w (y + d) d mu / s^2 <= 0
+
     def __init__(self, family: NegativeBinomial2, data: ResponseData):
         super().__init__(family, data)
         d = self.d = family._d()
@@ -593,6 +595,8 @@ class GammaLogKernel(MemoKernel):
     :meth:`GammaFamily.loglik_const`'s :math:`-\log y`); the terms free of mu are summed once per
     nu, the rest per linear predictor with :math:`q = y e^{-\eta}`:
     :math:`r = w\nu(q - 1)`, :math:`W = w\nu q`, :math:`\partial W/\partial\eta = -W`."""
+
+    concave = True  # d2l/deta2 = -w nu y / mu <= 0
 
     def __init__(self, family: GammaFamily, data: ResponseData):
         super().__init__(family, data)

@@ -77,7 +77,13 @@ class ResponseData:
 
 class Kernel:
     """The generic kernel: ``family``'s own ``loglik_kernel``, ``working`` and ``extra_pieces``
-    on ``data``'s response (see the module docstring)."""
+    on ``data``'s response (see the module docstring).
+
+    ``concave``: every row's log-density is concave in eta (so it lies below its tangent, which
+    lets PIRLS rule out a start without evaluating it); unknown, so False, for the generic kernel.
+    """
+
+    concave = False
 
     def __init__(self, family, data: ResponseData):
         self.family = family

@@ -106,6 +106,7 @@ class LaplaceDevfun:
         self.pw = np.asarray(spec.weights, dtype=float)
         self.X = np.asarray(spec.X, dtype=float)
         self.off = np.asarray(spec.offset, dtype=float)
+        self._has_off = bool(np.any(self.off != 0.0))
         self.ntheta = spec.ntheta
         self.p = spec.p
         self.nx = family.n_extra(spec)  # parameters after beta: a dispersion, a zero part
@@ -128,27 +129,52 @@ class LaplaceDevfun:
         fam = self.family if family is None else family
         K = fam.kernel(self.data)  # what does not depend on eta, once per dispersion
         vals = rs.vals(theta)
-        eta_f = self.X @ beta + self.off
+        eta_f = self.X @ beta
+        if self._has_off:
+            eta_f += self.off
         u = (self._u if u0 is None else u0).copy()
         if not np.all(np.isfinite(u)):
             u = np.zeros(rs.Q)
         eta = eta_f + rs.mult(vals, u)
-        pdev = -2.0 * K.loglik(eta) + u @ u
+        pdev = None  # the last modes' penalized deviance, evaluated where it decides something
+        pieces = None  # (mu, r, W, Wobs) at the start
         if u0 is None and self._prev is not None and self._moved(theta, beta):  # last modes moved
             u_p = self._predict(vals, eta)
             if u_p is not None:
                 eta_p = eta_f + rs.mult(vals, u_p)
                 pdev_p = -2.0 * K.loglik(eta_p) + u_p @ u_p
-                if pdev_p < pdev:
-                    u, eta, pdev = u_p, eta_p, pdev_p
-        pdev0 = -2.0 * K.loglik(eta_f)
-        if not np.isfinite(pdev) or pdev0 < pdev:  # the warm start is worse than u = 0
-            u = np.zeros(rs.Q)
-            eta = eta_f
-            pdev = pdev0
+                if np.isfinite(pdev_p) and K.concave:
+                    pieces = K.working(eta_p)
+                    if self._beats(K, pdev_p, u_p, eta_p, pieces[1], u, eta):
+                        u, eta, pdev = u_p, eta_p, pdev_p
+                    else:
+                        pdev = -2.0 * K.loglik(eta) + u @ u
+                        if pdev_p < pdev:
+                            u, eta, pdev = u_p, eta_p, pdev_p
+                        else:
+                            pieces = None
+                else:
+                    pdev = -2.0 * K.loglik(eta) + u @ u
+                    if pdev_p < pdev:
+                        u, eta, pdev = u_p, eta_p, pdev_p
+        if pdev is None:
+            pdev = -2.0 * K.loglik(eta) + u @ u
+        zr = None  # Z~'r at the start (the first Newton step's)
+        if np.isfinite(pdev) and K.concave:  # the tangent bound needs the start's score
+            pieces = pieces if pieces is not None else K.working(eta)
+            zr = rs.tmult(vals, pieces[1])
+        if not (np.isfinite(pdev) and self._beats_zero(K, u, zr, pdev)):
+            pdev0 = -2.0 * K.loglik(eta_f)
+            if not np.isfinite(pdev) or pdev0 < pdev:  # the warm start is worse than u = 0
+                u = np.zeros(rs.Q)
+                eta = eta_f
+                pdev = pdev0
+                pieces = zr = None
+        mu, r, W, Wobs = pieces if pieces is not None else K.working(eta)
+        if zr is None:
+            zr = rs.tmult(vals, r)
         converged = False
         it = 0
-        mu, r, W, Wobs = K.working(eta)
         for it in range(1, self.maxit + 1):
             # Newton steps (observed information) where it is positive; Fisher scoring otherwise
             Wf = W
@@ -164,7 +190,7 @@ class LaplaceDevfun:
             else:
                 Wf = None
                 fac = rs.factor(vals, np.where(Wobs > 0, Wobs, W))
-            grad = rs.tmult(vals, r) - u
+            grad = (zr if it == 1 else rs.tmult(vals, r)) - u
             delta = fac.solve(grad)
             dec = float(grad @ delta)
             if dec < self.tol and (it > 1 or dec < 1e-20):
@@ -192,6 +218,29 @@ class LaplaceDevfun:
         keep = keeps_states(fac) and np.isfinite(dev)
         self._prev = (vals, eta, u, W, r, fac, np.concatenate([theta, beta])) if keep else None
         return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam, K)
+
+    @staticmethod
+    def _beats_zero(K: Kernel, u: np.ndarray, zr: np.ndarray, pdev: float) -> bool:
+        r"""Whether the start u (penalized deviance ``pdev``, :math:`\tilde Z'r` = ``zr`` there)
+        is known to beat u = 0 without evaluating u = 0: trivially where u = 0, and where the
+        log-density is concave in eta (``K.concave``) by the tangent bound
+        :math:`\ell(\eta_f) \le \ell(\eta) - r'\tilde Z u`, i.e.
+        :math:`D_p(0) \ge D_p(u) - u'u + 2u'\tilde Z'r`, where that exceeds :math:`D_p(u)`
+        (by more than rounding). The choice of start is then the one evaluating u = 0 makes."""
+        uu = float(u @ u)
+        if uu == 0.0:
+            return True
+        return bool(K.concave and zr is not None and 2.0 * float(zr @ u) - uu > 1e-8 * (abs(pdev) + uu))
+
+    @staticmethod
+    def _beats(K: Kernel, pdev_a: float, u_a, eta_a, r_a, u_b, eta_b) -> bool:
+        r"""Whether start a (penalized deviance ``pdev_a``, score ``r_a``) is known to beat start b
+        without evaluating b: for a log-density concave in eta, by the tangent at a,
+        :math:`D_p(b) \ge D_p(a) - u_a'u_a + u_b'u_b - 2r_a'(\eta_b - \eta_a)`; where that
+        exceeds :math:`D_p(a)` by more than rounding, a is the lower."""
+        ua, ub = float(u_a @ u_a), float(u_b @ u_b)
+        lower = pdev_a - ua + ub - 2.0 * float(r_a @ (eta_b - eta_a))
+        return bool(lower - pdev_a > 1e-8 * (abs(pdev_a) + ua + ub))
 
     PREDICT_MIN_STEP = 1e-4
 
