@@ -11,7 +11,9 @@ descheduled holds up every other (OpenBLAS's factorization waits for all of them
 Measured on InstEval's 1,156-column block (2 cores, other processes busy on both): a fit with
 two LAPACK threads took 37 s of wall and 13.8 s of CPU, with one 3.5 s and 1.4 s (the same 13
 evaluations, the same optimum). The 1-minute load average used before lags a new load by a
-minute, long enough to fall into that. :func:`idle_threads` instead reads the machine's busy
+minute, long enough to fall into that: with two busy loops started beside a machine whose load
+average still read 0.3, the InstEval fit took 110 s and 60 s (27 s and 17 s of CPU) by the load
+average and 10.2 s and 7.6 s (1.8 s of CPU) by this measure, alternating in one run. :func:`idle_threads` instead reads the machine's busy
 time (``/proc/stat``) since its previous call and subtracts this process's own CPU time (its
 spinning workers included): what the *other* processes used over the last evaluation. The first
 call of a fit (no recent sample) and platforms without ``/proc/stat`` get one thread.
