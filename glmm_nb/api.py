@@ -15,17 +15,26 @@ import sys
 
 import pandas as pd
 
-from .distributed import fit_dask, is_dask_data, predict_dask, refit_dask, wald_confint
 from .families import Family
 from .errors import ModelError
-from .inference import (bootstrap, confint, ddf_table, diagnose, emmeans, icc, mor, nominal_test, predict,
-                        predict_interval, predict_ordinal, r2, simulate)
-from .marginal import average_marginal_effects, causal_checks, comparison_table, marginal_coefs
 from .pipeline import fit, make_devfun, make_request, refit
 from .results import GLMMResult
 from .timing import stopwatch
 
 __all__ = ["glmm", "make_devfun", "refit", "with_data_source", "MixedModel", "DaskMixedModel"]
+
+# Inference, marginal effects and the Dask engine load when a method needs them (their scipy.stats
+# and the rest cost ~0.4 s that a fit does not need): each method imports what it calls.
+
+
+def _is_dask_data(obj) -> bool:
+    """True for a Dask DataFrame (as :func:`glmm_nb.distributed.is_dask_data`), without loading
+    the Dask engine's modules for in-memory data: a Dask frame exists only once dask has loaded."""
+    if "dask" not in sys.modules:
+        return False
+    from .distributed import is_dask_data
+
+    return is_dask_data(obj)
 
 
 class MixedModel(GLMMResult):
@@ -60,17 +69,23 @@ class MixedModel(GLMMResult):
         """
         if part != "cond" or (ddf is None and not self.request.family.profiled_lmm):
             return super().coef_table(conf_level, part=part)
+        from .inference import ddf_table
+
         return ddf_table(self, ddf=ddf, conf_level=conf_level)
 
     def emmeans(self, specs, by=None, at: dict | None = None, type: str = "link", ddf: str | None = None,
                 level: float = 0.95):
         """Estimated marginal means with emmeans' reference-grid rules; ``.pairs()``,
         ``.contrast(...)``, ``.to_frame()``; see :func:`glmm_nb.inference.emmeans`."""
+        from .inference import emmeans
+
         return emmeans(self, specs, by=by, at=at, type=type, ddf=ddf, level=level)
 
     def fitted(self) -> pd.Series:
         """Fitted means at the conditional modes, indexed like the rows used (ordinal models:
         the fitted probability of each row's observed category, as ``clmm``'s ``fitted()``)."""
+        from .inference import predict, predict_ordinal
+
         if self.request.family.ordinal:
             import numpy as np
 
@@ -86,6 +101,7 @@ class MixedModel(GLMMResult):
         Zero-inflated and hurdle models: mu is the mean with the zero part and Var the mixture's
         variance (as glmmTMB); they have no deviance residuals (no saturated model; glmmTMB
         refuses them too)."""
+        from .inference import predict
         import numpy as np
 
         fam = self.fitted_family
@@ -111,10 +127,14 @@ class MixedModel(GLMMResult):
 
     def confint(self, method: str = "profile", level: float = 0.95, **kw) -> pd.DataFrame:
         """Intervals (``wald``, ``profile`` or ``bootstrap``); see :func:`glmm_nb.inference.confint`."""
+        from .inference import confint
+
         return confint(self, method=method, level=level, **kw)
 
     def bootstrap(self, nsim: int = 200, seed=None, n_jobs: int = 1, progress: bool | None = None):
         """Parametric bootstrap; see :func:`glmm_nb.inference.bootstrap`."""
+        from .inference import bootstrap
+
         return bootstrap(self, nsim=nsim, seed=seed, n_jobs=n_jobs, progress=progress)
 
     def predict(self, newdata=None, type: str | None = None, re: str = "conditional", se_fit: bool = False,
@@ -132,6 +152,8 @@ class MixedModel(GLMMResult):
         the linear predictor; ``re="marginal"`` averages the probabilities over the random
         effects (population-averaged); see :func:`glmm_nb.inference.predict_ordinal`.
         """
+        from .inference import predict, predict_interval, predict_ordinal
+
         if type == "dispersion":
             return predict_dispersion(self, newdata)
         if self.request.family.ordinal and not (se_fit or interval is not None):
@@ -145,48 +167,68 @@ class MixedModel(GLMMResult):
     def simulate(self, nsim: int = 1, seed=None, newdata=None, re: str = "new"):
         """Simulated responses (n, nsim); ``re`` in {"new", "conditional"}. Ordinal models: the
         category codes 0..K−1 (``m.levels[k]`` is the label of code k)."""
+        from .inference import simulate
+
         return simulate(self, nsim=nsim, seed=seed, newdata=newdata, re=re)
 
     def icc(self) -> float:
         """Latent-scale (adjusted) intraclass correlation."""
+        from .inference import icc
+
         return icc(self)
 
     def r2(self) -> dict:
         """Nakagawa marginal and conditional R²."""
+        from .inference import r2
+
         return r2(self)
 
     def mor(self) -> pd.Series:
         """Median odds ratio per random-intercept term (logistic models)."""
+        from .inference import mor
+
         return mor(self)
 
     def nominal_test(self, terms: list[str] | None = None) -> pd.DataFrame:
         """Ordinal models: likelihood-ratio checks of the proportional-odds assumption, one
         term at a time (``ordinal::nominal_test``); see :func:`glmm_nb.inference.nominal_test`."""
+        from .inference import nominal_test
+
         return nominal_test(self, terms=terms)
 
     def diagnose(self, nsim: int = 250, seed: int | None = 1, alternatives: bool = True):
         """DHARMa-style simulated residuals, their tests and convergence details; for count and
         multi-trial binomial models the refits under alternative families and the advice they
         support (``alternatives=False`` skips the refits)."""
+        from .inference import diagnose
+
         return diagnose(self, nsim=nsim, seed=seed, alternatives=alternatives)
 
     # ------------------------------------------------------------ conditional vs marginal
     def marginal_coefs(self, method: str = "delta", level: float = 0.95, **kw) -> pd.DataFrame:
         """Population-averaged coefficients; see :func:`glmm_nb.marginal.marginal_coefs`."""
+        from .marginal import marginal_coefs
+
         return marginal_coefs(self, method=method, level=level, **kw)
 
     def marginal_effects(self, var: str, delta: float = 1.0, level: float = 0.95, **kw) -> pd.DataFrame:
         """Average marginal effects of ``var`` three ways; see :mod:`glmm_nb.marginal.effects`."""
+        from .marginal import average_marginal_effects
+
         return average_marginal_effects(self, var, delta=delta, level=level, **kw)
 
     def compare(self, gee=None) -> pd.DataFrame:
         """Conditional, marginal, GEE and attenuation side by side; ``gee`` is a cluster column
         name or a :func:`glmm_nb.gee` result (as in :meth:`report`)."""
+        from .marginal import comparison_table
+
         return comparison_table(self, gee)
 
     def causal_checks(self, cluster: str | None = None, randomized=()):
         """Within/between decomposition, variance shares and flags (``randomized``: covariates
         assigned at random, whose cluster-level comparison is then a note, not a flag)."""
+        from .marginal import causal_checks
+
         return causal_checks(self, cluster=cluster, randomized=randomized)
 
     def report(self, template_dir=None, marginal: str | None = None, gee=None, diagnostics_nsim: int = 250,
@@ -229,6 +271,8 @@ class DaskMixedModel(MixedModel):
 
     def refit(self, **changes) -> "MixedModel":
         """Fit again on the Dask data with changes; see :func:`glmm_nb.distributed.refit_dask`."""
+        from .distributed import refit_dask
+
         return refit_dask(self, **changes) if self._dask() else super().refit(**changes)
 
     def ranef(self, condvar: bool = True) -> dict:
@@ -238,6 +282,8 @@ class DaskMixedModel(MixedModel):
     def predict(self, newdata=None, type: str = "response", re: str = "conditional", se_fit: bool = False,
                 interval: str | None = None, level: float = 0.95, ddf: str | None = "asymptotic"):
         """Predictions for Dask (a Dask Series) or pandas (an array) data; default: the data fitted."""
+        from .distributed import predict_dask
+
         if not self._dask():
             return super().predict(newdata, type, re, se_fit, interval, level, ddf)
         if se_fit or interval is not None:
@@ -257,6 +303,8 @@ class DaskMixedModel(MixedModel):
     def confint(self, method: str = "wald", level: float = 0.95, **kw) -> pd.DataFrame:
         """Wald intervals from the whole data's curvature; see :func:`glmm_nb.distributed.wald_confint`
         (profile and bootstrap intervals refit many times in memory)."""
+        from .distributed import wald_confint
+
         if not self._dask():
             return super().confint(method=method, level=level, **kw)
         if method != "wald":
@@ -354,7 +402,9 @@ def glmm(
     MixedModel
         (a :class:`DaskMixedModel` for Dask data)
     """
-    if engine is not None or is_dask_data(data):
+    if engine is not None or _is_dask_data(data):
+        from .distributed import fit_dask
+
         return fit_dask(formula, data, family=family, link=link, method=method, nagq=nagq, reml=reml,
                         weights=weights, offset=offset, control=control, start=start, engine=engine,
                         fixed=fixed, result_class=DaskMixedModel, ziformula=ziformula, hurdle=hurdle,

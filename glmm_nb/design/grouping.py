@@ -84,6 +84,16 @@ def _value_kind(v) -> str:
     return type(v).__name__
 
 
+_INFERRED_KIND = {"string": "text", "integer": "number", "floating": "number", "mixed-integer-float": "number",
+                  "decimal": "number", "complex": "number", "boolean": "bool"}
+
+
+def _one_kind(values: np.ndarray) -> str | None:
+    """The one kind of all ``values`` (pandas' C type inference), or None when they mix kinds or
+    pandas cannot say (the per-value check then decides and names the kinds)."""
+    return _INFERRED_KIND.get(pd.api.types.infer_dtype(values, skipna=True))
+
+
 def _check_values(col: pd.Series, name: str, present: np.ndarray) -> None:
     """Refuse infinite values and columns that mix kinds of values (numbers and text)."""
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
@@ -92,6 +102,15 @@ def _check_values(col: pd.Series, name: str, present: np.ndarray) -> None:
             raise DataError(f"grouping column '{name}' has infinite values; a group must be a finite value or a label")
         return
     if col.dtype == object:
+        kind = _one_kind(col.to_numpy()[present])
+        if kind == "text" or kind == "bool":
+            return
+        if kind == "number":
+            vals = col.to_numpy()[present].astype(float)
+            if np.any(np.isinf(vals)):
+                raise DataError(f"grouping column '{name}' has infinite values; a group must be a finite value or "
+                                "a label")
+            return
         kinds = {}
         for v in col.to_numpy()[present]:
             kinds.setdefault(_value_kind(v), v)
@@ -129,7 +148,8 @@ def column_levels(col: pd.Series, name: str) -> tuple[tuple[str, ...], np.ndarra
                 DataWarning,
             )
     elif col.dtype == object:
-        kinds = {_value_kind(v) for v in values}
+        one = _one_kind(values)
+        kinds = {one} if one is not None else {_value_kind(v) for v in values}
         if kinds == {"number"}:
             values = values.astype(float)
         elif kinds <= {"text"}:

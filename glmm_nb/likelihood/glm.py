@@ -45,6 +45,8 @@ def _wls(X: np.ndarray, w: np.ndarray, z: np.ndarray, colscale: np.ndarray) -> n
 
 SUBSAMPLE_ROWS = 200_000  # larger data: IRLS on a sample of SUBSAMPLE, then steps on all rows
 SUBSAMPLE = 50_000
+SAMPLE_MIN_NONZERO = 50  # every column needs this many nonzero rows in the sample
+FULL_STEPS = 6  # steps on all rows from the sample's estimate before falling back to IRLS from scratch
 
 
 def _irls(X, y, pw, off, family: Family, beta, maxit: int, tol: float, colscale, by_step: bool):
@@ -61,6 +63,7 @@ def _irls(X, y, pw, off, family: Family, beta, maxit: int, tol: float, colscale,
         mu = link.inverse(eta)
     rms = colscale / np.sqrt(max(len(y), 1))
     dev_old = np.inf
+    converged = False
     for _ in range(maxit):
         me = link.mu_eta(eta)
         w = pw * me**2 / family.variance(mu)
@@ -72,13 +75,15 @@ def _irls(X, y, pw, off, family: Family, beta, maxit: int, tol: float, colscale,
         mu = link.inverse(eta)
         if by_step:
             if step < tol:
+                converged = True
                 break
             continue
         dev = float(np.sum(family.dev_resid(y, mu, pw)))
         if abs(dev - dev_old) < tol * (abs(dev) + 0.1):
+            converged = True
             break
         dev_old = dev
-    return beta, eta, mu
+    return beta, eta, mu, converged and bool(np.all(np.isfinite(beta)))
 
 
 def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8):
@@ -89,7 +94,9 @@ def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8):
     estimate is within a few 1/sqrt(SUBSAMPLE) standard errors of the full one), then IRLS steps
     on all rows until a step moves the linear predictor by less than 1e-4 (on each column's
     root-mean-square scale): typically two passes over the data instead of five, and no
-    deviance pass. Either way a start, which the optimizer refines.
+    deviance pass. A column with fewer than 50 nonzero rows in the sample (a rare dummy), or
+    steps that have not settled after six passes, send the fit to IRLS on all rows from the
+    family's starting means. Either way a start, which the optimizer refines.
     """
     colscale = np.sqrt(np.einsum("ij,ij->j", X, X))
     colscale[colscale == 0] = 1.0
@@ -98,14 +105,17 @@ def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8):
     if n > SUBSAMPLE_ROWS:
         idx = np.sort(np.random.default_rng(0).choice(n, SUBSAMPLE, replace=False))
         Xs = X[idx]
-        cs = np.sqrt(np.einsum("ij,ij->j", Xs, Xs))
-        if np.all(cs > 0):  # every column varies in the sample (a rare dummy may not)
+        if np.all(np.count_nonzero(Xs, axis=0) >= SAMPLE_MIN_NONZERO):  # a rare dummy: all rows instead
+            cs = np.sqrt(np.einsum("ij,ij->j", Xs, Xs))
             beta = _irls(Xs, y[idx], pw[idx], off[idx], family, None, maxit, tol, cs, by_step=False)[0]
             if not np.all(np.isfinite(beta)):
                 beta = None
-    if beta is None:
-        return _irls(X, y, pw, off, family, None, maxit, tol, colscale, by_step=False)
-    return _irls(X, y, pw, off, family, beta, maxit, 1e-4, colscale, by_step=True)
+    if beta is not None:
+        fit = _irls(X, y, pw, off, family, beta, FULL_STEPS, 1e-4, colscale, by_step=True)
+        if fit[3]:
+            return fit[:3]
+    # small data, a sample that cannot stand in for the rows, or steps that did not settle
+    return _irls(X, y, pw, off, family, None, maxit, tol, colscale, by_step=False)[:3]
 
 
 def glm_irls(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from ..errors import ModelError
 
@@ -34,10 +34,12 @@ def wald_table(estimate: pd.Series, std_error, conf_level: float = 0.95, df=None
     est = pd.Series(estimate, dtype=float)
     se = pd.Series(np.asarray(std_error, dtype=float), index=est.index)
     stat = est / se
-    if df is None:
-        p = 2 * stats.norm.sf(np.abs(stat))
-        q = stats.norm.ppf(0.5 + conf_level / 2)
+    if df is None:  # the normal tail as scipy.stats.norm computes it, without loading scipy.stats
+        p = 2 * special.ndtr(-np.abs(stat))
+        q = special.ndtri(0.5 + conf_level / 2)
     else:
+        from scipy import stats
+
         dfv = np.broadcast_to(np.asarray(df, dtype=float), est.shape)
         p = 2 * stats.t.sf(np.abs(stat), dfv)
         q = stats.t.ppf(0.5 + conf_level / 2, dfv)

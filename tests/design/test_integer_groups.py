@@ -34,3 +34,27 @@ def test_missing_values_keep_code_minus_one():
     labels, codes = column_levels(pd.Series([5, None, 3, 5], dtype="Int64"), "g")
     assert labels == ("3", "5")
     np.testing.assert_array_equal(codes, [1, -1, 0, 1])
+
+
+@pytest.mark.parametrize("values, labels", [
+    (["b", "a", None, "b"], ("a", "b")),
+    ([2, 1.0, None, 2], ("1", "2")),
+    ([True, False, True], ("False", "True")),
+    ([np.int64(3), 5, 3], ("3", "5")),
+])
+def test_object_columns_of_one_kind_by_type_inference(values, labels):
+    """Object columns of one kind take pandas' C type inference instead of a loop over rows:
+    the same labels as the per-value path (value_label of the sorted distinct values)."""
+    got, codes = column_levels(pd.Series(values, dtype=object), "g")
+    assert got == labels
+    present = [v for v in values if v is not None]
+    assert [got[c] for c in codes if c >= 0] == [value_label(v) for v in present]
+
+
+def test_object_columns_mixing_kinds_are_still_named():
+    from glmm_nb.errors import DataError
+
+    with pytest.raises(DataError, match=r"mixes kinds of values: number \(1\), text \('a'\)"):
+        column_levels(pd.Series([1, "a", 1], dtype=object), "g")
+    with pytest.raises(DataError, match="infinite values"):
+        column_levels(pd.Series([1.0, float("inf")], dtype=object), "g")
