@@ -103,18 +103,19 @@ def test_stopwatch_nesting_on_a_known_schedule():
         with sw.stage("design"):
             time.sleep(0.02)
             with stage("checks"):  # nested: charged to checks, not to design
-                time.sleep(0.03)
+                time.sleep(0.2)
         with sw.stage("result"):
             time.sleep(0.01)
             with stage("hessian"):
-                time.sleep(0.02)
+                time.sleep(0.2)
                 inner = sw.snapshot()  # open stages count up to now
         t = sw.snapshot(7)
-    assert t["checks"] >= 0.03 and 0.03 <= t["design"] < 0.03 + 0.03
-    assert t["hessian"] >= 0.02 and 0.01 <= t["result"] < 0.01 + 0.02
+    # generous upper bounds (a loaded machine oversleeps), far below the nested 0.2 s
+    assert t["checks"] >= 0.2 and 0.03 <= t["design"] < 0.03 + 0.1
+    assert t["hessian"] >= 0.2 and 0.01 <= t["result"] < 0.01 + 0.1
     assert sum(t[k] for k in STAGES) == pytest.approx(t["total"], abs=1e-3)  # the snapshot came after
     assert sum(inner[k] for k in STAGES) == pytest.approx(inner["total"], abs=1e-9)
-    assert inner["hessian"] >= 0.02 and inner["result"] >= 0.01
+    assert inner["hessian"] >= 0.2 and 0.01 <= inner["result"] < 0.01 + 0.1
     assert t.evaluations == 7
     with stage("design"):  # no active stopwatch: nothing to charge, no error
         pass
