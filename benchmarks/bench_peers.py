@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-                               "VECLIB_MAXIMUM_THREADS")}
+                               "VECLIB_MAXIMUM_THREADS", "RAYON_NUM_THREADS")}  # rayon: mixedlm (Rust)
 
 # name: (rows, clusters, family, random part); the random part decides the formula (FORMULAS)
 CASES = {
