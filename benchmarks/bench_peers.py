@@ -16,7 +16,7 @@ shape; the JSON says which). gpboost has no REML, so it has no InstEval line ("-
 it with ``lmer(..., REML=True)``. The fixed-effect covariates are simulated standard normals,
 the grouping factors integer codes (strings for mixedlm and for InstEval's factors).
 
-``--threads one`` pins every pool to one thread (OMP, OpenBLAS, MKL, numba and gpboost's own
+``--threads one`` pins every pool to one thread (OMP, OpenBLAS, MKL, numba, rayon for mixedlm and gpboost's own
 ``num_parallel_threads``); ``default`` leaves them alone. ``--load N`` starts N busy-looping
 processes for the duration of the run (the "loaded machine" of issue 28). Each line prints the
 median seconds and the log-likelihood of every package; a peer that is not installed, or has no
