@@ -606,30 +606,31 @@ class GammaLogKernel(MemoKernel):
         self.const = data.const + self.sw * (nu * np.log(nu) - special.gammaln(nu)) + nu * self.slogy
 
     def _lq(self, eta):
+        """(log mu, mu, y/mu) at eta (kept from loglik at the same array)."""
         hit = self.recall(eta)
         if hit is not None:
             return hit
-        with np.errstate(over="ignore"):
-            lm = _log_mean(eta)
-            return lm, self.data.y * np.exp(-lm)
+        lm = _log_mean(eta)
+        mu = np.exp(lm)
+        return lm, mu, self.data.y / mu
 
     def loglik(self, eta: np.ndarray) -> float:
-        lm, q = self._lq(eta)
-        self.remember(eta, (lm, q))
+        lm, mu, q = hit = self._lq(eta)
+        self.remember(eta, hit)
         return -self.nu * (self.data.wsum(lm) + self.data.wsum(q)) + self.const
 
     def working(self, eta: np.ndarray):
-        lm, q = self._lq(eta)
+        _lm, mu, q = self._lq(eta)
         W = self.data.weighted(self.nu * q)
-        r = self.data.weighted(self.nu * (q - 1.0))
+        r = W - (self.nu if self.data.unit_weights else self.nu * self.data.pw)  # w nu (y/mu - 1)
         self.last_working = (eta, W)
-        return np.exp(lm), r, W, W
+        return mu, r, W, W
 
     def dW_from(self, W):
         return -W
 
     def extra_pieces(self, eta: np.ndarray):
-        lm, q = self._lq(eta)
+        lm, _mu, q = self._lq(eta)
         nu, data = self.nu, self.data
         lp = -2 * nu * (self.sw * (np.log(nu) + 1 - _psi0(nu)) + self.slogy - data.wsum(lm) - data.wsum(q))
         W = data.weighted(nu * q)
