@@ -168,7 +168,9 @@ class StatsEval:
         sb = float(np.sum(u * Tf) + beta @ cs.XtWy)
         pwrss = cs.yWy - 2.0 * sb + sAs
         nu = n_eff - (p if reml else 0)
-        dev = logdet + nu * (1.0 + np.log(2.0 * np.pi * pwrss / nu)) - sum_log_w
+        # r^2 cancelled to nothing (a residual variance near zero): no value; the caller's guard
+        # (LmmDevfun.STATS_MAX_CANCEL) sends this theta to the rows
+        dev = logdet + nu * (1.0 + np.log(2.0 * np.pi * pwrss / nu)) - sum_log_w if pwrss > 0 else np.nan
         if reml:
             dev += np.linalg.slogdet(RX2)[1]
         self.CT, self.Minv, self.F, self.RX2, self.nu = CT, Minv, F, RX2, nu
