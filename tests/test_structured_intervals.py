@@ -82,7 +82,7 @@ def _ar1_dense_deviance(m):
 
 def test_profile_of_a_gaussian_ar1_through_its_vanishing_nugget(fits):
     """ar1_gauss (ML): along the SD's upper and rho's lower side the residual SD runs to 0 (the ar1
-    term takes over the residual variance); the profile continues with sigma at its floor (1e-4 of
+    term takes over the residual variance); the profile continues with sigma at its floor (1e-3 of
     the largest SD, standing for 0). Against a dense brute force (_ar1_dense_deviance, sigma >= 0 with
     0 itself allowed, Nelder-Mead from several starts): every limit is at the minimum + 3.8415 (1e-3),
     and sigma's profile stays below the cut-off down to sigma = 0 (0.42 there), so its lower limit is
@@ -370,3 +370,49 @@ def test_toeplitz_limits_sit_on_the_cutoff(fits):
             assert dev(p0) - d_hat == pytest.approx(cut, abs=1e-3), (name, lim)
             res = optimize.minimize(dev, p0, method="Nelder-Mead", options={"xatol": 1e-7, "fatol": 1e-9, "maxfev": 4000})
             assert res.fun >= dev(p0) - 1e-4, (name, lim, res.fun - dev(p0))
+
+
+def test_profile_of_a_spatial_gaussian_field_without_nugget():
+    """exp_spatial_gauss (ML; glmmTMB puts sigma at 2e-5, a boundary): the SD and range profiles run
+    with sigma at its floor. Against a dense brute force (V = sd^2 exp(-D/range) + s^2 I over the 120
+    locations, s >= 0 with 0 allowed, Nelder-Mead): each limit is at the minimum + 3.8415 (1e-3).
+    glmmTMB 1.1.5's upper limits agree (3e-4); its lower ones do not lie on the cut-off (the dense
+    profile is 0.14 and 0.28 above it there: its spline), which the test shows."""
+    from scipy import optimize
+
+    case, d = load("exp_spatial_gauss")
+    with pytest.warns(Warning):
+        m = glmm_nb.glmm(case["formula"], d, family="gaussian", reml=False)
+    from glmm_nb.inference.profile import profile_confint
+
+    ci = profile_confint(m, parm=["sd__exp|grp", "range__exp|grp"])
+    X, y = np.asarray(m.spec.X), d["y"].to_numpy()
+    xy = d[["sx", "sy"]].to_numpy()
+    D = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1))
+
+    def dev(sd, rng, sig):
+        L = np.linalg.cholesky(sd**2 * np.exp(-D / rng) + sig**2 * np.eye(len(y)))
+        Xt, yt = np.linalg.solve(L, X), np.linalg.solve(L, y)
+        r = yt - Xt @ np.linalg.lstsq(Xt, yt, rcond=None)[0]
+        return 2 * np.log(np.diag(L)).sum() + r @ r + len(y) * np.log(2 * np.pi)
+
+    nm = {"xatol": 1e-10, "fatol": 1e-12}
+    d_min = optimize.minimize(lambda p: dev(np.exp(p[0]), np.exp(p[1]), abs(p[2])), [0.29, 1.03, 0.01],
+                              method="Nelder-Mead", options=nm | {"maxfev": 20000}).fun
+    assert -d_min / 2 == pytest.approx(case["loglik"], abs=1e-6)
+    cut = stats.chi2.ppf(0.95, 1)
+
+    def prof_sd(v):
+        return optimize.minimize(lambda p: dev(v, np.exp(p[0]), abs(p[1])), [1.03, 0.01], method="Nelder-Mead", options=nm).fun - d_min
+
+    def prof_range(v):
+        return optimize.minimize(lambda p: dev(np.exp(p[0]), v, abs(p[1])), [0.29, 0.01], method="Nelder-Mead", options=nm).fun - d_min
+
+    for v in ci.loc["sd__exp|grp"]:
+        assert prof_sd(v) == pytest.approx(cut, abs=1e-3), v
+    for v in ci.loc["range__exp|grp"]:
+        assert prof_range(v) == pytest.approx(cut, abs=1e-3), v
+    ref = TOEP["exp_spatial_gauss"]  # glmmTMB's theta_: log SD, log range
+    assert ci.loc["sd__exp|grp", "conf_high"] == pytest.approx(np.exp(ref["upper"][0]), rel=3e-4)
+    assert ci.loc["range__exp|grp", "conf_high"] == pytest.approx(np.exp(ref["upper"][1]), rel=3e-4)
+    assert prof_sd(np.exp(ref["lower"][0])) - cut > 0.1 and prof_range(np.exp(ref["lower"][1])) - cut > 0.2

@@ -17,9 +17,11 @@ Gaussian models where the residual SD runs to 0 along a profile (a structured te
 the residual variance): :math:`\sigma = 0` is a boundary of the model (:math:`V = Z\Sigma Z' +
 \sigma^2 I` stays positive definite when :math:`Z\Sigma Z'` is), but :math:`\theta = SD/\sigma`
 cannot reach it. The profile holds :math:`\sigma \ge` :data:`SIGMA_FLOOR` × the largest SD (or σ) at
-the fit: the deviance there is that of σ = 0 up to :math:`O(\text{floor}^2)` (measured: 3e-7 on
-ar1_gauss, against a dense computation at σ = 0) while θ ≤ 1e4 keeps the Cholesky factor accurate
-(to 1e-8). A limit the profile does not reach is the bound (SDs and σ: 0, correlations: ±1) when
+the fit: the deviance there is that of σ = 0 up to :math:`O(\text{floor}^2)` (measured against a
+dense computation at σ = 0: 1e-4 on exp_spatial_gauss along its SD profile, less on ar1_gauss) while
+θ ≤ ~1e3 keeps the deviance accurate to 1e-11 — at a floor of 1e-4 its rounding (1e-6) made the
+optimizer's finite-difference gradients noise and the exp_spatial_gauss profile stopped on false
+limits. A limit the profile does not reach is the bound (SDs and σ: 0, correlations: ±1) when
 the profile stays below the cut-off as far as it, and ±inf when it levels off; notes say which.
 
 Toeplitz terms: the profile moves in a term's partial autocorrelations :math:`\varphi_k` (a box:
@@ -287,7 +289,7 @@ class ProfileProblem:
 
 
 FLAT = 1e-6  # deviance change between two widening steps below which a profile has levelled off
-SIGMA_FLOOR = 1e-4  # a gaussian profile's residual SD >= this times the largest SD (or sigma) at the fit
+SIGMA_FLOOR = 1e-3  # a gaussian profile's residual SD >= this times the largest SD (or sigma) at the fit
 
 
 def _limit(prob: ProfileProblem, name: str, side: int, z: float, scale: float, log_scale: bool = False) -> float:
