@@ -416,3 +416,15 @@ def test_profile_of_a_spatial_gaussian_field_without_nugget():
     assert ci.loc["sd__exp|grp", "conf_high"] == pytest.approx(np.exp(ref["upper"][0]), rel=3e-4)
     assert ci.loc["range__exp|grp", "conf_high"] == pytest.approx(np.exp(ref["upper"][1]), rel=3e-4)
     assert prof_sd(np.exp(ref["lower"][0])) - cut > 0.1 and prof_range(np.exp(ref["lower"][1])) - cut > 0.2
+
+
+def test_profile_of_a_gaussian_ou_against_glmmtmb(fits):
+    """ou_gauss (ML): the SD's and the rate's profile limits match glmmTMB 1.1.5's
+    confint(method = "profile") (its log SD and log rate, mapped back; 3e-4)."""
+    from glmm_nb.inference.profile import profile_confint
+
+    m = fits["ou_gauss"][1]
+    ref = TOEP["ou_gauss"]
+    ci = profile_confint(m, parm=["sd__ou|id", "rate__ou|id"])
+    np.testing.assert_allclose(ci["conf_low"], np.exp(ref["lower"]), rtol=3e-4)
+    np.testing.assert_allclose(ci["conf_high"], np.exp(ref["upper"]), rtol=3e-4)
