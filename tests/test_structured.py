@@ -367,7 +367,7 @@ def test_lmm_reml_and_small_sample_inference(fits):
     """REML with an ar1 term against the REML criterion written out densely from the implied
     covariance V = [same subject] z_i'Σz_j + σ²I (an independent computation, 300 × 300):
     -½[log|V| + log|X'V⁻¹X| + r'V⁻¹r + (n−p) log 2π] at the estimates, 1e-8; ML likewise.
-    Kenward-Roger (parameterised by Σ's entries) is refused, Satterthwaite runs."""
+    Satterthwaite runs (Kenward-Roger: tests/inference/test_kr_structured.py)."""
     case, d = load("ar1_gauss")
     for reml in (True, False):
         m = glmm_nb.glmm(case["formula"], d, family="gaussian", reml=reml) if reml else fits["ar1_gauss"][1]
@@ -387,16 +387,16 @@ def test_lmm_reml_and_small_sample_inference(fits):
         assert m.loglik == pytest.approx(ll, abs=1e-8)
         np.testing.assert_allclose(m.fixef.to_numpy(), beta, rtol=1e-8)
     assert m.converged
-    with pytest.raises(ModelError, match="Kenward-Roger is not available with a structured"):
-        glmm_nb.glmm(case["formula"], d, family="gaussian").coef_table(ddf="kenward-roger")
     ct = fits["ar1_gauss"][1].coef_table(ddf="satterthwaite")
     assert np.all(ct["df"] > 10)
 
 
-def test_dask_engine_refuses_structured_terms():
+def test_dask_engine_refuses_distance_based_terms():
+    """diag/cs/ar1/toep fit with engine='dask' (tests/distributed/test_dask_fit.py); a distance-based
+    term is refused by name."""
     pytest.importorskip("dask.dataframe")
-    case, d = load("cs_pois")
-    with pytest.raises(ModelError, match=r"engine='dask' does not fit structured .*cs\(cond \+ 0 \| g\)"):
+    case, d = load("ou_pois")
+    with pytest.raises(ModelError, match=r"engine='dask' does not fit the distance-based term ou\(pos\(t\) \+ 0 \| id\)"):
         glmm_nb.glmm(case["formula"], d, family="poisson", engine="dask")
 
 

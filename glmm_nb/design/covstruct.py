@@ -43,7 +43,7 @@ from scipy.linalg import solve_triangular
 
 from ..errors import FormulaError
 
-__all__ = ["STRUCTURES", "SPATIAL", "Structure", "make_structure", "tril_index"]
+__all__ = ["STRUCTURES", "SPATIAL", "Structure", "make_structure", "tril_index", "pacf_for_lag"]
 
 STRUCTURES = ("us", "diag", "cs", "ar1", "toep", "ou", "exp", "gau", "mat")
 SPATIAL = ("ou", "exp", "gau", "mat")  # need pos() coordinates
@@ -78,6 +78,23 @@ def _acf_to_pacf(rho: np.ndarray, edge: float) -> np.ndarray:
         prev = np.r_[prev - p * prev[::-1], p]
         out.append(p)
     return np.array(out)
+
+
+def pacf_for_lag(pacf_prev: np.ndarray, rho_k):
+    r"""The k-th partial autocorrelation that gives the lag-k autocorrelation ``rho_k`` after the
+    first k − 1 partial autocorrelations ``pacf_prev`` (complex-safe). Durbin–Levinson:
+    :math:`\rho_k = \sum_{j<k} a_{k-1,j}\,\rho_{k-j} + \varphi_k v_{k-1}` with the AR(k − 1)
+    coefficients :math:`a_{k-1,j}` and :math:`v_{k-1} = \prod_{j<k}(1 - \varphi_j^2) > 0`, so
+    :math:`\varphi_k` is linear in :math:`\rho_k`; the Toeplitz matrix is positive definite iff
+    every :math:`|\varphi_j| < 1`."""
+    k = len(pacf_prev) + 1
+    acf = _pacf_to_acf(np.asarray(pacf_prev))  # rho_0 .. rho_{k-1}
+    a: list = []
+    for i, p in enumerate(pacf_prev, start=1):
+        a = [a[j] - p * a[i - 2 - j] for j in range(i - 1)] + [p]
+    num = rho_k - sum(a[j] * acf[k - 1 - j] for j in range(k - 1))
+    den = 1.0 - sum(a[j] * acf[j + 1] for j in range(k - 1))
+    return num / den
 
 
 def matern(d: np.ndarray, rng: float, kappa: float) -> np.ndarray:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..design import ModelSpec, ReTerm, grouping, model_frame, model_matrix, read_response, rename_intercept
+from ..design.covstruct import make_structure
 from ..design.matrices import check_finite, eval_numeric
 from ..errors import DataError
 from ..likelihood import AgqDevfun, LaplaceDevfun, ReStructure, ZiReLaplaceDevfun
@@ -340,11 +341,13 @@ def _raw_terms(d: pd.DataFrame, random, lhs_specs, compact: bool):
         first = np.unique(codes, return_index=True)[1]
         keys = d[list(rt.group_vars)].iloc[first].reset_index(drop=True)
         chunks = [(None, cn_all, Z)] if rt.correlated else [((j,), (cn_all[j],), Z[:, [j]]) for j in range(len(cn_all))]
+        # diag/cs/ar1/toep: the structure depends on the plan's columns only (the same in every partition)
+        structure = make_structure(rt.structure, len(cn_all), rt.text) if rt.structure != "us" else None
         for cols_kept, cn, zv in chunks:
             raw.append(ReTerm(group=rt.group, label=rt.group, group_vars=rt.group_vars, levels=labels,
                               codes=_frozen(codes), col_names=cn, Zvals=_constant(zv, 1.0, compact), lhs_spec=lspec,
                               columns=cols_kept, text=rt.text, var_levels=grp.var_levels,
-                              level_codes=_frozen(grp.level_codes)))
+                              level_codes=_frozen(grp.level_codes), structure=structure if cols_kept is None else None))
             level_values.append(keys)
     return raw, level_values
 

@@ -21,7 +21,11 @@ part's random-effect terms (``ziformula="~ x + (1 | g)"``) must contain it too. 
 a dispersion model's fixed parts get formulaic specs built the same way (:class:`PartPlan`).
 Crossed factors — ``(1 | a) + (1 | b)`` — couple every partition with every other, so the
 likelihood no longer splits into per-partition sums; they are refused with a message naming
-the limitation.
+the limitation. Structured terms whose covariance is block-diagonal over the levels of their
+grouping factor (``diag cs ar1 toep``, and ``us``) split the same way: every partition builds the
+term with the same structure over the plan's columns. Distance-based ones (``ou exp gau mat``)
+are refused: a single-level grouping factor makes one dense field over all rows, which cannot be
+split by rows, and with many groups the columns (the distinct positions) are not yet shared.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..design import model_matrix, rename_intercept, used_variables
+from ..design.covstruct import SPATIAL
 from ..design.matrices import required_variables
 from ..design.spec import disp_rhs, zi_parsed, zi_rhs
 from ..errors import DataError, FormulaError, ModelError
@@ -269,10 +274,27 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
     zi_fix = zi_p.fixed if zi_p is not None else zi
     zi_random = tuple(zi_p.random) if zi_p is not None else ()
     dz = disp_rhs(dispformula) if dispformula is not None else None
-    structured = [rt.text for rt in (*parsed.random, *zi_random) if rt.structure != "us"]
-    if structured:  # its partitions build unstructured terms: refuse rather than fit another model
-        raise ModelError(f"engine='dask' does not fit structured covariance terms yet ({', '.join(structured)}); "
-                         "fit in memory (the default engine)")
+    zi_structured = [rt.text for rt in zi_random if rt.structure != "us"]
+    if zi_structured:  # the zero part's partitions build unstructured terms: refuse rather than fit another model
+        raise ModelError(f"engine='dask' does not fit structured covariance terms in the zero part yet "
+                         f"({', '.join(zi_structured)}); fit in memory (the default engine)")
+    spatial = [rt for rt in parsed.random if rt.structure in SPATIAL]
+    if spatial:
+        rt = spatial[0]
+        if rt.group_vars and all(v in ddf.columns for v in rt.group_vars):
+            n_groups = int(ddf[list(rt.group_vars)].drop_duplicates().shape[0].compute())
+        else:
+            n_groups = 1
+        if n_groups < 2:
+            raise ModelError(
+                f"engine='dask' cannot fit {rt.text}: its grouping factor '{rt.group}' has a single level, so the "
+                "term is one dense field over all rows, whose likelihood does not split into sums over partitions "
+                "of rows; fit in memory (the default engine), or give the field a grouping factor with many "
+                "independent groups (e.g. one per site) if the data have them")
+        raise ModelError(
+            f"engine='dask' does not fit the distance-based term {rt.text} yet: its columns are the distinct positions "
+            "over all the data, which each partition would have to share; fit in memory (the default engine), or "
+            "use ar1()/toep() on a factor of the (equally spaced) times")
     if not parsed.random:
         raise FormulaError(
             f"the formula '{parsed.text}' has no random-effect term such as (1 | group); "

@@ -31,9 +31,13 @@ def confint(m, method: str = "profile", level: float = 0.95, nsim: int = 500, se
     :meth:`~glmm_nb.results.GLMMResult.structure_table` (log scale for SDs, rates and ranges,
     Fisher's z for correlations, mapped back). The unstructured ones are symmetric and can be poor
     for small SDs — lme4 does not give them at all; prefer ``profile`` or ``bootstrap`` for variance
-    parameters. Profile intervals of a Toeplitz term's lag correlations beyond lag one are NaN (said
-    in ``attrs["note"]``); a limit that the profile does not reach (e.g. an ou rate or a spatial
-    range whose likelihood flattens out) is NaN, as in lme4.
+    parameters. A Toeplitz term's ``rho1__toep|g``, ``rho2__toep|g`` … are profiled as the lag
+    correlations themselves (glmmTMB's parameters), the others re-optimized subject to positive
+    definiteness. A gaussian profile along which the residual SD runs to 0 continues with it at its
+    floor (standing for 0). A limit the profile does not reach is the parameter's bound when the
+    profile stays below the cut-off as far as the bound (an SD or sigma at 0, a correlation at ±1)
+    and ±inf when it levels off (an ou rate or a spatial range whose likelihood flattens out); both
+    are said in ``attrs["note"]``.
 
     Random effects in the zero part: their SDs/correlations are rows ``zi~sd__(Intercept)|g``
     (…), last, by all three methods (glmmTMB's Wald interval of an SD is on the log scale,

@@ -34,6 +34,13 @@ and :math:`I_J\otimes E_{ab}` only moves rows of these (a pair of index arrays).
 grouping term all Q × Q matrices are block diagonal and are held as a batch of J blocks of
 q × q; with several terms they are dense Q × Q (Q ≤ ``DENSE_MAX_Q``).
 
+Structured terms (``diag cs ar1 toep ou exp gau mat``): their covariance is a non-linear function
+of their parameters φ, whose derivatives :math:`\partial\Sigma/\partial\varphi_j = \sum_{a\le b}
+(\partial\Sigma_{k,ab}/\partial\varphi_j)\,G_{ab}` are linear combinations of the unstructured
+:math:`G_{ab}`: P, Q and K are computed for every vech entry as above and projected with that
+Jacobian (:func:`structure_jacobian`). As pbkrtest, the second-derivative term of Kenward & Roger
+(1997) is left out (zero for pbkrtest's linear structures).
+
 For a q-row hypothesis :math:`L`: :math:`\Theta = L'(L\Phi L')^{-1}L`,
 :math:`A_1 = \sum_{rs} W_{rs}\,\mathrm{tr}(\Theta\Phi P_r\Phi)\,\mathrm{tr}(\Theta\Phi P_s\Phi)`,
 :math:`A_2 = \sum_{rs} W_{rs}\,\mathrm{tr}(\Theta\Phi P_r\Phi\Theta\Phi P_s\Phi)`, and
@@ -254,10 +261,6 @@ def kenward_roger_info(m) -> KenwardRogerInfo:
     """
     if not is_lmm(m):
         raise ModelError(f"Kenward-Roger applies to linear mixed models (family 'gaussian'), not '{m.family}'")
-    structured = [t.text for t in m.spec.terms if t.structured]
-    if structured:  # its variance parameters are the entries of each Σ_k: unstructured terms only
-        raise ModelError(f"Kenward-Roger is not available with a structured covariance term ({', '.join(structured)}); "
-                         "use ddf='satterthwaite'")
     if not m.reml:
         raise ModelError("Kenward-Roger's method is only available for REML fits; refit with reml=True")
     hit = cache_get(_CACHE, m)
@@ -310,6 +313,12 @@ def _compute(m) -> KenwardRogerInfo:
     Qm[nre, nre] = VW.T @ SVW
     K[nre, nre] = (bl.n - bl.Q + np.sum(Minv * Minv)) / s2**2
     P = 0.5 * (P + _tr(P))
+    names = tuple(bl.names)
+    if any(t.structured for t in m.spec.terms):  # onto the structures' parameters: dΣ/dφ_j = Σ_ab D_j,ab G_ab
+        A, names = structure_jacobian(m)
+        P = np.einsum("ur,rab->uab", A, P)
+        Qm = np.einsum("ur,vs,rsab->uvab", A, A, Qm)
+        K = A @ K @ A.T
     Phi = np.asarray(m.vcov, dtype=float)
     PhiP = Phi[None] @ P                           # Φ P_r
     IE2 = K - 2 * np.einsum("ab,rsab->rs", Phi, Qm) + np.einsum("rab,sba->rs", PhiP, PhiP)
@@ -318,7 +327,46 @@ def _compute(m) -> KenwardRogerInfo:
     W = 0.5 * (W + W.T)
     U = np.einsum("rs,rsab->ab", W, Qm) - np.einsum("rs,rab,bc,scd->ad", W, P, Phi, P)
     PhiA = Phi + 2 * Phi @ U @ Phi
-    return KenwardRogerInfo(Phi, 0.5 * (PhiA + PhiA.T), P, W, tuple(bl.names))
+    return KenwardRogerInfo(Phi, 0.5 * (PhiA + PhiA.T), P, W, names)
+
+
+def structure_jacobian(m) -> tuple[np.ndarray, tuple]:
+    r"""The derivatives of the covariance parameters :math:`\gamma` (each term's vech Σ_k, then σ²)
+    with respect to the fit's parameters: a structured term's theta (its SDs relative to σ and its
+    correlation parameters, :mod:`glmm_nb.design.covstruct`) with σ² held, from
+    :math:`\partial\Sigma_k/\partial\theta_j = \sigma^2(\partial_jT\,T' + T\,\partial_jT')`; an unstructured
+    term keeps its vech entries; σ² keeps itself (an SD parameter's derivative spans Σ_k itself, so
+    the tangent space is that of (absolute SDs, correlation parameters, σ²)). Returns ``(A, names)``
+    with A (new parameters × γ)."""
+    spec = m.spec
+    theta = np.asarray(m.theta, dtype=float)
+    s2 = float(m.sigma) ** 2
+    rows, names, col = [], [], 0
+    ngamma = sum(t.q * (t.q + 1) // 2 for t in spec.terms) + 1
+    for t, sl in zip(spec.terms, spec.theta_slices()):
+        r, c = tril_index(t.q)
+        k = r.size
+        if t.structured:
+            T = t.T(theta[sl])
+            for dT, pname in zip(t.structure.dT(theta[sl]), t.structure.param_names(t.col_names)):
+                dS = s2 * (dT @ T.T + T @ dT.T)
+                row = np.zeros(ngamma)
+                row[col : col + k] = dS[r, c]
+                rows.append(row)
+                names.append(f"{t.label}:{pname}")
+        else:
+            for i in range(k):
+                row = np.zeros(ngamma)
+                row[col + i] = 1.0
+                rows.append(row)
+                a, b = r[i], c[i]
+                names.append(f"{t.label}:{t.col_names[a] if a == b else f'{t.col_names[b]},{t.col_names[a]}'}")
+        col += k
+    last = np.zeros(ngamma)
+    last[-1] = 1.0
+    rows.append(last)
+    names.append("sigma2")
+    return np.array(rows), tuple(names)
 
 
 def vcov_kr(m):
