@@ -175,11 +175,13 @@ def _dense_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if hi - lo > 4 * values.size + 1024:
         uniq, inv = np.unique(values, return_inverse=True)
         return uniq, inv.ravel()
-    off = (values - lo).astype(np.intp)
+    # in 64 bits: a narrow signed type (int8, int16) wraps when its range exceeds the type
+    wide = values.astype(np.int64 if values.dtype.kind == "i" else np.uint64)
+    off = (wide - wide.dtype.type(lo)).astype(np.intp)
     seen = np.zeros(hi - lo + 1, dtype=bool)
     seen[off] = True
     rank = np.cumsum(seen, dtype=np.int64) - 1
-    return np.flatnonzero(seen).astype(values.dtype) + values.dtype.type(lo), rank[off]
+    return np.flatnonzero(seen).astype(wide.dtype) + wide.dtype.type(lo), rank[off]
 
 
 factor_codes = column_levels  # the name other modules use

@@ -22,6 +22,11 @@ def reference(values: np.ndarray):
     np.array([3, 3, 7, 200], dtype=np.uint8),
     np.random.default_rng(2).integers(0, 20_000, 200_000),
     np.array([-(2**62), 2**62, 0]),
+    # narrow signed types whose range exceeds the type: offsets from the minimum must not wrap
+    np.array([-100, 100, 5, 100, 30], dtype=np.int8),
+    np.array([-10, 120, 5], dtype=np.int8),
+    np.random.default_rng(3).integers(-20_000, 20_000, 12_000).astype(np.int16),
+    np.array([0, 255, 7], dtype=np.uint8),
 ])
 def test_integer_codes_match_the_sorting_path(values):
     labels, codes = column_levels(pd.Series(values), "g")
