@@ -233,6 +233,7 @@ class PoissonLogKernel(MemoKernel):
     one exponential per row shared with the working pieces :math:`W = w\mu`, :math:`r = w(y - \mu)`."""
 
     concave = True  # d2l/deta2 = -w mu <= 0
+    ETA_HIGH = ETA_MAX  # above, loglik's eta is clipped (flat)
 
     def __init__(self, family: "Poisson", data: ResponseData):
         super().__init__(family, data)

@@ -536,6 +536,7 @@ class NB2LogKernel(MemoKernel):
     :math:`\partial W/\partial\eta = W(d - \mu)/s`."""
 
     concave = True  # d2l/deta2 = -W = -w (y + d) d mu / s^2 <= 0
+    ETA_LOW, ETA_HIGH = _LOG_EPS, ETA_MAX  # outside, log mu is clipped (_log_mean): flat in eta
 
     def __init__(self, family: NegativeBinomial2, data: ResponseData):
         super().__init__(family, data)
@@ -597,6 +598,7 @@ class GammaLogKernel(MemoKernel):
     :math:`r = w\nu(q - 1)`, :math:`W = w\nu q`, :math:`\partial W/\partial\eta = -W`."""
 
     concave = True  # d2l/deta2 = -w nu y / mu <= 0
+    ETA_LOW, ETA_HIGH = _LOG_EPS, ETA_MAX  # outside, log mu is clipped (_log_mean): flat in eta
 
     def __init__(self, family: GammaFamily, data: ResponseData):
         super().__init__(family, data)

@@ -84,11 +84,24 @@ class Kernel:
     """
 
     concave = False
+    # the log-density as computed is concave only where eta lies in [ETA_LOW, ETA_HIGH]: outside,
+    # the mean is clipped (links.EPS, links.ETA_MAX) and the log-density is flat in eta, a
+    # convex kink after which the tangent is no bound
+    ETA_LOW, ETA_HIGH = -np.inf, np.inf
 
     def __init__(self, family, data: ResponseData):
         self.family = family
         self.data = data
         self._dW = None  # (eta, dW/deta) of the last working()
+
+    def concave_on(self, *etas: np.ndarray) -> bool:
+        """Whether every row's log-density is concave on the segments between the linear
+        predictors ``etas`` (``concave``, and each ``eta`` within the unclipped range)."""
+        if not self.concave:
+            return False
+        if self.ETA_LOW == -np.inf and self.ETA_HIGH == np.inf:
+            return True
+        return all(float(np.min(e)) >= self.ETA_LOW and float(np.max(e)) <= self.ETA_HIGH for e in etas)
 
     def loglik(self, eta: np.ndarray) -> float:
         d = self.data

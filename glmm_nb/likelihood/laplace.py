@@ -145,7 +145,7 @@ class LaplaceDevfun:
                 pdev_p = -2.0 * K.loglik(eta_p) + u_p @ u_p
                 if np.isfinite(pdev_p) and K.concave:
                     pieces = K.working(eta_p)
-                    if self._beats(K, pdev_p, u_p, eta_p, pieces[1], u, eta):
+                    if K.concave_on(eta_p, eta) and self._beats(K, pdev_p, u_p, eta_p, pieces[1], u, eta):
                         u, eta, pdev = u_p, eta_p, pdev_p
                     else:
                         pdev = -2.0 * K.loglik(eta) + u @ u
@@ -163,7 +163,7 @@ class LaplaceDevfun:
         if np.isfinite(pdev) and K.concave:  # the tangent bound needs the start's score
             pieces = pieces if pieces is not None else K.working(eta)
             zr = rs.tmult(vals, pieces[1])
-        if not (np.isfinite(pdev) and self._beats_zero(K, u, zr, pdev)):
+        if not (np.isfinite(pdev) and self._beats_zero(K, u, zr, pdev, eta, eta_f)):
             pdev0 = -2.0 * K.loglik(eta_f)
             if not np.isfinite(pdev) or pdev0 < pdev:  # the warm start is worse than u = 0
                 u = np.zeros(rs.Q)
@@ -220,7 +220,7 @@ class LaplaceDevfun:
         return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam, K)
 
     @staticmethod
-    def _beats_zero(K: Kernel, u: np.ndarray, zr: np.ndarray, pdev: float) -> bool:
+    def _beats_zero(K: Kernel, u: np.ndarray, zr: np.ndarray, pdev: float, eta=None, eta_f=None) -> bool:
         r"""Whether the start u (penalized deviance ``pdev``, :math:`\tilde Z'r` = ``zr`` there)
         is known to beat u = 0 without evaluating u = 0: trivially where u = 0, and where the
         log-density is concave in eta (``K.concave``) by the tangent bound
@@ -230,7 +230,10 @@ class LaplaceDevfun:
         uu = float(u @ u)
         if uu == 0.0:
             return True
-        return bool(K.concave and zr is not None and 2.0 * float(zr @ u) - uu > 1e-8 * (abs(pdev) + uu))
+        if not (K.concave and zr is not None and 2.0 * float(zr @ u) - uu > 1e-8 * (abs(pdev) + uu)):
+            return False
+        # the tangent bounds only where the log-density is concave between the start and u = 0
+        return eta is None or K.concave_on(eta, eta_f)
 
     @staticmethod
     def _beats(K: Kernel, pdev_a: float, u_a, eta_a, r_a, u_b, eta_b) -> bool:

@@ -65,3 +65,28 @@ def test_tangent_bound_is_a_lower_bound(family):
         r = K.working(eta)[1]
         bound = pdev - u @ u + 2 * u @ rs.tmult(vals, r)
         assert -2 * K.loglik(eta_f) >= bound - 1e-9 * abs(bound)
+
+
+@pytest.mark.parametrize("name,d,y,eta_a,eta_b", [
+    ("negative_binomial", 2.0, 3.0, -40.0, -45.0),  # log mu clipped at log(EPS): flat below
+    ("gamma", 0.5, 1.0, -40.0, -45.0),
+    ("poisson", None, 3.0, 705.0, 710.0),  # eta clipped at ETA_MAX: flat above
+    ("negative_binomial", 2.0, 3.0, -5.0, 2.0),  # inside: the tangent bounds
+    ("binomial", None, 1.0, 750.0, -3.0),
+])
+def test_kernels_claim_concavity_only_where_the_tangent_bounds(name, d, y, eta_a, eta_b):
+    """The PIRLS start bound uses l(b) <= l(a) + r(a)(b - a) wherever a kernel says the
+    log-density is concave between a and b; where the kernel clips the mean the log-density is
+    flat in eta (a convex kink) and it must not say so."""
+    from glmm_nb.families import get_family
+    from glmm_nb.families.kernel import ResponseData
+
+    fam = get_family(name)
+    fam = fam.at_dispersion(d) if d is not None else fam
+    yy, pw = np.array([y]), np.ones(1)
+    K = fam.kernel(ResponseData(yy, pw, float(np.sum(fam.loglik_const(yy, pw)))))
+    a, b = np.array([eta_a]), np.array([eta_b])
+    la, r, lb = K.loglik(a), K.working(a)[1][0], K.loglik(b)
+    holds = lb <= la + r * (eta_b - eta_a) + 1e-9 * abs(la)
+    claims = K.concave_on(a, b) if hasattr(K, "concave_on") else K.concave
+    assert holds or not claims
