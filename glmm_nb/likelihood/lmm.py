@@ -148,6 +148,7 @@ class LmmDevfun:
     # per-cluster sums while y'Wy (less the least-squares fit) / r^2 stays below this: the
     # rounding of r^2 is then below n * 1e-16 * this of the deviance (2e-6 for a million rows)
     STATS_MAX_CANCEL = 1e4
+    STATS_MAX_Q = 16  # per-cluster sums for small blocks; a spatial field's one large block: the rows
 
     def __init__(self, spec: ModelSpec, reml: bool = True, X=None, y_adjust=None, rs=None):
         """``X`` replaces the fixed-effect matrix and ``y_adjust`` is subtracted from the
@@ -228,8 +229,11 @@ class LmmDevfun:
 
     @cached_property
     def _one_factor(self) -> bool:
-        """One grouping factor: a single term, or terms of the same factor (``(1 + x || g)``)."""
+        """One grouping factor (a single term, or terms of the same factor: ``(1 + x || g)``) with at
+        most ``STATS_MAX_Q`` columns per level."""
         t0 = self.rs.terms[0]
+        if sum(t.q for t in self.rs.terms) > self.STATS_MAX_Q:  # the sums' products loop over q^2 block entries
+            return False
         return all(t.nlevels == t0.nlevels and np.array_equal(t.codes, t0.codes) for t in self.rs.terms[1:])
 
     @cached_property
