@@ -62,20 +62,27 @@ def test_profile_intervals_against_glmmtmb(fits, cid):
 
 
 def _ar1_dense_deviance(m):
-    """ar1_gauss's ML deviance from V = Z Sigma Z' + sigma^2 I written out densely (300 x 300), beta by
-    GLS: defined at sigma = 0 itself, which the SD/sigma parameterization is not."""
+    """ar1_gauss's ML deviance from the marginal covariance V = Z Sigma Z' + sigma^2 I written out
+    (a 6 x 6 block per subject: V is block diagonal, the subjects independent), beta by GLS:
+    defined at sigma = 0 itself, which the SD/sigma parameterization is not."""
     X, y = np.asarray(m.spec.X), np.asarray(m.spec.y, dtype=float)
     t = m.spec.terms[0]
-    same = t.codes[:, None] == t.codes[None, :]
-    col = np.argmax(t.Zvals, axis=1)
-    lag = np.abs(col[:, None] - col[None, :])
+    order = np.argsort(t.codes, kind="stable")
+    J = t.nlevels
+    idx = order.reshape(J, -1)  # every subject has the same number of rows (asserted by the reshape)
+    assert np.all(t.codes[idx] == t.codes[idx][:, :1])
+    col = np.argmax(t.Zvals, axis=1)[idx]
+    lag = np.abs(col[:, :, None] - col[:, None, :])
+    Xb, yb = X[idx], y[idx][..., None]
+    eye = np.eye(idx.shape[1])
 
     def dev(sd, rho, sig):
-        V = np.where(same, sd**2 * rho**lag, 0.0) + sig**2 * np.eye(len(y))
+        V = sd**2 * rho**lag + sig**2 * eye
         L = np.linalg.cholesky(V)
-        Xt, yt = np.linalg.solve(L, X), np.linalg.solve(L, y)
+        Xt = np.linalg.solve(L, Xb).reshape(-1, X.shape[1])
+        yt = np.linalg.solve(L, yb).ravel()
         r = yt - Xt @ np.linalg.lstsq(Xt, yt, rcond=None)[0]
-        return 2 * np.log(np.diag(L)).sum() + r @ r + len(y) * np.log(2 * np.pi)
+        return 2 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum() + r @ r + len(y) * np.log(2 * np.pi)
 
     return dev
 
