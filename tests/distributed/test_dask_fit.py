@@ -345,6 +345,7 @@ def test_ou_over_many_subjects_equals_in_memory(client):
     m0 = glmm_nb.glmm(f, d, family="poisson")
     m1 = glmm_nb.glmm(f, ddf, family="poisson", engine="dask")
     assert_same_fit(m0, m1)
+    np.testing.assert_allclose(np.sqrt(np.diag(m1.vcov)), np.sqrt(np.diag(m0.vcov)), rtol=1e-6)
     assert abs(m1.loglik - ref["loglik"]) <= 1e-6
     np.testing.assert_allclose(m1.fixef[list(ref["fixef"])], list(ref["fixef"].values()), atol=1e-4)
     _structure_parameters_equal(m0, m1, "id")
@@ -373,11 +374,8 @@ def test_ou_over_many_subjects_equals_in_memory(client):
         m1.predict(new, re="marginal")
 
 
-def test_exp_field_per_site_equals_in_memory(client):
-    """exp gaussian: 40 sites, each observing 6 of 16 points of a 2-D grid twice (the positions are
-    sorted by (sx, sy) over all the data, as in memory); ML and REML Dask fits equal the in-memory
-    ones (log-likelihood 1e-8 relative; estimates, SEs and the SD and range to the LMM tolerance),
-    and so do ranef and the fitted rows' predictions."""
+def _sites() -> pd.DataFrame:
+    """40 sites, each observing 6 of 16 points of a 4 x 4 grid twice; an exponential field per site."""
     rng = np.random.default_rng(2604)
     grid = np.array([(a, b) for a in range(4) for b in range(4)], dtype=float) * 0.7
     C = 0.8**2 * np.exp(-np.sqrt(((grid[:, None] - grid[None]) ** 2).sum(-1)) / 1.2)
@@ -388,6 +386,36 @@ def test_exp_field_per_site_equals_in_memory(client):
     d = pd.DataFrame(rows, columns=["site", "sx", "sy", "b"])
     d["x"] = rng.normal(size=len(d))
     d["y"] = 1.0 + 0.5 * d["x"] + d["b"] + rng.normal(scale=0.5, size=len(d))
+    return d
+
+
+def test_gau_and_mat_equal_in_memory(client):
+    """gau Poisson over the 60 subjects of ousim_pois and mat gaussian over the 40 sites: the
+    shuffled Dask fits equal the in-memory ones, with the structures' parameters (range,
+    smoothness)."""
+    from tests.conftest import FIXTURES
+
+    d = pd.read_csv(FIXTURES / "structured" / "ousim_pois.csv")
+    f = "y ~ x + gau(pos(t) + 0 | id)"
+    m0 = glmm_nb.glmm(f, d, family="poisson")
+    m1 = glmm_nb.glmm(f, shuffled(d, 12), family="poisson", engine="dask")
+    assert_same_fit(m0, m1)
+    _structure_parameters_equal(m0, m1, "id")
+    d = _sites()
+    f = "y ~ x + mat(pos(sx, sy) + 0 | site)"
+    m0 = glmm_nb.glmm(f, d, family="gaussian", reml=False)
+    m1 = glmm_nb.glmm(f, shuffled(d, 4), family="gaussian", reml=False, engine="dask")
+    assert_same_fit(m0, m1, est_tol=LMM_TOL)
+    _structure_parameters_equal(m0, m1, "site", tol=LMM_TOL)
+    assert set(m1.structure_parameters()["site"]) == {"sd", "range", "smoothness"}
+
+
+def test_exp_field_per_site_equals_in_memory(client):
+    """exp gaussian: 40 sites, each observing 6 of 16 points of a 2-D grid twice (the positions are
+    sorted by (sx, sy) over all the data, as in memory); ML and REML Dask fits equal the in-memory
+    ones (log-likelihood 1e-8 relative; estimates, SEs and the SD and range to the LMM tolerance),
+    and so do ranef and the fitted rows' predictions."""
+    d = _sites()
     f = "y ~ x + exp(pos(sx, sy) + 0 | site)"
     for reml in (False, True):
         m0 = glmm_nb.glmm(f, d, family="gaussian", reml=reml)
