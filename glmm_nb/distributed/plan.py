@@ -23,9 +23,17 @@ Crossed factors — ``(1 | a) + (1 | b)`` — couple every partition with every 
 likelihood no longer splits into per-partition sums; they are refused with a message naming
 the limitation. Structured terms whose covariance is block-diagonal over the levels of their
 grouping factor (``diag cs ar1 toep``, and ``us``) split the same way: every partition builds the
-term with the same structure over the plan's columns. Distance-based ones (``ou exp gau mat``)
-are refused: a single-level grouping factor makes one dense field over all rows, which cannot be
-split by rows, and with many groups the columns (the distinct positions) are not yet shared.
+term with the same structure over the plan's columns. Distance-based ones (``ou exp gau mat``,
+left side ``pos(t) + 0`` or ``pos(x, y) + 0``) have one column per distinct position over all
+the data (glmmTMB's ``numFactor`` levels are global), so the same pass also collects each
+partition's distinct positions among its complete rows; their union, sorted as the in-memory
+term sorts it (:func:`glmm_nb.design.positions.distinct_positions`), becomes the term's
+:class:`~glmm_nb.design.positions.PositionSpec` in the plan, against which every partition
+builds the term's indicator columns and distance matrix (its own rows only). The covariance is
+block-diagonal over the grouping factor's levels, so with many groups the likelihood is the
+same sum over clusters; the bound on the number of positions is checked here on the global
+count, the memory bound by each partition on its own rows and groups. A single-level grouping
+factor makes one dense field over all rows, which cannot be split by rows: refused.
 """
 
 from __future__ import annotations
@@ -317,7 +325,8 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
     ------
     FormulaError, DataError, ModelError
         Unknown columns; ``weights``/``offset`` not column names; crossed random effects;
-        data-learning transforms; no complete rows.
+        data-learning transforms; no complete rows; a distance-based term whose grouping factor
+        has a single level, or more positions than the in-memory bound; non-numeric coordinates.
     """
     import dask
 
