@@ -391,12 +391,15 @@ def test_lmm_reml_and_small_sample_inference(fits):
     assert np.all(ct["df"] > 10)
 
 
-def test_dask_engine_refuses_distance_based_terms():
-    """diag/cs/ar1/toep fit with engine='dask' (tests/distributed/test_dask_fit.py); a distance-based
-    term is refused by name."""
+def test_dask_engine_refuses_a_single_level_field():
+    """Distance-based terms over many groups fit with engine='dask' (equal to in memory:
+    tests/distributed/test_dask_fit.py); one field over all rows (a single-level grouping factor)
+    is refused by name, since it cannot be split by rows."""
     pytest.importorskip("dask.dataframe")
-    case, d = load("ou_pois")
-    with pytest.raises(ModelError, match=r"engine='dask' does not fit the distance-based term ou\(pos\(t\) \+ 0 \| id\)"):
+    case, d = load("exp_pois")
+    assert d["grp"].nunique() == 1
+    with pytest.raises(ModelError, match=r"engine='dask' cannot fit exp\(pos\(sx, sy\) \+ 0 \| grp\): its grouping "
+                                         r"factor 'grp' has a single level"):
         glmm_nb.glmm(case["formula"], d, family="poisson", engine="dask")
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import DataError, ModelError
 
-__all__ = ["PositionSpec", "position_spec", "MAX_POSITIONS", "MAX_BYTES"]
+__all__ = ["PositionSpec", "position_spec", "check_positions", "distinct_positions", "MAX_POSITIONS", "MAX_BYTES"]
 
 MAX_POSITIONS = 3000  # measured: one field of 300 positions fits in ~2 s, 1,000 in ~35 s (time ∝ n³)
 MAX_BYTES = 2.0e9
@@ -40,7 +40,35 @@ class PositionSpec:
         self.coords = coords
         self.variables_by_source = {"data": set(columns)}
         self.col_names = tuple("pos" + _label(r) for r in coords)  # as glmmTMB names those of a numFactor "pos"
-        self._index = {tuple(r): i for i, r in enumerate(coords)}
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The term's column names (as a formulaic spec's ``column_names``)."""
+        return self.col_names
+
+    def lookup(self, xy: np.ndarray) -> np.ndarray:
+        """Each row's column among the fitted positions, -2 for a position the fit did not see
+        (rows of ``xy`` finite; vectorized: one sort of the fitted and the given positions)."""
+        q = len(self.coords)
+        if not len(xy):
+            return np.zeros(0, dtype=np.int64)
+        _u, inv = np.unique(np.concatenate([self.coords, xy]), axis=0, return_inverse=True)
+        inv = inv.ravel()
+        col = np.full(int(inv.max()) + 1, -2, dtype=np.int64)
+        col[inv[:q]] = np.arange(q)
+        return col[inv[q:]]
+
+    def indicators(self, data: pd.DataFrame, where: str) -> np.ndarray:
+        """The (n, q) indicator matrix of rows whose positions are all among the fitted ones
+        (a partition of a Dask fit against the plan's global positions)."""
+        xy = _coordinates(data, self.columns, where)
+        idx = self.lookup(xy)
+        if np.any(idx < 0):
+            bad = xy[np.nonzero(idx < 0)[0][0]]
+            raise DataError(f"a row's position {_label(bad)} of {where} is not among the planned positions")
+        Z = np.zeros((len(data), len(self.coords)))
+        Z[np.arange(len(data)), idx] = 1.0
+        return Z
 
     def matrix(self, data: pd.DataFrame, where: str, kriging=None) -> tuple[pd.DataFrame, np.ndarray]:
         """Indicator columns of the fitted positions, and the conditional variance each row adds.
@@ -53,8 +81,7 @@ class PositionSpec:
         xy = _coordinates(data, self.columns, where)
         idx = np.full(len(data), -1, dtype=np.int64)
         ok = np.all(np.isfinite(xy), axis=1)
-        for i in np.nonzero(ok)[0]:  # new data: a dictionary lookup per row, outside any likelihood
-            idx[i] = self._index.get(tuple(xy[i]), -2)
+        idx[ok] = self.lookup(xy[ok])
         Z = np.zeros((len(data), len(self.coords)))
         var = np.zeros(len(data))
         new = np.nonzero(idx == -2)[0]
@@ -70,13 +97,13 @@ class PositionSpec:
         Z[~ok] = np.nan
         return pd.DataFrame(Z, columns=list(self.col_names), index=data.index), var
 
-
     def unseen(self, data: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
         """The distinct positions of ``data`` that the fit did not see, (m, dim), and each row's
         index among them (-1 for a fitted position or a missing coordinate)."""
         xy = _coordinates(data, self.columns, where)
         ok = np.all(np.isfinite(xy), axis=1)
-        fresh = np.array([ok[i] and tuple(xy[i]) not in self._index for i in range(len(data))], dtype=bool)
+        fresh = ok.copy()
+        fresh[ok] = self.lookup(xy[ok]) == -2
         idx = np.full(len(data), -1, dtype=np.int64)
         if not fresh.any():
             return np.zeros((0, xy.shape[1])), idx
@@ -103,10 +130,29 @@ def position_spec(data: pd.DataFrame, columns: tuple[str, ...], where: str, ngro
     term would not fit (``ngroups`` × q² covariance entries, several copies).
     """
     xy = _coordinates(data, columns, where)
-    coords, inv = np.unique(xy, axis=0, return_inverse=True)
-    q = len(coords)
-    need = 8.0 * (4.0 * ngroups * q * q + 3.0 * len(data) * q)
-    if q > MAX_POSITIONS or need > MAX_BYTES:
+    coords, inv = distinct_positions(xy)
+    check_positions(len(coords), ngroups, len(data), where)
+    spec = PositionSpec(columns, coords)
+    Z = np.zeros((len(data), len(coords)))
+    Z[np.arange(len(data)), inv] = 1.0
+    return spec, Z
+
+
+def distinct_positions(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``xy`` (n, dim) in the order of the term's columns — sorted by the
+    first coordinate, then the second … (``numpy.unique(axis=0)``) — and each row's index among
+    them. A Dask plan applies it to the partitions' own distinct positions stacked, which gives
+    the same columns as the whole data."""
+    coords, inv = np.unique(np.asarray(xy, dtype=float), axis=0, return_inverse=True)
+    return coords, inv.ravel()
+
+
+def check_positions(q: int, ngroups: int, nrows: int, where: str, memory: bool = True) -> None:
+    """Refuse a dense term of ``q`` positions over ``ngroups`` groups and ``nrows`` rows that
+    would not fit: more than :data:`MAX_POSITIONS` positions, or (``memory``) more than
+    :data:`MAX_BYTES` for its covariance blocks and indicator columns."""
+    need = 8.0 * (4.0 * ngroups * q * q + 3.0 * nrows * q)
+    if q > MAX_POSITIONS or (memory and need > MAX_BYTES):
         raise ModelError(
             f"{where} has n = {q} distinct positions in {ngroups} group(s): the exact (dense) covariance needs "
             f"about {need / 1e9:.1f} GB and {q}³ operations per evaluation; the exact path takes up to "
@@ -114,7 +160,3 @@ def position_spec(data: pd.DataFrame, columns: tuple[str, ...], where: str, ngro
             "time grows with n³; round or aggregate the coordinates — an approximate large-n spatial path is not "
             "implemented)"
         )
-    spec = PositionSpec(columns, coords)
-    Z = np.zeros((len(data), q))
-    Z[np.arange(len(data)), inv.ravel()] = 1.0
-    return spec, Z

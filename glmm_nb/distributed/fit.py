@@ -89,6 +89,9 @@ class ReTable:
     lhs_spec: Any
     columns: tuple[int, ...] | None
     zero_part: bool = False  # a term of the zero part (keyed "zi:<group>" by ranef())
+    text: str = ""  # the term as written, for messages
+    structure: Any = None  # a distance-based term's Structure and theta block: predictions krig new positions
+    theta: np.ndarray | None = None
 
     @property
     def key(self) -> str:
@@ -199,11 +202,12 @@ def _term_order(raw, nl) -> tuple[list[int], list[str]]:
 
 
 def _raw(random, lhs_specs) -> list[tuple]:
-    """(group, q, text) per raw term in parse order, as the partitions built them."""
+    """(group, q, text, structured) per raw term in parse order, as the partitions built them."""
     raw = []
     for rt, lspec in zip(random, lhs_specs):
         q = len(lspec.column_names)
-        raw += [(rt.group, q, rt.text)] if rt.correlated else [(rt.group, 1, rt.text)] * q
+        st = rt.structure != "us"
+        raw += [(rt.group, q, rt.text, st)] if rt.correlated else [(rt.group, 1, rt.text, st)] * q
     return raw
 
 
@@ -225,14 +229,14 @@ def make_layout(stats, plan, method: str, nagq: int, control: dict):
     n_total = int(sum(s["n"] for s in stats))
     zi_raw = _raw(plan.zi.random, plan.zi.lhs_specs) if plan.zi is not None else []
     zi_nl = np.sum([s["zi_nlevels"] for s in stats], axis=0).astype(int) if zi_raw else np.zeros(0, int)
-    for (group, q, text), k in zip(raw + zi_raw, np.r_[nl, zi_nl]):
+    for (group, q, text, _st), k in zip(raw + zi_raw, np.r_[nl, zi_nl]):
         if k < 2:
             raise DataError(f"grouping factor '{group}' has a single level; a random effect needs at least two groups")
     order, labels = _term_order(raw, nl)
     zi_order, zi_labels = _term_order(zi_raw, zi_nl) if zi_raw else ([], [])
     for i in order:
-        group, q, text = raw[i]
-        if nl[i] >= n_total and q > 1:
+        group, q, text, structured = raw[i]
+        if nl[i] >= n_total and q > 1 and not structured:  # as random_terms: a structure identifies them
             raise DataError(f"the term {text} has {nl[i]} levels for {n_total} observations: "
                             "its random effects are not identifiable")
     if method == "agq" and nagq > 1 and len(order) > 1:
@@ -272,10 +276,13 @@ def agq_stage(request, dev, laplace_opt, scale):
                                time=time.perf_counter() - t0 + laplace_opt.time)
 
 
-def _re_tables(finals: list[list[dict]], spec) -> tuple[ReTable, ...]:
-    """Gather the partitions' random effects per term, in lme4's level order."""
+def _re_tables(finals: list[list[dict]], spec, theta) -> tuple[ReTable, ...]:
+    """Gather the partitions' random effects per term, in lme4's level order (``theta``: the
+    count part's, whose blocks a distance-based term keeps for kriging)."""
     out = []
+    blocks = [np.asarray(theta, dtype=float)[sl] for sl in spec.theta_slices()]
     for k, t in enumerate((*spec.terms, *spec.zi_terms)):
+        spatial = k < len(spec.terms) and t.structure.coords is not None
         parts = [f[k] for f in finals]
         keys = pd.concat([p["keys"] for p in parts], ignore_index=True)
         b = np.concatenate([p["b"] for p in parts])
@@ -284,7 +291,8 @@ def _re_tables(finals: list[list[dict]], spec) -> tuple[ReTable, ...]:
         order = np.argsort(codes, kind="stable")
         out.append(ReTable(label=t.label, group=t.group, group_vars=t.group_vars, col_names=t.col_names,
                            levels=pd.Index(levels, name=t.group), b=b[order], sd=sd[order], lhs_spec=t.lhs_spec,
-                           columns=t.columns, zero_part=parts[0].get("zero_part", False)))
+                           columns=t.columns, zero_part=parts[0].get("zero_part", False), text=t.text,
+                           structure=t.structure if spatial else None, theta=blocks[k] if spatial else None))
     return tuple(out)
 
 
@@ -438,7 +446,7 @@ def _finish(eng, plan, ddf, arguments, request, dev, opt, result_class, timings,
     else:
         sdcor_vcov = sdcor_covariance_glmm(spec, result.theta, result.extras.get("vcov_theta_beta"))
     timings["final"] = time.perf_counter() - t1
-    terms = _re_tables([f["ranef"] for f in finals], spec)
+    terms = _re_tables([f["ranef"] for f in finals], spec, result.theta)
     timings["total"] = time.perf_counter() - t_start
     info = DaskFit(data=ddf, plan=plan, arguments=arguments, terms=terms, nobs=nobs, n_clusters=plan.n_clusters,
                    npartitions=eng.npartitions, sample_clusters=int(_sample_clusters(spec, plan)),

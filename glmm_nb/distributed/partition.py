@@ -35,6 +35,7 @@ import pandas as pd
 from ..design import ModelSpec, ReTerm, grouping, model_frame, model_matrix, read_response, rename_intercept
 from ..design.covstruct import make_structure
 from ..design.matrices import check_finite, eval_numeric
+from ..design.positions import PositionSpec, check_positions
 from ..errors import DataError
 from ..likelihood import AgqDevfun, LaplaceDevfun, ReStructure, ZiReLaplaceDevfun
 
@@ -332,17 +333,24 @@ def _raw_terms(d: pd.DataFrame, random, lhs_specs, compact: bool):
     levels) and each term's level keys."""
     raw, level_values = [], []
     for rt, lspec in zip(random, lhs_specs):
-        mm = model_matrix("", d, f"the term {rt.text}", spec=lspec)
-        cn_all = rename_intercept(mm.columns)
-        Z = mm.to_numpy(dtype=float)
-        check_finite(Z, cn_all, f"column of the term {rt.text}:")
         grp = grouping(d, rt.group_vars)
         labels, codes = grp.levels, grp.codes
+        if isinstance(lspec, PositionSpec):  # ou/exp/gau/mat: indicators of the plan's global positions
+            where = f"the term {rt.text}"
+            check_positions(len(lspec.coords), len(labels), len(d), where)  # this partition's memory
+            Z = lspec.indicators(d, where)
+            cn_all = lspec.col_names
+            structure = make_structure(rt.structure, len(cn_all), rt.text, lspec.coords)
+        else:
+            mm = model_matrix("", d, f"the term {rt.text}", spec=lspec)
+            cn_all = rename_intercept(mm.columns)
+            Z = mm.to_numpy(dtype=float)
+            check_finite(Z, cn_all, f"column of the term {rt.text}:")
+            # diag/cs/ar1/toep: the structure depends on the plan's columns only (the same in every partition)
+            structure = make_structure(rt.structure, len(cn_all), rt.text) if rt.structure != "us" else None
         first = np.unique(codes, return_index=True)[1]
         keys = d[list(rt.group_vars)].iloc[first].reset_index(drop=True)
         chunks = [(None, cn_all, Z)] if rt.correlated else [((j,), (cn_all[j],), Z[:, [j]]) for j in range(len(cn_all))]
-        # diag/cs/ar1/toep: the structure depends on the plan's columns only (the same in every partition)
-        structure = make_structure(rt.structure, len(cn_all), rt.text) if rt.structure != "us" else None
         for cols_kept, cn, zv in chunks:
             raw.append(ReTerm(group=rt.group, label=rt.group, group_vars=rt.group_vars, levels=labels,
                               codes=_frozen(codes), col_names=cn, Zvals=_constant(zv, 1.0, compact), lhs_spec=lspec,

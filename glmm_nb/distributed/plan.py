@@ -23,9 +23,17 @@ Crossed factors — ``(1 | a) + (1 | b)`` — couple every partition with every 
 likelihood no longer splits into per-partition sums; they are refused with a message naming
 the limitation. Structured terms whose covariance is block-diagonal over the levels of their
 grouping factor (``diag cs ar1 toep``, and ``us``) split the same way: every partition builds the
-term with the same structure over the plan's columns. Distance-based ones (``ou exp gau mat``)
-are refused: a single-level grouping factor makes one dense field over all rows, which cannot be
-split by rows, and with many groups the columns (the distinct positions) are not yet shared.
+term with the same structure over the plan's columns. Distance-based ones (``ou exp gau mat``,
+left side ``pos(t) + 0`` or ``pos(x, y) + 0``) have one column per distinct position over all
+the data (glmmTMB's ``numFactor`` levels are global), so the same pass also collects each
+partition's distinct positions among its complete rows; their union, sorted as the in-memory
+term sorts it (:func:`glmm_nb.design.positions.distinct_positions`), becomes the term's
+:class:`~glmm_nb.design.positions.PositionSpec` in the plan, against which every partition
+builds the term's indicator columns and distance matrix (its own rows only). The covariance is
+block-diagonal over the grouping factor's levels, so with many groups the likelihood is the
+same sum over clusters; the bound on the number of positions is checked here on the global
+count, the memory bound by each partition on its own rows and groups. A single-level grouping
+factor makes one dense field over all rows, which cannot be split by rows: refused.
 """
 
 from __future__ import annotations
@@ -37,12 +45,13 @@ import numpy as np
 import pandas as pd
 
 from ..design import model_matrix, rename_intercept, used_variables
-from ..design.covstruct import SPATIAL
+from ..design.covstruct import SPATIAL, make_structure
 from ..design.matrices import required_variables
+from ..design.positions import PositionSpec, check_positions, distinct_positions
 from ..design.spec import disp_rhs, zi_parsed, zi_rhs
 from ..errors import DataError, FormulaError, ModelError
 from ..families import Family
-from ..formula import ParsedFormula, parse_formula
+from ..formula import ParsedFormula, parse_formula, position_columns
 
 __all__ = ["DaskPlan", "DaskOptions", "PartPlan", "make_plan", "partition_key", "HEAD_ROWS"]
 
@@ -230,10 +239,62 @@ def _factor_variables(spec, data_vars) -> set[str]:
     return out
 
 
-def _partition_facts(part: pd.DataFrame, key: str, level_cols: list[str], subset: list[str]) -> dict:
-    """Distinct cluster keys and levels of ``level_cols`` among the complete rows."""
+def _partition_facts(part: pd.DataFrame, key: str, level_cols: list[str], subset: list[str],
+                     spatial: dict | None = None) -> dict:
+    """Distinct cluster keys and levels of ``level_cols`` among the complete rows; for each
+    distance-based term of ``spatial`` (term → coordinate columns) its distinct positions, the
+    distinct values of its grouping columns (when they are not the cluster key alone) and the rows."""
     part = part.dropna(subset=subset)
-    return {"keys": pd.unique(part[key].to_numpy()), "levels": {c: pd.unique(part[c].to_numpy()) for c in level_cols}}
+    out = {"keys": pd.unique(part[key].to_numpy()), "levels": {c: pd.unique(part[c].to_numpy()) for c in level_cols},
+           "n": len(part), "positions": {}, "groups": {}}
+    for rt, cols in (spatial or {}).items():
+        out["positions"][rt] = distinct_positions(part[list(cols)].to_numpy(dtype=float))[0]
+        if tuple(rt.group_vars) != (key,):
+            out["groups"][rt] = part[list(rt.group_vars)].drop_duplicates()
+    return out
+
+
+def _spatial_terms(parsed: ParsedFormula) -> dict:
+    """The distance-based terms (ou, exp, gau, mat) → their coordinate columns, checked as the
+    in-memory design checks them (:func:`glmm_nb.design.random_terms`)."""
+    out = {}
+    for rt in parsed.random:
+        coords = position_columns(rt.lhs, rt.text)
+        if coords is not None and rt.structure not in SPATIAL:
+            raise FormulaError(f"the term {rt.text}: pos() coordinates go with a distance-based structure, "
+                               f"ou(), exp(), gau() or mat() — not {rt.structure}()")
+        if rt.structure in SPATIAL:
+            if coords is None:
+                make_structure(rt.structure, 2, rt.text)  # the FormulaError naming pos()
+            out[rt] = tuple(coords)
+    return out
+
+
+def _single_level(rt) -> None:
+    raise ModelError(
+        f"engine='dask' cannot fit {rt.text}: its grouping factor '{rt.group}' has a single level, so the "
+        "term is one dense field over all rows, whose likelihood does not split into sums over partitions "
+        "of rows; fit in memory (the default engine), or give the field a grouping factor with many "
+        "independent groups (e.g. one per site) if the data have them")
+
+
+def _global_positions(spatial: dict, facts, key: str, n_clusters: int) -> dict:
+    """Each distance-based term's :class:`PositionSpec` over the distinct positions of all the
+    complete rows (sorted as the in-memory term sorts them), after the single-level refusal and
+    the in-memory bound on the number of positions (the memory bound is each partition's)."""
+    out = {}
+    n_rows = sum(f["n"] for f in facts)
+    for rt, cols in spatial.items():
+        if tuple(rt.group_vars) == (key,):
+            n_groups = n_clusters
+        else:
+            n_groups = len(pd.concat([f["groups"][rt] for f in facts]).drop_duplicates())
+        if n_groups < 2:
+            _single_level(rt)
+        coords = distinct_positions(np.concatenate([f["positions"][rt] for f in facts]))[0]
+        check_positions(len(coords), n_groups, n_rows, f"the term {rt.text}", memory=False)
+        out[rt] = PositionSpec(cols, coords)
+    return out
 
 
 def _sorted_levels(values) -> list:
@@ -264,7 +325,8 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
     ------
     FormulaError, DataError, ModelError
         Unknown columns; ``weights``/``offset`` not column names; crossed random effects;
-        data-learning transforms; no complete rows.
+        data-learning transforms; no complete rows; a distance-based term whose grouping factor
+        has a single level, or more positions than the in-memory bound; non-numeric coordinates.
     """
     import dask
 
@@ -278,23 +340,10 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
     if zi_structured:  # the zero part's partitions build unstructured terms: refuse rather than fit another model
         raise ModelError(f"engine='dask' does not fit structured covariance terms in the zero part yet "
                          f"({', '.join(zi_structured)}); fit in memory (the default engine)")
-    spatial = [rt for rt in parsed.random if rt.structure in SPATIAL]
-    if spatial:
-        rt = spatial[0]
-        if rt.group_vars and all(v in ddf.columns for v in rt.group_vars):
-            n_groups = int(ddf[list(rt.group_vars)].drop_duplicates().shape[0].compute())
-        else:
-            n_groups = 1
-        if n_groups < 2:
-            raise ModelError(
-                f"engine='dask' cannot fit {rt.text}: its grouping factor '{rt.group}' has a single level, so the "
-                "term is one dense field over all rows, whose likelihood does not split into sums over partitions "
-                "of rows; fit in memory (the default engine), or give the field a grouping factor with many "
-                "independent groups (e.g. one per site) if the data have them")
-        raise ModelError(
-            f"engine='dask' does not fit the distance-based term {rt.text} yet: its columns are the distinct positions "
-            "over all the data, which each partition would have to share; fit in memory (the default engine), or "
-            "use ar1()/toep() on a factor of the (equally spaced) times")
+    spatial = _spatial_terms(parsed)
+    for rt in spatial:
+        if not rt.group_vars:
+            _single_level(rt)
     if not parsed.random:
         raise FormulaError(
             f"the formula '{parsed.text}' has no random-effect term such as (1 | group); "
@@ -316,7 +365,8 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
 
     # which columns are read as factors: by dtype, and as formulaic reads the fixed part / lhs
     provisional = [_spec(parsed.fixed, head, f"the fixed part '{parsed.fixed}'")]
-    provisional += [_spec(rt.lhs, head, f"the term {rt.text}") for rt in (*parsed.random, *zi_random)]
+    provisional += [_spec(rt.lhs, head, f"the term {rt.text}") for rt in (*parsed.random, *zi_random)
+                    if rt not in spatial]
     if zi is not None:
         provisional.append(_spec(zi_fix, head, f"the zero part '~ {zi}'"))
     if dz is not None:
@@ -335,7 +385,12 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
     level_cols = sorted((factor_cols | ({resp} if factor_resp else set())) - known)
 
     base = ddf[columns]
-    facts = dask.compute(*[dask.delayed(_partition_facts)(p, key, level_cols, subset) for p in base.to_delayed()])
+    for rt, cols in spatial.items():
+        for c in cols:  # as the in-memory term reads them (glmm_nb.design.positions)
+            if not pd.api.types.is_numeric_dtype(meta[c]) or pd.api.types.is_bool_dtype(meta[c]):
+                raise DataError(f"coordinate column '{c}' of the term {rt.text} must be numeric, not {meta[c].dtype}")
+    facts = dask.compute(*[dask.delayed(_partition_facts)(p, key, level_cols, subset, spatial)
+                           for p in base.to_delayed()])
     keys = [f["keys"] for f in facts]
     all_keys = pd.unique(np.concatenate(keys)) if keys else np.array([])
     n_clusters = len(all_keys)
@@ -352,7 +407,9 @@ def make_plan(formula, ddf, family: Family, weights=None, offset=None, sample_cl
         spec_frame[c] = pd.Categorical(spec_frame[c].astype(object), categories=lv)
     fixed_spec = _spec(parsed.fixed, spec_frame, f"the fixed part '{parsed.fixed}'")
     x_all = rename_intercept(fixed_spec.column_names)
-    lhs_specs = tuple(_spec(rt.lhs, spec_frame, f"the term {rt.text}") for rt in parsed.random)
+    positions = _global_positions(spatial, facts, key, n_clusters)
+    lhs_specs = tuple(positions[rt] if rt in spatial else _spec(rt.lhs, spec_frame, f"the term {rt.text}")
+                      for rt in parsed.random)
     zi_plan = disp_plan = None
     if zi is not None:
         zspec = _spec(zi_fix, spec_frame, f"the zero part '~ {zi}'")

@@ -29,6 +29,7 @@ from scipy import special
 from ..design import as_frame, grouping_codes, model_matrix, numpy_dtypes, rename_intercept
 from ..design.matrices import eval_numeric
 from ..design.newdata import check_new_levels
+from ..design.positions import PositionSpec
 from ..errors import DataError, ModelError
 
 __all__ = ["Predictor", "ZeroPart", "DispPart", "predict_dask"]
@@ -57,6 +58,11 @@ class Predictor:
         return self.token
 
     def _z(self, df: pd.DataFrame, t) -> np.ndarray:
+        if isinstance(t.lhs_spec, PositionSpec):  # a distance-based term: its fitted positions' indicators
+            # a position the fit did not see: its kriging weights for the conditional modes (as in
+            # memory), refused for re="marginal" (the in-memory predict() refuses it too)
+            krig = None if self.re != "conditional" else (lambda xy: t.structure.kriging(t.theta, xy))
+            return t.lhs_spec.matrix(df, f"the term {t.text}", kriging=krig)[0].to_numpy(dtype=float)
         Z = model_matrix("", df, f"the term for {t.group}", spec=t.lhs_spec).to_numpy(dtype=float)
         return Z[:, list(t.columns)] if t.columns is not None else Z
 
