@@ -92,7 +92,7 @@ def minimize_devfun(
                 v, g = fun(x)
             except (np.linalg.LinAlgError, ArithmeticError):
                 v, g = np.inf, None
-            if not np.isfinite(v):
+            if not np.isfinite(v) or not np.all(np.isfinite(g)):
                 return bad(), np.zeros_like(z)
             lowest[0] = min(lowest[0], v)
             return v, g / scale

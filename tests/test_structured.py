@@ -14,6 +14,7 @@ import json
 import re
 
 import numpy as np
+from scipy import special
 import pandas as pd
 import pytest
 from scipy import stats
@@ -196,6 +197,22 @@ def test_matern_special_cases():
     d = np.array([0.0, 0.3, 1.0, 2.5])
     np.testing.assert_allclose(matern(d, 1.3, 0.5), np.exp(-d / 1.3), rtol=1e-12)
     np.testing.assert_allclose(matern(d, 1.3, 1.5), (1 + d / 1.3) * np.exp(-d / 1.3), rtol=1e-12)
+
+
+def test_matern_at_a_large_smoothness():
+    """A large smoothness and small distances (where the fit of a Matern term wanders when the data
+    cannot tell its smoothness): finite, 1 - x^2/(4(kappa - 1)) + x^4/(32(kappa - 1)(kappa - 2)) to
+    O(x^6) (the series at 0), equal to
+    the direct product where that is finite, and 0 far out — no NaN (it stopped the optimizer with a
+    traceback from L-BFGS-B)."""
+    x = np.array([1e-3, 1e-2, 0.1])
+    for kappa in (30.0, 150.0, 400.0):
+        got = matern(x, 1.0, kappa)
+        np.testing.assert_allclose(got, 1 - x**2 / (4 * (kappa - 1)) + x**4 / (32 * (kappa - 1) * (kappa - 2)), atol=1e-10)
+    d = np.array([0.3, 1.0, 2.5])
+    direct = 2.0 ** (1 - 4.5) / special.gamma(4.5) * d**4.5 * special.kv(4.5, d)
+    np.testing.assert_allclose(matern(d, 1.0, 4.5), direct, rtol=1e-12)
+    assert matern(np.array([1e4]), 1.0, 2.0)[0] == 0.0
 
 
 # ------------------------------------------------------------------------ syntax and errors

@@ -103,7 +103,16 @@ def matern(d: np.ndarray, rng: float, kappa: float) -> np.ndarray:
     out = np.ones_like(x)
     pos = x > 0
     xp = x[pos]
-    out[pos] = 2.0 ** (1 - kappa) / special.gamma(kappa) * xp**kappa * special.kv(kappa, xp)
+    # on the log scale (K_kappa(x) = kve e^{-x}): the direct product is 0 * inf at a large smoothness
+    # and a small x; where K_kappa still overflows, x << sqrt(kappa) and the series at 0 holds:
+    # 1 - x^2 / (4 (kappa - 1)) + x^4 / (32 (kappa - 1)(kappa - 2)) (error O(x^6 / kappa^3))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        log_c = ((1 - kappa) * np.log(2.0) - special.gammaln(kappa) + kappa * np.log(xp)
+                 + np.log(special.kve(kappa, xp)) - xp)
+        k = max(kappa, 2.5)
+        series = 1 - xp**2 / (4 * (k - 1)) + xp**4 / (32 * (k - 1) * (k - 2))
+        out[pos] = np.where(np.isfinite(log_c), np.exp(np.minimum(log_c, 0.0)),
+                            np.where(log_c < 0, 0.0, np.clip(series, 0.0, 1.0)))
     return out
 
 
@@ -248,6 +257,8 @@ class Structure:
         sd = self.sd(theta)
         for j in range(self.n_c):
             dR = self._dcorr(c, j)
+            if not np.all(np.isfinite(dR)):  # e.g. Matern's Bessel function at an extreme smoothness or range
+                raise FloatingPointError(f"the {self.name}() correlation's derivative is not finite at {c}")
             A = solve_triangular(L, dR, lower=True)
             X = solve_triangular(L, A.T, lower=True)  # L^-1 dR L^-T (symmetric)
             Phi = np.tril(X)
