@@ -72,13 +72,7 @@ class Predictor:
         df = numpy_dtypes(df)  # Dask's string dtype as object, which the fitted encoding reads as a factor
         if self.type == "dispersion":
             return self.disp(df)
-        check_new_levels(self.fixed_spec, df, "the fixed part")
-        mm = model_matrix("", df, "the fixed part", spec=self.fixed_spec)
-        mm.columns = rename_intercept(mm.columns)
-        missing = [c for c in self.x_names if c not in mm.columns]
-        if missing:
-            raise DataError(f"newdata does not give the fixed-effect column(s) {', '.join(missing)}")
-        eta = mm[list(self.x_names)].to_numpy(dtype=float) @ self.fixef
+        eta = _part_design(df, self.fixed_spec, self.x_names, "the fixed part", "the fixed-effect") @ self.fixef
         for o in self.offsets:
             eta = eta + eval_numeric(o, df, "offset")
         if self.with_offset_column and self.offset_column is not None:
@@ -123,6 +117,19 @@ def _modes_part(df: pd.DataFrame, terms, zfun) -> np.ndarray:
     return out
 
 
+def _part_design(df: pd.DataFrame, spec, names: tuple[str, ...], part: str, whose: str) -> np.ndarray:
+    """The new rows' matrix of one linear predictor (the fixed part, the zero part or the
+    dispersion model) in the fitted encoding and column order; unseen levels and missing columns
+    are a DataError naming them."""
+    check_new_levels(spec, df, part)
+    mm = model_matrix("", df, part, spec=spec)
+    mm.columns = rename_intercept(mm.columns)
+    missing = [c for c in names if c not in mm.columns]
+    if missing:
+        raise DataError(f"newdata does not give {whose} column(s) {', '.join(missing)}")
+    return mm[list(names)].to_numpy(dtype=float)
+
+
 @dataclass(frozen=True, eq=False)
 class DispPart:
     """The dispersion per row on glmmTMB's sigma scale (as :func:`glmm_nb.api.predict_dispersion`):
@@ -136,13 +143,8 @@ class DispPart:
     def __call__(self, df: pd.DataFrame) -> np.ndarray:
         if self.fixed_spec is None:
             return np.full(len(df), self.value)
-        check_new_levels(self.fixed_spec, df, "the dispersion model")
-        mm = model_matrix("", df, "the dispersion model", spec=self.fixed_spec)
-        mm.columns = rename_intercept(mm.columns)
-        missing = [c for c in self.names if c not in mm.columns]
-        if missing:
-            raise DataError(f"newdata does not give the dispersion model's column(s) {', '.join(missing)}")
-        return self.family.dispersion_at(mm[list(self.names)].to_numpy(dtype=float))
+        X = _part_design(df, self.fixed_spec, self.names, "the dispersion model", "the dispersion model's")
+        return self.family.dispersion_at(X)
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,13 +159,7 @@ class ZeroPart:
     family: Any
 
     def zeta(self, df: pd.DataFrame, re: str, zfun) -> np.ndarray:
-        check_new_levels(self.fixed_spec, df, "the zero part")
-        mm = model_matrix("", df, "the zero part", spec=self.fixed_spec)
-        mm.columns = rename_intercept(mm.columns)
-        missing = [c for c in self.names if c not in mm.columns]
-        if missing:
-            raise DataError(f"newdata does not give the zero part's column(s) {', '.join(missing)}")
-        zeta = mm[list(self.names)].to_numpy(dtype=float) @ self.gamma
+        zeta = _part_design(df, self.fixed_spec, self.names, "the zero part", "the zero part's") @ self.gamma
         if self.terms and re == "conditional":
             zeta = zeta + _modes_part(df, self.terms, zfun)
         return zeta
