@@ -98,16 +98,17 @@ def r_available() -> bool:
     return subprocess.run(["Rscript", "-e", "library(lme4)"], capture_output=True).returncode == 0
 
 
-def insteval_data(tmp: Path, use_r: bool) -> tuple[pd.DataFrame, str]:
-    """lme4's InstEval through Rscript, or a simulated data set of its shape."""
-    if use_r:
+def insteval_data(tmp: Path, use_r: bool, scale: int = 1) -> tuple[pd.DataFrame, str]:
+    """lme4's InstEval through Rscript, or a simulated data set of its shape (``scale`` divides its
+    rows and levels: a smoke test; R's data only at full size)."""
+    if use_r and scale == 1:
         out = tmp / "insteval_r.csv"
         code = f'library(lme4); write.csv(InstEval, "{out}", row.names = FALSE)'
         if subprocess.run(["Rscript", "-e", code], capture_output=True).returncode == 0:
             df = pd.read_csv(out)
             return df, "lme4::InstEval"
     rng = np.random.default_rng(18)
-    n, ns, nd = 73_421, 2_972, 1_128
+    n, ns, nd = 73_421 // scale, max(2_972 // scale, 10), max(1_128 // scale, 10)
     s = np.sort(rng.integers(0, ns, n))
     d = rng.integers(0, nd, n)
     dept = rng.integers(0, 14, nd)[d]

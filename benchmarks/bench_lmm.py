@@ -3,7 +3,7 @@
 * ``slope``: ``y ~ x + z + (1 + x | g)``, 200,000 rows, 4,000 clusters, ML (bench_peers' data);
 * ``intercept``: ``y ~ x + z + (1 | g)``, the same data, ML;
 * ``insteval``: ``y ~ service + (1 | s) + (1 | d) + (1 | dept:service)``, REML, lme4's InstEval
-  (``Rscript -e 'library(lme4); write.csv(InstEval, "/tmp/insteval.csv", row.names=FALSE)'``).
+  (bench_peers.insteval: exported by Rscript, else a simulated data set of its shape).
 
 Every fit runs in a fresh process after a warm-up fit of the same model; the packages alternate
 (glmm_nb, mixedlm, glmm_nb, ...) so that a change of the machine's load hits both alike.
@@ -26,8 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+from bench_peers import burn, insteval, simulate
 
 ROOT = str(Path(__file__).resolve().parents[1])
 ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
@@ -63,18 +63,12 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time(
 
 def data(case: str) -> pd.DataFrame:
     if case == "insteval":
-        d = pd.read_csv("/tmp/insteval.csv")
+        d = insteval()
         for c in ("s", "d", "dept", "service"):
             d[c] = pd.Categorical(d[c].astype(str))
         return d[["y", "s", "d", "dept", "service"]]
-    n, J = 200_000, 4_000
-    rng = np.random.default_rng(1)
-    g = rng.integers(0, J, n)
-    x = rng.normal(size=n)
-    z = rng.normal(size=n)
-    eta = 0.2 + 0.5 * x - 0.3 * z + rng.normal(0, 0.6, J)[g] + rng.normal(0, 0.3, J)[g] * x
-    y = eta + rng.normal(size=n)
-    return pd.DataFrame({"y": y, "x": x, "z": z, "g": pd.Categorical(g.astype(str))})
+    d = simulate("lmm_slope_200k")
+    return d.assign(g=pd.Categorical(d.g.astype(str)))
 
 
 def run(pkg: str, path: Path, case: str, threads: str, root: str) -> dict:
@@ -88,12 +82,6 @@ def run(pkg: str, path: Path, case: str, threads: str, root: str) -> dict:
     return json.loads(lines[-1])
 
 
-def _burn(stop) -> None:
-    x = 0.0
-    while not stop.is_set():
-        x = (x + 1.0) * 0.999999
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="*", default=["slope", "insteval"], choices=list(FORMULA))
@@ -105,7 +93,7 @@ def main() -> None:
     ap.add_argument("--load", type=int, default=0)
     a = ap.parse_args()
     stop = mp.Event()
-    burners = [mp.Process(target=_burn, args=(stop,), daemon=True) for _ in range(a.load)]
+    burners = [mp.Process(target=burn, args=(stop,), daemon=True) for _ in range(a.load)]
     for p in burners:
         p.start()
     try:

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_crossed import insteval_data
 
 ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                                "VECLIB_MAXIMUM_THREADS", "RAYON_NUM_THREADS")}  # rayon: mixedlm (Rust)
@@ -106,26 +107,12 @@ def crossed_poisson(seed: int = 1, scale: int = 1) -> pd.DataFrame:
 
 
 def insteval(scale: int = 1) -> pd.DataFrame:
-    """lme4's InstEval (exported by Rscript, as bench_crossed.py), else a simulated data set of
-    its shape; ``attrs["source"]`` says which."""
-    if shutil.which("Rscript") and scale == 1:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "insteval.csv"
-            code = f'library(lme4); write.csv(InstEval[, c("y", "s", "d", "dept", "service")], "{out}", row.names = FALSE)'
-            if subprocess.run(["Rscript", "-e", code], capture_output=True).returncode == 0:
-                df = pd.read_csv(out)
-                df.attrs["source"] = "lme4::InstEval"
-                return df.astype({"y": float})
-    rng = np.random.default_rng(18)
-    n, ns, nd = 73_421 // scale, max(2_972 // scale, 10), max(1_128 // scale, 10)
-    s = np.sort(rng.integers(0, ns, n))
-    d = rng.integers(0, nd, n)
-    dept = rng.integers(0, 14, nd)[d]
-    service = rng.integers(0, 2, n)
-    y = (3.2 + 0.3 * rng.normal(size=ns)[s] + 0.5 * rng.normal(size=nd)[d]
-         + 0.1 * rng.normal(size=28)[dept * 2 + service] - 0.07 * service + 1.2 * rng.normal(size=n))
-    df = pd.DataFrame({"y": np.clip(np.round(y), 1, 5), "s": s, "d": d, "dept": dept, "service": service})
-    df.attrs["source"] = "simulated (InstEval's shape)"
+    """lme4's InstEval (exported by Rscript), else a simulated data set of its shape
+    (bench_crossed.insteval_data); ``attrs["source"]`` says which."""
+    with tempfile.TemporaryDirectory() as tmp:
+        df, source = insteval_data(Path(tmp), bool(shutil.which("Rscript")), scale)
+    df = df[["y", "s", "d", "dept", "service"]].astype({"y": float})
+    df.attrs["source"] = source
     return df
 
 
@@ -213,7 +200,8 @@ def stage_line(timings: dict | None) -> str:
             + f" s; {timings['evaluations']} evaluations; set-up + post-fit {100 * setup:.0f} % of {total:.2f} s")
 
 
-def _burn(stop) -> None:
+def burn(stop) -> None:
+    """A CPU-bound loop until ``stop`` is set (the busy processes of ``--load``)."""
     x = 0.0
     while not stop.is_set():
         x = (x + 1.0) * 0.999999
@@ -230,7 +218,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write every run's figures to this JSON file")
     a = ap.parse_args()
     stop = mp.Event()
-    burners = [mp.Process(target=_burn, args=(stop,), daemon=True) for _ in range(a.load)]
+    burners = [mp.Process(target=burn, args=(stop,), daemon=True) for _ in range(a.load)]
     for p in burners:
         p.start()
     record = {"threads": a.threads, "load": a.load, "reps": a.reps, "scale": a.scale, "cases": {}}
