@@ -16,13 +16,6 @@ from glmm_nb.datasets import load  # noqa: E402
 from glmm_nb.errors import DataError, ModelError  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
-        with distributed.Client(cl) as c:
-            yield c
-
-
 def shuffled(df: pd.DataFrame, npartitions: int = 3, seed: int = 1):
     """Rows in random order: every cluster spans several partitions."""
     return dd.from_pandas(df.sample(frac=1, random_state=seed), npartitions=npartitions)

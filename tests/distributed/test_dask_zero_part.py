@@ -22,13 +22,6 @@ ZRE = pd.read_csv(FIXTURES / "data" / "zresim.csv")
 ZNB = pd.read_csv(FIXTURES / "data" / "zinbre.csv")
 
 
-@pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
-        with distributed.Client(cl) as c:
-            yield c
-
-
 def shuffled(df: pd.DataFrame, npartitions: int = 3, seed: int = 1):
     """Rows in random order, kept in that order (``sort=False``): every cluster spans several
     partitions, so the engine must shuffle them into whole clusters."""
