@@ -360,21 +360,11 @@ class GLMMResult:
 
     def mode_blocks(self) -> list[np.ndarray]:
         """Conditional modes b = T u per term, each (levels, q) (LMM u is on the data scale)."""
-        out, start = [], 0
-        for t, sl in zip(self.spec.terms, self.spec.theta_slices()):
-            u = self.u[start : start + t.nlevels * t.q].reshape(t.nlevels, t.q)
-            start += t.nlevels * t.q
-            out.append(u @ t.T(self.theta[sl]).T)
-        return out
+        return _mode_blocks(self.spec.terms, self.spec.theta_slices(), self.u, self.theta)
 
     def zi_mode_blocks(self) -> list[np.ndarray]:
         """The zero part's conditional modes b = T u per term, each (levels, q)."""
-        out, start = [], 0
-        for t, sl in zip(self.spec.zi_terms, self.spec.zi_theta_slices()):
-            u = self.zi_u[start : start + t.nlevels * t.q].reshape(t.nlevels, t.q)
-            start += t.nlevels * t.q
-            out.append(u @ t.T(self.zi_theta[sl]).T)
-        return out
+        return _mode_blocks(self.spec.zi_terms, self.spec.zi_theta_slices(), self.zi_u, self.zi_theta)
 
     def ranef(self, condvar: bool = True) -> dict[str, pd.DataFrame]:
         """Conditional modes per level, keyed by grouping factor (the zero part's: ``"zi:g"``).
@@ -412,3 +402,13 @@ class GLMMResult:
 
     def _repr_html_(self) -> str:
         return display.summary_html(self)
+
+
+def _mode_blocks(terms, slices, u: np.ndarray, theta: np.ndarray) -> list[np.ndarray]:
+    """b = T u per term, each (levels, q), from the stacked spherical modes ``u``."""
+    out, start = [], 0
+    for t, sl in zip(terms, slices):
+        block = u[start : start + t.nlevels * t.q].reshape(t.nlevels, t.q)
+        start += t.nlevels * t.q
+        out.append(block @ t.T(theta[sl]).T)
+    return out
