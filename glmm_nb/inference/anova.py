@@ -106,12 +106,6 @@ def mixture_sf(chisq: float, df: int, k: int) -> float:
     return float(p)
 
 
-def _family_nested(small, big) -> bool:
-    """``small``'s family is ``big``'s at the boundary of its dispersion (Poisson in NB)."""
-    fs, fb = small.request.family, big.request.family
-    return fb.nests(fs)
-
-
 def family_boundary(small, big) -> tuple[bool, int, str]:
     """Whether ``small``'s family is ``big``'s with parameters at their boundary, how many, and
     which: the NB dispersion at its Poisson limit; a zero part whose structural-zero probability
