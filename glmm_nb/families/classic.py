@@ -45,6 +45,11 @@ class Binomial(Family):
         return self.loglik_const(y, pw) + special.xlogy(k, mu) + special.xlogy(pw - k, 1.0 - mu)
 
     def loglik_const(self, y, pw):
+        """log C(n, k) per row (n the trials, k = n y); 0 for a 0/1 response at one trial, where
+        it is found without the three log-gamma passes."""
+        y, pw = np.asarray(y, dtype=float), np.asarray(pw, dtype=float)
+        if y.ndim == 1 and np.all(pw == 1.0) and np.all((y == 0.0) | (y == 1.0)):
+            return np.zeros(y.shape)
         k = pw * y
         return special.gammaln(pw + 1) - special.gammaln(k + 1) - special.gammaln(pw - k + 1)
 

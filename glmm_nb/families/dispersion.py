@@ -533,7 +533,11 @@ class NB2LogKernel(MemoKernel):
     :math:`s = \mu + d` the working pieces are closed forms of the chain rule of
     :meth:`DispersionFamily.working` (every derivative of the inverse link is :math:`\mu`):
     :math:`r = w d(y - \mu)/s`, :math:`W = w(y + d)d\mu/s^2`,
-    :math:`\partial W/\partial\eta = W(d - \mu)/s`."""
+    :math:`\partial W/\partial\eta = W(d - \mu)/s`.
+
+    A log-likelihood keeps :math:`\mu` and :math:`\log(1 + \mu/d)` for the working pieces and
+    the dispersion's pieces at the same linear predictor, and the working pieces keep
+    :math:`1/s`: the gradient's pass over the rows then needs no exponential or logarithm."""
 
     concave = True  # d2l/deta2 = -W = -w (y + d) d mu / s^2 <= 0
     ETA_LOW, ETA_HIGH = _LOG_EPS, ETA_MAX  # outside, log mu is clipped (_log_mean): flat in eta
@@ -545,48 +549,77 @@ class NB2LogKernel(MemoKernel):
         self.yd = data.weighted(data.y + d)
         self.py = data.memo("pw*y", lambda: data.weighted(data.y))
 
-    def _mu(self, eta):
-        mu = self.recall(eta)
-        return np.exp(_log_mean(eta)) if mu is None else mu
-
-    def loglik(self, eta: np.ndarray) -> float:
+    def _pieces(self, eta):
+        """(mu, log(1 + mu/d), log mu) at eta, kept from a loglik call at the same array."""
+        hit = self.recall(eta)
+        if hit is not None:
+            return hit
         with np.errstate(over="ignore", invalid="ignore"):
             lm = _log_mean(eta)
             mu = np.exp(lm)
             t = mu / self.d
             np.log1p(t, out=t)
-            ll = float(self.py @ lm) - float(self.yd @ t) + self.const
-        self.remember(eta, mu)
-        return ll
+        return mu, t, lm
+
+    def loglik(self, eta: np.ndarray) -> float:
+        mu, t, lm = hit = self._pieces(eta)
+        self.remember(eta, hit)
+        return float(self.py @ lm) - float(self.yd @ t) + self.const
+
+    def _mu(self, eta):
+        return self._pieces(eta)[0]
 
     def working(self, eta: np.ndarray):
         mu, d, data = self._mu(eta), self.d, self.data
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            inv = 1.0 / (mu + d)
-            t = d * inv
-            r = data.weighted((data.y - mu) * t)
-            W = self.yd * mu * (t * inv)
+            inv = mu + d
+            np.divide(1.0, inv, out=inv)
+            t = inv * d
+            r = data.y - mu
+            r *= t
+            r = data.weighted(r)
+            t *= inv
+            t *= mu
+            W = t
+            W *= self.yd
         self.last_working = (eta, mu, W, inv)
         return mu, r, W, W
 
     def dW_from(self, mu, W, inv):
         with np.errstate(over="ignore", invalid="ignore"):
-            return W * (self.d - mu) * inv
+            out = self.d - mu
+            out *= inv
+            out *= W
+            return out
 
     def extra_pieces(self, eta: np.ndarray):
         # d/dpsi (psi = log d) of the log-density, of r and of W: with s = mu + d,
         # l_psi = d [psi(y + d) - psi(d) - log(1 + mu/d) + (mu - y)/s] (the digamma ratio once per d
         # over the distinct counts), r_psi = w d mu (y - mu)/s^2, W_psi = w d mu (mu(2d + y) - y d)/s^3
-        mu, d, data = self._mu(eta), self.d, self.data
+        mu, lt, _lm = self._pieces(eta)
+        d, data = self.d, self.data
         y = data.y
+        last = self.last_working
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            inv = 1.0 / (mu + d)
-            a = (mu - y) * inv
-            a -= np.log1p(mu / d)
-            l_d = data.level_sum(lambda v: _digamma_ratio(v, d)) + data.wsum(a)
-            dmi = (d * inv) * mu * inv  # d mu / s^2
-            rp = data.weighted((y - mu) * dmi)
-            Wp = data.weighted((mu * (2 * d + y) - y * d) * dmi * inv)
+            if last is not None and last[0] is eta:
+                inv = last[3]
+            else:
+                inv = 1.0 / (mu + d)
+            ymu = y - mu
+            a = ymu * inv
+            l_d = data.level_sum(lambda v: _digamma_ratio(v, d)) - data.wsum(a) - data.wsum(lt)
+            dmi = inv * d
+            dmi *= inv
+            dmi *= mu  # d mu / s^2
+            rp = ymu
+            rp *= dmi
+            rp = data.weighted(rp)
+            Wp = (2 * d) + y
+            Wp *= mu
+            Wp -= y * d
+            Wp *= dmi
+            Wp *= inv
+            Wp = data.weighted(Wp)
         return np.array([d * l_d]), rp[:, None], Wp[:, None]
 
 

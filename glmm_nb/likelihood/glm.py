@@ -23,7 +23,7 @@ import numpy as np
 
 from ..families import Family
 
-__all__ = ["glm_irls", "glm_fit", "moment_theta"]
+__all__ = ["START_SETTLE", "glm_irls", "glm_fit", "moment_theta"]
 
 _MAX_COND = 1e10
 
@@ -46,6 +46,7 @@ def _wls(X: np.ndarray, w: np.ndarray, z: np.ndarray, colscale: np.ndarray) -> n
 SUBSAMPLE_ROWS = 200_000  # larger data: IRLS on a sample of SUBSAMPLE, then steps on all rows
 SUBSAMPLE = 50_000
 SAMPLE_MIN_NONZERO = 50  # every column needs this many nonzero rows in the sample
+START_SETTLE = 0.05  # glm_fit's settle for a start of the mixed model (one pass over all rows, usually)
 FULL_STEPS = 6  # steps on all rows from the sample's estimate before falling back to IRLS from scratch
 
 
@@ -86,7 +87,7 @@ def _irls(X, y, pw, off, family: Family, beta, maxit: int, tol: float, colscale,
     return beta, eta, mu, converged and bool(np.all(np.isfinite(beta)))
 
 
-def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8):
+def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8, settle: float = 1e-4):
     """IRLS for the GLM without random effects: ``(beta, eta, mu)`` at convergence.
 
     Up to ``SUBSAMPLE_ROWS`` rows: R's ``glm.fit`` rule (relative deviance change below
@@ -97,7 +98,10 @@ def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8):
     deviance pass. A column with fewer than 50 nonzero rows in the sample (a rare dummy), or
     steps that have not settled after six passes, send the fit to IRLS on all rows from the
     family's starting means. Either way a start, which the optimizer refines.
-    """
+
+    ``settle`` is that 1e-4. A start for the mixed model's optimizer needs less: with
+    ``settle=0.05`` (:data:`START_SETTLE`) one pass over all rows usually does, IRLS's next step
+    being of the order of the square of one that small (Newton's, for canonical links)."""
     colscale = np.sqrt(np.einsum("ij,ij->j", X, X))
     colscale[colscale == 0] = 1.0
     n = len(y)
@@ -111,7 +115,7 @@ def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8):
             if not np.all(np.isfinite(beta)):
                 beta = None
     if beta is not None:
-        fit = _irls(X, y, pw, off, family, beta, FULL_STEPS, 1e-4, colscale, by_step=True)
+        fit = _irls(X, y, pw, off, family, beta, FULL_STEPS, settle, colscale, by_step=True)
         if fit[3]:
             return fit[:3]
     # small data, a sample that cannot stand in for the rows, or steps that did not settle

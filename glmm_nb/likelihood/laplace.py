@@ -55,6 +55,7 @@ from ..design import ModelSpec
 from ..errors import ModelError
 from ..families import Family
 from ..families.kernel import Kernel, ResponseData
+from ..numdiff import fd_hessian
 from .contracts import default_gradient, default_hessian
 from .pirls import halving_step
 from .reops import ReStructure, keeps_states, row_constant
@@ -305,7 +306,92 @@ class LaplaceDevfun:
         return default_gradient(self, phi)
 
     def hessian(self, phi: np.ndarray) -> np.ndarray:
-        return default_hessian(self, phi)
+        """Forward differences of the analytic gradient (:func:`~.contracts.default_hessian`);
+        for a random intercept alone, each probe's gradient from sums per cluster
+        (:meth:`_intercept_probes`) instead of a PIRLS run."""
+        phi = np.asarray(phi, dtype=float)
+        probe = self._intercept_probes(phi) if phi.size else None
+        if probe is None:
+            return default_hessian(self, phi)
+        return fd_hessian(probe, phi, self.value_and_grad(phi)[1])
+
+    def _intercept_probes(self, phi0: np.ndarray):
+        r"""``probe(phi) -> gradient`` near the optimum ``phi0`` of a model whose random effects
+        are one random intercept (:math:`\tilde z_i = \theta`, cluster j(i)) and whose family has
+        no extra parameter and equal working and observed weights; None for any other model.
+
+        A probe moves one parameter by h. PIRLS would take two Newton steps there, each with a
+        log-likelihood, the working pieces and a factorization over the rows. Here the modes are
+        moved to first order in h by sums per cluster kept from the optimum
+        (:math:`\sum_j W_0 x`, :math:`\sum_j W_0`, :math:`\sum_j r_0`):
+
+        .. math:: u_p = u_0 + \big[\Delta\theta\, R_0 + \theta\,\Delta R\big]/m_0,\qquad
+           \Delta R_j = -\textstyle\sum_j W_0 x'\Delta\beta - \Delta\theta\, u_{0j} \sum_j W_0,
+
+        (:math:`m_0 = 1 + \theta_0^2\sum_j W_0`), the working pieces are formed once at
+        :math:`u_p`, and one chord step :math:`\delta = (\theta R - u_p)/m_0` more leaves the
+        modes :math:`O(h^3)` from the probe's; the gradient (:meth:`gradient`'s formulas for a
+        random intercept) is then taken at :math:`u_1 = u_p + \delta` with r, W moved to first
+        order in :math:`\delta` through per-cluster factors, so that one pass forms
+        :math:`e_i = \partial W_i/\partial\eta\,A_j + W_i B_j - 2r_i` and one product
+        :math:`X'e`. Four passes over the rows and three sums per cluster per probe, against
+        about twenty-five for a PIRLS run and the gradient; equal to them to the order of the
+        forward difference's own error (tested)."""
+        rs = self.rs
+        if self.nx or not (self.family.canonical or self.family.observed_laplace):
+            return None
+        try:
+            st = self.state(phi0)
+        except np.linalg.LinAlgError:
+            return None
+        th0 = row_constant(st.vals)
+        if th0 is None or st.Wobs is not st.W or not (st.converged and np.isfinite(st.deviance)):
+            return None
+        cl, Q, X = rs.codes0, rs.Q, self.X
+        SW0 = np.bincount(cl, weights=st.W, minlength=Q)
+        R0 = np.bincount(cl, weights=st.r, minlength=Q)
+        SWX0 = np.stack([np.bincount(cl, weights=st.W * X[:, k], minlength=Q) for k in range(self.p)], axis=1)
+        m0, u0 = st.fac.m, st.u
+        nt = self.ntheta
+
+        def probe(phi: np.ndarray) -> np.ndarray:
+            theta, beta = self.split(phi)
+            th = float(rs.vals(theta)[0, 0])
+            dth = th - th0
+            dR = -(SWX0 @ (beta - st.beta)) - dth * u0 * SW0
+            up = u0 + (dth * R0 + th * dR) / m0
+            eta = X @ beta
+            if self._has_off:
+                eta += self.off
+            eta += (th * up)[cl]
+            K = self.family.kernel(self.data)
+            _mu, r, W, Wobs = K.working(eta)
+            if Wobs is not W:
+                return self.value_and_grad(phi)[1]
+            dW = K.dW(eta)
+            SR = np.bincount(cl, weights=r, minlength=Q)
+            SW = np.bincount(cl, weights=W, minlength=Q)
+            SD = np.bincount(cl, weights=dW, minlength=Q)
+            step = (th * SR - up) / m0  # the chord step, with the optimum's factor
+            u1 = up + step
+            SW1 = SW + th * step * SD  # sums at u1, to first order in the step
+            SR1 = SR - th * step * SW
+            m1 = 1.0 + th * th * SW1
+            if not np.all(m1 > 0):
+                return self.value_and_grad(phi)[1]
+            h = th * th / m1
+            sv = th * h * SD / m1  # s = M^-1 Z~'(dW h)
+            A = h - th * th * step * sv  # e_i = dW_i A_j + W_i B_j - 2 r_i at u1
+            B = th * (2.0 * step - sv)
+            e = dW * A[cl]
+            e += W * B[cl]
+            e -= 2.0 * r
+            g_beta = X.T @ e
+            Se = SD * A + SW * B - 2.0 * SR
+            g_tau = np.array([float(u1 @ Se) + 2.0 * th * float(np.sum(SW1 / m1)) + float(sv @ SR1)])
+            return np.concatenate([rs.theta_grad(phi[:nt], g_tau), g_beta])
+
+        return probe
 
     def split(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(theta, beta) of ``phi = (theta, beta[, log dispersion])``."""
