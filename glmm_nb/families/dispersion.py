@@ -34,7 +34,7 @@ from scipy import special
 from ..errors import DataError
 from .base import Family
 from .classic import Poisson
-from .kernel import MemoKernel, ResponseData
+from .kernel import Clusters, ExpLinearClusters, MemoKernel, ResponseData
 from .links import EPS, ETA_MAX, Log
 
 __all__ = ["DispersionFamily", "NegativeBinomial2", "NegativeBinomial1", "GammaFamily", "BetaFamily"]
@@ -630,6 +630,23 @@ class GammaLogKernel(MemoKernel):
 
     def dW_from(self, W):
         return -W
+
+    def cluster_form(self, eta_f: np.ndarray, clusters: Clusters) -> ExpLinearClusters | None:
+        r"""With :math:`\eta_i = \eta_{f,i} + a_j`, the log-likelihood is
+        :math:`c - \nu\sum_i w_i\eta_{f,i} - \nu\sum_j(n_j a_j + e^{-a_j} S_j)`,
+        :math:`S_j = \sum_{i\in j} w_i y_i e^{-\eta_{f,i}}`: linear plus one exponential in each
+        :math:`a_j` (k = -1), exact while no row's mean is clipped; None where :math:`\eta_f` is
+        already outside that range."""
+        lo, hi = float(np.min(eta_f)), float(np.max(eta_f))
+        if not (lo >= _LOG_EPS and hi <= ETA_MAX):
+            return None
+        nu, data = self.nu, self.data
+        q = np.negative(eta_f)
+        np.exp(q, out=q)
+        q *= data.y
+        S = clusters.sum(data.weighted(q))  # sum of w y e^{-eta_f} per cluster
+        return ExpLinearClusters(self.const - nu * data.wsum(eta_f), -nu * clusters.weights, nu * S, -1.0,
+                                 (lo, hi), _LOG_EPS, ETA_MAX)
 
     def extra_pieces(self, eta: np.ndarray):
         lm, _mu, q = self._lq(eta)

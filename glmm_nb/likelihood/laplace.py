@@ -55,6 +55,7 @@ from ..design import ModelSpec
 from ..errors import ModelError
 from ..families import Family
 from ..families.kernel import Kernel, ResponseData
+from .cluster_sums import ClusterModes, ClusterPirls
 from .contracts import default_gradient, default_hessian
 from .pirls import halving_step
 from .reops import ReStructure, keeps_states, row_constant
@@ -119,6 +120,10 @@ class LaplaceDevfun:
         # (phi key, deviance, state) and (phi key, deviance, gradient): the last and the lowest
         self._states = self._grads = (None, None)
         self._prev = None  # (vals, eta, u, W, r, factor, phi) of the last PIRLS run: its modes' move
+        # a random intercept alone: modes from sums per cluster where the family's kernel has a
+        # cluster form (:mod:`.cluster_sums`); None runs the row path always
+        self.cluster_pirls = (ClusterPirls(self.rs.codes0, self.rs.nlev[0], self.pw)
+                              if self.rs.intercept_only else None)
 
     # ------------------------------------------------------------------------------ PIRLS
     def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray | None = None,
@@ -132,6 +137,11 @@ class LaplaceDevfun:
         eta_f = self.X @ beta
         if self._has_off:
             eta_f += self.off
+        if self.cluster_pirls is not None and row_constant(vals) is not None:  # (1 | g) alone
+            red = self.cluster_pirls.modes(K, row_constant(vals), eta_f, self._u if u0 is None else u0,
+                                           self.tol, self.maxit)
+            if red is not None:
+                return self._cluster_state(theta, beta, vals, eta_f, fam, K, red)
         u = (self._u if u0 is None else u0).copy()
         if not np.all(np.isfinite(u)):
             u = np.zeros(rs.Q)
@@ -218,6 +228,21 @@ class LaplaceDevfun:
         keep = keeps_states(fac) and np.isfinite(dev)
         self._prev = (vals, eta, u, W, r, fac, np.concatenate([theta, beta])) if keep else None
         return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam, K)
+
+    def _cluster_state(self, theta, beta, vals, eta_f, fam: Family, K: Kernel, red: ClusterModes) -> PirlsState:
+        """The row-level state at modes found from sums per cluster (:mod:`.cluster_sums`): the
+        working pieces and the factor of M at the mode, as at the end of the row path (the
+        kernels with a cluster form have W = W_obs, the Laplace weights)."""
+        rs, u = self.rs, red.u
+        eta = eta_f + rs.mult(vals, u)
+        mu, r, W, Wobs = K.working(eta)
+        fac = rs.factor(vals, W)
+        dev = -2.0 * red.loglik + float(u @ u) + fac.logdet
+        self._u = u
+        keep = keeps_states(fac) and np.isfinite(dev)
+        self._prev = (vals, eta, u, W, r, fac, np.concatenate([theta, beta])) if keep else None
+        return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, K.dW(eta), fac, red.loglik, dev,
+                          red.iterations, red.converged, fam, K)
 
     @staticmethod
     def _beats_zero(K: Kernel, u: np.ndarray, zr: np.ndarray, pdev: float, eta=None, eta_f=None) -> bool:
