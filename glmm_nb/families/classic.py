@@ -274,9 +274,11 @@ class PoissonLogKernel(MemoKernel):
             return None
         data = self.data
         ex = np.exp(eta_f)
-        A = clusters.sum(data.weighted(ex))
-        b = clusters.memo("pw*y", lambda: clusters.sum(self.py))
-        return ExpLinearClusters(data.const + float(self.py @ eta_f), b, A, 1.0, (lo, hi), _LOG_EPS, ETA_MAX)
+        if not data.unit_weights:
+            ex *= data.pw  # w e^{eta_f}
+        b = clusters.memo("poisson: sum of w y", lambda: clusters.sum(self.py))
+        return ExpLinearClusters(clusters, eta_f, data.const + float(self.py @ eta_f), 1.0, b,
+                                 ex, 1.0, self.py, 1.0, (lo, hi), _LOG_EPS, ETA_MAX)
 
 
 class Gaussian(Family):

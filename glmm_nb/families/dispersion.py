@@ -644,9 +644,21 @@ class GammaLogKernel(MemoKernel):
         q = np.negative(eta_f)
         np.exp(q, out=q)
         q *= data.y
-        S = clusters.sum(data.weighted(q))  # sum of w y e^{-eta_f} per cluster
-        return ExpLinearClusters(self.const - nu * data.wsum(eta_f), -nu * clusters.weights, nu * S, -1.0,
-                                 (lo, hi), _LOG_EPS, ETA_MAX)
+        if not data.unit_weights:
+            q *= data.pw  # w y e^{-eta_f}
+        w_eta_f = data.wsum(eta_f)
+        return ExpLinearClusters(clusters, eta_f, self.const - nu * w_eta_f, -1.0, -nu * clusters.weights,
+                                 q, nu, data.pw, -nu, (lo, hi), _LOG_EPS, ETA_MAX, w_eta_f=w_eta_f)
+
+    def cluster_extra_pieces(self, form: ExpLinearClusters, a: np.ndarray):
+        r""":meth:`extra_pieces` at shifts ``a`` of ``form`` (this kernel's), summed per cluster:
+        (dl/dpsi (1,), the sums of dr/dpsi = -2r and of dW/dpsi = -2W per cluster (J, 1)), with
+        :math:`\sum w\eta = \sum w\eta_f + n'a` and :math:`\sum wy/\mu = \sum_j I_j/\nu`."""
+        nu = self.nu
+        score, info = form.score_information(a)
+        w_eta = form.w_eta_f + float(form.clusters.weights @ a)
+        lp = -2 * nu * (self.sw * (np.log(nu) + 1 - _psi0(nu)) + self.slogy - w_eta - float(np.sum(info)) / nu)
+        return np.array([lp]), -2.0 * score[:, None], -2.0 * info[:, None]
 
     def extra_pieces(self, eta: np.ndarray):
         lm, _mu, q = self._lq(eta)

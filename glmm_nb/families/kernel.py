@@ -133,6 +133,12 @@ class Kernel:
         cluster (:class:`ExpLinearClusters`); None: the generic kernel has no such form."""
         return None
 
+    def cluster_extra_pieces(self, form: ExpLinearClusters, a: np.ndarray):
+        """:meth:`extra_pieces` at the shifts ``a`` of this kernel's ``form``, the per-row pieces
+        summed per cluster: (dl/dx (k,), (J, k), (J, k)); only kernels with a cluster form and
+        extra parameters define it."""
+        raise NotImplementedError(f"{type(self).__name__} has no extra pieces per cluster")
+
 
 class MemoKernel(Kernel):
     """A kernel that keeps the inverse link (or what ``working`` needs from it) of its last few
@@ -191,24 +197,38 @@ class Clusters:
 
 
 class ExpLinearClusters:
-    r"""A log-likelihood that is linear plus one exponential in each cluster's shift :math:`a_j`:
+    r"""A log-likelihood that is linear plus one exponential in each cluster's shift :math:`a_j`
+    of the linear predictor, :math:`\eta_i = \eta_{f,i} + a_{j(i)}`:
 
     .. math:: \ell(a) = c + \sum_j \big[b_j a_j - A_j e^{k a_j}\big], \qquad k = \pm 1,
 
-    exact while every row's linear predictor :math:`\eta_{f,i} + a_{j(i)}` stays in
-    [``eta_low``, ``eta_high``] (where the family clips nothing). The log-link Poisson
-    (:math:`b_j = \sum w y`, :math:`A_j = \sum w e^{\eta_f}`, k = 1) and Gamma
-    (:math:`b_j = -\nu n_j`, :math:`A_j = \nu\sum w y e^{-\eta_f}`, k = -1) are of this form.
-    Per cluster, the score is :math:`b_j - kA_je^{ka_j}` and the information
-    :math:`A_j e^{k a_j}` (the sum of the rows' weights W in the cluster), positive: each
-    cluster's log-likelihood is concave in its shift. ``eta_f_range`` is (min, max) of
-    :math:`\eta_f`.
+    from row pieces :math:`\ell_i(\eta_i) = \beta_i\eta_i - \alpha_i e^{k\eta_i}` (+ constants)
+    summed per cluster: :math:`b_j = \sum_{i\in j}\beta_i`,
+    :math:`A_j = \sum_{i\in j}\alpha_ie^{k\eta_{f,i}}`. Each row's score is
+    :math:`r_i = \beta_i - kW_i` with weight :math:`W_i = \alpha_ie^{k\eta_i}` (observed and
+    Fisher alike) and :math:`\partial W_i/\partial\eta_i = kW_i`; per cluster the score is
+    :math:`b_j - kA_je^{ka_j}` and the information :math:`A_je^{ka_j}` (the sum of the rows'
+    W), positive: each cluster's log-likelihood is concave in its shift. The log-link Poisson
+    (:math:`\beta = wy`, :math:`\alpha = w`, k = 1) and Gamma (:math:`\beta = -\nu w`,
+    :math:`\alpha = \nu wy`, k = -1) are of this form.
+
+    Exact while every row's linear predictor stays in [``eta_low``, ``eta_high``] (where the
+    family clips no mean). The rows are held as ``A_rows`` (:math:`\alpha_ie^{k\eta_{f,i}}` up
+    to the factor ``A_scale``) and ``b_rows`` (:math:`\beta_i` up to ``b_scale``; an array fixed
+    over a fit, so that sums of it can be kept); ``b`` and ``const`` are given by the kernel,
+    and ``w_eta_f`` (:math:`\sum_i w_i\eta_{f,i}`) where its extra parameters' pieces need it.
     """
 
-    def __init__(self, const: float, b: np.ndarray, A: np.ndarray, k: float,
-                 eta_f_range: tuple[float, float], eta_low: float, eta_high: float):
-        self.const = float(const)
-        self.b, self.A, self.k = b, A, float(k)
+    def __init__(self, clusters: Clusters, eta_f: np.ndarray, const: float, k: float, b: np.ndarray,
+                 A_rows: np.ndarray, A_scale: float, b_rows: np.ndarray, b_scale: float,
+                 eta_f_range: tuple[float, float], eta_low: float, eta_high: float,
+                 w_eta_f: float | None = None):
+        self.clusters, self.eta_f = clusters, eta_f
+        self.w_eta_f = w_eta_f
+        self.const, self.k, self.b = float(const), float(k), b
+        self.A_rows, self.A_scale = A_rows, float(A_scale)
+        self.b_rows, self.b_scale = b_rows, float(b_scale)
+        self.A = self.A_scale * clusters.sum(A_rows)
         self.eta_f_range = eta_f_range
         self.eta_low, self.eta_high = float(eta_low), float(eta_high)
 
@@ -234,3 +254,21 @@ class ExpLinearClusters:
         (conservatively: the extremes of :math:`\eta_f` plus those of a)."""
         lo, hi = self.eta_f_range
         return bool(lo + float(np.min(a)) >= self.eta_low and hi + float(np.max(a)) <= self.eta_high)
+
+    def rows_times(self, v: np.ndarray) -> np.ndarray:
+        r""":math:`\alpha_ie^{k\eta_{f,i}} v_{j(i)}` per row: the weights W at shifts a for
+        :math:`v = e^{ka}`; (n,)."""
+        out = v[self.clusters.codes]
+        out *= self.A_rows
+        if self.A_scale != 1.0:
+            out *= self.A_scale
+        return out
+
+    def working(self, a: np.ndarray):
+        """``eta, mu, r, W`` per row at shifts ``a`` (the log link: mu = exp(eta))."""
+        eta = a[self.clusters.codes]
+        eta += self.eta_f
+        W = self.rows_times(np.exp(self.k * a))
+        r = W * -self.k
+        r += self.b_rows if self.b_scale == 1.0 else self.b_scale * self.b_rows
+        return eta, np.exp(eta), r, W

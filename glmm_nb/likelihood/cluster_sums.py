@@ -47,6 +47,8 @@ class ClusterModes:
     """The conditional modes of a lone random intercept found from sums per cluster."""
 
     u: np.ndarray  # spherical modes (J,)
+    a: np.ndarray  # the clusters' shifts theta u of the linear predictor
+    form: ExpLinearClusters  # the log-likelihood in the shifts
     loglik: float  # log p(y | u*), every constant kept
     iterations: int  # Newton steps taken (+ 1, as the row path counts its factorizations)
     converged: bool
@@ -56,8 +58,10 @@ class ClusterPirls:
     """Conditional modes of ``(1 | g)`` (one term, the random intercept alone) from sums per
     cluster (module docstring)."""
 
-    def __init__(self, codes: np.ndarray, J: int, pw: np.ndarray):
+    def __init__(self, codes: np.ndarray, J: int, pw: np.ndarray, X: np.ndarray):
         self.clusters = Clusters(codes, J, pw)
+        self.X = X
+        self._xb = []  # (b_rows, X'b_rows): the forms' fixed row arrays and their products with X
 
     def modes(self, K: Kernel, theta: float, eta_f: np.ndarray, u0: np.ndarray,
               tol: float, maxit: int) -> ClusterModes | None:
@@ -96,7 +100,54 @@ class ClusterPirls:
         a = th * u
         if not form.exact(a):
             return None
-        return ClusterModes(u, form.loglik(a), it, converged)
+        return ClusterModes(u, a, form, form.loglik(a), it, converged)
+
+
+    def gradient(self, red: ClusterModes, theta: float, m: np.ndarray, K: Kernel | None, nx: int):
+        r"""The Laplace deviance's gradient in (the one T entry, beta[, extras]) at modes from
+        sums per cluster, ``m`` the blocks of M at the mode: the formulas of
+        :meth:`LaplaceDevfun.gradient <glmm_nb.likelihood.laplace.LaplaceDevfun.gradient>` with
+        every row quantity of a cluster a multiple of :math:`W_i` or :math:`\beta_i`
+        (:class:`~glmm_nb.families.kernel.ExpLinearClusters`). With :math:`I_j`, :math:`R_j`
+        the cluster's information and score, :math:`h_j = \theta^2/m_j`,
+        :math:`c_i = kW_ih_j` (:math:`\partial W/\partial\eta = kW`),
+        :math:`s_j = \theta kh_jI_j/m_j` and
+        :math:`e_i = W_i(kh_j - \theta s_j) - 2r_i = W_i(kh_j - \theta s_j + 2k) - 2\beta_i`:
+
+        .. math::
+           \partial D/\partial\beta = X'e, \qquad
+           \partial D/\partial\tau = \sum_j u_j[I_j(kh_j - \theta s_j) - 2R_j]
+           + 2\theta\sum_j I_j/m_j + \sum_j s_jR_j,
+
+        one pass over the rows (:math:`X'e`, with :math:`X'\beta` kept per fit up to its
+        factor); the extra parameters' :math:`-2\dot\ell + h'\dot W + \theta s'\dot r` from
+        the kernel's pieces summed per cluster. Returns the gradient in the T entry (the
+        caller chains it to theta), beta and the extras.
+        """
+        form, a, u, th = red.form, red.a, red.u, float(theta)
+        k = form.k
+        score, info = form.score_information(a)
+        h = th * th / m
+        s = th * k * h * info / m
+        t = k * h - th * s  # the factor of W_i in c_i - W_i Zs_i
+        g_tau = float(u @ (info * t - 2.0 * score)) + 2.0 * th * float(info @ (1.0 / m)) + float(s @ score)
+        v = np.exp(k * a)
+        v *= t + 2.0 * k
+        g_beta = self.X.T @ form.rows_times(v) - 2.0 * form.b_scale * self._xt(form.b_rows)
+        out = [np.array([g_tau]), g_beta]
+        if nx:
+            lp, rp, Wp = K.cluster_extra_pieces(form, a)
+            out.append(-2.0 * lp + h @ Wp + th * (s @ rp))
+        return np.concatenate(out)
+
+    def _xt(self, b_rows: np.ndarray) -> np.ndarray:
+        r""":math:`X'\beta` for a form's fixed row array (kept by its identity)."""
+        for arr, val in self._xb:
+            if arr is b_rows:
+                return val
+        val = self.X.T @ b_rows
+        self._xb = [*self._xb[-3:], (b_rows, val)]
+        return val
 
 
 def _penalized(form: ExpLinearClusters, th: float, u: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:

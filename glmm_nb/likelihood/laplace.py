@@ -84,6 +84,7 @@ class PirlsState:
     converged: bool
     family: Family  # at the dispersion of this evaluation
     kernel: Kernel | None = None  # the family bound to the response at this dispersion
+    cluster_modes: ClusterModes | None = None  # modes found from sums per cluster (cluster_sums)
 
 
 class LaplaceDevfun:
@@ -122,7 +123,7 @@ class LaplaceDevfun:
         self._prev = None  # (vals, eta, u, W, r, factor, phi) of the last PIRLS run: its modes' move
         # a random intercept alone: modes from sums per cluster where the family's kernel has a
         # cluster form (:mod:`.cluster_sums`); None runs the row path always
-        self.cluster_pirls = (ClusterPirls(self.rs.codes0, self.rs.nlev[0], self.pw)
+        self.cluster_pirls = (ClusterPirls(self.rs.codes0, self.rs.nlev[0], self.pw, self.X)
                               if self.rs.intercept_only else None)
 
     # ------------------------------------------------------------------------------ PIRLS
@@ -234,15 +235,15 @@ class LaplaceDevfun:
         working pieces and the factor of M at the mode, as at the end of the row path (the
         kernels with a cluster form have W = W_obs, the Laplace weights)."""
         rs, u = self.rs, red.u
-        eta = eta_f + rs.mult(vals, u)
-        mu, r, W, Wobs = K.working(eta)
+        eta, mu, r, W = red.form.working(red.a)
         fac = rs.factor(vals, W)
         dev = -2.0 * red.loglik + float(u @ u) + fac.logdet
         self._u = u
         keep = keeps_states(fac) and np.isfinite(dev)
         self._prev = (vals, eta, u, W, r, fac, np.concatenate([theta, beta])) if keep else None
-        return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, K.dW(eta), fac, red.loglik, dev,
-                          red.iterations, red.converged, fam, K)
+        dW = W * red.form.k  # the form's dW/deta = kW
+        return PirlsState(theta, beta, u, vals, eta, mu, r, W, W, dW, fac, red.loglik, dev,
+                          red.iterations, red.converged, fam, K, red)
 
     @staticmethod
     def _beats_zero(K: Kernel, u: np.ndarray, zr: np.ndarray, pdev: float, eta=None, eta_f=None) -> bool:
@@ -371,6 +372,9 @@ class LaplaceDevfun:
         rs = self.rs
         vals = st.vals
         th = row_constant(vals)  # a random intercept alone: P_i = theta/m_j, sums per cluster below
+        if st.cluster_modes is not None and self.cluster_pirls is not None and th is not None:
+            g = self.cluster_pirls.gradient(st.cluster_modes, th, st.fac.m, st.kernel, self.nx)  # no row sums
+            return np.concatenate([rs.theta_grad(st.theta, g[:1]), g[1:]])
         if th is not None:
             h = (th * th / st.fac.m)[rs.codes0]
         else:
