@@ -92,6 +92,7 @@ class ClusterPirls:
                 return None
             if dec < tol and (it > 1 or dec < 1e-20):
                 converged = True
+                u = u + delta  # the last Newton step too: free here, where the row path stops short
                 break
             u, f, ok = _halving(form, th, u, f, delta)
             if not ok:  # a cluster's step failed: as the row path, converged if nearly there
