@@ -258,10 +258,8 @@ class ExpLinearClusters:
     def rows_times(self, v: np.ndarray) -> np.ndarray:
         r""":math:`\alpha_ie^{k\eta_{f,i}} v_{j(i)}` per row: the weights W at shifts a for
         :math:`v = e^{ka}`; (n,)."""
-        out = v[self.clusters.codes]
+        out = (v * self.A_scale if self.A_scale != 1.0 else v)[self.clusters.codes]
         out *= self.A_rows
-        if self.A_scale != 1.0:
-            out *= self.A_scale
         return out
 
     def working(self, a: np.ndarray):
@@ -269,6 +267,9 @@ class ExpLinearClusters:
         eta = a[self.clusters.codes]
         eta += self.eta_f
         W = self.rows_times(np.exp(self.k * a))
-        r = W * -self.k
-        r += self.b_rows if self.b_scale == 1.0 else self.b_scale * self.b_rows
+        r = self.b_rows * self.b_scale
+        if self.k > 0:  # r = beta - kW, k = +-1
+            r -= W
+        else:
+            r += W
         return eta, np.exp(eta), r, W

@@ -58,7 +58,7 @@ from ..families.kernel import Kernel, ResponseData
 from .cluster_sums import ClusterModes, ClusterPirls
 from .contracts import default_gradient, default_hessian
 from .pirls import halving_step
-from .reops import ReStructure, keeps_states, row_constant
+from .reops import BlockFactor, ReStructure, keeps_states, row_constant
 
 __all__ = ["PirlsState", "LaplaceDevfun"]
 
@@ -236,7 +236,7 @@ class LaplaceDevfun:
         kernels with a cluster form have W = W_obs, the Laplace weights)."""
         rs, u = self.rs, red.u
         eta, mu, r, W = red.form.working(red.a)
-        fac = rs.factor(vals, W)
+        fac = BlockFactor(rs, vals, W, sums=red.form.score_information(red.a)[1])  # sums of W per cluster
         dev = -2.0 * red.loglik + float(u @ u) + fac.logdet
         self._u = u
         keep = keeps_states(fac) and np.isfinite(dev)
