@@ -60,7 +60,7 @@ from .contracts import default_gradient, default_hessian
 from .pirls import halving_step
 from .reops import BlockFactor, ReStructure, keeps_states, row_constant
 
-__all__ = ["PirlsState", "LaplaceDevfun"]
+__all__ = ["PirlsState", "ClusterPirlsState", "LaplaceDevfun"]
 
 
 @dataclass
@@ -85,6 +85,38 @@ class PirlsState:
     family: Family  # at the dispersion of this evaluation
     kernel: Kernel | None = None  # the family bound to the response at this dispersion
     cluster_modes: ClusterModes | None = None  # modes found from sums per cluster (cluster_sums)
+
+
+def _lazy_row(name: str) -> property:
+    key = "_" + name
+
+    def get(self):
+        if self.__dict__.get(key) is None:
+            self.form_rows()
+        return self.__dict__[key]
+
+    def put(self, value):
+        self.__dict__[key] = value
+
+    return property(get, put, doc=f"``{name}`` per row (formed on first use where None was given)")
+
+
+class ClusterPirlsState(PirlsState):
+    """A :class:`PirlsState` at modes found from sums per cluster (``cluster_modes``): its row
+    arrays ``eta, mu, r, W, Wobs, dW`` (given as None) are formed from the cluster form on first
+    use — the deviance and its gradient (:meth:`ClusterPirls.gradient
+    <glmm_nb.likelihood.cluster_sums.ClusterPirls.gradient>`) need none of them, the result
+    built at the optimum and the row formulas do."""
+
+    eta, mu, r, W, Wobs, dW = (_lazy_row(n) for n in ("eta", "mu", "r", "W", "Wobs", "dW"))
+
+    def form_rows(self) -> None:
+        """Form the row arrays not given (W = W_obs, dW/deta = kW: :class:`ExpLinearClusters`)."""
+        red = self.cluster_modes
+        eta, mu, r, W = red.form.working(red.a)
+        for name, value in zip(("eta", "mu", "r", "W", "Wobs", "dW"), (eta, mu, r, W, W, W * red.form.k)):
+            if self.__dict__.get("_" + name) is None:
+                self.__dict__["_" + name] = value
 
 
 class LaplaceDevfun:
@@ -142,7 +174,7 @@ class LaplaceDevfun:
             red = self.cluster_pirls.modes(K, row_constant(vals), eta_f, self._u if u0 is None else u0,
                                            self.tol, self.maxit)
             if red is not None:
-                return self._cluster_state(theta, beta, vals, eta_f, fam, K, red)
+                return self._cluster_state(theta, beta, vals, fam, K, red)
         u = (self._u if u0 is None else u0).copy()
         if not np.all(np.isfinite(u)):
             u = np.zeros(rs.Q)
@@ -230,20 +262,17 @@ class LaplaceDevfun:
         self._prev = (vals, eta, u, W, r, fac, np.concatenate([theta, beta])) if keep else None
         return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam, K)
 
-    def _cluster_state(self, theta, beta, vals, eta_f, fam: Family, K: Kernel, red: ClusterModes) -> PirlsState:
-        """The row-level state at modes found from sums per cluster (:mod:`.cluster_sums`): the
-        working pieces and the factor of M at the mode, as at the end of the row path (the
-        kernels with a cluster form have W = W_obs, the Laplace weights)."""
-        rs, u = self.rs, red.u
-        eta, mu, r, W = red.form.working(red.a)
-        fac = BlockFactor(rs, vals, W, sums=red.form.score_information(red.a)[1])  # sums of W per cluster
+    def _cluster_state(self, theta, beta, vals, fam: Family, K: Kernel, red: ClusterModes) -> PirlsState:
+        """The state at modes found from sums per cluster (:mod:`.cluster_sums`): the factor of M
+        from the clusters' information (the kernels with a cluster form have W = W_obs, the
+        Laplace weights), the row arrays on first use (:class:`ClusterPirlsState`)."""
+        u = red.u
+        fac = BlockFactor(self.rs, vals, None, sums=red.form.score_information(red.a)[1])  # sums of W per cluster
         dev = -2.0 * red.loglik + float(u @ u) + fac.logdet
         self._u = u
-        keep = keeps_states(fac) and np.isfinite(dev)
-        self._prev = (vals, eta, u, W, r, fac, np.concatenate([theta, beta])) if keep else None
-        dW = W * red.form.k  # the form's dW/deta = kW
-        return PirlsState(theta, beta, u, vals, eta, mu, r, W, W, dW, fac, red.loglik, dev,
-                          red.iterations, red.converged, fam, K, red)
+        self._prev = None  # the row path's predicted start would need the row arrays: it starts from u
+        return ClusterPirlsState(theta, beta, u, vals, None, None, None, None, None, None, fac, red.loglik, dev,
+                                 red.iterations, red.converged, fam, K, red)
 
     @staticmethod
     def _beats_zero(K: Kernel, u: np.ndarray, zr: np.ndarray, pdev: float, eta=None, eta_f=None) -> bool:

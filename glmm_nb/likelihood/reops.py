@@ -247,9 +247,9 @@ class BlockFactor:
 
     dense_block = 0  # columns of a dense block: none
 
-    def __init__(self, rs: ReStructure, vals: np.ndarray, W: np.ndarray, sums: np.ndarray | None = None):
+    def __init__(self, rs: ReStructure, vals: np.ndarray, W: np.ndarray | None, sums: np.ndarray | None = None):
         """``sums``: for a random intercept alone, the sums of W per level where the caller has
-        them (no pass over the rows)."""
+        them (no pass over the rows; ``W`` is not read then)."""
         q, J = rs.q[0], rs.nlev[0]
         self.rs, self.q, self.J = rs, q, J
         codes = rs.codes0
