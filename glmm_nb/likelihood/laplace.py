@@ -43,6 +43,10 @@ penalized deviance is lower than the last modes'. On a MovieLens-1M-shaped logis
 the PIRLS factorizations from 64 to 53 (most runs now take the minimum of two). The last and the
 lowest PIRLS states and gradients are kept (a cache only), so the chosen start, the exact
 gradient, the Hessian's base point and the result's state at the optimum are not recomputed.
+
+A random intercept alone with a family whose log-density is linear plus one exponential in eta
+(the log-link Poisson and Gamma) finds its modes, deviance and gradient from sums per cluster
+instead (:mod:`.cluster_sums`, :class:`ClusterPirlsState`), where no mean can be clipped.
 """
 
 from __future__ import annotations
