@@ -1,7 +1,7 @@
 """PIRLS from sums per cluster (glmm_nb.likelihood.cluster_sums) for ``(1 | g)`` alone with the
 log-link Poisson and Gamma: the same modes, deviance, conditional log-likelihood, row state and
-gradient as the row PIRLS (forced by ``cluster_pirls = None``; run to a tighter tolerance, and
-the deviance also at the default one), the modes and the deviance
+gradient as the row PIRLS (forced by ``cluster_pirls = None``; both run to a tighter tolerance,
+and also at the default one), the modes and the deviance
 against an independent per-cluster minimisation of the penalized deviance made of the family's
 own log-density, and the row path wherever the reduced form would not be exact (a clipped mean,
 other families, other random parts)."""
@@ -36,12 +36,12 @@ def _devfuns(family, weights=None, offset=None, data=None):
     spec = build_spec("y ~ x + (1 | g)", df, family, weights=weights, offset=offset)
     fast = LaplaceDevfun(spec, get_family(family))
     row = LaplaceDevfun(spec, get_family(family))
-    row.cluster_pirls = None  # the row PIRLS always,
-    row.tol = ROW_TOL  # to the modes' rounding (the reduced path's last Newton step is free)
+    row.cluster_pirls = None  # the row PIRLS always
+    fast.tol = row.tol = TIGHT  # both to the modes' rounding
     return fast, row
 
 
-ROW_TOL = 1e-18  # at the default 1e-12 the row path stops up to ~1e-6 short of the modes
+TIGHT = 1e-18  # at the default 1e-12 both paths stop up to ~1e-6 short of the modes, differently
 
 
 # (theta, beta0, beta1[, log sigma]): theta near 0, moderate, large; dispersions apart
@@ -89,11 +89,14 @@ def test_equals_the_row_path(family, variant):
         # the same formulas at the same modes: the row gradient of the reduced state
         g_rows = fast.gradient(dataclasses.replace(a, cluster_modes=None))
         np.testing.assert_allclose(ga, g_rows, rtol=1e-9, atol=1e-9 * max(1.0, float(np.max(np.abs(gb)))))
-        row.tol = 1e-12  # the row path as fits run it: the same deviance to its convergence
-        c = row.pirls(*row.split(phi), family=row.family_at(phi))
-        row.tol = ROW_TOL
-        assert _rel(a.deviance, c.deviance) < 1e-9 and _rel(a.loglik_cond, c.loglik_cond) < 1e-9
-        np.testing.assert_allclose(a.u, c.u, rtol=0, atol=1e-5)
+        # both as fits run them (tol 1e-12): the same deviance to that convergence
+        fast.tol = row.tol = 1e-12
+        c = fast.pirls(*fast.split(phi), u0=np.zeros(fast.rs.Q), family=fast.family_at(phi))
+        d = row.pirls(*row.split(phi), u0=np.zeros(row.rs.Q), family=row.family_at(phi))
+        fast.tol = row.tol = TIGHT
+        assert c.cluster_modes is not None and d.cluster_modes is None
+        assert _rel(c.deviance, d.deviance) < 1e-9 and _rel(c.loglik_cond, d.loglik_cond) < 1e-9
+        np.testing.assert_allclose(c.u, d.u, rtol=0, atol=2e-6)
 
 
 @pytest.mark.parametrize("family", ["gamma", "poisson"])
@@ -170,7 +173,6 @@ def test_clipped_fixed_part_takes_the_row_path():
     off = np.zeros(len(df))
     off[3] = -40.0
     fast, row = _devfuns("poisson", offset=off, data=df)
-    row.tol = fast.tol  # the fallback is the row path itself
     phi = _phis("poisson")[1]
     a, b = fast.state(phi), row.state(phi)
     assert a.cluster_modes is None
@@ -187,7 +189,6 @@ def test_modes_leaving_the_unclipped_range_take_the_row_path():
     off = np.zeros(len(df))
     off[3] = -35.9  # log(EPS) = -36.04: eta_f itself is in range
     fast, row = _devfuns("poisson", offset=off, data=df)
-    row.tol = fast.tol  # the fallback is the row path itself
     phi = np.array([2.0, 0.4, 0.5])
     _theta, beta = fast.split(phi)
     K = fast.family.kernel(fast.data)
