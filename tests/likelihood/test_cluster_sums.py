@@ -101,8 +101,8 @@ def test_equals_the_row_path(family, variant):
 
 @pytest.mark.parametrize("family", ["gamma", "poisson"])
 def test_warm_started_path_equals_the_row_path(family):
-    """An optimizer-like sequence of points (warm starts from the last modes, and the row path's
-    predicted start kept consistent where it is taken after a reduced run)."""
+    """An optimizer-like sequence of points (warm starts from the last modes), then the row path
+    taken after reduced runs (from their modes; they leave no predicted start)."""
     fast, row = _devfuns(family, **_variants(family)["both"])
     rng = np.random.default_rng(2)
     base = _phis(family)[1]
@@ -113,7 +113,6 @@ def test_warm_started_path_equals_the_row_path(family):
         assert _rel(a.deviance, b.deviance) < 1e-9
         np.testing.assert_allclose(a.u, b.u, rtol=0, atol=1e-7)
         np.testing.assert_allclose(fast.gradient(a), row.gradient(b), rtol=1e-7, atol=1e-6)
-    # the kept predicted-start state of a reduced run serves the row path
     fast.cluster_pirls = None
     phi = base * 1.1
     np.testing.assert_allclose(fast.state(phi).u, row.state(phi).u, rtol=0, atol=1e-7)
