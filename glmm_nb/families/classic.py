@@ -8,10 +8,12 @@ from scipy import special
 
 from ..errors import DataError, ModelError
 from .base import Family
-from .kernel import MemoKernel, ResponseData
+from .kernel import Clusters, ExpLinearClusters, MemoKernel, ResponseData
 from .links import EPS, ETA_MAX, Log, Logit
 
 __all__ = ["Binomial", "Poisson", "Gaussian"]
+
+_LOG_EPS = float(np.log(EPS))  # log of the smallest mean the log link returns
 
 
 class Binomial(Family):
@@ -265,6 +267,23 @@ class PoissonLogKernel(MemoKernel):
 
     def dW_from(self, W):
         return W
+
+    def cluster_form(self, eta_f: np.ndarray, clusters: Clusters) -> ExpLinearClusters | None:
+        r"""With :math:`\eta_i = \eta_{f,i} + a_j` the log-likelihood is
+        :math:`c + \sum_i w_iy_i\eta_{f,i} + \sum_j(a_j\sum_{i\in j} w_iy_i - e^{a_j}\sum_{i\in j}
+        w_ie^{\eta_{f,i}})`: linear plus one exponential in each :math:`a_j` (k = 1), exact while
+        no row's mean is clipped (:data:`~.links.EPS` below, :data:`~.links.ETA_MAX` above); None
+        where :math:`\eta_f` is already outside that range."""
+        lo, hi = float(np.min(eta_f)), float(np.max(eta_f))
+        if not (lo >= _LOG_EPS and hi <= ETA_MAX):
+            return None
+        data = self.data
+        ex = np.exp(eta_f)
+        if not data.unit_weights:
+            ex *= data.pw  # w e^{eta_f}
+        b = clusters.memo("poisson: sum of w y", lambda: clusters.sum(self.py))
+        return ExpLinearClusters(clusters, eta_f, data.const + float(self.py @ eta_f), 1.0, b,
+                                 ex, 1.0, self.py, 1.0, (lo, hi), _LOG_EPS, ETA_MAX)
 
 
 class Gaussian(Family):

@@ -34,7 +34,7 @@ from scipy import special
 from ..errors import DataError
 from .base import Family
 from .classic import Poisson
-from .kernel import MemoKernel, ResponseData
+from .kernel import Clusters, ExpLinearClusters, MemoKernel, ResponseData
 from .links import EPS, ETA_MAX, Log
 
 __all__ = ["DispersionFamily", "NegativeBinomial2", "NegativeBinomial1", "GammaFamily", "BetaFamily"]
@@ -663,6 +663,35 @@ class GammaLogKernel(MemoKernel):
 
     def dW_from(self, W):
         return -W
+
+    def cluster_form(self, eta_f: np.ndarray, clusters: Clusters) -> ExpLinearClusters | None:
+        r"""With :math:`\eta_i = \eta_{f,i} + a_j`, the log-likelihood is
+        :math:`c - \nu\sum_i w_i\eta_{f,i} - \nu\sum_j(n_j a_j + e^{-a_j} S_j)`,
+        :math:`S_j = \sum_{i\in j} w_i y_i e^{-\eta_{f,i}}`: linear plus one exponential in each
+        :math:`a_j` (k = -1), exact while no row's mean is clipped; None where :math:`\eta_f` is
+        already outside that range."""
+        lo, hi = float(np.min(eta_f)), float(np.max(eta_f))
+        if not (lo >= _LOG_EPS and hi <= ETA_MAX):
+            return None
+        nu, data = self.nu, self.data
+        q = np.negative(eta_f)
+        np.exp(q, out=q)
+        q *= data.y
+        if not data.unit_weights:
+            q *= data.pw  # w y e^{-eta_f}
+        w_eta_f = data.wsum(eta_f)
+        return ExpLinearClusters(clusters, eta_f, self.const - nu * w_eta_f, -1.0, -nu * clusters.weights,
+                                 q, nu, data.pw, -nu, (lo, hi), _LOG_EPS, ETA_MAX, w_eta_f=w_eta_f)
+
+    def cluster_extra_pieces(self, form: ExpLinearClusters, a: np.ndarray):
+        r""":meth:`extra_pieces` at shifts ``a`` of ``form`` (this kernel's), summed per cluster:
+        (dl/dpsi (1,), the sums of dr/dpsi = -2r and of dW/dpsi = -2W per cluster (J, 1)), with
+        :math:`\sum w\eta = \sum w\eta_f + n'a` and :math:`\sum wy/\mu = \sum_j I_j/\nu`."""
+        nu = self.nu
+        score, info = form.score_information(a)
+        w_eta = form.w_eta_f + float(form.clusters.weights @ a)
+        lp = -2 * nu * (self.sw * (np.log(nu) + 1 - _psi0(nu)) + self.slogy - w_eta - float(np.sum(info)) / nu)
+        return np.array([lp]), -2.0 * score[:, None], -2.0 * info[:, None]
 
     def extra_pieces(self, eta: np.ndarray):
         lm, _mu, q = self._lq(eta)

@@ -43,6 +43,10 @@ penalized deviance is lower than the last modes'. On a MovieLens-1M-shaped logis
 the PIRLS factorizations from 64 to 53 (most runs now take the minimum of two). The last and the
 lowest PIRLS states and gradients are kept (a cache only), so the chosen start, the exact
 gradient, the Hessian's base point and the result's state at the optimum are not recomputed.
+
+A random intercept alone with a family whose log-density is linear plus one exponential in eta
+(the log-link Poisson and Gamma) finds its modes, deviance and gradient from sums per cluster
+instead (:mod:`.cluster_sums`, :class:`ClusterPirlsState`), where no mean can be clipped.
 """
 
 from __future__ import annotations
@@ -56,11 +60,12 @@ from ..errors import ModelError
 from ..families import Family
 from ..families.kernel import Kernel, ResponseData
 from ..numdiff import fd_hessian
+from .cluster_sums import ClusterModes, ClusterPirls
 from .contracts import default_gradient, default_hessian
 from .pirls import halving_step
-from .reops import ReStructure, keeps_states, row_constant
+from .reops import BlockFactor, ReStructure, keeps_states, row_constant
 
-__all__ = ["PirlsState", "LaplaceDevfun"]
+__all__ = ["PirlsState", "ClusterPirlsState", "LaplaceDevfun"]
 
 
 @dataclass
@@ -84,6 +89,39 @@ class PirlsState:
     converged: bool
     family: Family  # at the dispersion of this evaluation
     kernel: Kernel | None = None  # the family bound to the response at this dispersion
+    cluster_modes: ClusterModes | None = None  # modes found from sums per cluster (cluster_sums)
+
+
+def _lazy_row(name: str) -> property:
+    key = "_" + name
+
+    def get(self):
+        if self.__dict__.get(key) is None:
+            self.form_rows()
+        return self.__dict__[key]
+
+    def put(self, value):
+        self.__dict__[key] = value
+
+    return property(get, put, doc=f"``{name}`` per row (formed on first use where None was given)")
+
+
+class ClusterPirlsState(PirlsState):
+    """A :class:`PirlsState` at modes found from sums per cluster (``cluster_modes``): its row
+    arrays ``eta, mu, r, W, Wobs, dW`` (given as None) are formed from the cluster form on first
+    use — the deviance and its gradient (:meth:`ClusterPirls.gradient
+    <glmm_nb.likelihood.cluster_sums.ClusterPirls.gradient>`) need none of them, the result
+    built at the optimum and the row formulas do."""
+
+    eta, mu, r, W, Wobs, dW = (_lazy_row(n) for n in ("eta", "mu", "r", "W", "Wobs", "dW"))
+
+    def form_rows(self) -> None:
+        """Form the row arrays not given (W = W_obs, dW/deta = kW: :class:`ExpLinearClusters`)."""
+        red = self.cluster_modes
+        eta, mu, r, W = red.form.working(red.a)
+        for name, value in zip(("eta", "mu", "r", "W", "Wobs", "dW"), (eta, mu, r, W, W, W * red.form.k)):
+            if self.__dict__.get("_" + name) is None:
+                self.__dict__["_" + name] = value
 
 
 class LaplaceDevfun:
@@ -120,6 +158,10 @@ class LaplaceDevfun:
         # (phi key, deviance, state) and (phi key, deviance, gradient): the last and the lowest
         self._states = self._grads = (None, None)
         self._prev = None  # (vals, eta, u, W, r, factor, phi) of the last PIRLS run: its modes' move
+        # a random intercept alone: modes from sums per cluster where the family's kernel has a
+        # cluster form (:mod:`.cluster_sums`); None runs the row path always
+        self.cluster_pirls = (ClusterPirls(self.rs.codes0, self.rs.nlev[0], self.pw, self.X)
+                              if self.rs.intercept_only else None)
 
     # ------------------------------------------------------------------------------ PIRLS
     def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray | None = None,
@@ -133,6 +175,11 @@ class LaplaceDevfun:
         eta_f = self.X @ beta
         if self._has_off:
             eta_f += self.off
+        if self.cluster_pirls is not None and row_constant(vals) is not None:  # (1 | g) alone
+            red = self.cluster_pirls.modes(K, row_constant(vals), eta_f, self._u if u0 is None else u0,
+                                           self.tol, self.maxit)
+            if red is not None:
+                return self._cluster_state(theta, beta, vals, fam, K, red)
         u = (self._u if u0 is None else u0).copy()
         if not np.all(np.isfinite(u)):
             u = np.zeros(rs.Q)
@@ -219,6 +266,18 @@ class LaplaceDevfun:
         keep = keeps_states(fac) and np.isfinite(dev)
         self._prev = (vals, eta, u, W, r, fac, np.concatenate([theta, beta])) if keep else None
         return PirlsState(theta, beta, u, vals, eta, mu, r, W, Wobs, dW, fac, ll, dev, it, converged, fam, K)
+
+    def _cluster_state(self, theta, beta, vals, fam: Family, K: Kernel, red: ClusterModes) -> PirlsState:
+        """The state at modes found from sums per cluster (:mod:`.cluster_sums`): the factor of M
+        from the clusters' information (the kernels with a cluster form have W = W_obs, the
+        Laplace weights), the row arrays on first use (:class:`ClusterPirlsState`)."""
+        u = red.u
+        fac = BlockFactor(self.rs, vals, None, sums=red.form.score_information(red.a)[1])  # sums of W per cluster
+        dev = -2.0 * red.loglik + float(u @ u) + fac.logdet
+        self._u = u
+        self._prev = None  # the row path's predicted start would need the row arrays: it starts from u
+        return ClusterPirlsState(theta, beta, u, vals, None, None, None, None, None, None, fac, red.loglik, dev,
+                                 red.iterations, red.converged, fam, K, red)
 
     @staticmethod
     def _beats_zero(K: Kernel, u: np.ndarray, zr: np.ndarray, pdev: float, eta=None, eta_f=None) -> bool:
@@ -325,10 +384,11 @@ class LaplaceDevfun:
         moved to first order in h by sums per cluster kept from the optimum
         (:math:`\sum_j W_0 x`, :math:`\sum_j W_0`, :math:`\sum_j r_0`):
 
-        .. math:: u_p = u_0 + \big[\Delta\theta\, R_0 + \theta\,\Delta R\big]/m_0,\qquad
+        .. math:: u_p = u_0 + \big[\theta R_0 - u_0 + \theta\,\Delta R\big]/m_0,\qquad
            \Delta R_j = -\textstyle\sum_j W_0 x'\Delta\beta - \Delta\theta\, u_{0j} \sum_j W_0,
 
-        (:math:`m_0 = 1 + \theta_0^2\sum_j W_0`), the working pieces are formed once at
+        (:math:`R_0 = \sum_j r_0`, :math:`m_0 = 1 + \theta_0^2\sum_j W_0`; at an exact optimum
+        :math:`\theta_0 R_0 = u_0`, and keeping the difference takes up what PIRLS left), the working pieces are formed once at
         :math:`u_p`, and one chord step :math:`\delta = (\theta R - u_p)/m_0` more leaves the
         modes :math:`O(h^3)` from the probe's; the gradient (:meth:`gradient`'s formulas for a
         random intercept) is then taken at :math:`u_1 = u_p + \delta` with r, W moved to first
@@ -359,7 +419,7 @@ class LaplaceDevfun:
             th = float(rs.vals(theta)[0, 0])
             dth = th - th0
             dR = -(SWX0 @ (beta - st.beta)) - dth * u0 * SW0
-            up = u0 + (dth * R0 + th * dR) / m0
+            up = u0 + (th * R0 - u0 + th * dR) / m0  # (th0 R0 - u0: the optimum's own PIRLS residual)
             eta = X @ beta
             if self._has_off:
                 eta += self.off
@@ -432,6 +492,9 @@ class LaplaceDevfun:
         rs = self.rs
         vals = st.vals
         th = row_constant(vals)  # a random intercept alone: P_i = theta/m_j, sums per cluster below
+        if st.cluster_modes is not None and self.cluster_pirls is not None and th is not None:
+            g = self.cluster_pirls.gradient(st.cluster_modes, th, st.fac.m, st.kernel, self.nx)  # no row sums
+            return np.concatenate([rs.theta_grad(st.theta, g[:1]), g[1:]])
         if th is not None:
             h = (th * th / st.fac.m)[rs.codes0]
         else:

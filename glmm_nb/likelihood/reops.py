@@ -247,14 +247,16 @@ class BlockFactor:
 
     dense_block = 0  # columns of a dense block: none
 
-    def __init__(self, rs: ReStructure, vals: np.ndarray, W: np.ndarray):
+    def __init__(self, rs: ReStructure, vals: np.ndarray, W: np.ndarray | None, sums: np.ndarray | None = None):
+        """``sums``: for a random intercept alone, the sums of W per level where the caller has
+        them (no pass over the rows; ``W`` is not read then)."""
         q, J = rs.q[0], rs.nlev[0]
         self.rs, self.q, self.J = rs, q, J
         codes = rs.codes0
         if q == 1:
             c = row_constant(vals)
             if c is not None:
-                m = 1.0 + (c * c) * np.bincount(codes, weights=W, minlength=J)
+                m = 1.0 + (c * c) * (np.bincount(codes, weights=W, minlength=J) if sums is None else sums)
             else:
                 m = 1.0 + np.bincount(codes, weights=W * rs.squares(vals)[:, 0], minlength=J)
             if not np.all(m > 0):  # as Cholesky would: negative weights made M indefinite
