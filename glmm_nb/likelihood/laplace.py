@@ -377,7 +377,10 @@ class LaplaceDevfun:
     def _intercept_probes(self, phi0: np.ndarray):
         r"""``probe(phi) -> gradient`` near the optimum ``phi0`` of a model whose random effects
         are one random intercept (:math:`\tilde z_i = \theta`, cluster j(i)) and whose family has
-        no extra parameter and equal working and observed weights; None for any other model.
+        equal working and observed weights; None for any other model. Extra parameters (a
+        dispersion, a dispersion model's coefficients) move the scores by their
+        :math:`\partial r/\partial x` (summed per cluster at the optimum) and enter the gradient
+        by :meth:`gradient`'s terms.
 
         A probe moves one parameter by h. PIRLS would take two Newton steps there, each with a
         log-likelihood, the working pieces and a factorization over the rows. Here the modes are
@@ -398,7 +401,7 @@ class LaplaceDevfun:
         about twenty-five for a PIRLS run and the gradient; equal to them to the order of the
         forward difference's own error (tested)."""
         rs = self.rs
-        if self.nx or not (self.family.canonical or self.family.observed_laplace):
+        if not (self.family.canonical or self.family.observed_laplace):
             return None
         try:
             st = self.state(phi0)
@@ -412,19 +415,25 @@ class LaplaceDevfun:
         R0 = np.bincount(cl, weights=st.r, minlength=Q)
         SWX0 = np.stack([np.bincount(cl, weights=st.W * X[:, k], minlength=Q) for k in range(self.p)], axis=1)
         m0, u0 = st.fac.m, st.u
-        nt = self.ntheta
+        nt, nb = self.ntheta, self.ntheta + self.p
+        if self.nx:  # the extras' (dispersion's) move of the scores: sum_j dr/dx per cluster
+            K0 = st.kernel if st.kernel is not None else st.family.kernel(self.data)
+            rp0 = K0.extra_pieces(st.eta)[1]
+            SRP0 = np.stack([np.bincount(cl, weights=rp0[:, k], minlength=Q) for k in range(self.nx)], axis=1)
 
         def probe(phi: np.ndarray) -> np.ndarray:
             theta, beta = self.split(phi)
             th = float(rs.vals(theta)[0, 0])
             dth = th - th0
             dR = -(SWX0 @ (beta - st.beta)) - dth * u0 * SW0
+            if self.nx:
+                dR += SRP0 @ (phi[nb:] - phi0[nb:])
             up = u0 + (th * R0 - u0 + th * dR) / m0  # (th0 R0 - u0: the optimum's own PIRLS residual)
             eta = X @ beta
             if self._has_off:
                 eta += self.off
             eta += (th * up)[cl]
-            K = self.family.kernel(self.data)
+            K = self.family_at(phi).kernel(self.data)
             _mu, r, W, Wobs = K.working(eta)
             if Wobs is not W:
                 return self.value_and_grad(phi)[1]
@@ -449,7 +458,15 @@ class LaplaceDevfun:
             g_beta = X.T @ e
             Se = SD * A + SW * B - 2.0 * SR
             g_tau = np.array([float(u1 @ Se) + 2.0 * th * float(np.sum(SW1 / m1)) + float(sv @ SR1)])
-            return np.concatenate([rs.theta_grad(phi[:nt], g_tau), g_beta])
+            if not self.nx:
+                return np.concatenate([rs.theta_grad(phi[:nt], g_tau), g_beta])
+            # the extras: gradient()'s -2 l_x + h'W_x + (Z~s)'r_x, the per-row pieces at u_p (the
+            # step to u1 is O(h^2): its effect is far below the forward difference's error)
+            lp, rp, Wp = K.extra_pieces(eta)
+            SRP = np.stack([np.bincount(cl, weights=rp[:, k], minlength=Q) for k in range(self.nx)], axis=1)
+            SWP = np.stack([np.bincount(cl, weights=Wp[:, k], minlength=Q) for k in range(self.nx)], axis=1)
+            g_x = -2.0 * lp + h @ SWP + (th * sv) @ SRP
+            return np.concatenate([rs.theta_grad(phi[:nt], g_tau), g_beta, g_x])
 
         return probe
 
