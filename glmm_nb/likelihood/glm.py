@@ -23,7 +23,7 @@ import numpy as np
 
 from ..families import Family
 
-__all__ = ["START_SETTLE", "glm_irls", "glm_fit", "moment_theta"]
+__all__ = ["START_SETTLE", "glm_fit", "glm_irls", "moment_theta"]
 
 _MAX_COND = 1e10
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from glmm_nb import build_spec, get_family, glmm
-from glmm_nb.pipeline import make_devfun
 from glmm_nb.likelihood import LaplaceDevfun
 from glmm_nb.likelihood.contracts import default_hessian
+from glmm_nb.pipeline import make_devfun
 from tests.conftest import load_case
 
 
