@@ -23,7 +23,6 @@ from .errors import ModelError
 from .families import Family, GaussianML, get_family, with_dispersion_model, zero_inflated
 from .likelihood import (AgqDevfun, LaplaceDevfun, LmmDevfun, OrdinalAgqDevfun, OrdinalLaplaceDevfun, ZiReAgqDevfun,
                          ZiReLaplaceDevfun, anova_theta_start, check_zi_agq, glm_fit, moment_theta)
-from .likelihood.glm import START_SETTLE
 from .likelihood.threads import fit_threads
 from .optimize import OptSummary, minimize_devfun, restart_edge
 from .progress import fit_progress
@@ -184,7 +183,7 @@ def start_values(request: FitRequest, devfun, glm=None, sample=None) -> np.ndarr
     else:
         fam0 = request.family.start_family.at_dispersion(1.0)
         if glm is None:
-            beta0, eta0, mu0 = glm_fit(data.X, data.y, data.pw, data.off, fam0, settle=START_SETTLE)
+            beta0, eta0, mu0 = glm_fit(data.X, data.y, data.pw, data.off, fam0, start=True)
         else:
             beta0 = np.asarray(glm(fam0))
             eta0 = data.X @ beta0 + data.off

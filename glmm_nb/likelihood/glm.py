@@ -87,7 +87,7 @@ def _irls(X, y, pw, off, family: Family, beta, maxit: int, tol: float, colscale,
     return beta, eta, mu, converged and bool(np.all(np.isfinite(beta)))
 
 
-def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8, settle: float = 1e-4):
+def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8, start: bool = False):
     """IRLS for the GLM without random effects: ``(beta, eta, mu)`` at convergence.
 
     Up to ``SUBSAMPLE_ROWS`` rows: R's ``glm.fit`` rule (relative deviance change below
@@ -97,11 +97,13 @@ def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8, s
     root-mean-square scale): typically two passes over the data instead of five, and no
     deviance pass. A column with fewer than 50 nonzero rows in the sample (a rare dummy), or
     steps that have not settled after six passes, send the fit to IRLS on all rows from the
-    family's starting means. Either way a start, which the optimizer refines.
+    family's starting means.
 
-    ``settle`` is that 1e-4. A start for the mixed model's optimizer needs less: with
-    ``settle=0.05`` (:data:`START_SETTLE`) one pass over all rows usually does, IRLS's next step
-    being of the order of the square of one that small (Newton's, for canonical links)."""
+    ``start=True``: a start for the mixed model's optimizer, which refines it. Every IRLS run
+    then stops by the step rule (1e-4), with no deviance pass (NB2's deviance costs two
+    logarithms and two ``xlogy`` per row at every step), and on large data the steps on all rows
+    stop below :data:`START_SETTLE` (one pass, usually: IRLS's next step is of the order of the
+    square of one that small, Newton's for canonical links)."""
     colscale = np.sqrt(np.einsum("ij,ij->j", X, X))
     colscale[colscale == 0] = 1.0
     n = len(y)
@@ -111,11 +113,17 @@ def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8, s
         Xs = X[idx]
         if np.all(np.count_nonzero(Xs, axis=0) >= SAMPLE_MIN_NONZERO):  # a rare dummy: all rows instead
             cs = np.sqrt(np.einsum("ij,ij->j", Xs, Xs))
-            beta = _irls(Xs, y[idx], pw[idx], off[idx], family, None, maxit, tol, cs, by_step=False)[0]
+            beta = _irls(Xs, y[idx], pw[idx], off[idx], family, None, maxit, 1e-4 if start else tol, cs,
+                         by_step=start)[0]
             if not np.all(np.isfinite(beta)):
                 beta = None
-    if beta is not None:
-        fit = _irls(X, y, pw, off, family, beta, FULL_STEPS, settle, colscale, by_step=True)
+        if beta is not None:
+            fit = _irls(X, y, pw, off, family, beta, FULL_STEPS, START_SETTLE if start else 1e-4, colscale,
+                        by_step=True)
+            if fit[3]:
+                return fit[:3]
+    elif start:
+        fit = _irls(X, y, pw, off, family, None, maxit, 1e-4, colscale, by_step=True)
         if fit[3]:
             return fit[:3]
     # small data, a sample that cannot stand in for the rows, or steps that did not settle
@@ -158,3 +166,4 @@ def moment_theta(terms, y, eta, mu, pw, family: Family) -> np.ndarray | None:
         s2 = float(np.mean(b * b) - phi * np.mean(1.0 / W[ok]))
         out.append(np.sqrt(max(s2, 0.0)))
     return np.asarray(out)
+

@@ -98,3 +98,28 @@ def test_moment_theta_is_near_the_simulated_sd():
     beta, eta, mu = glm_fit(spec.X, spec.y, spec.weights, spec.offset, fam)
     est = moment_theta(spec.terms, spec.y, eta, mu, spec.weights, fam)[0]
     assert 0.5 < est < 0.7, est
+
+
+@pytest.mark.parametrize("n", [5_000, 300_000])
+@pytest.mark.parametrize("family, link", [("binomial", logit), ("poisson", np.log)])
+def test_start_mode_needs_no_deviance_and_is_near_the_closed_form(n, family, link, monkeypatch):
+    """glm_fit(start=True), the mixed model's start: stopped by the step rule (no deviance pass
+    at all), one pass over all rows after the sample on large data, and within what the
+    optimizer refines of the GLM's estimate (here 1e-3; not the 2e-7 of the default rule)."""
+    rng = np.random.default_rng(7)
+    d = (rng.random(n) < 0.3).astype(float)
+    eta = -0.4 + 0.9 * d
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float) if family == "binomial" else \
+        rng.poisson(np.exp(eta)).astype(float)
+    X = np.c_[np.ones(n), d]
+    fam = get_family(family)
+
+    def no_deviance(*args, **kwargs):
+        raise AssertionError("start mode evaluated the deviance")
+
+    monkeypatch.setattr(type(fam), "dev_resid", no_deviance)
+    beta, eta_hat, mu = glm_fit(X, y, np.ones(n), np.zeros(n), fam, start=True)
+    exact = closed_form(y, d, link)
+    assert np.max(np.abs(beta - exact)) < 1e-3
+    np.testing.assert_allclose(eta_hat, X @ beta, rtol=1e-12)
+    np.testing.assert_allclose(mu, fam.link.inverse(X @ beta), rtol=1e-12)
