@@ -171,3 +171,21 @@ def test_binomial_deviance_residuals_against_scipy(trials):
     fam = get_family("binomial")
     expect = 2 * (stats.binom.logpmf(k, pw, y) - stats.binom.logpmf(k, pw, mu))
     np.testing.assert_allclose(fam.dev_resid(y, mu, pw), expect, rtol=1e-9, atol=1e-10)
+
+
+def test_nb2_dispersion_pieces_at_a_huge_mean():
+    """Linear predictors of 300-600 (an optimizer's excursion): NB2's dispersion pieces in the
+    log-dispersion, r_psi = w d mu (y - mu)/s^2 and W_psi = w d mu (mu (2d + y) - y d)/s^3
+    (s = mu + d), against the same written with factors that stay in range, d (mu/s)((y - mu)/s)
+    and d (mu/s)^2 (2d + y - y d/mu)/s: -> -d and 0, not an underflow to 0 or a NaN."""
+    d = 2.0
+    y = np.array([3.0, 0.0, 7.0, 1.0])
+    eta = np.array([300.0, 360.0, 400.0, 600.0])
+    K = get_family("negative_binomial").at_dispersion(d).kernel(ResponseData(y, np.ones(4), 0.0))
+    K.loglik(eta)
+    _lp, rp, Wp = K.extra_pieces(eta)
+    mu = np.exp(eta)
+    s = mu + d
+    np.testing.assert_allclose(rp[:, 0], d * (mu / s) * ((y - mu) / s), rtol=1e-12)
+    np.testing.assert_allclose(rp[:, 0], -d, rtol=1e-12)
+    np.testing.assert_allclose(Wp[:, 0], d * (mu / s) ** 2 * (2 * d + y - y * d / mu) / s, rtol=1e-12, atol=0)

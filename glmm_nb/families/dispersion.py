@@ -609,8 +609,8 @@ class NB2LogKernel(MemoKernel):
             a = ymu * inv
             l_d = data.level_sum(lambda v: _digamma_ratio(v, d)) - data.wsum(a) - data.wsum(lt)
             dmi = inv * d
-            dmi *= inv
-            dmi *= mu  # d mu / s^2
+            dmi *= mu
+            dmi *= inv  # d mu / s^2, grouped as (d/s)(mu/s): no underflow at a large mu
             rp = ymu
             rp *= dmi
             rp = data.weighted(rp)

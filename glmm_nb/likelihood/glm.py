@@ -47,6 +47,7 @@ SUBSAMPLE_ROWS = 200_000  # larger data: IRLS on a sample of SUBSAMPLE, then ste
 SUBSAMPLE = 50_000
 SAMPLE_MIN_NONZERO = 50  # every column needs this many nonzero rows in the sample
 START_SETTLE = 0.05  # glm_fit's settle for a start of the mixed model (one pass over all rows, usually)
+START_MAXIT = 15  # IRLS steps from the starting means before a start falls back to R's deviance rule
 FULL_STEPS = 6  # steps on all rows from the sample's estimate before falling back to IRLS from scratch
 
 
@@ -99,11 +100,12 @@ def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8, s
     steps that have not settled after six passes, send the fit to IRLS on all rows from the
     family's starting means.
 
-    ``start=True``: a start for the mixed model's optimizer, which refines it. Every IRLS run
-    then stops by the step rule (1e-4), with no deviance pass (NB2's deviance costs two
-    logarithms and two ``xlogy`` per row at every step), and on large data the steps on all rows
-    stop below :data:`START_SETTLE` (one pass, usually: IRLS's next step is of the order of the
-    square of one that small, Newton's for canonical links)."""
+    ``start=True``: a start for the mixed model's optimizer, which refines it. IRLS then stops by
+    the step rule (1e-4), with no deviance pass (NB2's deviance costs two logarithms and two
+    ``xlogy`` per row at every step), and on large data the steps on all rows stop below
+    :data:`START_SETTLE` (one pass, usually: IRLS's next step is of the order of the square of
+    one that small, Newton's for canonical links). Steps that have not settled after
+    :data:`START_MAXIT` (separation: a coefficient running off) fall back to R's rule."""
     colscale = np.sqrt(np.einsum("ij,ij->j", X, X))
     colscale[colscale == 0] = 1.0
     n = len(y)
@@ -122,8 +124,8 @@ def glm_fit(X, y, pw, off, family: Family, maxit: int = 50, tol: float = 1e-8, s
                         by_step=True)
             if fit[3]:
                 return fit[:3]
-    elif start:
-        fit = _irls(X, y, pw, off, family, None, maxit, 1e-4, colscale, by_step=True)
+    if start:  # steps that do not settle in START_MAXIT (separation: a coefficient running off): R's rule
+        fit = _irls(X, y, pw, off, family, None, min(maxit, START_MAXIT), 1e-4, colscale, by_step=True)
         if fit[3]:
             return fit[:3]
     # small data, a sample that cannot stand in for the rows, or steps that did not settle

@@ -373,12 +373,12 @@ class LaplaceDevfun:
         gradients by O(h^2) and the standard errors by up to 3e-4; these runs cost a Newton step
         over the clusters more."""
         phi = np.asarray(phi, dtype=float)
-        probe = self._intercept_probes(phi) if phi.size else None
-        if probe is not None:
-            return fd_hessian(probe, phi, self.value_and_grad(phi)[1])
+        probes = self._intercept_probes(phi) if phi.size else None
+        if probes is not None:  # the base point by the same formulas (its modes as exact as the probes')
+            return fd_hessian(probes[0], phi, probes[1])
         if phi.size and self.cluster_pirls is not None and self.state(phi).cluster_modes is not None:
             tol, self.tol = self.tol, self.HESSIAN_TOL
-            self._grads = (None, None)  # the base point's gradient again, at that tolerance
+            self._grads = self._states = (None, None)  # the base point's PIRLS again, at that tolerance
             try:
                 return default_hessian(self, phi)
             finally:
@@ -389,7 +389,8 @@ class LaplaceDevfun:
     HESSIAN_TOL = 1e-20  # PIRLS from sums per cluster in the Hessian's probes: to the rounding floor
 
     def _intercept_probes(self, phi0: np.ndarray):
-        r"""``probe(phi) -> gradient`` near the optimum ``phi0`` of a model whose random effects
+        r"""``(probe, base)``: ``probe(phi) -> gradient`` near the optimum ``phi0`` and the gradient
+        ``base`` at ``phi0`` by the same formulas, for a model whose random effects
         are one random intercept (:math:`\tilde z_i = \theta`, cluster j(i)) and whose family has
         equal working and observed weights; None for any other model. Extra parameters (a
         dispersion, a dispersion model's coefficients) move the scores by their
@@ -401,11 +402,10 @@ class LaplaceDevfun:
         moved to first order in h by sums per cluster kept from the optimum
         (:math:`\sum_j W_0 x`, :math:`\sum_j W_0`, :math:`\sum_j r_0`):
 
-        .. math:: u_p = u_0 + \big[\theta R_0 - u_0 + \theta\,\Delta R\big]/m_0,\qquad
+        .. math:: u_p = u_0 + \big[\Delta\theta\, R_0 + \theta\,\Delta R\big]/m_0,\qquad
            \Delta R_j = -\textstyle\sum_j W_0 x'\Delta\beta - \Delta\theta\, u_{0j} \sum_j W_0,
 
-        (:math:`R_0 = \sum_j r_0`, :math:`m_0 = 1 + \theta_0^2\sum_j W_0`; at an exact optimum
-        :math:`\theta_0 R_0 = u_0`, and keeping the difference takes up what PIRLS left), the working pieces are formed once at
+        (:math:`R_0 = \sum_j r_0`, :math:`m_0 = 1 + \theta_0^2\sum_j W_0`), the working pieces are formed once at
         :math:`u_p`, and one chord step :math:`\delta = (\theta R - u_p)/m_0` more leaves the
         modes :math:`O(h^3)` from the probe's; the gradient (:meth:`gradient`'s formulas for a
         random intercept) is then taken at :math:`u_1 = u_p + \delta` with r, W moved to first
@@ -413,7 +413,12 @@ class LaplaceDevfun:
         :math:`e_i = \partial W_i/\partial\eta\,A_j + W_i B_j - 2r_i` and one product
         :math:`X'e`. Four passes over the rows and three sums per cluster per probe, against
         about twenty-five for a PIRLS run and the gradient; equal to them to the order of the
-        forward difference's own error (tested)."""
+        forward difference's own error (tested). The base point's gradient comes from the same
+        formulas at the optimum's own state, its chord step taking up what PIRLS left
+        (:math:`\theta_0 R_0 - u_0`, up to ~1e-6): the pieces the formulas do not move over a
+        step (:math:`\partial W/\partial\eta`, :math:`W_x`) are then off alike at the base and the
+        probes, where the base's exact gradient against the probes' moved modes made the Hessian
+        up to 5e-3 off (a state reached from far)."""
         rs = self.rs
         if not (self.family.canonical or self.family.observed_laplace):
             return None
@@ -432,31 +437,16 @@ class LaplaceDevfun:
         SWX0 = np.stack([np.bincount(cl, weights=st.W * X[:, k], minlength=Q) for k in range(self.p)], axis=1)
         m0, u0 = st.fac.m, st.u
         nt, nb = self.ntheta, self.ntheta + self.p
+        extras0 = None
         if self.nx:  # the extras' (dispersion's) move of the scores: sum_j dr/dx per cluster
             K0 = st.kernel if st.kernel is not None else st.family.kernel(self.data)
-            rp0 = K0.extra_pieces(st.eta)[1]
+            extras0 = K0.extra_pieces(st.eta)
+            rp0 = extras0[1]
             SRP0 = np.stack([np.bincount(cl, weights=rp0[:, k], minlength=Q) for k in range(self.nx)], axis=1)
 
-        def probe(phi: np.ndarray) -> np.ndarray:
-            theta, beta = self.split(phi)
-            th = float(rs.vals(theta)[0, 0])
-            dth = th - th0
-            dR = -(SWX0 @ (beta - st.beta)) - dth * u0 * SW0
-            if self.nx:
-                dR += SRP0 @ (phi[nb:] - phi0[nb:])
-            up = u0 + (th * R0 - u0 + th * dR) / m0  # (th0 R0 - u0: the optimum's own PIRLS residual)
-            eta = X @ beta
-            if self._has_off:
-                eta += self.off
-            eta += (th * up)[cl]
-            K = self.family_at(phi).kernel(self.data)
-            _mu, r, W, Wobs = K.working(eta)
-            if Wobs is not W:
-                return self.value_and_grad(phi)[1]
-            dW = K.dW(eta)
-            SR = np.bincount(cl, weights=r, minlength=Q)
-            SW = np.bincount(cl, weights=W, minlength=Q)
-            SD = np.bincount(cl, weights=dW, minlength=Q)
+        def at_modes(phi, th, up, r, W, dW, SR, SW, SD, extras):
+            """The gradient at the modes ``up`` moved by one chord step, from the row pieces
+            (r, W, dW) and their sums per cluster at ``up``."""
             step = (th * SR - up) / m0  # the chord step, with the optimum's factor
             u1 = up + step
             SW1 = SW + th * step * SD  # sums at u1, to first order in the step
@@ -476,15 +466,43 @@ class LaplaceDevfun:
             g_tau = np.array([float(u1 @ Se) + 2.0 * th * float(np.sum(SW1 / m1)) + float(sv @ SR1)])
             if not self.nx:
                 return np.concatenate([rs.theta_grad(phi[:nt], g_tau), g_beta])
-            # the extras: gradient()'s -2 l_x + h'W_x + (Z~s)'r_x, the per-row pieces at u_p (the
-            # step to u1 is O(h^2): its effect is far below the forward difference's error)
-            lp, rp, Wp = K.extra_pieces(eta)
+            # the extras: gradient()'s -2 l_x + h'W_x + (Z~s)'r_x, l_x moved to u1 through
+            # d l_x/d eta = r_x, the per-row pieces r_x and W_x at u_p (their move over the step
+            # only changes M's terms, at second order)
+            lp, rp, Wp = extras
             SRP = np.stack([np.bincount(cl, weights=rp[:, k], minlength=Q) for k in range(self.nx)], axis=1)
             SWP = np.stack([np.bincount(cl, weights=Wp[:, k], minlength=Q) for k in range(self.nx)], axis=1)
-            g_x = -2.0 * lp + h @ SWP + (th * sv) @ SRP
+            g_x = -2.0 * (lp + (th * step) @ SRP) + h @ SWP + (th * sv) @ SRP
             return np.concatenate([rs.theta_grad(phi[:nt], g_tau), g_beta, g_x])
 
-        return probe
+        def probe(phi: np.ndarray) -> np.ndarray:
+            theta, beta = self.split(phi)
+            th = float(rs.vals(theta)[0, 0])
+            dth = th - th0
+            dR = -(SWX0 @ (beta - st.beta)) - dth * u0 * SW0
+            if self.nx:
+                dR += SRP0 @ (phi[nb:] - phi0[nb:])
+            # (the optimum's own PIRLS residual th0 R0 - u0 is left to the chord step, as at the base
+            # point: the pieces not moved over that step, dW and W_x, are then off alike in both)
+            up = u0 + (dth * R0 + th * dR) / m0
+            eta = X @ beta
+            if self._has_off:
+                eta += self.off
+            eta += (th * up)[cl]
+            K = self.family_at(phi).kernel(self.data)
+            _mu, r, W, Wobs = K.working(eta)
+            if Wobs is not W:
+                return self.value_and_grad(phi)[1]
+            dW = K.dW(eta)
+            return at_modes(phi, th, up, r, W, dW, np.bincount(cl, weights=r, minlength=Q),
+                            np.bincount(cl, weights=W, minlength=Q), np.bincount(cl, weights=dW, minlength=Q),
+                            K.extra_pieces(eta) if self.nx else None)
+
+        # the base point: the optimum's own state, its modes moved by the chord step that takes up
+        # what PIRLS left (th0 R0 - u0), as the probes' are (their difference is then free of it)
+        base = at_modes(phi0, th0, u0, st.r, st.W, st.dW, R0, SW0, np.bincount(cl, weights=st.dW, minlength=Q),
+                        extras0)
+        return probe, base
 
     def split(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(theta, beta) of ``phi = (theta, beta[, log dispersion])``."""

@@ -123,3 +123,19 @@ def test_start_mode_needs_no_deviance_and_is_near_the_closed_form(n, family, lin
     assert np.max(np.abs(beta - exact)) < 1e-3
     np.testing.assert_allclose(eta_hat, X @ beta, rtol=1e-12)
     np.testing.assert_allclose(mu, fam.link.inverse(X @ beta), rtol=1e-12)
+
+
+def test_start_mode_under_separation_falls_back_to_the_deviance_rule():
+    """A covariate that separates the response: IRLS's steps never settle (the coefficient runs
+    off), so the start mode gives up on the step rule after START_MAXIT steps and returns R's
+    rule's answer (the default's), not a fifty-step walk."""
+    rng = np.random.default_rng(3)
+    n = 400
+    x = rng.normal(size=n)
+    y = (x > 0.3).astype(float)
+    X = np.c_[np.ones(n), x]
+    fam = get_family("binomial")
+    start = glm_fit(X, y, np.ones(n), np.zeros(n), fam, start=True)[0]
+    default = glm_fit(X, y, np.ones(n), np.zeros(n), fam)[0]
+    np.testing.assert_array_equal(start, default)
+    assert abs(default[1]) > 10  # separated: a large slope
