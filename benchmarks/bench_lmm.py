@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import statistics
 import subprocess
@@ -27,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from bench_peers import burn, insteval, simulate
+from bench_peers import busy, insteval, simulate
 
 ROOT = str(Path(__file__).resolve().parents[1])
 ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
@@ -92,37 +91,28 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--load", type=int, default=0)
     a = ap.parse_args()
-    stop = mp.Event()
-    burners = [mp.Process(target=burn, args=(stop,), daemon=True) for _ in range(a.load)]
-    for p in burners:
-        p.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            print(f"threads: {a.threads}; load: {a.load}; medians of {a.reps} alternating fresh processes; "
-                  f"loadavg {os.getloadavg()[0]:.2f}")
-            for case in a.cases:
-                path = Path(tmp) / f"{case}.pkl"
-                data(case).to_pickle(path)
-                thr = ["one", "default"] if a.threads == "both" else [a.threads]
-                who = [(p, r, t) for p in a.packages for r in (a.roots if p == "glmm_nb" else [None])
-                       for t in (thr if p == "glmm_nb" else thr[-1:])]
-                res = {w: [] for w in who}
-                for _ in range(a.reps):
-                    for pkg, root, t in who:
-                        res[(pkg, root, t)].append(run(pkg, path, case, t, root or ROOT))
-                for (pkg, root, t), runs in res.items():
-                    secs = [r["seconds"] for r in runs]
-                    cpu = [r["cpu"] for r in runs]
-                    name = pkg if root is None or len(a.roots) == 1 else f"{pkg}@{Path(root).name}"
-                    name += f" ({t})" if a.threads == "both" else ""
-                    print(f"{case:<10} {name:<24} {statistics.median(secs):8.3f} s (cpu {statistics.median(cpu):7.3f})"
-                          f"  loglik {runs[0]['loglik']:.6f}  evals {runs[0]['evals']}  all {[round(s, 3) for s in secs]}",
-                          flush=True)
-            print(f"loadavg at the end {os.getloadavg()[0]:.2f}")
-    finally:
-        stop.set()
-        for p in burners:
-            p.join(timeout=5)
+    with busy(a.load), tempfile.TemporaryDirectory() as tmp:
+        print(f"threads: {a.threads}; load: {a.load}; medians of {a.reps} alternating fresh processes; "
+              f"loadavg {os.getloadavg()[0]:.2f}")
+        for case in a.cases:
+            path = Path(tmp) / f"{case}.pkl"
+            data(case).to_pickle(path)
+            thr = ["one", "default"] if a.threads == "both" else [a.threads]
+            who = [(p, r, t) for p in a.packages for r in (a.roots if p == "glmm_nb" else [None])
+                   for t in (thr if p == "glmm_nb" else thr[-1:])]
+            res = {w: [] for w in who}
+            for _ in range(a.reps):
+                for pkg, root, t in who:
+                    res[(pkg, root, t)].append(run(pkg, path, case, t, root or ROOT))
+            for (pkg, root, t), runs in res.items():
+                secs = [r["seconds"] for r in runs]
+                cpu = [r["cpu"] for r in runs]
+                name = pkg if root is None or len(a.roots) == 1 else f"{pkg}@{Path(root).name}"
+                name += f" ({t})" if a.threads == "both" else ""
+                print(f"{case:<10} {name:<24} {statistics.median(secs):8.3f} s (cpu {statistics.median(cpu):7.3f})"
+                      f"  loglik {runs[0]['loglik']:.6f}  evals {runs[0]['evals']}  all {[round(s, 3) for s in secs]}",
+                      flush=True)
+        print(f"loadavg at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

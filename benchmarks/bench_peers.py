@@ -41,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +208,21 @@ def burn(stop) -> None:
         x = (x + 1.0) * 0.999999
 
 
+@contextmanager
+def busy(n: int):
+    """``n`` CPU-bound processes (:func:`burn`) running for the duration of the block."""
+    stop = mp.Event()
+    procs = [mp.Process(target=burn, args=(stop,), daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(timeout=5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
@@ -217,52 +233,43 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=1, help="divide rows and clusters by this (a smoke test)")
     ap.add_argument("--json", default=None, help="also write every run's figures to this JSON file")
     a = ap.parse_args()
-    stop = mp.Event()
-    burners = [mp.Process(target=burn, args=(stop,), daemon=True) for _ in range(a.load)]
-    for p in burners:
-        p.start()
     record = {"threads": a.threads, "load": a.load, "reps": a.reps, "scale": a.scale, "cases": {}}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            print(f"threads: {a.threads}; load: {a.load} busy process(es); medians of {a.reps} fresh processes")
-            print(f"{'case':<20}" + "".join(f"{p:>24}" for p in a.packages) + "   ratio to gpboost / mixedlm")
-            for name in a.cases:
-                path = Path(tmp) / f"{name}.parquet"
-                data = simulate(name, scale=a.scale)
-                data.to_parquet(path)
-                res, runs_of = {}, {}
-                for pkg in a.packages:
-                    runs = [run_one(pkg, path, name, a.threads) for _ in range(a.reps)]
-                    runs_of[pkg] = runs
-                    secs = [r["seconds"] for r in runs if r["seconds"] is not None]
-                    res[pkg] = (statistics.median(secs) if secs else None,
-                                next((r["loglik"] for r in runs if r["loglik"] is not None), None),
-                                next((r.get("why") for r in runs if r.get("why")), ""))
-                cells = []
-                for pkg in a.packages:
-                    s, ll, why = res[pkg]
-                    cells.append(f"{s:8.2f} s {ll:12.2f}" if s is not None else f"{'- (' + why + ')':>24}"[:24])
-                ours = res.get("glmm_nb", (None,))[0]
-                ratios = [f"{ours / res[p][0]:.2f}" if ours and res.get(p, (None,))[0] else "-"
-                          for p in ("gpboost", "mixedlm")]
-                print(f"{name:<20}" + "".join(f"{c:>24}" for c in cells) + "   " + " / ".join(ratios), flush=True)
-                timed = [r for r in runs_of.get("glmm_nb", []) if r.get("seconds") is not None]
-                median_run = sorted(timed, key=lambda r: r["seconds"])[(len(timed) - 1) // 2] if timed else None
-                if median_run:
-                    print(stage_line(median_run.get("timings")), flush=True)
-                record["cases"][name] = {
-                    "rows": len(data), "formula": FORMULAS[CASES[name][3]], "family": CASES[name][2],
-                    "data": data.attrs.get("source", "simulated"),
-                    "packages": {pkg: {"median_seconds": res[pkg][0], "loglik": res[pkg][1], "why": res[pkg][2] or None,
-                                       "runs": runs_of[pkg]} for pkg in a.packages},
-                    "ratio": {p: (ours / res[p][0] if ours and res.get(p, (None,))[0] else None)
-                              for p in ("gpboost", "mixedlm") if p in res}}
-                if a.json:  # after every case: a long run keeps what it measured
-                    Path(a.json).write_text(json.dumps(record, indent=1))
-    finally:
-        stop.set()
-        for p in burners:
-            p.join(timeout=5)
+    with busy(a.load), tempfile.TemporaryDirectory() as tmp:
+        print(f"threads: {a.threads}; load: {a.load} busy process(es); medians of {a.reps} fresh processes")
+        print(f"{'case':<20}" + "".join(f"{p:>24}" for p in a.packages) + "   ratio to gpboost / mixedlm")
+        for name in a.cases:
+            path = Path(tmp) / f"{name}.parquet"
+            data = simulate(name, scale=a.scale)
+            data.to_parquet(path)
+            res, runs_of = {}, {}
+            for pkg in a.packages:
+                runs = [run_one(pkg, path, name, a.threads) for _ in range(a.reps)]
+                runs_of[pkg] = runs
+                secs = [r["seconds"] for r in runs if r["seconds"] is not None]
+                res[pkg] = (statistics.median(secs) if secs else None,
+                            next((r["loglik"] for r in runs if r["loglik"] is not None), None),
+                            next((r.get("why") for r in runs if r.get("why")), ""))
+            cells = []
+            for pkg in a.packages:
+                s, ll, why = res[pkg]
+                cells.append(f"{s:8.2f} s {ll:12.2f}" if s is not None else f"{'- (' + why + ')':>24}"[:24])
+            ours = res.get("glmm_nb", (None,))[0]
+            ratios = [f"{ours / res[p][0]:.2f}" if ours and res.get(p, (None,))[0] else "-"
+                      for p in ("gpboost", "mixedlm")]
+            print(f"{name:<20}" + "".join(f"{c:>24}" for c in cells) + "   " + " / ".join(ratios), flush=True)
+            timed = [r for r in runs_of.get("glmm_nb", []) if r.get("seconds") is not None]
+            median_run = sorted(timed, key=lambda r: r["seconds"])[(len(timed) - 1) // 2] if timed else None
+            if median_run:
+                print(stage_line(median_run.get("timings")), flush=True)
+            record["cases"][name] = {
+                "rows": len(data), "formula": FORMULAS[CASES[name][3]], "family": CASES[name][2],
+                "data": data.attrs.get("source", "simulated"),
+                "packages": {pkg: {"median_seconds": res[pkg][0], "loglik": res[pkg][1], "why": res[pkg][2] or None,
+                                   "runs": runs_of[pkg]} for pkg in a.packages},
+                "ratio": {p: (ours / res[p][0] if ours and res.get(p, (None,))[0] else None)
+                          for p in ("gpboost", "mixedlm") if p in res}}
+            if a.json:  # after every case: a long run keeps what it measured
+                Path(a.json).write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":
