@@ -27,15 +27,21 @@ def logit(p):
     return np.log(p / (1 - p))
 
 
-@pytest.mark.parametrize("n", [5_000, 300_000])
-@pytest.mark.parametrize("family, link", [("binomial", logit), ("poisson", np.log)])
-def test_binary_covariate_reaches_the_closed_form(n, family, link):
+def _binary_covariate(n, family):
+    """(d, y, X): a 0/1 covariate, a response of ``family`` with its linear predictor
+    -0.4 + 0.9 d, and the design [1, d]."""
     rng = np.random.default_rng(7)
     d = (rng.random(n) < 0.3).astype(float)
     eta = -0.4 + 0.9 * d
     y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float) if family == "binomial" else \
         rng.poisson(np.exp(eta)).astype(float)
-    X = np.c_[np.ones(n), d]
+    return d, y, np.c_[np.ones(n), d]
+
+
+@pytest.mark.parametrize("n", [5_000, 300_000])
+@pytest.mark.parametrize("family, link", [("binomial", logit), ("poisson", np.log)])
+def test_binary_covariate_reaches_the_closed_form(n, family, link):
+    d, y, X = _binary_covariate(n, family)
     fam = get_family(family)
     beta, eta_hat, mu = glm_fit(X, y, np.ones(n), np.zeros(n), fam)
     np.testing.assert_allclose(beta, closed_form(y, d, link), rtol=0, atol=2e-7)
@@ -106,12 +112,7 @@ def test_start_mode_needs_no_deviance_and_is_near_the_closed_form(n, family, lin
     """glm_fit(start=True), the mixed model's start: stopped by the step rule (no deviance pass
     at all), one pass over all rows after the sample on large data, and within what the
     optimizer refines of the GLM's estimate (here 1e-3; not the 2e-7 of the default rule)."""
-    rng = np.random.default_rng(7)
-    d = (rng.random(n) < 0.3).astype(float)
-    eta = -0.4 + 0.9 * d
-    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float) if family == "binomial" else \
-        rng.poisson(np.exp(eta)).astype(float)
-    X = np.c_[np.ones(n), d]
+    d, y, X = _binary_covariate(n, family)
     fam = get_family(family)
 
     def no_deviance(*args, **kwargs):
