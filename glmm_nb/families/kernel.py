@@ -192,7 +192,10 @@ class Clusters:
         return self._memo[key]
 
     def sum(self, v: np.ndarray) -> np.ndarray:
-        r""":math:`\sum_{i \in j} v_i` per cluster, (J,)."""
+        r""":math:`\sum_{i \in j} v_i` per cluster: (J,) for v of shape (n,), (J, k) for (n, k)."""
+        if v.ndim == 2:
+            return np.stack([np.bincount(self.codes, weights=v[:, k], minlength=self.J) for k in range(v.shape[1])],
+                            axis=1)
         return np.bincount(self.codes, weights=v, minlength=self.J)
 
 

@@ -429,12 +429,14 @@ class LaplaceDevfun:
         if st.cluster_modes is not None:  # PIRLS from sums per cluster: cheaper still than these probes
             return None
         th0 = row_constant(st.vals)
-        if th0 is None or st.Wobs is not st.W or not (st.converged and np.isfinite(st.deviance)):
+        if (th0 is None or self.cluster_pirls is None or st.Wobs is not st.W
+                or not (st.converged and np.isfinite(st.deviance))):
             return None
-        cl, Q, X = rs.codes0, rs.Q, self.X
-        SW0 = np.bincount(cl, weights=st.W, minlength=Q)
-        R0 = np.bincount(cl, weights=st.r, minlength=Q)
-        SWX0 = np.stack([np.bincount(cl, weights=st.W * X[:, k], minlength=Q) for k in range(self.p)], axis=1)
+        cl, X = rs.codes0, self.X
+        csum = self.cluster_pirls.clusters.sum  # sums per cluster, of a row vector or of each column
+        SW0 = csum(st.W)
+        R0 = csum(st.r)
+        SWX0 = csum(st.W[:, None] * X)
         m0, u0 = st.fac.m, st.u
         nt, nb = self.ntheta, self.ntheta + self.p
         extras0 = None
@@ -442,7 +444,7 @@ class LaplaceDevfun:
             K0 = st.kernel if st.kernel is not None else st.family.kernel(self.data)
             extras0 = K0.extra_pieces(st.eta)
             rp0 = extras0[1]
-            SRP0 = np.stack([np.bincount(cl, weights=rp0[:, k], minlength=Q) for k in range(self.nx)], axis=1)
+            SRP0 = csum(rp0)
 
         def at_modes(phi, th, up, r, W, dW, SR, SW, SD, extras):
             """The gradient at the modes ``up`` moved by one chord step, from the row pieces
@@ -470,8 +472,7 @@ class LaplaceDevfun:
             # d l_x/d eta = r_x, the per-row pieces r_x and W_x at u_p (their move over the step
             # only changes M's terms, at second order)
             lp, rp, Wp = extras
-            SRP = np.stack([np.bincount(cl, weights=rp[:, k], minlength=Q) for k in range(self.nx)], axis=1)
-            SWP = np.stack([np.bincount(cl, weights=Wp[:, k], minlength=Q) for k in range(self.nx)], axis=1)
+            SRP, SWP = csum(rp), csum(Wp)
             g_x = -2.0 * (lp + (th * step) @ SRP) + h @ SWP + (th * sv) @ SRP
             return np.concatenate([rs.theta_grad(phi[:nt], g_tau), g_beta, g_x])
 
@@ -494,14 +495,11 @@ class LaplaceDevfun:
             if Wobs is not W:
                 return self.value_and_grad(phi)[1]
             dW = K.dW(eta)
-            return at_modes(phi, th, up, r, W, dW, np.bincount(cl, weights=r, minlength=Q),
-                            np.bincount(cl, weights=W, minlength=Q), np.bincount(cl, weights=dW, minlength=Q),
-                            K.extra_pieces(eta) if self.nx else None)
+            return at_modes(phi, th, up, r, W, dW, csum(r), csum(W), csum(dW), K.extra_pieces(eta) if self.nx else None)
 
         # the base point: the optimum's own state, its modes moved by the chord step that takes up
         # what PIRLS left (th0 R0 - u0), as the probes' are (their difference is then free of it)
-        base = at_modes(phi0, th0, u0, st.r, st.W, st.dW, R0, SW0, np.bincount(cl, weights=st.dW, minlength=Q),
-                        extras0)
+        base = at_modes(phi0, th0, u0, st.r, st.W, st.dW, R0, SW0, csum(st.dW), extras0)
         return probe, base
 
     def split(self, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
