@@ -9,11 +9,10 @@ from scipy import special
 from ..errors import DataError, ModelError
 from .base import Family
 from .kernel import Clusters, ExpLinearClusters, MemoKernel, ResponseData
-from .links import EPS, ETA_MAX, Log, Logit
+from .links import EPS, ETA_MAX, LOG_EPS, Log, Logit
 
 __all__ = ["Binomial", "Poisson", "Gaussian"]
 
-_LOG_EPS = float(np.log(EPS))  # log of the smallest mean the log link returns
 
 
 class Binomial(Family):
@@ -275,7 +274,7 @@ class PoissonLogKernel(MemoKernel):
         no row's mean is clipped (:data:`~.links.EPS` below, :data:`~.links.ETA_MAX` above); None
         where :math:`\eta_f` is already outside that range."""
         lo, hi = float(np.min(eta_f)), float(np.max(eta_f))
-        if not (lo >= _LOG_EPS and hi <= ETA_MAX):
+        if not (lo >= LOG_EPS and hi <= ETA_MAX):
             return None
         data = self.data
         ex = np.exp(eta_f)
@@ -283,7 +282,7 @@ class PoissonLogKernel(MemoKernel):
             ex *= data.pw  # w e^{eta_f}
         b = clusters.memo("poisson: sum of w y", lambda: clusters.sum(self.py))
         return ExpLinearClusters(clusters, eta_f, data.const + float(self.py @ eta_f), 1.0, b,
-                                 ex, 1.0, self.py, 1.0, (lo, hi), _LOG_EPS, ETA_MAX)
+                                 ex, 1.0, self.py, 1.0, (lo, hi), LOG_EPS, ETA_MAX)
 
 
 class Gaussian(Family):

@@ -35,12 +35,11 @@ from ..errors import DataError
 from .base import Family
 from .classic import Poisson
 from .kernel import Clusters, ExpLinearClusters, MemoKernel, ResponseData
-from .links import EPS, ETA_MAX, Log
+from .links import EPS, ETA_MAX, LOG_EPS, Log
 
 __all__ = ["DispersionFamily", "NegativeBinomial2", "NegativeBinomial1", "GammaFamily", "BetaFamily"]
 
 _psi0 = special.digamma
-_LOG_EPS = float(np.log(EPS))  # log of the smallest mean the log link returns
 _SHIFT = 7.0  # the asymptotic series below are accurate to ~1e-12 relative from here on
 
 
@@ -522,7 +521,7 @@ class BetaFamily(DispersionFamily):
 
 def _log_mean(eta):
     """log mu of the log link (:class:`~.links.Log` clips mu to [EPS, exp(ETA_MAX)])."""
-    return np.clip(eta, _LOG_EPS, ETA_MAX)
+    return np.clip(eta, LOG_EPS, ETA_MAX)
 
 
 class NB2LogKernel(MemoKernel):
@@ -540,7 +539,7 @@ class NB2LogKernel(MemoKernel):
     :math:`1/s`: the gradient's pass over the rows then needs no exponential or logarithm."""
 
     concave = True  # d2l/deta2 = -W = -w (y + d) d mu / s^2 <= 0
-    ETA_LOW, ETA_HIGH = _LOG_EPS, ETA_MAX  # outside, log mu is clipped (_log_mean): flat in eta
+    ETA_LOW, ETA_HIGH = LOG_EPS, ETA_MAX  # outside, log mu is clipped (_log_mean): flat in eta
 
     def __init__(self, family: NegativeBinomial2, data: ResponseData):
         super().__init__(family, data)
@@ -631,7 +630,7 @@ class GammaLogKernel(MemoKernel):
     :math:`r = w\nu(q - 1)`, :math:`W = w\nu q`, :math:`\partial W/\partial\eta = -W`."""
 
     concave = True  # d2l/deta2 = -w nu y / mu <= 0
-    ETA_LOW, ETA_HIGH = _LOG_EPS, ETA_MAX  # outside, log mu is clipped (_log_mean): flat in eta
+    ETA_LOW, ETA_HIGH = LOG_EPS, ETA_MAX  # outside, log mu is clipped (_log_mean): flat in eta
 
     def __init__(self, family: GammaFamily, data: ResponseData):
         super().__init__(family, data)
@@ -671,7 +670,7 @@ class GammaLogKernel(MemoKernel):
         :math:`a_j` (k = -1), exact while no row's mean is clipped; None where :math:`\eta_f` is
         already outside that range."""
         lo, hi = float(np.min(eta_f)), float(np.max(eta_f))
-        if not (lo >= _LOG_EPS and hi <= ETA_MAX):
+        if not (lo >= LOG_EPS and hi <= ETA_MAX):
             return None
         nu, data = self.nu, self.data
         q = np.negative(eta_f)
@@ -681,7 +680,7 @@ class GammaLogKernel(MemoKernel):
             q *= data.pw  # w y e^{-eta_f}
         w_eta_f = data.wsum(eta_f)
         return ExpLinearClusters(clusters, eta_f, self.const - nu * w_eta_f, -1.0, -nu * clusters.weights,
-                                 q, nu, data.pw, -nu, (lo, hi), _LOG_EPS, ETA_MAX, w_eta_f=w_eta_f)
+                                 q, nu, data.pw, -nu, (lo, hi), LOG_EPS, ETA_MAX, w_eta_f=w_eta_f)
 
     def cluster_extra_pieces(self, form: ExpLinearClusters, a: np.ndarray):
         r""":meth:`extra_pieces` at shifts ``a`` of ``form`` (this kernel's), summed per cluster:

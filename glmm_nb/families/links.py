@@ -6,10 +6,11 @@ import numpy as np
 from scipy import special
 
 __all__ = ["Link", "Logit", "Probit", "Cloglog", "Log", "Identity", "Inverse", "LINKS", "register_link", "EPS",
-           "ETA_MAX"]
+           "ETA_MAX", "LOG_EPS"]
 
 EPS = np.finfo(float).eps
 ETA_MAX = 700.0
+LOG_EPS = float(np.log(EPS))  # log of the smallest mean the log link returns
 
 
 class Link:
